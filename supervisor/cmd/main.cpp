@@ -1,1 +1,142 @@
-int main(){}
+// sysvisor: the supervisor daemon and its tools. Only wiring: the work is in libsysvisor.
+#include <sched.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <stdexcept>
+
+#include "sysvisor/audit.hpp"
+#include "sysvisor/filter.hpp"
+#include "sysvisor/mknod.hpp"
+#include "sysvisor/policy.hpp"
+#include "sysvisor/server.hpp"
+
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_logger_mt("sysvisor");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e sysvisor %l: %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+// The daemon runs in a mount namespace of its own: the tmpfs holding the device nodes that
+// are bind-mounted into containers is invisible to the host and goes away with the daemon.
+void enter_private_mount_namespace() {
+  if (::unshare(CLONE_NEWNS) != 0) {
+    throw std::runtime_error(std::string("unshare a private mount namespace: ") + std::strerror(errno));
+  }
+  if (::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    throw std::runtime_error(std::string("make mounts private: ") + std::strerror(errno));
+  }
+}
+
+int serve(const sysvisor::ServerConfig& config) {
+  // Step 1: policies. Every error, then refuse to start.
+  auto policies = sysvisor::load_policies(config.policies_dir);
+  if (!policies) {
+    for (const auto& e : policies.error()) std::fprintf(stderr, "%s\n", e.c_str());
+    std::fprintf(stderr, "sysvisor: not starting: %zu error(s) in the policies in `%s`\n", policies.error().size(),
+                 config.policies_dir.c_str());
+    return 1;
+  }
+  if (::geteuid() != 0) {
+    std::fprintf(stderr, "sysvisor: serve must run as root (it creates device nodes and mounts for containers)\n");
+    return 1;
+  }
+  // Step 2: our own mount namespace, runtime dir, device store, audit sink.
+  enter_private_mount_namespace();
+  std::error_code ec;
+  std::filesystem::create_directories(config.runtime_dir, ec);
+  if (ec) {
+    throw std::runtime_error("create runtime dir `" + config.runtime_dir.string() + "`: " + ec.message());
+  }
+  auto devices = sysvisor::mknod::DeviceStore::create(config.runtime_dir / "devices");
+  if (!devices) throw std::runtime_error(devices.error().message());
+  auto audit = sysvisor::audit::Sink::open(config.audit);
+  if (!audit) throw std::runtime_error(audit.error().message());
+  // Step 3: serve until SIGTERM/SIGINT. `io` dies before `devices` and `audit`.
+  {
+    boost::asio::io_context io;
+    sysvisor::Server server(io, config, std::move(*policies), *devices, *audit);
+    server.start();
+    io.run();
+  }
+  ::umount2((config.runtime_dir / "devices").c_str(), MNT_DETACH);
+  spdlog::info("stopped");
+  return 0;
+}
+
+int policy_check(const std::vector<std::string>& files) {
+  int errors = 0;
+  for (const auto& file : files) {
+    auto loaded = sysvisor::policy::load_policy_file(file);
+    if (!loaded) {
+      for (const auto& e : loaded.error()) std::printf("%s\n", e.format().c_str());
+      errors += static_cast<int>(loaded.error().size());
+      continue;
+    }
+    auto bpf = sysvisor::filter::compile(*loaded);
+    if (!bpf) {
+      std::printf("%s: compile filter: %s\n", file.c_str(), bpf.error().message().c_str());
+      ++errors;
+      continue;
+    }
+    std::printf("%s: ok: policy `%s`, %zu rule(s), %zu BPF instructions\n", file.c_str(), loaded->name.c_str(),
+                loaded->rules.size(), bpf->size());
+  }
+  return errors == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "sysvisor: a seccomp user-notification supervisor for containers.\n"
+      "Answers the calls a container's filter traps according to declarative policies:\n"
+      "emulate them on its behalf, let the kernel decide, fail them, or kill the caller."};
+  app.set_version_flag("--version", std::string("sysvisor ") + kVersion);
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      ->capture_default_str();
+
+  sysvisor::ServerConfig config;
+  auto* serve_cmd = app.add_subcommand("serve",
+                                       "Run the daemon: accept agents on RUNTIME_DIR/agent.sock and answer their "
+                                       "containers' trapped calls. Stops cleanly on SIGTERM or SIGINT.");
+  serve_cmd->add_option("--runtime-dir", config.runtime_dir, "Directory for agent.sock and private state")
+      ->capture_default_str();
+  serve_cmd->add_option("--policies", config.policies_dir, "Directory of policy files (*.yaml, *.yml)")
+      ->capture_default_str();
+  serve_cmd->add_option("--audit", config.audit, "Audit log: a file to append JSON lines to, or - for stdout")
+      ->capture_default_str();
+
+  auto* policy_cmd = app.add_subcommand("policy", "Policy tools");
+  policy_cmd->require_subcommand(1);
+  std::vector<std::string> check_files;
+  auto* check_cmd = policy_cmd->add_subcommand(
+      "check", "Validate policy files: prints FILE:LINE:COL: message for each error; exit 0 when all are valid, 1 otherwise");
+  check_cmd->add_option("FILE", check_files, "Policy files")->required()->check(CLI::ExistingFile);
+
+  CLI11_PARSE(app, argc, argv);
+  setup_logging(log_level);
+  try {
+    if (*serve_cmd) return serve(config);
+    if (*check_cmd) return policy_check(check_files);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sysvisor: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

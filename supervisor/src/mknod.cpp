@@ -1,0 +1,526 @@
+#include "sysvisor/mknod.hpp"
+
+#include <dirent.h>
+#include <grp.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/openat2.h>
+#include <sched.h>
+#include <sys/fsuid.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <csignal>
+#include <cstring>
+#include <memory>
+
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+
+namespace sysvisor::mknod {
+namespace {
+
+constexpr int kCapMknod = 27;
+constexpr std::size_t kMaxGroups = 256;
+
+// Where a helper's own machinery failed; reported through the diag pipe.
+enum Stage : int {
+  kCloseFds = 1,
+  kSocketPair,
+  kForkCaller,
+  kChroot,
+  kChdirStart,
+  kGetcwd,
+  kDropGroups,
+  kJoinUserNs,
+  kSetGroups,
+  kSetGid,
+  kSetUid,
+  kCapabilities,
+  kSendPlaceholder,
+  kStatPlaceholder,
+  kOwnNode,
+  kJoinMountNs,
+  kMoveMount,
+  kCallerDied,
+};
+
+const char* stage_name(int stage) {
+  switch (stage) {
+    case kCloseFds: return "close inherited fds";
+    case kSocketPair: return "socketpair";
+    case kForkCaller: return "fork the caller-side helper";
+    case kChroot: return "chroot to the caller's root";
+    case kChdirStart: return "chdir to the caller's cwd or dirfd";
+    case kGetcwd: return "getcwd of the start directory";
+    case kDropGroups: return "drop supplementary groups";
+    case kJoinUserNs: return "join the caller's user namespace";
+    case kSetGroups: return "set the caller's groups";
+    case kSetGid: return "set the caller's gids";
+    case kSetUid: return "set the caller's uids";
+    case kCapabilities: return "set the caller's capabilities";
+    case kSendPlaceholder: return "hand the placeholder over";
+    case kStatPlaceholder: return "stat the placeholder";
+    case kOwnNode: return "set the device node's owner and mode";
+    case kJoinMountNs: return "join the caller's mount namespace";
+    case kMoveMount: return "attach the device node (move_mount)";
+    case kCallerDied: return "caller-side helper died";
+    default: return "unknown stage";
+  }
+}
+
+// Everything the helpers need, laid out before fork: after fork they only make syscalls
+// (the daemon may have threads, so no allocation, no locks, no stdio in the children).
+struct Params {
+  std::array<char, PATH_MAX + 1> dir{};
+  std::array<char, PATH_MAX + 1> base{};
+  std::array<char, 96> node{};
+  bool trailing_slash = false;
+  bool relative = false;
+  bool join_user_ns = false;
+  bool native = false;  // the caller makes the real mknodat (no CAP_MKNOD, or a whiteout)
+  int root_fd = -1, start_fd = -1, user_ns_fd = -1, mnt_ns_fd = -1;
+  int tree_fd = -1, devdir_fd = -1, diag_fd = -1;
+  std::array<std::uint32_t, 4> uid{};
+  std::array<std::uint32_t, 4> gid{};
+  std::array<gid_t, kMaxGroups> groups{};
+  std::size_t ngroups = 0;
+  std::uint64_t caps = 0;
+  mode_t umask = 022;
+  mode_t mode = 0;
+  std::uint32_t dev = 0;
+};
+
+struct DiagRecord {
+  int stage;
+  int err;
+};
+
+void report(const Params& p, int stage, int err) {
+  const DiagRecord rec{stage, err};
+  [[maybe_unused]] const ssize_t n = ::write(p.diag_fd, &rec, sizeof rec);
+}
+
+[[noreturn]] void fail(const Params& p, int stage) {
+  const int err = errno;
+  report(p, stage, err);
+  // What the caller sees when our machinery fails: what the kernel would have said
+  // without emulation.
+  ::_exit(EPERM);
+}
+
+bool set_effective_caps(std::uint64_t wanted) {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  std::array<__user_cap_data_struct, 2> data{};
+  if (::syscall(SYS_capget, &hdr, data.data()) != 0) return false;
+  const std::uint64_t permitted = data[0].permitted | (std::uint64_t{data[1].permitted} << 32U);
+  const std::uint64_t eff = wanted & permitted;
+  data[0].effective = static_cast<std::uint32_t>(eff);
+  data[1].effective = static_cast<std::uint32_t>(eff >> 32U);
+  data[0].inheritable = 0;
+  data[1].inheritable = 0;
+  return ::syscall(SYS_capset, &hdr, data.data()) == 0;
+}
+
+bool same_inode(int dirfd, const char* name, int fd) {
+  struct stat a{};
+  struct stat b{};
+  return ::fstatat(dirfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0 && ::fstat(fd, &b) == 0 &&
+         a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+// Helper A: everything the caller could do itself, done as the caller.
+[[noreturn]] void run_as_caller(const Params& p, int sock) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::fchdir(p.root_fd) != 0 || ::chroot(".") != 0) fail(p, kChroot);
+  if (p.relative) {
+    if (::fchdir(p.start_fd) != 0) fail(p, kChdirStart);
+    // The kernel prefixes "(unreachable)" when the directory is not below our (the
+    // caller's) root: the caller is then outside its container and we do not follow.
+    std::array<char, PATH_MAX + 32> cwd{};
+    if (::syscall(SYS_getcwd, cwd.data(), cwd.size()) < 0) fail(p, kGetcwd);
+    if (cwd[0] != '/') ::_exit(EPERM);
+  } else if (::chdir("/") != 0) {
+    fail(p, kChdirStart);
+  }
+  if (::setgroups(0, nullptr) != 0) fail(p, kDropGroups);
+  if (p.join_user_ns && ::setns(p.user_ns_fd, CLONE_NEWUSER) != 0) fail(p, kJoinUserNs);
+  // A user namespace whose setgroups is "deny" keeps us at no supplementary groups:
+  // fewer rights than the caller, never more.
+  if (::setgroups(p.ngroups, p.groups.data()) != 0 && !(p.join_user_ns && errno == EPERM)) fail(p, kSetGroups);
+  if (::prctl(PR_SET_KEEPCAPS, 1) != 0) fail(p, kCapabilities);
+  if (::setresgid(p.gid[0], p.gid[1], p.gid[2]) != 0) fail(p, kSetGid);
+  if (::setresuid(p.uid[0], p.uid[1], p.uid[2]) != 0) fail(p, kSetUid);
+  if (!set_effective_caps(~std::uint64_t{0})) fail(p, kCapabilities);
+  ::setfsgid(p.gid[3]);
+  ::setfsuid(p.uid[3]);
+  if (!set_effective_caps(p.caps)) fail(p, kCapabilities);
+  ::umask(p.umask);
+
+  open_how how{};
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_MAGICLINKS;
+  const int parent = static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, p.dir.data(), &how, sizeof how));
+  if (parent < 0) ::_exit(errno);
+  const char* base = p.base.data();
+  if (base[0] == '\0' || std::strcmp(base, ".") == 0 || std::strcmp(base, "..") == 0) ::_exit(EEXIST);
+  if (p.trailing_slash) {
+    struct stat st{};
+    if (::fstatat(parent, base, &st, AT_SYMLINK_NOFOLLOW) == 0) ::_exit(EEXIST);
+    ::_exit(errno);
+  }
+  if (p.native) {
+    ::_exit(::mknodat(parent, base, p.mode, p.dev) == 0 ? 0 : errno);
+  }
+  const int placeholder = ::openat(parent, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, p.mode & 07777);
+  if (placeholder < 0) ::_exit(errno);
+
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control.data();
+  mh.msg_controllen = control.size();
+  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cm), &placeholder, sizeof(int));
+  int verdict = EPERM;
+  if (::sendmsg(sock, &mh, MSG_NOSIGNAL) < 0) {
+    report(p, kSendPlaceholder, errno);
+  } else if (::recv(sock, &verdict, sizeof verdict, 0) != static_cast<ssize_t>(sizeof verdict)) {
+    verdict = EPERM;
+  }
+  if (verdict != 0 && same_inode(parent, base, placeholder)) {
+    ::unlinkat(parent, base, 0);
+  }
+  ::_exit(verdict);
+}
+
+int wait_exit_code(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Helper B: attaches the device node onto the caller's placeholder in its mount namespace.
+[[noreturn]] void run_privileged(const Params& p) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // Keep only our fds: the daemon holds other containers' listeners.
+  std::array<int, 7> keep{p.root_fd, p.start_fd, p.user_ns_fd, p.mnt_ns_fd, p.tree_fd, p.devdir_fd, p.diag_fd};
+  std::sort(keep.begin(), keep.end());
+  unsigned next = 3;
+  for (const int fd : keep) {
+    if (fd < 0 || static_cast<unsigned>(fd) < next) continue;
+    if (static_cast<unsigned>(fd) > next && ::syscall(SYS_close_range, next, fd - 1, 0) != 0) fail(p, kCloseFds);
+    next = static_cast<unsigned>(fd) + 1;
+  }
+  if (::syscall(SYS_close_range, next, ~0U, 0) != 0) fail(p, kCloseFds);
+
+  std::array<int, 2> sp{};
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp.data()) != 0) fail(p, kSocketPair);
+  const pid_t caller = ::fork();
+  if (caller < 0) fail(p, kForkCaller);
+  if (caller == 0) {
+    ::close(sp[0]);
+    run_as_caller(p, sp[1]);
+  }
+  ::close(sp[1]);
+
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control.data();
+  mh.msg_controllen = control.size();
+  const ssize_t n = ::recvmsg(sp[0], &mh, MSG_CMSG_CLOEXEC);
+  const cmsghdr* cm = n > 0 ? CMSG_FIRSTHDR(&mh) : nullptr;
+  if (cm == nullptr || cm->cmsg_type != SCM_RIGHTS) {
+    // The caller side finished on its own: an errno for the caller, or a native mknod.
+    const int code = wait_exit_code(caller);
+    if (code < 0) {
+      errno = 0;
+      fail(p, kCallerDied);
+    }
+    ::_exit(code);
+  }
+  int placeholder = -1;
+  std::memcpy(&placeholder, CMSG_DATA(cm), sizeof(int));
+
+  int verdict = 0;
+  struct stat st{};
+  if (::fstat(placeholder, &st) != 0) {
+    report(p, kStatPlaceholder, errno);
+    verdict = EPERM;
+  } else if (::fchownat(p.devdir_fd, p.node.data(), st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) != 0 ||
+             ::fchmodat(p.devdir_fd, p.node.data(), st.st_mode & 07777, 0) != 0) {
+    report(p, kOwnNode, errno);
+    verdict = EPERM;
+  } else if (::setns(p.mnt_ns_fd, CLONE_NEWNS) != 0) {
+    report(p, kJoinMountNs, errno);
+    verdict = EPERM;
+  } else if (::syscall(SYS_move_mount, p.tree_fd, "", placeholder, "",
+                       MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0) {
+    report(p, kMoveMount, errno);
+    verdict = EPERM;
+  }
+  [[maybe_unused]] const ssize_t sent = ::send(sp[0], &verdict, sizeof verdict, MSG_NOSIGNAL);
+  const int code = wait_exit_code(caller);
+  if (verdict != 0) ::_exit(verdict);
+  ::_exit(code < 0 ? EPERM : code);
+}
+
+bool copy_to(std::array<char, PATH_MAX + 1>& out, const std::string& s) {
+  if (s.size() >= out.size()) return false;
+  std::memcpy(out.data(), s.c_str(), s.size() + 1);
+  return true;
+}
+
+}  // namespace
+
+SplitPath split_path(std::string_view path) {
+  SplitPath out;
+  std::size_t end = path.size();
+  while (end > 1 && path[end - 1] == '/') --end;
+  out.trailing_slash = end < path.size() && !(end == 1 && path[0] == '/');
+  path = path.substr(0, end);
+  if (path == "/") {
+    out.dir = "/";
+    return out;
+  }
+  const auto slash = path.rfind('/');
+  if (slash == std::string_view::npos) {
+    out.dir = ".";
+    out.base = std::string(path);
+    return out;
+  }
+  out.base = std::string(path.substr(slash + 1));
+  std::size_t dir_end = slash;
+  while (dir_end > 0 && path[dir_end - 1] == '/') --dir_end;
+  out.dir = dir_end == 0 ? "/" : std::string(path.substr(0, dir_end));
+  return out;
+}
+
+Result<DeviceStore> DeviceStore::create(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return sys_error(ec.value(), "create `" + dir.string() + "`");
+  ::chmod(dir.c_str(), 0700);
+  // nodev must NOT be set: the nodes are used through their bind mounts.
+  if (::mount("sysvisor-dev", dir.c_str(), "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0700,nr_inodes=1048576") != 0) {
+    return sys_error("mount tmpfs on `" + dir.string() + "`");
+  }
+  DeviceStore store;
+  store.dir_.reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!store.dir_) return sys_error("open `" + dir.string() + "`");
+  return store;
+}
+
+Result<DeviceStore::Node> DeviceStore::make_node(std::string_view session, mode_t type, std::uint32_t dev) {
+  Node node;
+  node.name = std::string(session) + "." + std::to_string(++counter_);
+  if (::mknodat(dir_.get(), node.name.c_str(), type | 0, dev) != 0) {
+    return sys_error("mknod `" + node.name + "` in the device store");
+  }
+  node.tree.reset(static_cast<int>(
+      ::syscall(SYS_open_tree, dir_.get(), node.name.c_str(), OPEN_TREE_CLONE | O_CLOEXEC | AT_SYMLINK_NOFOLLOW)));
+  if (!node.tree) {
+    auto err = sys_error("open_tree `" + node.name + "`");
+    remove_node(node.name);
+    return err;
+  }
+  return node;
+}
+
+void DeviceStore::remove_node(const std::string& name) const { ::unlinkat(dir_.get(), name.c_str(), 0); }
+
+void DeviceStore::remove_session(std::string_view session) const {
+  // Nodes still mounted in a container live on through the mount; the names go.
+  UniqueFd fd(::openat(dir_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return;
+  DIR* d = ::fdopendir(fd.release());
+  if (d == nullptr) return;
+  const std::string prefix = std::string(session) + ".";
+  std::vector<std::string> names;
+  while (const dirent* e = ::readdir(d)) {
+    if (std::string_view(e->d_name).starts_with(prefix)) names.emplace_back(e->d_name);
+  }
+  ::closedir(d);
+  for (const auto& n : names) remove_node(n);
+}
+
+Result<Request> prepare(const task::TaskHandle& task, std::string path, mode_t mode, std::uint32_t dev, int dirfd) {
+  Request req;
+  req.path = std::move(path);
+  req.mode = mode;
+  req.dev = dev;
+  req.relative = !req.path.starts_with('/');
+  auto root = task.open_entry("root", O_PATH | O_DIRECTORY);
+  if (!root) return std::unexpected(root.error());
+  req.root = std::move(*root);
+  if (req.relative) {
+    const std::string entry = dirfd == AT_FDCWD ? std::string("cwd") : "fd/" + std::to_string(dirfd);
+    auto start = task.open_entry(entry.c_str(), O_PATH | O_DIRECTORY);
+    if (!start) {
+      // What the kernel says for a dirfd that is not open / not a directory.
+      if (dirfd != AT_FDCWD && (start.error().err == ENOENT || dirfd < 0)) start.error().err = EBADF;
+      return std::unexpected(start.error());
+    }
+    req.start = std::move(*start);
+  }
+  auto user_ns = task.open_entry("ns/user", O_RDONLY);
+  if (!user_ns) return std::unexpected(user_ns.error());
+  req.user_ns = std::move(*user_ns);
+  auto mnt_ns = task.open_entry("ns/mnt", O_RDONLY);
+  if (!mnt_ns) return std::unexpected(mnt_ns.error());
+  req.mnt_ns = std::move(*mnt_ns);
+  struct stat mine{};
+  struct stat theirs{};
+  if (::stat("/proc/self/ns/user", &mine) != 0 || ::fstat(req.user_ns.get(), &theirs) != 0) {
+    return sys_error("stat user namespaces");
+  }
+  req.same_user_ns = mine.st_ino == theirs.st_ino && mine.st_dev == theirs.st_dev;
+
+  auto status = task::read_file_at(task.proc_dir(), "status");
+  if (!status) return std::unexpected(status.error());
+  auto creds = task::parse_status(*status);
+  if (!creds) return plain_error("unparsable /proc/" + std::to_string(task.tid()) + "/status");
+  req.creds = std::move(*creds);
+  for (auto [name, map] : {std::pair{"uid_map", &req.uid_map}, std::pair{"gid_map", &req.gid_map}}) {
+    auto text = task::read_file_at(task.proc_dir(), name);
+    if (!text) return std::unexpected(text.error());
+    auto parsed = task::parse_id_map(*text);
+    if (!parsed) return plain_error(std::string("unparsable ") + name + " of " + std::to_string(task.tid()));
+    *map = std::move(*parsed);
+  }
+  return req;
+}
+
+Result<Running> start(const Request& req, DeviceStore& store, std::string_view session) {
+  auto p = std::make_unique<Params>();
+  const SplitPath split = split_path(req.path);
+  if (!copy_to(p->dir, split.dir) || !copy_to(p->base, split.base)) return sys_error(ENAMETOOLONG, "path");
+  p->trailing_slash = split.trailing_slash;
+  p->relative = req.relative;
+  p->join_user_ns = !req.same_user_ns;
+  const auto numbers = task::decode_dev(req.dev);
+  const bool whiteout = (req.mode & S_IFMT) == S_IFCHR && numbers.major == 0 && numbers.minor == 0;
+  const bool has_mknod = (req.creds.cap_effective & (std::uint64_t{1} << kCapMknod)) != 0;
+  p->native = whiteout || !has_mknod;
+  p->root_fd = req.root.get();
+  p->start_fd = req.start.get();
+  p->user_ns_fd = req.user_ns.get();
+  p->mnt_ns_fd = req.mnt_ns.get();
+  p->devdir_fd = store.dir_fd();
+  // Ids as the caller's namespace sees them (setresuid there takes its own ids).
+  const auto& uid_map = req.same_user_ns ? std::vector<task::IdRange>{{0, 0, UINT32_MAX}} : req.uid_map;
+  const auto& gid_map = req.same_user_ns ? std::vector<task::IdRange>{{0, 0, UINT32_MAX}} : req.gid_map;
+  for (std::size_t i = 0; i < 4; ++i) {
+    const auto u = task::to_inside(uid_map, req.creds.uid[i]);
+    const auto g = task::to_inside(gid_map, req.creds.gid[i]);
+    if (!u || !g) return sys_error(EOVERFLOW, "caller's ids are not mapped in its user namespace");
+    p->uid[i] = *u;
+    p->gid[i] = *g;
+  }
+  for (const auto host_gid : req.creds.groups) {
+    if (p->ngroups == kMaxGroups) break;  // fewer groups: fewer rights, never more
+    if (const auto g = task::to_inside(gid_map, host_gid)) p->groups[p->ngroups++] = *g;
+  }
+  p->caps = req.creds.cap_effective;
+  p->umask = req.creds.umask;
+  p->mode = req.mode;
+  p->dev = req.dev;
+
+  Running run;
+  DeviceStore::Node node;
+  if (!p->native) {
+    auto made = store.make_node(session, req.mode & S_IFMT, req.dev);
+    if (!made) return std::unexpected(made.error());
+    node = std::move(*made);
+    if (node.name.size() >= p->node.size()) return sys_error(ENAMETOOLONG, "device node name");
+    std::memcpy(p->node.data(), node.name.c_str(), node.name.size() + 1);
+    p->tree_fd = node.tree.get();
+    run.node_name = node.name;
+  }
+  std::array<int, 2> diag{};
+  if (::pipe2(diag.data(), O_CLOEXEC | O_NONBLOCK) != 0) {
+    if (!run.node_name.empty()) store.remove_node(run.node_name);
+    return sys_error("pipe");
+  }
+  UniqueFd diag_read(diag[0]);
+  UniqueFd diag_write(diag[1]);
+  p->diag_fd = diag_write.get();
+
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    if (!run.node_name.empty()) store.remove_node(run.node_name);
+    return sys_error("fork mknod helper");
+  }
+  if (pid == 0) run_privileged(*p);
+  run.pid = pid;
+  run.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!run.pidfd) {
+    auto err = sys_error("pidfd_open mknod helper");
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    if (!run.node_name.empty()) store.remove_node(run.node_name);
+    return err;
+  }
+  run.diag = std::move(diag_read);
+  return run;
+}
+
+Outcome finish(Running& run, const DeviceStore& store) {
+  Outcome out;
+  siginfo_t info{};
+  int rc = 0;
+  do {
+    rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(run.pidfd.get()), &info, WEXITED);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    out.err = EPERM;
+    out.diagnostic = std::string("wait for mknod helper: ") + std::strerror(errno);
+  } else if (info.si_code == CLD_EXITED) {
+    out.err = info.si_status;
+  } else {
+    out.err = EPERM;
+    out.diagnostic = "mknod helper killed by signal " + std::to_string(info.si_status);
+  }
+  DiagRecord rec{};
+  while (::read(run.diag.get(), &rec, sizeof rec) == static_cast<ssize_t>(sizeof rec)) {
+    if (!out.diagnostic.empty()) out.diagnostic += "; ";
+    out.diagnostic += std::string(stage_name(rec.stage)) + ": " + std::strerror(rec.err);
+  }
+  if (out.err != 0 && !run.node_name.empty()) store.remove_node(run.node_name);
+  run.pidfd.reset();
+  run.diag.reset();
+  return out;
+}
+
+void kill(const Running& run) {
+  if (run.pidfd) ::syscall(SYS_pidfd_send_signal, run.pidfd.get(), SIGKILL, nullptr, 0);
+}
+
+}  // namespace sysvisor::mknod

@@ -1,0 +1,324 @@
+#include "sysvisor/session.hpp"
+
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include <csignal>
+
+#include "sysvisor/filter.hpp"
+#include "sysvisor/task.hpp"
+
+namespace sysvisor {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char* arch_name(std::uint32_t arch, int nr) {
+  if (arch == AUDIT_ARCH_I386) return "i386";
+  if (arch == AUDIT_ARCH_X86_64) return (static_cast<unsigned>(nr) & 0x40000000U) != 0 ? "x32" : "x86_64";
+  return "unknown";
+}
+
+bool gone(const SysError& e) { return e.err == ENOENT || e.err == ESRCH; }
+
+}  // namespace
+
+struct Session::Pending {
+  mknod::Running run;
+  boost::asio::posix::stream_descriptor exited;
+  boost::asio::steady_timer deadline;
+  audit::Event event;
+  bool audit = false;
+  Clock::time_point started;
+  bool timed_out = false;
+
+  Pending(boost::asio::io_context& io, mknod::Running r)
+      : run(std::move(r)), exited(io, ::dup(run.pidfd.get())), deadline(io) {}
+};
+
+Session::Session(boost::asio::io_context& io, SessionServices services, Identity identity,
+                 std::shared_ptr<const policy::Policy> policy, notify::NotifyFd listener,
+                 std::function<void(const std::string&)> on_closed)
+    : io_(io),
+      services_(services),
+      identity_(std::move(identity)),
+      policy_(std::move(policy)),
+      listener_(std::move(listener)),
+      readable_(io, listener_.get()),
+      on_closed_(std::move(on_closed)) {}
+
+Session::~Session() {
+  // The listener fd belongs to listener_, not to the Asio descriptor.
+  boost::system::error_code ec;
+  readable_.cancel(ec);
+  [[maybe_unused]] const int fd = readable_.release();
+  for (auto& [id, p] : pending_) {
+    mknod::kill(p->run);
+    (void)mknod::finish(p->run, *services_.devices);
+  }
+  services_.devices->remove_session(identity_.session_id);
+}
+
+void Session::start() {
+  if (!listener_.enable_sync_wakeup()) {
+    spdlog::debug("[c={}] SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP unavailable, continuing without", identity_.container_id);
+  }
+  arm();
+}
+
+void Session::stop() { close(); }
+
+void Session::arm() {
+  if (armed_ || closed_ || hung_up_ || pending_.size() >= services_.max_in_flight) return;
+  armed_ = true;
+  readable_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                       [self = shared_from_this()](const boost::system::error_code& ec) {
+                         self->armed_ = false;
+                         if (ec || self->closed_) return;
+                         self->on_readable();
+                       });
+}
+
+void Session::on_readable() {
+  pollfd pfd{listener_.get(), POLLIN, 0};
+  if (::poll(&pfd, 1, 0) < 0) {
+    arm();
+    return;
+  }
+  if ((pfd.revents & POLLIN) != 0) {
+    // RECV would block only if no notification is pending; POLLIN says one is.
+    auto n = listener_.receive();
+    if (n) {
+      ++handled_;
+      dispatch(**n);
+    } else if (n.error().err != ENOENT) {
+      spdlog::warn("[c={}] {}", identity_.container_id, n.error().message());
+    }
+    arm();
+    return;
+  }
+  if ((pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) != 0) {
+    // Every task of the filter has exited.
+    hung_up_ = true;
+    spdlog::info("[c={}] all tasks exited; {} calls handled", identity_.container_id, handled_);
+    if (pending_.empty()) close();
+    return;
+  }
+  arm();
+}
+
+void Session::close() {
+  if (closed_) return;
+  closed_ = true;
+  boost::system::error_code ec;
+  readable_.cancel(ec);
+  for (auto& [id, p] : pending_) {
+    p->deadline.cancel();
+    mknod::kill(p->run);
+  }
+  // Post: on_closed_ drops the daemon's reference, which may be the last one.
+  boost::asio::post(io_, [self = shared_from_this()] { self->on_closed_(self->identity_.session_id); });
+}
+
+void Session::write_audit(audit::Event& event, Clock::time_point started) {
+  event.time = std::chrono::system_clock::now();
+  event.latency_us =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
+  services_.audit->write(event);
+}
+
+void Session::dispatch(const seccomp_notif& n) {
+  const auto started = Clock::now();
+  const std::uint64_t id = n.id;
+  const auto tid = static_cast<pid_t>(n.pid);
+  const auto which = filter::identify(n.data.arch, n.data.nr);
+  // A call our policy has no rule family for: the kernel decides.
+  const auto let_kernel_decide = [&] {
+    if (auto r = listener_.respond_continue(id); !r && r.error().err != ENOENT) {
+      spdlog::warn("[c={} tid={}] {}", identity_.container_id, tid, r.error().message());
+    }
+  };
+  if (!which) {
+    let_kernel_decide();
+    return;
+  }
+  // Integer arguments as the kernel takes them: mode is umode_t (16 bits), dev and dirfd 32.
+  const bool compat = filter::is_compat32(n.data.arch);
+  const std::size_t first = *which == policy::Syscall::Mknodat ? 1 : 0;
+  const int dirfd = *which == policy::Syscall::Mknodat ? static_cast<int>(static_cast<std::int32_t>(n.data.args[0])) : AT_FDCWD;
+  const std::uint64_t path_addr = compat ? static_cast<std::uint32_t>(n.data.args[first]) : n.data.args[first];
+  const auto mode = static_cast<mode_t>(static_cast<std::uint16_t>(n.data.args[first + 1]));
+  const auto dev = static_cast<std::uint32_t>(n.data.args[first + 2]);
+  policy::MknodArgs args{*which, policy::FileType::Char, 0, 0};
+  if ((mode & S_IFMT) == S_IFCHR) {
+    args.type = policy::FileType::Char;
+  } else if ((mode & S_IFMT) == S_IFBLK) {
+    args.type = policy::FileType::Block;
+  } else {
+    let_kernel_decide();  // the filter traps only devices; anything else is the kernel's
+    return;
+  }
+  const auto numbers = task::decode_dev(dev);
+  args.major = numbers.major;
+  args.minor = numbers.minor;
+  const policy::Decision decision = policy::decide(*policy_, args);
+
+  audit::Event event;
+  event.container = identity_.container_id;
+  event.policy = policy_->name;
+  event.pid = tid;
+  event.syscall = policy::to_string(*which);
+  event.arch = arch_name(n.data.arch, n.data.nr);
+  event.type = policy::to_string(args.type);
+  event.major = args.major;
+  event.minor = args.minor;
+  event.mode = mode;
+  event.action = policy::to_string(decision.action);
+  event.rule = decision.rule_index >= 0 ? policy_->rules[static_cast<std::size_t>(decision.rule_index)].name : "";
+
+  const auto respond = [&](int err) {
+    auto r = err == 0 ? listener_.respond_value(id, 0) : listener_.respond_error(id, err);
+    if (!r && r.error().err != ENOENT) {
+      spdlog::warn("[c={} tid={}] {}", identity_.container_id, tid, r.error().message());
+    }
+  };
+
+  const bool emulate = decision.action == policy::Action::Emulate;
+  const bool kill = decision.action == policy::Action::Kill;
+  // The fast paths: nothing to read from the task.
+  if (!decision.audit && !emulate && !kill) {
+    if (decision.action == policy::Action::Allow) {
+      let_kernel_decide();
+    } else {
+      respond(decision.err);
+    }
+    return;
+  }
+
+  // 1. Open what we need of the task, then prove it is still the caller.
+  auto task = task::TaskHandle::open(tid);
+  if (!task) {
+    if (!gone(task.error())) spdlog::warn("[c={} tid={}] {}", identity_.container_id, tid, task.error().message());
+    respond(EPERM);  // SEND reports ENOENT quietly when the task is gone
+    return;
+  }
+  std::optional<Result<mknod::Request>> request;
+  if (emulate) {
+    request = mknod::prepare(*task, {}, mode, dev, dirfd);
+  }
+  UniqueFd victim;
+  if (kill) {
+    victim.reset(static_cast<int>(::syscall(SYS_pidfd_open, tid, 0)));
+  }
+  if (auto v = listener_.id_valid(id); !v) {
+    return;  // the task is gone (or its call interrupted): nobody to answer
+  }
+  // 2. Copy the pointer arguments, then check again that the copy is the caller's.
+  std::string path;
+  auto copied = task::read_string(task->mem(), path_addr, PATH_MAX);
+  if (copied) {
+    path = std::move(*copied);
+    event.path = path;
+  } else {
+    event.path_error = policy::errno_name(copied.error().err);
+  }
+  if (auto v = listener_.id_valid(id); !v) return;
+
+  // 3. Act on the copies only.
+  switch (decision.action) {
+    case policy::Action::Allow:
+      let_kernel_decide();
+      event.err = 0;
+      break;
+    case policy::Action::Deny:
+      respond(decision.err);
+      event.err = decision.err;
+      break;
+    case policy::Action::Kill:
+      if (victim) {
+        ::syscall(SYS_pidfd_send_signal, victim.get(), SIGKILL, nullptr, 0);
+      } else {
+        ::kill(tid, SIGKILL);  // pidfd_open refuses non-leader threads; ID_VALID just vouched for tid
+      }
+      respond(ENOSYS);
+      event.err = ENOSYS;
+      break;
+    case policy::Action::Emulate: {
+      int err = 0;
+      if (!copied) {
+        err = copied.error().err;  // EFAULT / ENAMETOOLONG: what the kernel would say
+      } else if (path.empty()) {
+        err = ENOENT;
+      } else if (!*request) {
+        const SysError& e = request->error();
+        err = (e.err == EBADF || e.err == ENOTDIR) ? e.err : EPERM;
+        if (err == EPERM) spdlog::warn("[c={} tid={}] mknod: {}", identity_.container_id, tid, e.message());
+      }
+      if (err == 0) {
+        (*request)->path = path;
+        auto run = mknod::start(**request, *services_.devices, identity_.session_id);
+        if (!run) {
+          spdlog::warn("[c={} tid={}] mknod: {}", identity_.container_id, tid, run.error().message());
+          err = EPERM;
+        } else {
+          auto p = std::make_unique<Pending>(io_, std::move(*run));
+          p->event = std::move(event);
+          p->audit = decision.audit;
+          p->started = started;
+          p->deadline.expires_after(services_.emulation_timeout);
+          p->deadline.async_wait([self = shared_from_this(), id](const boost::system::error_code& ec) {
+            if (ec) return;
+            auto it = self->pending_.find(id);
+            if (it == self->pending_.end()) return;
+            it->second->timed_out = true;
+            mknod::kill(it->second->run);
+          });
+          p->exited.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                               [self = shared_from_this(), id](const boost::system::error_code& ec) {
+                                 if (ec == boost::asio::error::operation_aborted && self->closed_) {
+                                   // finish() in the destructor reaps it
+                                   return;
+                                 }
+                                 self->finish_emulation(id);
+                               });
+          pending_.emplace(id, std::move(p));
+          return;  // answered when the helper exits
+        }
+      }
+      respond(err);
+      event.err = err;
+      break;
+    }
+  }
+  if (decision.audit) write_audit(event, started);
+}
+
+void Session::finish_emulation(std::uint64_t id) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  std::unique_ptr<Pending> p = std::move(it->second);
+  pending_.erase(it);
+  p->deadline.cancel();
+  const mknod::Outcome outcome = mknod::finish(p->run, *services_.devices);
+  if (!outcome.diagnostic.empty()) {
+    spdlog::warn("[c={} tid={}] mknod `{}`: {}{}", identity_.container_id, p->event.pid,
+                 p->event.path.value_or("?"), outcome.diagnostic, p->timed_out ? " (timed out)" : "");
+  }
+  auto r = outcome.err == 0 ? listener_.respond_value(id, 0) : listener_.respond_error(id, outcome.err);
+  if (!r && r.error().err != ENOENT) {
+    spdlog::warn("[c={} tid={}] {}", identity_.container_id, p->event.pid, r.error().message());
+  }
+  p->event.err = outcome.err;
+  if (p->audit) write_audit(p->event, p->started);
+  if (hung_up_ && pending_.empty()) {
+    close();
+    return;
+  }
+  arm();
+}
+
+}  // namespace sysvisor

@@ -1,0 +1,80 @@
+// One supervised listener: the container's trapped calls, answered by its policy.
+// The safe order of design.md lives here, once: RECV, open the task, ID_VALID, copy the
+// arguments, ID_VALID, decide on the copies, act, SEND. ENOENT means the task is gone.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "sysvisor/audit.hpp"
+#include "sysvisor/mknod.hpp"
+#include "sysvisor/notify.hpp"
+#include "sysvisor/policy.hpp"
+
+namespace sysvisor {
+
+// What every session shares with the daemon.
+struct SessionServices {
+  mknod::DeviceStore* devices = nullptr;
+  audit::Sink* audit = nullptr;
+  std::chrono::milliseconds emulation_timeout{10000};
+  // At most this many emulations of one session at once; beyond it the session stops
+  // receiving until one ends, so a flooding container only delays itself.
+  std::size_t max_in_flight = 8;
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+public:
+  struct Identity {
+    std::string session_id;    // unique in this daemon, names the device nodes
+    std::string container_id;  // from the agent, for logs and audit
+    pid_t peer_pid = 0;
+    uid_t peer_uid = 0;
+  };
+
+  Session(boost::asio::io_context& io, SessionServices services, Identity identity,
+          std::shared_ptr<const policy::Policy> policy, notify::NotifyFd listener,
+          std::function<void(const std::string&)> on_closed);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  void start();
+  void stop();
+
+  [[nodiscard]] const Identity& identity() const noexcept { return identity_; }
+  [[nodiscard]] std::uint64_t handled() const noexcept { return handled_; }
+
+private:
+  struct Pending;
+
+  void arm();
+  void on_readable();
+  void dispatch(const seccomp_notif& n);
+  void finish_emulation(std::uint64_t id);
+  void write_audit(audit::Event& event, std::chrono::steady_clock::time_point started);
+  void close();
+
+  boost::asio::io_context& io_;
+  SessionServices services_;
+  Identity identity_;
+  std::shared_ptr<const policy::Policy> policy_;
+  notify::NotifyFd listener_;
+  boost::asio::posix::stream_descriptor readable_;
+  std::function<void(const std::string&)> on_closed_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> pending_;
+  bool armed_ = false;
+  bool closed_ = false;
+  bool hung_up_ = false;
+  std::uint64_t handled_ = 0;
+};
+
+}  // namespace sysvisor
