@@ -1,0 +1,166 @@
+#include "harness.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace sysvisor::it {
+
+fs::path bin_dir() { return SYSVISOR_BIN_DIR; }
+fs::path source_dir() { return SYSVISOR_SOURCE_DIR; }
+
+Outcome run(const std::vector<std::string>& argv, std::chrono::seconds timeout) {
+  std::array<int, 2> out{};
+  std::array<int, 2> err{};
+  if (::pipe2(out.data(), O_CLOEXEC) != 0 || ::pipe2(err.data(), O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    ::setpgid(0, 0);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  Outcome o;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::array<pollfd, 2> pfds{{{out[0], POLLIN, 0}, {err[0], POLLIN, 0}}};
+  int open_fds = 2;
+  while (open_fds > 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      o.timed_out = true;
+      ::kill(-pid, SIGKILL);
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    if (::poll(pfds.data(), pfds.size(), static_cast<int>(left.count())) < 0) continue;
+    for (std::size_t i = 0; i < 2; ++i) {
+      if (pfds[i].fd < 0 || pfds[i].revents == 0) continue;
+      std::array<char, 4096> buf{};
+      const ssize_t n = ::read(pfds[i].fd, buf.data(), buf.size());
+      if (n <= 0) {
+        ::close(pfds[i].fd);
+        pfds[i].fd = -1;
+        --open_fds;
+      } else {
+        (i == 0 ? o.out : o.err).append(buf.data(), static_cast<std::size_t>(n));
+      }
+    }
+  }
+  for (auto& p : pfds) {
+    if (p.fd >= 0) ::close(p.fd);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  o.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return o;
+}
+
+TempDir::TempDir(const std::string& prefix) {
+  std::string templ = (fs::temp_directory_path() / (prefix + "-XXXXXX")).string();
+  if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp");
+  path_ = templ;
+  ::chmod(path_.c_str(), 0755);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+void make_rootfs(const fs::path& dir, uid_t owner) {
+  for (const char* d : {"bin", "proc", "dev", "tmp", "etc", "ro", "sys"}) fs::create_directories(dir / d);
+  fs::copy_file("/bin/busybox", dir / "bin" / "busybox", fs::copy_options::overwrite_existing);
+  fs::copy_file(bin_dir() / "probe", dir / "bin" / "probe", fs::copy_options::overwrite_existing);
+  const auto list = run({"/bin/busybox", "--list"});
+  for (const auto& applet : lines(list.out)) {
+    std::error_code ec;
+    fs::create_symlink("busybox", dir / "bin" / applet, ec);
+  }
+  {
+    std::ofstream passwd(dir / "etc" / "passwd");
+    passwd << "root:x:0:0:root:/:/bin/sh\nuser:x:1000:1000:user:/tmp:/bin/sh\n";
+  }
+  ::chmod((dir / "tmp").c_str(), 01777);
+  ::chmod((dir / "ro").c_str(), 0555);
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    ::lchown(e.path().c_str(), owner, owner);
+  }
+  ::lchown(dir.c_str(), owner, owner);
+}
+
+Daemon::Daemon(const fs::path& runtime_dir, const fs::path& policies_dir, const fs::path& audit_log,
+               const fs::path& log) {
+  const std::string exe = (bin_dir() / "sysvisor").string();
+  const int logfd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    ::dup2(logfd, 1);
+    ::dup2(logfd, 2);
+    ::execl(exe.c_str(), exe.c_str(), "--log-level", "debug", "serve", "--runtime-dir", runtime_dir.c_str(),
+            "--policies", policies_dir.c_str(), "--audit", audit_log.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(logfd);
+  const fs::path sock = runtime_dir / "agent.sock";
+  for (int i = 0; i < 200 && !ready_; ++i) {
+    if (fs::exists(sock) && read_file(log).find("serving") != std::string::npos) {
+      ready_ = true;
+      break;
+    }
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+Daemon::~Daemon() {
+  if (pid_ > 0) stop(SIGKILL);
+}
+
+int Daemon::stop(int sig) {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, sig);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string line;
+  while (std::getline(ss, line)) {
+    if (!line.empty()) out.push_back(line);
+  }
+  return out;
+}
+
+}  // namespace sysvisor::it
