@@ -1,0 +1,159 @@
+// The agent against a supervisor this test plays itself, over the real socket and with
+// real filters: what the agent does when the supervisor refuses, and that a filter that
+// traps the agent's own calls after installation (sendmsg, execve, everything) cannot
+// deadlock it.
+#include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include "agent.pb.h"
+#include "harness.hpp"
+#include "sysvisor/wire.hpp"
+
+namespace sysvisor::it {
+namespace {
+
+class FakeSupervisor {
+public:
+  enum class Mode { RefuseHello, RefuseHandoff, TrapEverything, CloseAfterHello };
+
+  FakeSupervisor(const fs::path& dir, Mode mode) : mode_(mode) {
+    fs::create_directories(dir);
+    const std::string path = (dir / "agent.sock").string();
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+    listen_.reset(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    EXPECT_EQ(::bind(listen_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(::listen(listen_.get(), 4), 0);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~FakeSupervisor() {
+    ::shutdown(listen_.get(), SHUT_RDWR);
+    thread_.join();
+  }
+  FakeSupervisor(const FakeSupervisor&) = delete;
+  FakeSupervisor& operator=(const FakeSupervisor&) = delete;
+
+  std::atomic<int> answered{0};
+
+private:
+  void serve() {
+    UniqueFd conn(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!conn) return;
+    auto hello = wire::receive_packet(conn.get());
+    if (!hello) return;
+    v1::SupervisorMessage reply;
+    if (mode_ == Mode::RefuseHello) {
+      reply.mutable_refusal()->set_reason("fake says no to the hello");
+      (void)wire::send_message(conn.get(), reply);
+      return;
+    }
+    // One instruction: every syscall of the installing thread is trapped.
+    sock_filter all{BPF_RET | BPF_K, 0, 0, SECCOMP_RET_USER_NOTIF};
+    if (mode_ != Mode::TrapEverything) all.k = SECCOMP_RET_ALLOW;
+    reply.mutable_filter()->set_policy("fake");
+    reply.mutable_filter()->set_bpf(reinterpret_cast<const char*>(&all), sizeof all);
+    (void)wire::send_message(conn.get(), reply);
+    if (mode_ == Mode::CloseAfterHello) return;
+    auto handoff = wire::receive_packet(conn.get());
+    if (!handoff || !handoff->fd) return;
+    v1::SupervisorMessage second;
+    if (mode_ == Mode::RefuseHandoff) {
+      second.mutable_refusal()->set_reason("fake says no to the handoff");
+      (void)wire::send_message(conn.get(), second);
+      return;
+    }
+    second.mutable_ready()->set_session_id("fake-1");
+    (void)wire::send_message(conn.get(), second);
+    answer_all(handoff->fd.get());
+  }
+
+  // Answers CONTINUE to everything until the listener hangs up.
+  void answer_all(int listener) {
+    for (;;) {
+      pollfd pfd{listener, POLLIN, 0};
+      if (::poll(&pfd, 1, 20000) <= 0) return;
+      if ((pfd.revents & POLLIN) == 0) return;
+      seccomp_notif n{};
+      if (::ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, &n) != 0) continue;
+      seccomp_notif_resp r{};
+      r.id = n.id;
+      r.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+      if (::ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, &r) == 0) ++answered;
+    }
+  }
+
+  Mode mode_;
+  UniqueFd listen_;
+  std::thread thread_;
+};
+
+Outcome agent_exec(const fs::path& rt, const std::string& script) {
+  return run({(bin_dir() / "sysvisor-agent").string(), "exec", "--runtime-dir", rt.string(), "--policy", "fake", "--",
+              "/bin/sh", "-c", script},
+             std::chrono::seconds(30));
+}
+
+TEST(AgentProtocol, RefusedHelloNeverRunsTheCommand) {
+  TempDir dir("sysvisor-agent");
+  FakeSupervisor fake(dir.path() / "run", FakeSupervisor::Mode::RefuseHello);
+  const auto o = agent_exec(dir.path() / "run", "touch " + (dir.path() / "ran").string());
+  EXPECT_EQ(o.status, 125);
+  EXPECT_NE(o.err.find("fake says no to the hello"), std::string::npos) << o.err;
+  EXPECT_FALSE(fs::exists(dir.path() / "ran"));
+}
+
+TEST(AgentProtocol, RefusedHandoffNeverRunsTheCommand) {
+  TempDir dir("sysvisor-agent");
+  FakeSupervisor fake(dir.path() / "run", FakeSupervisor::Mode::RefuseHandoff);
+  const auto o = agent_exec(dir.path() / "run", "touch " + (dir.path() / "ran").string());
+  EXPECT_EQ(o.status, 125);
+  EXPECT_NE(o.err.find("fake says no to the handoff"), std::string::npos) << o.err;
+  EXPECT_FALSE(fs::exists(dir.path() / "ran"));
+}
+
+TEST(AgentProtocol, SupervisorGoneAfterHelloNeverRunsTheCommand) {
+  TempDir dir("sysvisor-agent");
+  FakeSupervisor fake(dir.path() / "run", FakeSupervisor::Mode::CloseAfterHello);
+  const auto o = agent_exec(dir.path() / "run", "touch " + (dir.path() / "ran").string());
+  EXPECT_EQ(o.status, 125) << o.err;
+  EXPECT_FALSE(fs::exists(dir.path() / "ran"));
+}
+
+TEST(AgentProtocol, TrappingTheAgentsOwnCallsDoesNotDeadlock) {
+  TempDir dir("sysvisor-agent");
+  FakeSupervisor fake(dir.path() / "run", FakeSupervisor::Mode::TrapEverything);
+  const auto o = agent_exec(dir.path() / "run", "echo hello-from-workload; exit 3");
+  EXPECT_FALSE(o.timed_out);
+  EXPECT_EQ(o.status, 3) << o.err;
+  EXPECT_EQ(o.out, "hello-from-workload\n") << o.err;
+  EXPECT_GT(fake.answered.load(), 10) << "the workload's calls went through the listener";
+}
+
+TEST(AgentProtocol, TrappingEverythingInRunMode) {
+  if (::geteuid() != 0) GTEST_SKIP() << "run mode needs root here";
+  TempDir dir("sysvisor-agent");
+  const fs::path rootfs = dir.path() / "rootfs";
+  fs::create_directories(rootfs);
+  make_rootfs(rootfs, 100000);
+  FakeSupervisor fake(dir.path() / "run", FakeSupervisor::Mode::TrapEverything);
+  const auto o = run({(bin_dir() / "sysvisor-agent").string(), "run", "--runtime-dir", (dir.path() / "run").string(),
+                      "--policy", "fake", "--rootfs", rootfs.string(), "--", "/bin/sh", "-c", "echo in-box; exit 4"},
+                     std::chrono::seconds(30));
+  EXPECT_FALSE(o.timed_out);
+  EXPECT_EQ(o.status, 4) << o.err;
+  EXPECT_EQ(o.out, "in-box\n") << o.err;
+}
+
+}  // namespace
+}  // namespace sysvisor::it
