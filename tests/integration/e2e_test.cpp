@@ -364,6 +364,34 @@ TEST_F(E2E, ExecModeInAUserNamespace) {
   EXPECT_EQ(audit_of("exec-box").size(), 2U);
 }
 
+// What a container leaves in the daemon once all its tasks exited: nothing.
+TEST_F(E2E, ExitedContainersAreCleanedUp) {
+  const auto count_fds = [] {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/" + std::to_string(daemon_->pid()) + "/fd")) ++n;
+    return n;
+  };
+  // The device store as the daemon sees it, in its private mount namespace.
+  const fs::path store = fs::path("/proc") / std::to_string(daemon_->pid()) / "root" / runtime().relative_path() / "devices";
+  const auto count_nodes = [&] {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator(store)) ++n;
+    return n;
+  };
+  ASSERT_TRUE(container("true").status == 0);
+  const std::size_t fds_before = count_fds();
+  for (int i = 0; i < 5; ++i) {
+    const auto o = container("mknod /dev/null c 1 3 && mknod /dev/zero c 1 5 && echo x > /dev/null");
+    ASSERT_EQ(o.status, 0) << o.err;
+  }
+  // Sessions close asynchronously once their listeners hang up.
+  for (int i = 0; i < 100 && (count_fds() != fds_before || count_nodes() != 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(count_fds(), fds_before) << "listener or helper fds leaked";
+  EXPECT_EQ(count_nodes(), 0U) << "device nodes of exited containers left in the store";
+}
+
 // Its own daemon: killed while the container runs.
 TEST_F(E2E, SupervisorKilledWhileContainerRuns) {
   TempDir dir("sysvisor-kill");
