@@ -83,7 +83,8 @@ Result<Received> receive_packet(int sock, bool nonblocking) {
     return plain_error("message larger than " + std::to_string(kMaxMessageBytes) + " bytes");
   }
   if (fds.size() > 1) {
-    return plain_error("message with " + std::to_string(fds.size()) + " file descriptors, expected at most 1");
+    return plain_error("message with " + std::to_string(fds.size()) +
+                       " file descriptors, expected at most 1");
   }
   if (n == 0 && fds.empty()) {
     out.bytes.clear();

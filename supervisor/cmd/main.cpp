@@ -45,12 +45,13 @@ int serve(const sysvisor::ServerConfig& config) {
   auto policies = sysvisor::load_policies(config.policies_dir);
   if (!policies) {
     for (const auto& e : policies.error()) std::fprintf(stderr, "%s\n", e.c_str());
-    std::fprintf(stderr, "sysvisor: not starting: %zu error(s) in the policies in `%s`\n", policies.error().size(),
-                 config.policies_dir.c_str());
+    std::fprintf(stderr, "sysvisor: not starting: %zu error(s) in the policies in `%s`\n",
+                 policies.error().size(), config.policies_dir.c_str());
     return 1;
   }
   if (::geteuid() != 0) {
-    std::fprintf(stderr, "sysvisor: serve must run as root (it creates device nodes and mounts for containers)\n");
+    std::fprintf(stderr,
+                 "sysvisor: serve must run as root (it creates device nodes and mounts for containers)\n");
     return 1;
   }
   // Step 2: our own mount namespace, runtime dir, device store, audit sink.
@@ -91,8 +92,8 @@ int policy_check(const std::vector<std::string>& files) {
       ++errors;
       continue;
     }
-    std::printf("%s: ok: policy `%s`, %zu rule(s), %zu BPF instructions\n", file.c_str(), loaded->name.c_str(),
-                loaded->rules.size(), bpf->size());
+    std::printf("%s: ok: policy `%s`, %zu rule(s), %zu BPF instructions\n", file.c_str(),
+                loaded->name.c_str(), loaded->rules.size(), bpf->size());
   }
   return errors == 0 ? 0 : 1;
 }
@@ -112,9 +113,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   sysvisor::ServerConfig config;
-  auto* serve_cmd = app.add_subcommand("serve",
-                                       "Run the daemon: accept agents on RUNTIME_DIR/agent.sock and answer their "
-                                       "containers' trapped calls. Stops cleanly on SIGTERM or SIGINT.");
+  auto* serve_cmd =
+      app.add_subcommand("serve",
+                         "Run the daemon: accept agents on RUNTIME_DIR/agent.sock and answer their "
+                         "containers' trapped calls. Stops cleanly on SIGTERM or SIGINT.");
   serve_cmd->add_option("--runtime-dir", config.runtime_dir, "Directory for agent.sock and private state")
       ->capture_default_str();
   serve_cmd->add_option("--policies", config.policies_dir, "Directory of policy files (*.yaml, *.yml)")
@@ -125,8 +127,9 @@ int main(int argc, char** argv) {
   auto* policy_cmd = app.add_subcommand("policy", "Policy tools");
   policy_cmd->require_subcommand(1);
   std::vector<std::string> check_files;
-  auto* check_cmd = policy_cmd->add_subcommand(
-      "check", "Validate policy files: prints FILE:LINE:COL: message for each error; exit 0 when all are valid, 1 otherwise");
+  auto* check_cmd = policy_cmd->add_subcommand("check",
+                                               "Validate policy files: prints FILE:LINE:COL: message for "
+                                               "each error; exit 0 when all are valid, 1 otherwise");
   check_cmd->add_option("FILE", check_files, "Policy files")->required()->check(CLI::ExistingFile);
 
   CLI11_PARSE(app, argc, argv);

@@ -1,8 +1,8 @@
 #include "sysvisor/mknod.hpp"
 
 #include <dirent.h>
-#include <grp.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/capability.h>
 #include <linux/openat2.h>
 #include <sched.h>
@@ -62,25 +62,44 @@ enum Stage : int {
 
 const char* stage_name(int stage) {
   switch (stage) {
-    case kCloseFds: return "close inherited fds";
-    case kSocketPair: return "socketpair";
-    case kForkCaller: return "fork the caller-side helper";
-    case kChroot: return "chroot to the caller's root";
-    case kChdirStart: return "chdir to the caller's cwd or dirfd";
-    case kGetcwd: return "getcwd of the start directory";
-    case kDropGroups: return "drop supplementary groups";
-    case kJoinUserNs: return "join the caller's user namespace";
-    case kSetGroups: return "set the caller's groups";
-    case kSetGid: return "set the caller's gids";
-    case kSetUid: return "set the caller's uids";
-    case kCapabilities: return "set the caller's capabilities";
-    case kSendPlaceholder: return "hand the placeholder over";
-    case kStatPlaceholder: return "stat the placeholder";
-    case kOwnNode: return "set the device node's owner and mode";
-    case kJoinMountNs: return "join the caller's mount namespace";
-    case kMoveMount: return "attach the device node (move_mount)";
-    case kCallerDied: return "caller-side helper died";
-    default: return "unknown stage";
+    case kCloseFds:
+      return "close inherited fds";
+    case kSocketPair:
+      return "socketpair";
+    case kForkCaller:
+      return "fork the caller-side helper";
+    case kChroot:
+      return "chroot to the caller's root";
+    case kChdirStart:
+      return "chdir to the caller's cwd or dirfd";
+    case kGetcwd:
+      return "getcwd of the start directory";
+    case kDropGroups:
+      return "drop supplementary groups";
+    case kJoinUserNs:
+      return "join the caller's user namespace";
+    case kSetGroups:
+      return "set the caller's groups";
+    case kSetGid:
+      return "set the caller's gids";
+    case kSetUid:
+      return "set the caller's uids";
+    case kCapabilities:
+      return "set the caller's capabilities";
+    case kSendPlaceholder:
+      return "hand the placeholder over";
+    case kStatPlaceholder:
+      return "stat the placeholder";
+    case kOwnNode:
+      return "set the device node's owner and mode";
+    case kJoinMountNs:
+      return "join the caller's mount namespace";
+    case kMoveMount:
+      return "attach the device node (move_mount)";
+    case kCallerDied:
+      return "caller-side helper died";
+    default:
+      return "unknown stage";
   }
 }
 
@@ -138,8 +157,8 @@ bool set_effective_caps(std::uint64_t wanted) {
 }
 
 bool same_inode(int dirfd, const char* name, int fd) {
-  struct stat a{};
-  struct stat b{};
+  struct stat a {};
+  struct stat b {};
   return ::fstatat(dirfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0 && ::fstat(fd, &b) == 0 &&
          a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
@@ -162,7 +181,8 @@ bool same_inode(int dirfd, const char* name, int fd) {
   if (p.join_user_ns && ::setns(p.user_ns_fd, CLONE_NEWUSER) != 0) fail(p, kJoinUserNs);
   // A user namespace whose setgroups is "deny" keeps us at no supplementary groups:
   // fewer rights than the caller, never more.
-  if (::setgroups(p.ngroups, p.groups.data()) != 0 && !(p.join_user_ns && errno == EPERM)) fail(p, kSetGroups);
+  if (::setgroups(p.ngroups, p.groups.data()) != 0 && !(p.join_user_ns && errno == EPERM))
+    fail(p, kSetGroups);
   if (::prctl(PR_SET_KEEPCAPS, 1) != 0) fail(p, kCapabilities);
   if (::setresgid(p.gid[0], p.gid[1], p.gid[2]) != 0) fail(p, kSetGid);
   if (::setresuid(p.uid[0], p.uid[1], p.uid[2]) != 0) fail(p, kSetUid);
@@ -180,14 +200,15 @@ bool same_inode(int dirfd, const char* name, int fd) {
   const char* base = p.base.data();
   if (base[0] == '\0' || std::strcmp(base, ".") == 0 || std::strcmp(base, "..") == 0) ::_exit(EEXIST);
   if (p.trailing_slash) {
-    struct stat st{};
+    struct stat st {};
     if (::fstatat(parent, base, &st, AT_SYMLINK_NOFOLLOW) == 0) ::_exit(EEXIST);
     ::_exit(errno);
   }
   if (p.native) {
     ::_exit(::mknodat(parent, base, p.mode, p.dev) == 0 ? 0 : errno);
   }
-  const int placeholder = ::openat(parent, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, p.mode & 07777);
+  const int placeholder =
+      ::openat(parent, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, p.mode & 07777);
   if (placeholder < 0) ::_exit(errno);
 
   char byte = 0;
@@ -227,12 +248,14 @@ int wait_exit_code(pid_t pid) {
 [[noreturn]] void run_privileged(const Params& p) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   // Keep only our fds: the daemon holds other containers' listeners.
-  std::array<int, 7> keep{p.root_fd, p.start_fd, p.user_ns_fd, p.mnt_ns_fd, p.tree_fd, p.devdir_fd, p.diag_fd};
+  std::array<int, 7> keep{p.root_fd, p.start_fd,  p.user_ns_fd, p.mnt_ns_fd,
+                          p.tree_fd, p.devdir_fd, p.diag_fd};
   std::sort(keep.begin(), keep.end());
   unsigned next = 3;
   for (const int fd : keep) {
     if (fd < 0 || static_cast<unsigned>(fd) < next) continue;
-    if (static_cast<unsigned>(fd) > next && ::syscall(SYS_close_range, next, fd - 1, 0) != 0) fail(p, kCloseFds);
+    if (static_cast<unsigned>(fd) > next && ::syscall(SYS_close_range, next, fd - 1, 0) != 0)
+      fail(p, kCloseFds);
     next = static_cast<unsigned>(fd) + 1;
   }
   if (::syscall(SYS_close_range, next, ~0U, 0) != 0) fail(p, kCloseFds);
@@ -270,7 +293,7 @@ int wait_exit_code(pid_t pid) {
   std::memcpy(&placeholder, CMSG_DATA(cm), sizeof(int));
 
   int verdict = 0;
-  struct stat st{};
+  struct stat st {};
   if (::fstat(placeholder, &st) != 0) {
     report(p, kStatPlaceholder, errno);
     verdict = EPERM;
@@ -329,7 +352,8 @@ Result<DeviceStore> DeviceStore::create(const std::filesystem::path& dir) {
   if (ec) return sys_error(ec.value(), "create `" + dir.string() + "`");
   ::chmod(dir.c_str(), 0700);
   // nodev must NOT be set: the nodes are used through their bind mounts.
-  if (::mount("sysvisor-dev", dir.c_str(), "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0700,nr_inodes=1048576") != 0) {
+  if (::mount("sysvisor-dev", dir.c_str(), "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0700,nr_inodes=1048576") !=
+      0) {
     return sys_error("mount tmpfs on `" + dir.string() + "`");
   }
   DeviceStore store;
@@ -344,8 +368,8 @@ Result<DeviceStore::Node> DeviceStore::make_node(std::string_view session, mode_
   if (::mknodat(dir_.get(), node.name.c_str(), type | 0, dev) != 0) {
     return sys_error("mknod `" + node.name + "` in the device store");
   }
-  node.tree.reset(static_cast<int>(
-      ::syscall(SYS_open_tree, dir_.get(), node.name.c_str(), OPEN_TREE_CLONE | O_CLOEXEC | AT_SYMLINK_NOFOLLOW)));
+  node.tree.reset(static_cast<int>(::syscall(SYS_open_tree, dir_.get(), node.name.c_str(),
+                                             OPEN_TREE_CLONE | O_CLOEXEC | AT_SYMLINK_NOFOLLOW)));
   if (!node.tree) {
     auto err = sys_error("open_tree `" + node.name + "`");
     remove_node(node.name);
@@ -354,7 +378,9 @@ Result<DeviceStore::Node> DeviceStore::make_node(std::string_view session, mode_
   return node;
 }
 
-void DeviceStore::remove_node(const std::string& name) const { ::unlinkat(dir_.get(), name.c_str(), 0); }
+void DeviceStore::remove_node(const std::string& name) const {
+  ::unlinkat(dir_.get(), name.c_str(), 0);
+}
 
 void DeviceStore::remove_session(std::string_view session) const {
   // Nodes still mounted in a container live on through the mount; the names go.
@@ -371,7 +397,8 @@ void DeviceStore::remove_session(std::string_view session) const {
   for (const auto& n : names) remove_node(n);
 }
 
-Result<Request> prepare(const task::TaskHandle& task, std::string path, mode_t mode, std::uint32_t dev, int dirfd) {
+Result<Request> prepare(const task::TaskHandle& task, std::string path, mode_t mode, std::uint32_t dev,
+                        int dirfd) {
   Request req;
   req.path = std::move(path);
   req.mode = mode;
@@ -396,8 +423,8 @@ Result<Request> prepare(const task::TaskHandle& task, std::string path, mode_t m
   auto mnt_ns = task.open_entry("ns/mnt", O_RDONLY);
   if (!mnt_ns) return std::unexpected(mnt_ns.error());
   req.mnt_ns = std::move(*mnt_ns);
-  struct stat mine{};
-  struct stat theirs{};
+  struct stat mine {};
+  struct stat theirs {};
   if (::stat("/proc/self/ns/user", &mine) != 0 || ::fstat(req.user_ns.get(), &theirs) != 0) {
     return sys_error("stat user namespaces");
   }

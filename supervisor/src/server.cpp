@@ -32,7 +32,7 @@ bool valid_container_id(const std::string& id) {
 
 // One agent connection, from hello to handoff. Every violation closes it with a log line.
 class Server::Connection : public std::enable_shared_from_this<Connection> {
-public:
+ public:
   Connection(Server& server, UniqueFd sock)
       : server_(server), sock_(std::move(sock)), readable_(server.io_, sock_.get()), deadline_(server.io_) {
     ucred cred{};
@@ -66,7 +66,7 @@ public:
     finish();
   }
 
-private:
+ private:
   void wait() {
     readable_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                          [self = shared_from_this()](const boost::system::error_code& ec) {
@@ -80,7 +80,8 @@ private:
     deadline_.cancel();
     boost::system::error_code ec;
     readable_.cancel(ec);
-    boost::asio::post(server_.io_, [self = shared_from_this()] { self->server_.on_connection_done(self.get()); });
+    boost::asio::post(server_.io_,
+                      [self = shared_from_this()] { self->server_.on_connection_done(self.get()); });
   }
 
   void refuse(const std::string& reason) {
@@ -127,7 +128,8 @@ private:
 
   void on_hello(const v1::Hello& hello) {
     if (hello.protocol_version() != v1::PROTOCOL_VERSION_1) {
-      refuse("unsupported protocol version " + std::to_string(hello.protocol_version()) + " (this supervisor speaks 1)");
+      refuse("unsupported protocol version " + std::to_string(hello.protocol_version()) +
+             " (this supervisor speaks 1)");
       return;
     }
     if (!valid_container_id(hello.container_id())) {
@@ -146,7 +148,8 @@ private:
     v1::SupervisorMessage msg;
     auto* spec = msg.mutable_filter();
     spec->set_policy(policy_->name);
-    spec->set_bpf(reinterpret_cast<const char*>(it->second.bpf.data()), it->second.bpf.size() * sizeof(sock_filter));
+    spec->set_bpf(reinterpret_cast<const char*>(it->second.bpf.data()),
+                  it->second.bpf.size() * sizeof(sock_filter));
     if (auto r = wire::send_message(sock_.get(), msg); !r) {
       drop(r.error().message());
       return;
@@ -166,16 +169,17 @@ private:
     }
     const std::string session_id = "s" + std::to_string(++server_.next_session_);
     Session::Identity identity{session_id, container_id_, peer_pid_, peer_uid_};
-    auto session = std::make_shared<Session>(
-        server_.io_, SessionServices{&server_.devices_, &server_.audit_}, identity, policy_,
-        notify::NotifyFd(std::move(fd)), [&srv = server_](const std::string& id) { srv.on_session_closed(id); });
+    auto session =
+        std::make_shared<Session>(server_.io_, SessionServices{&server_.devices_, &server_.audit_}, identity,
+                                  policy_, notify::NotifyFd(std::move(fd)),
+                                  [&srv = server_](const std::string& id) { srv.on_session_closed(id); });
     server_.sessions_.emplace(session_id, session);
     session->start();
     v1::SupervisorMessage msg;
     msg.mutable_ready()->set_session_id(session_id);
     (void)wire::send_message(sock_.get(), msg);
-    spdlog::info("[c={}] supervised with policy `{}` (session {}, agent pid {} uid {})", container_id_, policy_->name,
-                 session_id, peer_pid_, peer_uid_);
+    spdlog::info("[c={}] supervised with policy `{}` (session {}, agent pid {} uid {})", container_id_,
+                 policy_->name, session_id, peer_pid_, peer_uid_);
     finish();
   }
 
@@ -213,8 +217,9 @@ std::expected<std::map<std::string, LoadedPolicy, std::less<>>, std::vector<std:
   return out;
 }
 
-Server::Server(boost::asio::io_context& io, ServerConfig config, std::map<std::string, LoadedPolicy, std::less<>> policies,
-               mknod::DeviceStore& devices, audit::Sink& audit)
+Server::Server(boost::asio::io_context& io, ServerConfig config,
+               std::map<std::string, LoadedPolicy, std::less<>> policies, mknod::DeviceStore& devices,
+               audit::Sink& audit)
     : io_(io),
       config_(std::move(config)),
       policies_(std::move(policies)),
@@ -227,7 +232,8 @@ Server::Server(boost::asio::io_context& io, ServerConfig config, std::map<std::s
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof addr.sun_path) {
-    throw std::runtime_error("socket path `" + path + "` is longer than " + std::to_string(sizeof addr.sun_path - 1) +
+    throw std::runtime_error("socket path `" + path + "` is longer than " +
+                             std::to_string(sizeof addr.sun_path - 1) +
                              " bytes: choose a shorter --runtime-dir");
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
@@ -247,7 +253,8 @@ Server::Server(boost::asio::io_context& io, ServerConfig config, std::map<std::s
   // Any local user may launch supervised containers; what a peer can get is only what the
   // policies grant, done with the trapped task's own identity.
   ::chmod(path.c_str(), 0666);
-  if (::listen(sock.get(), 128) != 0) throw std::runtime_error("listen `" + path + "`: " + std::strerror(errno));
+  if (::listen(sock.get(), 128) != 0)
+    throw std::runtime_error("listen `" + path + "`: " + std::strerror(errno));
   listener_.assign(sock.release());
 }
 
@@ -285,30 +292,36 @@ void Server::shutdown() {
 
 void Server::accept_next() {
   if (stopping_) return;
-  listener_.async_wait(boost::asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
-    if (ec || stopping_) return;
-    for (;;) {
-      UniqueFd sock(::accept4(listener_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-      if (!sock) {
-        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-          spdlog::warn("accept on {}: {}", socket_path_.string(), std::strerror(errno));
+  listener_.async_wait(
+      boost::asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
+        if (ec || stopping_) return;
+        for (;;) {
+          UniqueFd sock(::accept4(listener_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+          if (!sock) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+              spdlog::warn("accept on {}: {}", socket_path_.string(), std::strerror(errno));
+            }
+            break;
+          }
+          if (connections_.size() >= config_.max_connections) {
+            spdlog::warn("too many agent handshakes in progress ({}): connection dropped",
+                         connections_.size());
+            continue;
+          }
+          auto conn = std::make_shared<Connection>(*this, std::move(sock));
+          connections_.emplace(conn.get(), conn);
+          conn->start();
         }
-        break;
-      }
-      if (connections_.size() >= config_.max_connections) {
-        spdlog::warn("too many agent handshakes in progress ({}): connection dropped", connections_.size());
-        continue;
-      }
-      auto conn = std::make_shared<Connection>(*this, std::move(sock));
-      connections_.emplace(conn.get(), conn);
-      conn->start();
-    }
-    accept_next();
-  });
+        accept_next();
+      });
 }
 
-void Server::on_connection_done(Connection* conn) { connections_.erase(conn); }
+void Server::on_connection_done(Connection* conn) {
+  connections_.erase(conn);
+}
 
-void Server::on_session_closed(const std::string& session_id) { sessions_.erase(session_id); }
+void Server::on_session_closed(const std::string& session_id) {
+  sessions_.erase(session_id);
+}
 
 }  // namespace sysvisor

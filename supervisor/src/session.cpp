@@ -23,7 +23,9 @@ const char* arch_name(std::uint32_t arch, int nr) {
   return "unknown";
 }
 
-bool gone(const SysError& e) { return e.err == ENOENT || e.err == ESRCH; }
+bool gone(const SysError& e) {
+  return e.err == ENOENT || e.err == ESRCH;
+}
 
 }  // namespace
 
@@ -65,12 +67,15 @@ Session::~Session() {
 
 void Session::start() {
   if (!listener_.enable_sync_wakeup()) {
-    spdlog::debug("[c={}] SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP unavailable, continuing without", identity_.container_id);
+    spdlog::debug("[c={}] SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP unavailable, continuing without",
+                  identity_.container_id);
   }
   arm();
 }
 
-void Session::stop() { close(); }
+void Session::stop() {
+  close();
+}
 
 void Session::arm() {
   if (armed_ || closed_ || hung_up_ || pending_.size() >= services_.max_in_flight) return;
@@ -126,8 +131,8 @@ void Session::close() {
 
 void Session::write_audit(audit::Event& event, Clock::time_point started) {
   event.time = std::chrono::system_clock::now();
-  event.latency_us =
-      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
+  event.latency_us = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
   services_.audit->write(event);
 }
 
@@ -149,8 +154,11 @@ void Session::dispatch(const seccomp_notif& n) {
   // Integer arguments as the kernel takes them: mode is umode_t (16 bits), dev and dirfd 32.
   const bool compat = filter::is_compat32(n.data.arch);
   const std::size_t first = *which == policy::Syscall::Mknodat ? 1 : 0;
-  const int dirfd = *which == policy::Syscall::Mknodat ? static_cast<int>(static_cast<std::int32_t>(n.data.args[0])) : AT_FDCWD;
-  const std::uint64_t path_addr = compat ? static_cast<std::uint32_t>(n.data.args[first]) : n.data.args[first];
+  const int dirfd = *which == policy::Syscall::Mknodat
+                        ? static_cast<int>(static_cast<std::int32_t>(n.data.args[0]))
+                        : AT_FDCWD;
+  const std::uint64_t path_addr =
+      compat ? static_cast<std::uint32_t>(n.data.args[first]) : n.data.args[first];
   const auto mode = static_cast<mode_t>(static_cast<std::uint16_t>(n.data.args[first + 1]));
   const auto dev = static_cast<std::uint32_t>(n.data.args[first + 2]);
   policy::MknodArgs args{*which, policy::FileType::Char, 0, 0};
@@ -178,7 +186,8 @@ void Session::dispatch(const seccomp_notif& n) {
   event.minor = args.minor;
   event.mode = mode;
   event.action = policy::to_string(decision.action);
-  event.rule = decision.rule_index >= 0 ? policy_->rules[static_cast<std::size_t>(decision.rule_index)].name : "";
+  event.rule =
+      decision.rule_index >= 0 ? policy_->rules[static_cast<std::size_t>(decision.rule_index)].name : "";
 
   const auto respond = [&](int err) {
     auto r = err == 0 ? listener_.respond_value(id, 0) : listener_.respond_error(id, err);
@@ -202,7 +211,8 @@ void Session::dispatch(const seccomp_notif& n) {
   // 1. Open what we need of the task, then prove it is still the caller.
   auto task = task::TaskHandle::open(tid);
   if (!task) {
-    if (!gone(task.error())) spdlog::warn("[c={} tid={}] {}", identity_.container_id, tid, task.error().message());
+    if (!gone(task.error()))
+      spdlog::warn("[c={} tid={}] {}", identity_.container_id, tid, task.error().message());
     respond(EPERM);  // SEND reports ENOENT quietly when the task is gone
     return;
   }
@@ -212,7 +222,9 @@ void Session::dispatch(const seccomp_notif& n) {
   }
   UniqueFd victim;
   if (kill) {
-    victim.reset(static_cast<int>(::syscall(SYS_pidfd_open, tid, 0)));
+    // PIDFD_THREAD (O_EXCL, kernel >= 6.9) accepts any thread; older kernels only leaders.
+    victim.reset(static_cast<int>(::syscall(SYS_pidfd_open, tid, O_EXCL)));
+    if (!victim) victim.reset(static_cast<int>(::syscall(SYS_pidfd_open, tid, 0)));
   }
   if (auto v = listener_.id_valid(id); !v) {
     return;  // the task is gone (or its call interrupted): nobody to answer
@@ -242,7 +254,7 @@ void Session::dispatch(const seccomp_notif& n) {
       if (victim) {
         ::syscall(SYS_pidfd_send_signal, victim.get(), SIGKILL, nullptr, 0);
       } else {
-        ::kill(tid, SIGKILL);  // pidfd_open refuses non-leader threads; ID_VALID just vouched for tid
+        ::kill(tid, SIGKILL);  // no pidfd for this thread here; ID_VALID just vouched for tid
       }
       respond(ENOSYS);
       event.err = ENOSYS;

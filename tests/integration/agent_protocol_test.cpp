@@ -23,7 +23,7 @@ namespace sysvisor::it {
 namespace {
 
 class FakeSupervisor {
-public:
+ public:
   enum class Mode { RefuseHello, RefuseHandoff, TrapEverything, CloseAfterHello };
 
   FakeSupervisor(const fs::path& dir, Mode mode) : mode_(mode) {
@@ -46,7 +46,7 @@ public:
 
   std::atomic<int> answered{0};
 
-private:
+ private:
   void serve() {
     UniqueFd conn(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!conn) return;
@@ -99,8 +99,8 @@ private:
 };
 
 Outcome agent_exec(const fs::path& rt, const std::string& script) {
-  return run({(bin_dir() / "sysvisor-agent").string(), "exec", "--runtime-dir", rt.string(), "--policy", "fake", "--",
-              "/bin/sh", "-c", script},
+  return run({(bin_dir() / "sysvisor-agent").string(), "exec", "--runtime-dir", rt.string(), "--policy",
+              "fake", "--", "/bin/sh", "-c", script},
              std::chrono::seconds(30));
 }
 
@@ -147,9 +147,10 @@ TEST(AgentProtocol, TrappingEverythingInRunMode) {
   fs::create_directories(rootfs);
   make_rootfs(rootfs, 100000);
   FakeSupervisor fake(dir.path() / "run", FakeSupervisor::Mode::TrapEverything);
-  const auto o = run({(bin_dir() / "sysvisor-agent").string(), "run", "--runtime-dir", (dir.path() / "run").string(),
-                      "--policy", "fake", "--rootfs", rootfs.string(), "--", "/bin/sh", "-c", "echo in-box; exit 4"},
-                     std::chrono::seconds(30));
+  const auto o =
+      run({(bin_dir() / "sysvisor-agent").string(), "run", "--runtime-dir", (dir.path() / "run").string(),
+           "--policy", "fake", "--rootfs", rootfs.string(), "--", "/bin/sh", "-c", "echo in-box; exit 4"},
+          std::chrono::seconds(30));
   EXPECT_FALSE(o.timed_out);
   EXPECT_EQ(o.status, 4) << o.err;
   EXPECT_EQ(o.out, "in-box\n") << o.err;

@@ -12,7 +12,9 @@ namespace {
 
 const fs::path kSysvisor = bin_dir() / "sysvisor";
 
-void write(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
+void write(const fs::path& p, const std::string& text) {
+  std::ofstream(p) << text;
+}
 
 TEST(Cli, PolicyCheckAcceptsTheShippedPolicies) {
   for (const auto& e : fs::directory_iterator(source_dir() / "policies")) {
@@ -50,19 +52,20 @@ TEST(Cli, ServeRefusesToStartOnBadPoliciesAndPrintsThemAll) {
   fs::create_directories(dir.path() / "policies");
   write(dir.path() / "policies" / "a.yaml", "name: a\nrules: {}\n");
   write(dir.path() / "policies" / "b.yaml", "name: b\nrules:\n  - syscalls: [mknod]\n    action: explode\n");
-  const auto o = run({kSysvisor.string(), "serve", "--runtime-dir", (dir.path() / "run").string(), "--policies",
-                      (dir.path() / "policies").string()},
+  const auto o = run({kSysvisor.string(), "serve", "--runtime-dir", (dir.path() / "run").string(),
+                      "--policies", (dir.path() / "policies").string()},
                      std::chrono::seconds(20));
   EXPECT_EQ(o.status, 1);
   EXPECT_NE(o.err.find((dir.path() / "policies" / "a.yaml").string() + ":2:8: "), std::string::npos) << o.err;
-  EXPECT_NE(o.err.find((dir.path() / "policies" / "b.yaml").string() + ":4:13: "), std::string::npos) << o.err;
+  EXPECT_NE(o.err.find((dir.path() / "policies" / "b.yaml").string() + ":4:13: "), std::string::npos)
+      << o.err;
   EXPECT_FALSE(fs::exists(dir.path() / "run" / "agent.sock"));
 }
 
 TEST(Cli, ServeRefusesAMissingPoliciesDirectory) {
   TempDir dir("sysvisor-cli");
-  const auto o = run({kSysvisor.string(), "serve", "--runtime-dir", (dir.path() / "run").string(), "--policies",
-                      (dir.path() / "nope").string()},
+  const auto o = run({kSysvisor.string(), "serve", "--runtime-dir", (dir.path() / "run").string(),
+                      "--policies", (dir.path() / "nope").string()},
                      std::chrono::seconds(20));
   EXPECT_EQ(o.status, 1);
   EXPECT_NE(o.err.find((dir.path() / "nope").string()), std::string::npos) << o.err;
@@ -73,8 +76,8 @@ TEST(Cli, SecondDaemonOnTheSameRuntimeDirIsRefused) {
   TempDir dir("sysvisor-cli");
   Daemon first(dir.path() / "run", source_dir() / "policies", dir.path() / "audit", dir.path() / "log");
   ASSERT_TRUE(first.ready()) << read_file(dir.path() / "log");
-  const auto o = run({kSysvisor.string(), "serve", "--runtime-dir", (dir.path() / "run").string(), "--policies",
-                      (source_dir() / "policies").string()},
+  const auto o = run({kSysvisor.string(), "serve", "--runtime-dir", (dir.path() / "run").string(),
+                      "--policies", (source_dir() / "policies").string()},
                      std::chrono::seconds(20));
   EXPECT_EQ(o.status, 1);
   EXPECT_NE(o.err.find("already serving"), std::string::npos) << o.err;
@@ -82,13 +85,13 @@ TEST(Cli, SecondDaemonOnTheSameRuntimeDirIsRefused) {
 }
 
 TEST(Cli, HelpExplainsEveryCommand) {
-  for (const auto& argv : std::vector<std::vector<std::string>>{
-           {kSysvisor.string(), "--help"},
-           {kSysvisor.string(), "serve", "--help"},
-           {kSysvisor.string(), "policy", "check", "--help"},
-           {(bin_dir() / "sysvisor-agent").string(), "--help"},
-           {(bin_dir() / "sysvisor-agent").string(), "run", "--help"},
-           {(bin_dir() / "sysvisor-agent").string(), "exec", "--help"}}) {
+  for (const auto& argv :
+       std::vector<std::vector<std::string>>{{kSysvisor.string(), "--help"},
+                                             {kSysvisor.string(), "serve", "--help"},
+                                             {kSysvisor.string(), "policy", "check", "--help"},
+                                             {(bin_dir() / "sysvisor-agent").string(), "--help"},
+                                             {(bin_dir() / "sysvisor-agent").string(), "run", "--help"},
+                                             {(bin_dir() / "sysvisor-agent").string(), "exec", "--help"}}) {
     const auto o = run(argv);
     EXPECT_EQ(o.status, 0) << argv[1];
     EXPECT_NE(o.out.find("--"), std::string::npos) << o.out;

@@ -21,7 +21,7 @@ namespace {
 constexpr uid_t kHostRoot = 100000;  // container root under the agent's default map
 
 class E2E : public ::testing::Test {
-protected:
+ protected:
   static void SetUpTestSuite() {
     if (::geteuid() != 0) GTEST_SKIP() << "integration tests need root";
     dir_ = new TempDir("sysvisor-it");
@@ -59,8 +59,14 @@ protected:
 
   Outcome container(const std::string& script, const std::string& policy = "rootless-devices",
                     const std::string& id = "", const fs::path& rt = runtime()) {
-    std::vector<std::string> argv{(bin_dir() / "sysvisor-agent").string(), "run", "--runtime-dir", rt.string(),
-                                  "--policy", policy, "--rootfs", rootfs_.string()};
+    std::vector<std::string> argv{(bin_dir() / "sysvisor-agent").string(),
+                                  "run",
+                                  "--runtime-dir",
+                                  rt.string(),
+                                  "--policy",
+                                  policy,
+                                  "--rootfs",
+                                  rootfs_.string()};
     if (!id.empty()) {
       argv.insert(argv.end(), {"--id", id});
     }
@@ -107,7 +113,8 @@ TEST_F(E2E, EveryAllowedDeviceWorks) {
       "head -c 6 /dev/urandom | wc -c\n"
       "for d in tty console; do probe stat /dev/$d; done\n");
   EXPECT_EQ(o.status, 0) << o.err;
-  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"3", "full-refused", "5", "6", "c 5:0 0 0 644", "c 5:1 0 0 644"}))
+  EXPECT_EQ(lines(o.out),
+            (std::vector<std::string>{"3", "full-refused", "5", "6", "c 5:0 0 0 644", "c 5:1 0 0 644"}))
       << o.out << o.err;
   EXPECT_NE(o.err.find("No space left on device"), std::string::npos) << o.err;
 }
@@ -123,7 +130,8 @@ TEST_F(E2E, DeniedDevicesGetEpermAndNothingIsCreated) {
 }
 
 TEST_F(E2E, AuditRecordsEmulatedAndDeniedCalls) {
-  const auto o = container("mknod /dev/null c 1 3; probe mknod /dev/sda b 8 0", "rootless-devices", "audit-me");
+  const auto o =
+      container("mknod /dev/null c 1 3; probe mknod /dev/sda b 8 0", "rootless-devices", "audit-me");
   ASSERT_EQ(o.out, "EPERM\n") << o.err;
   const auto lines_of = audit_of("audit-me");
   ASSERT_EQ(lines_of.size(), 2U) << read_file(audit_log());
@@ -142,7 +150,7 @@ TEST_F(E2E, AuditRecordsEmulatedAndDeniedCalls) {
 TEST_F(E2E, WhiteoutsAreLeftToTheKernel) {
   const auto o = container("probe mknod /tmp/wh c 0 0 && probe stat /tmp/wh", "rootless-devices", "whiteout");
   EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ok", "c 0:0 0 0 644"})) << o.err;
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::lstat((rootfs_ / "tmp" / "wh").c_str(), &st), 0);
   EXPECT_TRUE(S_ISCHR(st.st_mode));
   EXPECT_EQ(st.st_rdev, makedev(0, 0));
@@ -150,7 +158,8 @@ TEST_F(E2E, WhiteoutsAreLeftToTheKernel) {
 }
 
 TEST_F(E2E, ExistingPathGivesEexist) {
-  const auto o = container("probe mknod /dev/null c 1 3; probe mknod /dev/null c 1 3; probe mknod /bin c 1 3");
+  const auto o =
+      container("probe mknod /dev/null c 1 3; probe mknod /dev/null c 1 3; probe mknod /bin c 1 3");
   EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ok", "EEXIST", "EEXIST"})) << o.err;
 }
 
@@ -158,7 +167,8 @@ TEST_F(E2E, KernelErrnosForBadPaths) {
   const auto o = container(
       "probe mknod /nonexistent/x c 1 3; probe mknod /bin/busybox/x c 1 3; probe badptr; probe longpath; "
       "probe badfd rel c 1 3; probe mknod '' c 1 3");
-  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ENOENT", "ENOTDIR", "EFAULT", "ENAMETOOLONG", "EBADF", "ENOENT"}))
+  EXPECT_EQ(lines(o.out),
+            (std::vector<std::string>{"ENOENT", "ENOTDIR", "EFAULT", "ENAMETOOLONG", "EBADF", "ENOENT"}))
       << o.err;
 }
 
@@ -189,7 +199,7 @@ TEST_F(E2E, OwnershipModeAndUmaskAreTheCallers) {
                                                     "c 1:3 1000 1000 644"}))
       << o.err;
   // The placeholders on the host belong to the mapped ids, not to host root.
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::lstat((rootfs_ / "tmp" / "zero").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, kHostRoot);
   EXPECT_EQ(st.st_gid, kHostRoot);
@@ -222,14 +232,15 @@ TEST_F(E2E, EscapesStayInsideTheRootfs) {
       "ls /");
   const auto out = lines(o.out);
   ASSERT_GE(out.size(), 4U) << o.out << o.err;
-  EXPECT_EQ(std::vector<std::string>(out.begin(), out.begin() + 4), (std::vector<std::string>{"ok", "ok", "ok", "ELOOP"}))
+  EXPECT_EQ(std::vector<std::string>(out.begin(), out.begin() + 4),
+            (std::vector<std::string>{"ok", "ok", "ok", "ELOOP"}))
       << o.out << o.err;
   for (const char* name : {"esc1", "esc2", "esc3", "esc4"}) {
     EXPECT_FALSE(fs::exists(outside / name)) << name << " escaped the rootfs";
     EXPECT_FALSE(fs::exists(fs::path("/") / name)) << name << " escaped to the host root";
   }
   for (const char* name : {"esc1", "esc2", "esc3"}) {
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(::lstat((rootfs_ / name).c_str(), &st), 0) << name << " should have landed at the rootfs top";
     EXPECT_EQ(st.st_uid, kHostRoot) << name;
   }
@@ -354,8 +365,8 @@ TEST_F(E2E, ExecModeInAUserNamespace) {
   // engine's entrypoint would be.
   const fs::path target = rootfs_ / "tmp";
   const auto o = run({"/usr/bin/unshare", "--user", "--map-root-user", "--mount", "--propagation", "private",
-                      (bin_dir() / "sysvisor-agent").string(), "exec", "--runtime-dir", runtime().string(), "--policy",
-                      "rootless-devices", "--id", "exec-box", "--", "/bin/sh", "-c",
+                      (bin_dir() / "sysvisor-agent").string(), "exec", "--runtime-dir", runtime().string(),
+                      "--policy", "rootless-devices", "--id", "exec-box", "--", "/bin/sh", "-c",
                       "mount -t tmpfs none " + target.string() + " && cd " + target.string() +
                           " && mknod null c 1 3 && echo x > null && " + (bin_dir() / "probe").string() +
                           " mknod sda b 8 0"});
@@ -368,11 +379,14 @@ TEST_F(E2E, ExecModeInAUserNamespace) {
 TEST_F(E2E, ExitedContainersAreCleanedUp) {
   const auto count_fds = [] {
     std::size_t n = 0;
-    for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/" + std::to_string(daemon_->pid()) + "/fd")) ++n;
+    for ([[maybe_unused]] const auto& e :
+         fs::directory_iterator("/proc/" + std::to_string(daemon_->pid()) + "/fd"))
+      ++n;
     return n;
   };
   // The device store as the daemon sees it, in its private mount namespace.
-  const fs::path store = fs::path("/proc") / std::to_string(daemon_->pid()) / "root" / runtime().relative_path() / "devices";
+  const fs::path store =
+      fs::path("/proc") / std::to_string(daemon_->pid()) / "root" / runtime().relative_path() / "devices";
   const auto count_nodes = [&] {
     std::size_t n = 0;
     for ([[maybe_unused]] const auto& e : fs::directory_iterator(store)) ++n;
@@ -396,7 +410,8 @@ TEST_F(E2E, ExitedContainersAreCleanedUp) {
 TEST_F(E2E, SupervisorKilledWhileContainerRuns) {
   TempDir dir("sysvisor-kill");
   const fs::path policies = source_dir() / "policies";
-  auto daemon = std::make_unique<Daemon>(dir.path() / "run", policies, dir.path() / "audit.jsonl", dir.path() / "log");
+  auto daemon =
+      std::make_unique<Daemon>(dir.path() / "run", policies, dir.path() / "audit.jsonl", dir.path() / "log");
   ASSERT_TRUE(daemon->ready()) << read_file(dir.path() / "log");
   Outcome o;
   std::thread t([&] {

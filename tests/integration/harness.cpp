@@ -17,13 +17,18 @@
 
 namespace sysvisor::it {
 
-fs::path bin_dir() { return SYSVISOR_BIN_DIR; }
-fs::path source_dir() { return SYSVISOR_SOURCE_DIR; }
+fs::path bin_dir() {
+  return SYSVISOR_BIN_DIR;
+}
+fs::path source_dir() {
+  return SYSVISOR_SOURCE_DIR;
+}
 
 Outcome run(const std::vector<std::string>& argv, std::chrono::seconds timeout) {
   std::array<int, 2> out{};
   std::array<int, 2> err{};
-  if (::pipe2(out.data(), O_CLOEXEC) != 0 || ::pipe2(err.data(), O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+  if (::pipe2(out.data(), O_CLOEXEC) != 0 || ::pipe2(err.data(), O_CLOEXEC) != 0)
+    throw std::runtime_error("pipe");
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -42,7 +47,8 @@ Outcome run(const std::vector<std::string>& argv, std::chrono::seconds timeout) 
   std::array<pollfd, 2> pfds{{{out[0], POLLIN, 0}, {err[0], POLLIN, 0}}};
   int open_fds = 2;
   while (open_fds > 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       o.timed_out = true;
       ::kill(-pid, SIGKILL);

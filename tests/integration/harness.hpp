@@ -24,14 +24,14 @@ Outcome run(const std::vector<std::string>& argv, std::chrono::seconds timeout =
 
 // A directory removed (after lazy-unmounting what is below it) at destruction.
 class TempDir {
-public:
+ public:
   explicit TempDir(const std::string& prefix);
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   [[nodiscard]] const fs::path& path() const { return path_; }
 
-private:
+ private:
   fs::path path_;
 };
 
@@ -40,8 +40,9 @@ void make_rootfs(const fs::path& dir, uid_t owner);
 
 // A `sysvisor serve` child process.
 class Daemon {
-public:
-  Daemon(const fs::path& runtime_dir, const fs::path& policies_dir, const fs::path& audit_log, const fs::path& log);
+ public:
+  Daemon(const fs::path& runtime_dir, const fs::path& policies_dir, const fs::path& audit_log,
+         const fs::path& log);
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -50,7 +51,7 @@ public:
   // SIGTERM (clean) or SIGKILL; returns the exit status as run() reports it.
   int stop(int sig);
 
-private:
+ private:
   pid_t pid_ = -1;
   bool ready_ = false;
 };

@@ -1,13 +1,14 @@
 // Pure pieces of the task view, mknod path splitting, and the audit JSON.
-#include <gtest/gtest.h>
+#include "sysvisor/task.hpp"
+
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 
 #include <cstring>
 
 #include "sysvisor/audit.hpp"
 #include "sysvisor/mknod.hpp"
-#include "sysvisor/task.hpp"
 
 namespace sysvisor {
 namespace {
@@ -60,12 +61,13 @@ TEST(Task, DecodesDevLikeTheKernel) {
 }
 
 class Memory : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     mem_.reset(::open("/proc/self/mem", O_RDONLY | O_CLOEXEC));
     ASSERT_TRUE(mem_.valid());
     // Two pages: readable, then unmapped.
-    auto* p = static_cast<char*>(::mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    auto* p =
+        static_cast<char*>(::mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     ASSERT_NE(p, MAP_FAILED);
     ::munmap(p + 4096, 4096);
     page_ = p;
@@ -122,8 +124,8 @@ TEST(AuditJson, EscapesHostileStrings) {
   EXPECT_EQ(audit::json_string("plain"), "\"plain\"");
   EXPECT_EQ(audit::json_string("a\"b\\c"), "\"a\\\"b\\\\c\"");
   EXPECT_EQ(audit::json_string(std::string("nl\n\x01", 4)), "\"nl\\u000a\\u0001\"");
-  EXPECT_EQ(audit::json_string("caf\xc3\xa9"), "\"caf\xc3\xa9\"");         // valid UTF-8 kept
-  EXPECT_EQ(audit::json_string("bad\xff\xc3"), "\"bad\\u00ff\\u00c3\"");  // invalid bytes escaped
+  EXPECT_EQ(audit::json_string("caf\xc3\xa9"), "\"caf\xc3\xa9\"");             // valid UTF-8 kept
+  EXPECT_EQ(audit::json_string("bad\xff\xc3"), "\"bad\\u00ff\\u00c3\"");       // invalid bytes escaped
   EXPECT_EQ(audit::json_string("\xed\xa0\x80"), "\"\\u00ed\\u00a0\\u0080\"");  // surrogates are not UTF-8
 }
 

@@ -1,4 +1,6 @@
 // The agent wire format: one message per SEQPACKET packet, one fd at most, 64 KiB cap.
+#include "sysvisor/wire.hpp"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -8,7 +10,6 @@
 #include <cstring>
 
 #include "agent.pb.h"
-#include "sysvisor/wire.hpp"
 
 namespace sysvisor {
 namespace {

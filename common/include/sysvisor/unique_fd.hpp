@@ -8,7 +8,7 @@
 namespace sysvisor {
 
 class UniqueFd {
-public:
+ public:
   UniqueFd() noexcept = default;
   explicit UniqueFd(int fd) noexcept : fd_(fd) {}
   UniqueFd(const UniqueFd&) = delete;
@@ -36,7 +36,7 @@ public:
     fd_ = fd;
   }
 
-private:
+ private:
   int fd_ = -1;
 };
 

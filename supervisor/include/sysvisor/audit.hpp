@@ -18,18 +18,18 @@ struct Event {
   std::chrono::system_clock::time_point time;
   std::string container;
   std::string policy;
-  pid_t pid = 0;             // host tid of the caller
-  std::string syscall;       // "mknodat"
-  std::string arch;          // "x86_64", "i386", "x32"
+  pid_t pid = 0;                    // host tid of the caller
+  std::string syscall;              // "mknodat"
+  std::string arch;                 // "x86_64", "i386", "x32"
   std::optional<std::string> path;  // absent when it could not be read
-  std::string path_error;    // why not (e.g. "EFAULT")
-  std::string type;          // "char" / "block"
+  std::string path_error;           // why not (e.g. "EFAULT")
+  std::string type;                 // "char" / "block"
   std::uint32_t major = 0;
   std::uint32_t minor = 0;
-  mode_t mode = 0;           // permission bits requested
-  std::string action;        // "emulate", "allow", "deny", "kill"
-  std::string rule;          // the rule's name, empty for the default
-  int err = 0;               // the caller's errno (0: success; allow: the kernel's answer is not known)
+  mode_t mode = 0;     // permission bits requested
+  std::string action;  // "emulate", "allow", "deny", "kill"
+  std::string rule;    // the rule's name, empty for the default
+  int err = 0;         // the caller's errno (0: success; allow: the kernel's answer is not known)
   std::uint64_t latency_us = 0;
 };
 
@@ -39,7 +39,7 @@ struct Event {
 [[nodiscard]] std::string json_string(std::string_view s);
 
 class Sink {
-public:
+ public:
   // "-" writes to stdout; anything else is a file opened for appending (created 0600).
   [[nodiscard]] static Result<Sink> open(const std::string& where);
   Sink(Sink&&) noexcept;
@@ -50,7 +50,7 @@ public:
 
   void write(const Event& event);
 
-private:
+ private:
   Sink() = default;
   std::FILE* file_ = nullptr;
   bool owned_ = false;

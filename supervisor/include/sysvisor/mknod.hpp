@@ -44,7 +44,7 @@ struct SplitPath {
 // in the supervisor's own mount namespace (see main: the daemon unshares one at start), so
 // the host never sees its nodes.
 class DeviceStore {
-public:
+ public:
   [[nodiscard]] static Result<DeviceStore> create(const std::filesystem::path& dir);
 
   // Makes a node (mode 0, root-owned until the helper sets the placeholder's owner) and
@@ -58,7 +58,7 @@ public:
   void remove_session(std::string_view session) const;
   [[nodiscard]] int dir_fd() const noexcept { return dir_.get(); }
 
-private:
+ private:
   UniqueFd dir_;
   std::uint64_t counter_ = 0;
 };
@@ -69,10 +69,10 @@ struct Request {
   std::uint32_t dev = 0;
   bool relative = false;
   // Opened from /proc/TID before the first ID_VALID:
-  UniqueFd root;     // the caller's root directory
-  UniqueFd start;    // cwd or the dirfd's directory (relative paths only)
-  UniqueFd user_ns;  // /proc/TID/ns/user
-  UniqueFd mnt_ns;   // /proc/TID/ns/mnt
+  UniqueFd root;              // the caller's root directory
+  UniqueFd start;             // cwd or the dirfd's directory (relative paths only)
+  UniqueFd user_ns;           // /proc/TID/ns/user
+  UniqueFd mnt_ns;            // /proc/TID/ns/mnt
   bool same_user_ns = false;  // the caller is in the supervisor's own user namespace
   task::Credentials creds;    // host view
   std::vector<task::IdRange> uid_map;
@@ -95,8 +95,8 @@ struct Running {
 [[nodiscard]] Result<Running> start(const Request& req, DeviceStore& store, std::string_view session);
 
 struct Outcome {
-  int err = 0;              // what the caller gets: 0 or an errno
-  std::string diagnostic;   // non-empty when the machinery failed (not the caller's error)
+  int err = 0;             // what the caller gets: 0 or an errno
+  std::string diagnostic;  // non-empty when the machinery failed (not the caller's error)
 };
 // Reaps the helper. Must be called exactly once per Running, after the pidfd polls readable
 // (or after kill() when giving up).

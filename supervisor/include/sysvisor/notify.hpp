@@ -18,7 +18,7 @@ inline constexpr unsigned long kIoctlSetFlags = SECCOMP_IOW(4, __u64);
 inline constexpr std::uint64_t kFlagSyncWakeUp = 1;
 
 class NotifyFd {
-public:
+ public:
   explicit NotifyFd(UniqueFd fd);
 
   [[nodiscard]] int get() const noexcept { return fd_.get(); }
@@ -36,7 +36,7 @@ public:
   [[nodiscard]] Result<void> respond_error(std::uint64_t id, int err) const;
   [[nodiscard]] Result<void> respond_value(std::uint64_t id, std::int64_t value) const;
 
-private:
+ private:
   [[nodiscard]] Result<void> send(const seccomp_notif_resp& resp) const;
 
   UniqueFd fd_;

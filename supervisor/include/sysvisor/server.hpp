@@ -35,12 +35,13 @@ struct LoadedPolicy {
 };
 
 class Server {
-public:
+ public:
   // Start-up: every step that can fail throws std::runtime_error with a message for the
   // operator (caught in main). Nothing on the notification path throws.
   // `devices` and `audit` must outlive `io` (handlers still queued in it may hold sessions).
-  Server(boost::asio::io_context& io, ServerConfig config, std::map<std::string, LoadedPolicy, std::less<>> policies,
-         mknod::DeviceStore& devices, audit::Sink& audit);
+  Server(boost::asio::io_context& io, ServerConfig config,
+         std::map<std::string, LoadedPolicy, std::less<>> policies, mknod::DeviceStore& devices,
+         audit::Sink& audit);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -48,7 +49,7 @@ public:
   void start();
   void shutdown();
 
-private:
+ private:
   class Connection;
 
   void accept_next();

@@ -4,8 +4,8 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
@@ -32,7 +32,7 @@ struct SessionServices {
 };
 
 class Session : public std::enable_shared_from_this<Session> {
-public:
+ public:
   struct Identity {
     std::string session_id;    // unique in this daemon, names the device nodes
     std::string container_id;  // from the agent, for logs and audit
@@ -53,7 +53,7 @@ public:
   [[nodiscard]] const Identity& identity() const noexcept { return identity_; }
   [[nodiscard]] std::uint64_t handled() const noexcept { return handled_; }
 
-private:
+ private:
   struct Pending;
 
   void arm();

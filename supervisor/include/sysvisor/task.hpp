@@ -60,7 +60,7 @@ struct DevNumbers {
 // The task's /proc directory and memory, opened before the first ID_VALID so that they
 // are known to belong to the task that made the call (a pid can be reused).
 class TaskHandle {
-public:
+ public:
   [[nodiscard]] static Result<TaskHandle> open(pid_t tid);
 
   [[nodiscard]] pid_t tid() const noexcept { return tid_; }
@@ -70,7 +70,7 @@ public:
   // openat(/proc/TID, name, flags) with the error naming the file.
   [[nodiscard]] Result<UniqueFd> open_entry(const char* name, int flags) const;
 
-private:
+ private:
   pid_t tid_ = 0;
   UniqueFd proc_;
   UniqueFd mem_;
