@@ -1,0 +1,36 @@
+// What the command line asks for, once parsed and validated.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sysvisor::agent {
+
+inline constexpr const char* kDefaultRuntimeDir = "/run/sysvisor";
+
+// Container ids 0 .. size-1 map to host ids host_id .. host_id+size-1 (same for uids and gids).
+struct IdMapRange {
+  std::uint32_t host_id = 100000;
+  std::uint32_t size = 65536;
+};
+
+struct CommonOptions {
+  std::string runtime_dir = kDefaultRuntimeDir;
+  std::string policy;
+  std::string id;                    // container id; generated when empty on the command line
+  std::vector<std::string> command;  // CMD ARGS...
+};
+
+struct RunOptions {
+  CommonOptions common;
+  std::string rootfs;  // absolute, resolved
+  IdMapRange userns;
+  std::vector<std::string> env;  // KEY=VALUE, added to the container's default environment
+};
+
+struct ExecOptions {
+  CommonOptions common;
+};
+
+}  // namespace sysvisor::agent
