@@ -292,7 +292,7 @@ rules:
 
 TEST(PolicyErrors, YamlParse) {
   expect_one_error("name: p\nrules: [\n", ErrorCode::YamlParse, 3, 1);
-  expect_one_error("name: p\nrules: []\n  bad: indent\n", ErrorCode::YamlParse, 3, 6);
+  expect_one_error("name: p\nrules: []\n  bad: indent\n", ErrorCode::YamlParse, 3, 3);
 }
 
 TEST(PolicyErrors, WrongType) {
@@ -395,8 +395,8 @@ TEST(PolicyErrors, BadValue) {
   // errno with an action other than deny: at the errno key.
   expect_one_error("name: p\nrules:\n  - syscalls: [mknod]\n    action: allow\n    errno: EPERM\n",
                    ErrorCode::BadValue, 5, 5);
-  // A second document.
-  expect_one_error("name: p\nrules: []\n---\nname: q\nrules: []\n", ErrorCode::BadValue, 4, 1);
+  // A second document, at its `---`.
+  expect_one_error("name: p\nrules: []\n---\nname: q\nrules: []\n", ErrorCode::BadValue, 3, 1);
 }
 
 TEST(PolicyErrors, BadDevices) {
@@ -487,11 +487,19 @@ TEST(PolicyHostile, EmptyAndNonMappingDocuments) {
   expect_one_error("- name: p\n  rules: []\n", ErrorCode::WrongType, 1, 1);
 }
 
+// yaml-cpp 0.7's LoadAll() never returns on these (jbeder/yaml-cpp#1040): it collects empty
+// documents until memory runs out.
+TEST(PolicyHostile, StrayCommaAtTopLevel) {
+  expect_one_error(",", ErrorCode::YamlParse, 1, 1);
+  expect_one_error(", name: p\n", ErrorCode::YamlParse, 1, 1);
+  expect_one_error("name: p\nrules: []\n...\n,\n", ErrorCode::YamlParse, 4, 1);
+}
+
 TEST(PolicyHostile, MultipleDocuments) {
   auto errors = parse_errors("name: p\nrules: []\n---\nname: q\nrules: []\n---\nx\n");
   ASSERT_EQ(errors.size(), 2u) << describe(errors);
-  EXPECT_EQ(errors[0].pos.line, 4);
-  EXPECT_EQ(errors[1].pos.line, 7);
+  EXPECT_EQ(errors[0].pos.line, 3);
+  EXPECT_EQ(errors[1].pos.line, 6);
 }
 
 TEST(PolicyHostile, DeepNesting) {
@@ -628,13 +636,17 @@ TEST(PolicyFiles, DuplicatePolicyAndAllErrors) {
 
 TEST(PolicyErrno, RoundTrip) {
   int named = 0;
-  for (int err = 1; err < 134; ++err) {
+  for (int err = 1; err <= EHWPOISON; ++err) {
+    if (err == 41 || err == 58) {
+      continue;  // unused on Linux (EWOULDBLOCK and EDEADLOCK are aliases of 11 and 35)
+    }
     const char* name = errno_name(err);
     ASSERT_STRNE(name, "E?") << err;
     EXPECT_EQ(errno_from_name(name), err) << name;
     ++named;
   }
-  EXPECT_EQ(named, 133);
+  EXPECT_EQ(named, 131);
+  EXPECT_STREQ(errno_name(41), "E?");
   EXPECT_EQ(errno_from_name("EPERM"), EPERM);
   EXPECT_EQ(errno_from_name("E2BIG"), E2BIG);
   EXPECT_EQ(errno_from_name("EXDEV"), EXDEV);
