@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "harness.hpp"
@@ -404,6 +405,50 @@ TEST_F(E2E, ExitedContainersAreCleanedUp) {
   }
   EXPECT_EQ(count_fds(), fds_before) << "listener or helper fds leaked";
   EXPECT_EQ(count_nodes(), 0U) << "device nodes of exited containers left in the store";
+}
+
+// A container whose emulation is stuck (its helper frozen with SIGSTOP) must not stall
+// another container's calls: the loop waits for helpers asynchronously.
+TEST_F(E2E, AStuckEmulationDoesNotStallOtherContainers) {
+  const std::string children =
+      "/proc/" + std::to_string(daemon_->pid()) + "/task/" + std::to_string(daemon_->pid()) + "/children";
+  Outcome a;
+  std::thread ta([&] {
+    a = container(
+        "i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); probe mknod /dev/n$i c 1 3 >/dev/null; done; echo "
+        "a-done",
+        "rootless-devices", "stuck-box");
+  });
+  // Catch one of the daemon's helpers (each lives a few milliseconds) and freeze it.
+  pid_t frozen = -1;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (frozen < 0 && std::chrono::steady_clock::now() < give_up) {
+    std::istringstream pids(read_file(children));
+    pid_t pid = -1;
+    if (pids >> pid && ::kill(pid, SIGSTOP) == 0) frozen = pid;
+  }
+  ASSERT_GT(frozen, 0) << "never saw an emulation helper";
+
+  // Meanwhile, another container is served: an emulation of its own and a denial.
+  auto b_holder = std::make_unique<TempDir>("sysvisor-rootfs-b");
+  const fs::path rootfs_b = b_holder->path() / "rootfs";
+  fs::create_directories(rootfs_b);
+  make_rootfs(rootfs_b, kHostRoot);
+  const auto b =
+      run({(bin_dir() / "sysvisor-agent").string(), "run", "--runtime-dir", runtime().string(), "--policy",
+           "rootless-devices", "--rootfs", rootfs_b.string(), "--id", "free-box", "--", "/bin/sh", "-c",
+           "probe mknod /dev/null c 1 3 && echo x > /dev/null && probe mknod /dev/sda b 8 0"},
+          std::chrono::seconds(8));
+  const std::string state = read_file("/proc/" + std::to_string(frozen) + "/stat");
+  ::kill(frozen, SIGCONT);
+  std::ofstream(rootfs_ / "tmp" / "stop").put('x');
+  ta.join();
+
+  EXPECT_FALSE(b.timed_out) << "the other container was stalled";
+  EXPECT_EQ(lines(b.out), (std::vector<std::string>{"ok", "EPERM"})) << b.err;
+  EXPECT_NE(state.find(") T "), std::string::npos)
+      << "the helper was not frozen during the other run: " << state;
+  EXPECT_EQ(lines(a.out), (std::vector<std::string>{"a-done"})) << a.err;
 }
 
 // Its own daemon: killed while the container runs.
