@@ -393,14 +393,20 @@ TEST_F(E2E, ExitedContainersAreCleanedUp) {
     for ([[maybe_unused]] const auto& e : fs::directory_iterator(store)) ++n;
     return n;
   };
-  ASSERT_TRUE(container("true").status == 0);
-  const std::size_t fds_before = count_fds();
+  // The baseline: no session open (sessions of earlier containers close asynchronously).
+  ASSERT_EQ(container("true").status, 0);
+  std::size_t fds_before = count_fds();
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const std::size_t now = count_fds();
+    if (now == fds_before) break;
+    fds_before = now;
+  }
   for (int i = 0; i < 5; ++i) {
     const auto o = container("mknod /dev/null c 1 3 && mknod /dev/zero c 1 5 && echo x > /dev/null");
     ASSERT_EQ(o.status, 0) << o.err;
   }
-  // Sessions close asynchronously once their listeners hang up.
-  for (int i = 0; i < 100 && (count_fds() != fds_before || count_nodes() != 0); ++i) {
+  for (int i = 0; i < 500 && (count_fds() != fds_before || count_nodes() != 0); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ(count_fds(), fds_before) << "listener or helper fds leaked";
