@@ -22,6 +22,8 @@
 #include <cstring>
 #include <memory>
 
+#include "sysvisor/wire.hpp"
+
 #ifndef OPEN_TREE_CLONE
 #define OPEN_TREE_CLONE 1
 #endif
@@ -211,21 +213,9 @@ bool same_inode(int dirfd, const char* name, int fd) {
       ::openat(parent, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, p.mode & 07777);
   if (placeholder < 0) ::_exit(errno);
 
-  char byte = 0;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control.data();
-  mh.msg_controllen = control.size();
-  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cm), &placeholder, sizeof(int));
+  const char byte = 0;
   int verdict = EPERM;
-  if (::sendmsg(sock, &mh, MSG_NOSIGNAL) < 0) {
+  if (wire::send_with_fd(sock, &byte, 1, placeholder) < 0) {
     report(p, kSendPlaceholder, errno);
   } else if (::recv(sock, &verdict, sizeof verdict, 0) != static_cast<ssize_t>(sizeof verdict)) {
     verdict = EPERM;
@@ -271,16 +261,11 @@ int wait_exit_code(pid_t pid) {
   ::close(sp[1]);
 
   char byte = 0;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control.data();
-  mh.msg_controllen = control.size();
-  const ssize_t n = ::recvmsg(sp[0], &mh, MSG_CMSG_CLOEXEC);
-  const cmsghdr* cm = n > 0 ? CMSG_FIRSTHDR(&mh) : nullptr;
-  if (cm == nullptr || cm->cmsg_type != SCM_RIGHTS) {
+  int placeholder = -1;
+  std::size_t nfds = 0;
+  int flags = 0;
+  const ssize_t n = wire::receive_with_fds(sp[0], &byte, 1, &placeholder, 1, &nfds, &flags);
+  if (n <= 0 || nfds != 1) {
     // The caller side finished on its own: an errno for the caller, or a native mknod.
     const int code = wait_exit_code(caller);
     if (code < 0) {
@@ -289,8 +274,6 @@ int wait_exit_code(pid_t pid) {
     }
     ::_exit(code);
   }
-  int placeholder = -1;
-  std::memcpy(&placeholder, CMSG_DATA(cm), sizeof(int));
 
   int verdict = 0;
   struct stat st {};
