@@ -107,8 +107,12 @@ std::string to_json(const Event& e) {
   out += ",\"mode\":" + json_string(mode.data());
   out += "},\"action\":" + json_string(e.action);
   out += ",\"rule\":" + json_string(e.rule);
-  out += ",\"result\":" + json_string(e.err == 0 ? "ok" : policy::errno_name(e.err));
-  out += ",\"errno\":" + std::to_string(e.err);
+  if (e.continued) {
+    out += ",\"result\":\"continue\",\"errno\":null";
+  } else {
+    out += ",\"result\":" + json_string(e.err == 0 ? "ok" : policy::errno_name(e.err));
+    out += ",\"errno\":" + std::to_string(e.err);
+  }
   out += ",\"latency_us\":" + std::to_string(e.latency_us);
   out += "}";
   return out;

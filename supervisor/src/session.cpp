@@ -244,7 +244,7 @@ void Session::dispatch(const seccomp_notif& n) {
   switch (decision.action) {
     case policy::Action::Allow:
       let_kernel_decide();
-      event.err = 0;
+      event.continued = true;
       break;
     case policy::Action::Deny:
       respond(decision.err);

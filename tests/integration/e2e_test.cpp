@@ -148,6 +148,23 @@ TEST_F(E2E, AuditRecordsEmulatedAndDeniedCalls) {
   EXPECT_NE(lines_of[1].find("\"result\":\"EPERM\""), std::string::npos) << lines_of[1];
 }
 
+TEST_F(E2E, KillKillsTheCallerAndAllowGrantsNothing) {
+  const auto o = container(
+      "probe mknod /dev/sda b 8 0; echo \"rc=$?\"; probe thread /dev/sdb b 8 16; echo \"rc=$?\"; "
+      "probe mknod /tmp/null c 1 3",
+      "kill-block", "killer");
+  // SIGKILL: the shell sees 128+9, and the probe printed nothing. allow is CONTINUE: the
+  // kernel answers with the caller's own rights, and a rootless caller may not mknod.
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"rc=137", "rc=137", "EPERM"})) << o.err;
+  const auto audit = audit_of("killer");
+  ASSERT_EQ(audit.size(), 3U) << read_file(audit_log());
+  EXPECT_NE(audit[0].find("\"action\":\"kill\""), std::string::npos) << audit[0];
+  EXPECT_NE(audit[1].find("\"action\":\"kill\""), std::string::npos) << audit[1];
+  EXPECT_NE(audit[2].find("\"action\":\"allow\""), std::string::npos) << audit[2];
+  EXPECT_NE(audit[2].find("\"rule\":\"kernel-decides-null\""), std::string::npos) << audit[2];
+  EXPECT_NE(audit[2].find("\"result\":\"continue\""), std::string::npos) << audit[2];
+}
+
 TEST_F(E2E, WhiteoutsAreLeftToTheKernel) {
   const auto o = container("probe mknod /tmp/wh c 0 0 && probe stat /tmp/wh", "rootless-devices", "whiteout");
   EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ok", "c 0:0 0 0 644"})) << o.err;

@@ -152,6 +152,9 @@ TEST(AuditJson, EventHasEveryField) {
         "\"result\":\"EPERM\"", "\"errno\":1", "\"latency_us\":12", "\"time\":\""}) {
     EXPECT_NE(j.find(part), std::string::npos) << part << " in " << j;
   }
+  e.continued = true;
+  EXPECT_NE(audit::to_json(e).find("\"result\":\"continue\",\"errno\":null"), std::string::npos);
+  e.continued = false;
   e.path.reset();
   e.path_error = "EFAULT";
   EXPECT_NE(audit::to_json(e).find("\"path\":null,\"path_error\":\"EFAULT\""), std::string::npos);

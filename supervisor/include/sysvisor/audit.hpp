@@ -26,10 +26,11 @@ struct Event {
   std::string type;                 // "char" / "block"
   std::uint32_t major = 0;
   std::uint32_t minor = 0;
-  mode_t mode = 0;     // permission bits requested
-  std::string action;  // "emulate", "allow", "deny", "kill"
-  std::string rule;    // the rule's name, empty for the default
-  int err = 0;         // the caller's errno (0: success; allow: the kernel's answer is not known)
+  mode_t mode = 0;         // permission bits requested
+  std::string action;      // "emulate", "allow", "deny", "kill"
+  std::string rule;        // the rule's name, empty for the default
+  int err = 0;             // the caller's errno (0: success)
+  bool continued = false;  // allow: the kernel decided, its answer is not ours to know
   std::uint64_t latency_us = 0;
 };
 
