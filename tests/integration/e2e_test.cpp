@@ -21,6 +21,13 @@ namespace {
 
 constexpr uid_t kHostRoot = 100000;  // container root under the agent's default map
 
+std::vector<std::string> task_fields(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> out;
+  for (std::string f; in >> f;) out.push_back(f);
+  return out;
+}
+
 class E2E : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -283,6 +290,40 @@ TEST_F(E2E, ExitStatusPropagates) {
   EXPECT_EQ(container("exit 7").status, 7);
   const auto o = container("echo $$; id -u; hostname", "rootless-devices", "named-box");
   EXPECT_EQ(lines(o.out), (std::vector<std::string>{"1", "0", "named-box"})) << o.err;
+}
+
+TEST_F(E2E, SignalsAreForwardedToTheWorkload) {
+  // A host shell starts the agent, waits until the workload trapped TERM, and signals the agent.
+  const std::string agent = (bin_dir() / "sysvisor-agent").string();
+  const std::string ready = (rootfs_ / "tmp" / "ready").string();
+  const std::string script = agent + " run --runtime-dir " + runtime().string() +
+                             " --policy rootless-devices --rootfs " + rootfs_.string() +
+                             " -- /bin/sh -c 'trap \"echo got-term; exit 5\" TERM; touch /tmp/ready; "
+                             "while true; do sleep 0.05; done' & pid=$!; "
+                             "while [ ! -e " +
+                             ready +
+                             " ]; do sleep 0.05; done; kill -TERM $pid; wait $pid; "
+                             "echo \"agent-exit=$?\"";
+  const auto o = run({"/bin/sh", "-c", script}, std::chrono::seconds(30));
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"got-term", "agent-exit=5"})) << o.err;
+}
+
+TEST_F(E2E, OtherUserNamespaceMap) {
+  // A rootfs prepared for the map 0 -> 200000: container root is host uid 200000.
+  for (const auto& e : fs::recursive_directory_iterator(rootfs_)) ::lchown(e.path().c_str(), 200000, 200000);
+  ::lchown(rootfs_.c_str(), 200000, 200000);
+  const auto o =
+      run({(bin_dir() / "sysvisor-agent").string(), "run", "--runtime-dir", runtime().string(), "--policy",
+           "rootless-devices", "--rootfs", rootfs_.string(), "--userns", "200000:65536", "--", "/bin/sh",
+           "-c", "cat /proc/self/uid_map; probe mknod /tmp/null c 1 3 && probe stat /tmp/null"});
+  const auto out = lines(o.out);
+  ASSERT_EQ(out.size(), 3U) << o.out << o.err;
+  EXPECT_EQ(task_fields(out[0]), (std::vector<std::string>{"0", "200000", "65536"}));
+  EXPECT_EQ(out[1], "ok");
+  EXPECT_EQ(out[2], "c 1:3 0 0 644");
+  struct stat st {};
+  ASSERT_EQ(::lstat((rootfs_ / "tmp" / "null").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 200000U);
 }
 
 TEST_F(E2E, TwoContainersWithDifferentPoliciesAtOnce) {
