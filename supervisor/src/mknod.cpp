@@ -387,25 +387,20 @@ void DeviceStore::remove_session(std::string_view session) const {
   for (const auto& n : names) remove_node(n);
 }
 
-Result<Request> prepare(const task::TaskHandle& task, std::string path, mode_t mode, std::uint32_t dev,
-                        int dirfd) {
+Result<Request> prepare(const task::TaskHandle& task, mode_t mode, std::uint32_t dev, int dirfd) {
   Request req;
-  req.path = std::move(path);
   req.mode = mode;
   req.dev = dev;
-  req.relative = !req.path.starts_with('/');
   auto root = task.open_entry("root", O_PATH | O_DIRECTORY);
   if (!root) return std::unexpected(root.error());
   req.root = std::move(*root);
-  if (req.relative) {
-    const std::string entry = dirfd == AT_FDCWD ? std::string("cwd") : "fd/" + std::to_string(dirfd);
-    auto start = task.open_entry(entry.c_str(), O_PATH | O_DIRECTORY);
-    if (!start) {
-      // What the kernel says for a dirfd that is not open / not a directory.
-      if (dirfd != AT_FDCWD && (start.error().err == ENOENT || dirfd < 0)) start.error().err = EBADF;
-      return std::unexpected(start.error());
-    }
+  const std::string entry = dirfd == AT_FDCWD ? std::string("cwd") : "fd/" + std::to_string(dirfd);
+  if (auto start = task.open_entry(entry.c_str(), O_PATH | O_DIRECTORY)) {
     req.start = std::move(*start);
+  } else {
+    // What the kernel says for a dirfd that is not open / not a directory.
+    req.start_err =
+        dirfd != AT_FDCWD && (start.error().err == ENOENT || dirfd < 0) ? EBADF : start.error().err;
   }
   auto user_ns = task.open_entry("ns/user", O_RDONLY);
   if (!user_ns) return std::unexpected(user_ns.error());
@@ -435,12 +430,15 @@ Result<Request> prepare(const task::TaskHandle& task, std::string path, mode_t m
   return req;
 }
 
-Result<Running> start(const Request& req, DeviceStore& store, std::string_view session) {
+Result<Running> start(const Request& req, const std::string& path, DeviceStore& store,
+                      std::string_view session) {
+  const bool relative = !path.starts_with('/');
+  if (relative && !req.start) return sys_error(req.start_err, "open the caller's start directory");
   auto p = std::make_unique<Params>();
-  const SplitPath split = split_path(req.path);
+  const SplitPath split = split_path(path);
   if (!copy_to(p->dir, split.dir) || !copy_to(p->base, split.base)) return sys_error(ENAMETOOLONG, "path");
   p->trailing_slash = split.trailing_slash;
-  p->relative = req.relative;
+  p->relative = relative;
   p->join_user_ns = !req.same_user_ns;
   const auto numbers = task::decode_dev(req.dev);
   const bool whiteout = (req.mode & S_IFMT) == S_IFCHR && numbers.major == 0 && numbers.minor == 0;

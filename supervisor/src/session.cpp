@@ -218,7 +218,7 @@ void Session::dispatch(const seccomp_notif& n) {
   }
   std::optional<Result<mknod::Request>> request;
   if (emulate) {
-    request = mknod::prepare(*task, {}, mode, dev, dirfd);
+    request = mknod::prepare(*task, mode, dev, dirfd);
   }
   UniqueFd victim;
   if (kill) {
@@ -266,16 +266,16 @@ void Session::dispatch(const seccomp_notif& n) {
       } else if (path.empty()) {
         err = ENOENT;
       } else if (!*request) {
-        const SysError& e = request->error();
-        err = (e.err == EBADF || e.err == ENOTDIR) ? e.err : EPERM;
-        if (err == EPERM) spdlog::warn("[c={} tid={}] mknod: {}", identity_.container_id, tid, e.message());
+        spdlog::warn("[c={} tid={}] mknod: {}", identity_.container_id, tid, request->error().message());
+        err = EPERM;
       }
       if (err == 0) {
-        (*request)->path = path;
-        auto run = mknod::start(**request, *services_.devices, identity_.session_id);
+        auto run = mknod::start(**request, path, *services_.devices, identity_.session_id);
         if (!run) {
-          spdlog::warn("[c={} tid={}] mknod: {}", identity_.container_id, tid, run.error().message());
-          err = EPERM;
+          // A bad dirfd is the caller's error; anything else is ours, logged, and EPERM.
+          const SysError& e = run.error();
+          err = (e.err == EBADF || e.err == ENOTDIR) ? e.err : EPERM;
+          if (err == EPERM) spdlog::warn("[c={} tid={}] mknod: {}", identity_.container_id, tid, e.message());
         } else {
           auto p = std::make_unique<Pending>(io_, std::move(*run));
           p->event = std::move(event);

@@ -63,14 +63,14 @@ class DeviceStore {
   std::uint64_t counter_ = 0;
 };
 
+// What the dispatcher gathers from /proc/TID before the first ID_VALID, when the path is
+// not copied yet: so the start directory is opened whether or not the path turns out relative.
 struct Request {
-  std::string path;  // the safe copy of the caller's path
-  mode_t mode = 0;   // 16 bits, as the kernel takes it
+  mode_t mode = 0;  // 16 bits, as the kernel takes it
   std::uint32_t dev = 0;
-  bool relative = false;
-  // Opened from /proc/TID before the first ID_VALID:
   UniqueFd root;              // the caller's root directory
-  UniqueFd start;             // cwd or the dirfd's directory (relative paths only)
+  UniqueFd start;             // its cwd, or its dirfd's directory
+  int start_err = 0;          // why `start` could not be opened: the kernel's errno for a relative path
   UniqueFd user_ns;           // /proc/TID/ns/user
   UniqueFd mnt_ns;            // /proc/TID/ns/mnt
   bool same_user_ns = false;  // the caller is in the supervisor's own user namespace
@@ -79,10 +79,9 @@ struct Request {
   std::vector<task::IdRange> gid_map;
 };
 
-// Gathers a Request's fds and credentials for `tid` (to be called before ID_VALID).
-// `dirfd` is the caller's dirfd argument (AT_FDCWD for mknod).
-[[nodiscard]] Result<Request> prepare(const task::TaskHandle& task, std::string path, mode_t mode,
-                                      std::uint32_t dev, int dirfd);
+// Gathers a Request for `tid`. `dirfd` is the caller's dirfd argument (AT_FDCWD for mknod).
+[[nodiscard]] Result<Request> prepare(const task::TaskHandle& task, mode_t mode, std::uint32_t dev,
+                                      int dirfd);
 
 // A running emulation: wait until `pidfd` is readable, then call finish().
 struct Running {
@@ -92,7 +91,10 @@ struct Running {
   std::string node_name;
 };
 
-[[nodiscard]] Result<Running> start(const Request& req, DeviceStore& store, std::string_view session);
+// Starts the helpers for `path`, the safe copy of the caller's path. Fails with the kernel's
+// errno (EBADF, ENOTDIR, ...) when a relative path has no start directory.
+[[nodiscard]] Result<Running> start(const Request& req, const std::string& path, DeviceStore& store,
+                                    std::string_view session);
 
 struct Outcome {
   int err = 0;             // what the caller gets: 0 or an errno
