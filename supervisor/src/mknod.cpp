@@ -450,18 +450,17 @@ Result<Running> start(const Request& req, const std::string& path, DeviceStore& 
   p->mnt_ns_fd = req.mnt_ns.get();
   p->devdir_fd = store.dir_fd();
   // Ids as the caller's namespace sees them (setresuid there takes its own ids).
-  const auto& uid_map = req.same_user_ns ? std::vector<task::IdRange>{{0, 0, UINT32_MAX}} : req.uid_map;
-  const auto& gid_map = req.same_user_ns ? std::vector<task::IdRange>{{0, 0, UINT32_MAX}} : req.gid_map;
+  // A caller in the supervisor's (initial) user namespace reads "0 0 4294967295": the identity.
   for (std::size_t i = 0; i < 4; ++i) {
-    const auto u = task::to_inside(uid_map, req.creds.uid[i]);
-    const auto g = task::to_inside(gid_map, req.creds.gid[i]);
+    const auto u = task::to_inside(req.uid_map, req.creds.uid[i]);
+    const auto g = task::to_inside(req.gid_map, req.creds.gid[i]);
     if (!u || !g) return sys_error(EOVERFLOW, "caller's ids are not mapped in its user namespace");
     p->uid[i] = *u;
     p->gid[i] = *g;
   }
   for (const auto host_gid : req.creds.groups) {
     if (p->ngroups == kMaxGroups) break;  // fewer groups: fewer rights, never more
-    if (const auto g = task::to_inside(gid_map, host_gid)) p->groups[p->ngroups++] = *g;
+    if (const auto g = task::to_inside(req.gid_map, host_gid)) p->groups[p->ngroups++] = *g;
   }
   p->caps = req.creds.cap_effective;
   p->umask = req.creds.umask;

@@ -82,17 +82,10 @@ Result<void> NotifyFd::respond_continue(std::uint64_t id) const {
   return send(resp);
 }
 
-Result<void> NotifyFd::respond_error(std::uint64_t id, int err) const {
+Result<void> NotifyFd::respond(std::uint64_t id, int err) const {
   seccomp_notif_resp resp{};
   resp.id = id;
-  resp.error = -err;
-  return send(resp);
-}
-
-Result<void> NotifyFd::respond_value(std::uint64_t id, std::int64_t value) const {
-  seccomp_notif_resp resp{};
-  resp.id = id;
-  resp.val = value;
+  resp.error = -err;  // with val 0: the call returns 0 when err is 0
   return send(resp);
 }
 

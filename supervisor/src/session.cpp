@@ -136,17 +136,20 @@ void Session::write_audit(audit::Event& event, Clock::time_point started) {
   services_.audit->write(event);
 }
 
+void Session::warn_unless_gone(const Result<void>& sent, pid_t tid) const {
+  if (!sent && sent.error().err != ENOENT) {
+    spdlog::warn("[c={} tid={}] {}", identity_.container_id, tid, sent.error().message());
+  }
+}
+
 void Session::dispatch(const seccomp_notif& n) {
   const auto started = Clock::now();
   const std::uint64_t id = n.id;
   const auto tid = static_cast<pid_t>(n.pid);
   const auto which = filter::identify(n.data.arch, n.data.nr);
+  const auto let_kernel_decide = [&] { warn_unless_gone(listener_.respond_continue(id), tid); };
+  const auto respond = [&](int err) { warn_unless_gone(listener_.respond(id, err), tid); };
   // A call our policy has no rule family for: the kernel decides.
-  const auto let_kernel_decide = [&] {
-    if (auto r = listener_.respond_continue(id); !r && r.error().err != ENOENT) {
-      spdlog::warn("[c={} tid={}] {}", identity_.container_id, tid, r.error().message());
-    }
-  };
   if (!which) {
     let_kernel_decide();
     return;
@@ -188,13 +191,6 @@ void Session::dispatch(const seccomp_notif& n) {
   event.action = policy::to_string(decision.action);
   event.rule =
       decision.rule_index >= 0 ? policy_->rules[static_cast<std::size_t>(decision.rule_index)].name : "";
-
-  const auto respond = [&](int err) {
-    auto r = err == 0 ? listener_.respond_value(id, 0) : listener_.respond_error(id, err);
-    if (!r && r.error().err != ENOENT) {
-      spdlog::warn("[c={} tid={}] {}", identity_.container_id, tid, r.error().message());
-    }
-  };
 
   const bool emulate = decision.action == policy::Action::Emulate;
   const bool kill = decision.action == policy::Action::Kill;
@@ -289,14 +285,13 @@ void Session::dispatch(const seccomp_notif& n) {
             it->second->timed_out = true;
             mknod::kill(it->second->run);
           });
-          p->exited.async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                               [self = shared_from_this(), id](const boost::system::error_code& ec) {
-                                 if (ec == boost::asio::error::operation_aborted && self->closed_) {
-                                   // finish() in the destructor reaps it
-                                   return;
-                                 }
-                                 self->finish_emulation(id);
-                               });
+          p->exited.async_wait(
+              boost::asio::posix::stream_descriptor::wait_read,
+              [self = shared_from_this(), id](const boost::system::error_code& ec) {
+                if (ec) return;  // only when the io_context goes away; the destructor reaps the helper
+
+                self->finish_emulation(id);
+              });
           pending_.emplace(id, std::move(p));
           return;  // answered when the helper exits
         }
@@ -320,10 +315,7 @@ void Session::finish_emulation(std::uint64_t id) {
     spdlog::warn("[c={} tid={}] mknod `{}`: {}{}", identity_.container_id, p->event.pid,
                  p->event.path.value_or("?"), outcome.diagnostic, p->timed_out ? " (timed out)" : "");
   }
-  auto r = outcome.err == 0 ? listener_.respond_value(id, 0) : listener_.respond_error(id, outcome.err);
-  if (!r && r.error().err != ENOENT) {
-    spdlog::warn("[c={} tid={}] {}", identity_.container_id, p->event.pid, r.error().message());
-  }
+  warn_unless_gone(listener_.respond(id, outcome.err), p->event.pid);
   p->event.err = outcome.err;
   if (p->audit) write_audit(p->event, p->started);
   if (hung_up_ && pending_.empty()) {

@@ -33,8 +33,8 @@ class NotifyFd {
   [[nodiscard]] Result<void> id_valid(std::uint64_t id) const;
   // SEND. err == ENOENT: the task is gone - not an error.
   [[nodiscard]] Result<void> respond_continue(std::uint64_t id) const;
-  [[nodiscard]] Result<void> respond_error(std::uint64_t id, int err) const;
-  [[nodiscard]] Result<void> respond_value(std::uint64_t id, std::int64_t value) const;
+  // The call returns -err, or 0 when err is 0.
+  [[nodiscard]] Result<void> respond(std::uint64_t id, int err) const;
 
  private:
   [[nodiscard]] Result<void> send(const seccomp_notif_resp& resp) const;

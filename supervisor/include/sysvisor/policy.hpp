@@ -22,17 +22,17 @@ struct Position {
 };
 
 enum class ErrorCode {
-  Io,              // the file cannot be read
-  YamlParse,       // not YAML at all
-  WrongType,       // a mapping where a list belongs, a list where a string belongs, ...
-  UnknownKey,      // a key the format does not have
-  MissingKey,      // a required key is absent
-  DuplicateKey,    // the same key twice in one mapping
-  BadValue,        // a value of the right type but not allowed (bad device, empty list, ...)
-  UnknownSyscall,  // a syscall name policy v1 cannot trap
-  UnknownErrno,    // an errno name that does not exist
-  NoEmulator,      // `emulate` for a syscall that has no emulator
-  DuplicatePolicy, // two files in one directory define the same policy name
+  Io,               // the file cannot be read
+  YamlParse,        // not YAML at all
+  WrongType,        // a mapping where a list belongs, a list where a string belongs, ...
+  UnknownKey,       // a key the format does not have
+  MissingKey,       // a required key is absent
+  DuplicateKey,     // the same key twice in one mapping
+  BadValue,         // a value of the right type but not allowed (bad device, empty list, ...)
+  UnknownSyscall,   // a syscall name policy v1 cannot trap
+  UnknownErrno,     // an errno name that does not exist
+  NoEmulator,       // `emulate` for a syscall that has no emulator
+  DuplicatePolicy,  // two files in one directory define the same policy name
 };
 
 [[nodiscard]] const char* to_string(ErrorCode code);
@@ -66,9 +66,9 @@ struct Rule {
   std::optional<FileType> type;        // nullopt: char or block
   std::vector<DevicePattern> devices;  // empty: any device
   Action action = Action::Allow;
-  int err = EPERM;                     // for Deny
+  int err = EPERM;  // for Deny
   bool audit = false;
-  Position pos;                        // of the rule's mapping
+  Position pos;  // of the rule's mapping
 };
 
 struct Policy {
@@ -91,7 +91,7 @@ struct MknodArgs {
 
 struct Decision {
   Action action = Action::Allow;
-  int err = 0;          // errno for Deny
+  int err = 0;  // errno for Deny
   bool audit = false;
   int rule_index = -1;  // index into Policy::rules; -1: no rule matched (the default: allow)
 };
@@ -102,9 +102,11 @@ struct Decision {
 // Parses one policy document. `file` is only used in positions.
 [[nodiscard]] std::expected<Policy, std::vector<LoadError>> parse_policy(std::string_view text,
                                                                          const std::string& file);
-[[nodiscard]] std::expected<Policy, std::vector<LoadError>> load_policy_file(const std::filesystem::path& path);
+[[nodiscard]] std::expected<Policy, std::vector<LoadError>> load_policy_file(
+    const std::filesystem::path& path);
 // Every *.yaml and *.yml file directly in `dir`; all errors of all files are returned together.
-[[nodiscard]] std::expected<PolicyMap, std::vector<LoadError>> load_policy_dir(const std::filesystem::path& dir);
+[[nodiscard]] std::expected<PolicyMap, std::vector<LoadError>> load_policy_dir(
+    const std::filesystem::path& dir);
 
 // errno names <-> values ("EPERM" <-> 1); nullopt for unknown names.
 [[nodiscard]] std::optional<int> errno_from_name(std::string_view name);

@@ -61,6 +61,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void dispatch(const seccomp_notif& n);
   void finish_emulation(std::uint64_t id);
   void write_audit(audit::Event& event, std::chrono::steady_clock::time_point started);
+  // SEND's failure is logged, except ENOENT: the task is gone, nobody is waiting.
+  void warn_unless_gone(const Result<void>& sent, pid_t tid) const;
   void close();
 
   boost::asio::io_context& io_;
