@@ -1,6 +1,5 @@
 #include "sysvisor/mknod.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
@@ -372,21 +371,6 @@ void DeviceStore::remove_node(const std::string& name) const {
   ::unlinkat(dir_.get(), name.c_str(), 0);
 }
 
-void DeviceStore::remove_session(std::string_view session) const {
-  // Nodes still mounted in a container live on through the mount; the names go.
-  UniqueFd fd(::openat(dir_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd) return;
-  DIR* d = ::fdopendir(fd.release());
-  if (d == nullptr) return;
-  const std::string prefix = std::string(session) + ".";
-  std::vector<std::string> names;
-  while (const dirent* e = ::readdir(d)) {
-    if (std::string_view(e->d_name).starts_with(prefix)) names.emplace_back(e->d_name);
-  }
-  ::closedir(d);
-  for (const auto& n : names) remove_node(n);
-}
-
 Result<Request> prepare(const task::TaskHandle& task, mode_t mode, std::uint32_t dev, int dirfd) {
   Request req;
   req.mode = mode;
@@ -468,6 +452,10 @@ Result<Running> start(const Request& req, const std::string& path, DeviceStore& 
   p->dev = req.dev;
 
   Running run;
+  // On a failure before the helpers run, the node made for them goes.
+  const auto forget_node = [&] {
+    if (!run.node_name.empty()) store.remove_node(run.node_name);
+  };
   DeviceStore::Node node;
   if (!p->native) {
     auto made = store.make_node(session, req.mode & S_IFMT, req.dev);
@@ -480,7 +468,7 @@ Result<Running> start(const Request& req, const std::string& path, DeviceStore& 
   }
   std::array<int, 2> diag{};
   if (::pipe2(diag.data(), O_CLOEXEC | O_NONBLOCK) != 0) {
-    if (!run.node_name.empty()) store.remove_node(run.node_name);
+    forget_node();
     return sys_error("pipe");
   }
   UniqueFd diag_read(diag[0]);
@@ -489,7 +477,7 @@ Result<Running> start(const Request& req, const std::string& path, DeviceStore& 
 
   const pid_t pid = raw_fork();
   if (pid < 0) {
-    if (!run.node_name.empty()) store.remove_node(run.node_name);
+    forget_node();
     return sys_error("fork mknod helper");
   }
   if (pid == 0) run_privileged(*p);
@@ -499,7 +487,7 @@ Result<Running> start(const Request& req, const std::string& path, DeviceStore& 
     auto err = sys_error("pidfd_open mknod helper");
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
-    if (!run.node_name.empty()) store.remove_node(run.node_name);
+    forget_node();
     return err;
   }
   run.diag = std::move(diag_read);

@@ -60,9 +60,11 @@ Session::~Session() {
   [[maybe_unused]] const int fd = readable_.release();
   for (auto& [id, p] : pending_) {
     mknod::kill(p->run);
-    (void)mknod::finish(p->run, *services_.devices);
+    if (mknod::finish(p->run, *services_.devices).err == 0 && !p->run.node_name.empty()) {
+      nodes_.push_back(p->run.node_name);
+    }
   }
-  services_.devices->remove_session(identity_.session_id);
+  for (const auto& node : nodes_) services_.devices->remove_node(node);
 }
 
 void Session::start() {
@@ -316,6 +318,7 @@ void Session::finish_emulation(std::uint64_t id) {
                  p->event.path.value_or("?"), outcome.diagnostic, p->timed_out ? " (timed out)" : "");
   }
   warn_unless_gone(listener_.respond(id, outcome.err), p->event.pid);
+  if (outcome.err == 0 && !p->run.node_name.empty()) nodes_.push_back(p->run.node_name);
   p->event.err = outcome.err;
   if (p->audit) write_audit(p->event, p->started);
   if (hung_up_ && pending_.empty()) {

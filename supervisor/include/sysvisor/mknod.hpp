@@ -54,8 +54,8 @@ class DeviceStore {
     UniqueFd tree;
   };
   [[nodiscard]] Result<Node> make_node(std::string_view session, mode_t type, std::uint32_t dev);
+  // Nodes still mounted in a container live on through the mount; the name goes.
   void remove_node(const std::string& name) const;
-  void remove_session(std::string_view session) const;
   [[nodiscard]] int dir_fd() const noexcept { return dir_.get(); }
 
  private:

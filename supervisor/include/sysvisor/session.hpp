@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "sysvisor/audit.hpp"
 #include "sysvisor/mknod.hpp"
@@ -73,6 +74,7 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::posix::stream_descriptor readable_;
   std::function<void(const std::string&)> on_closed_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> pending_;
+  std::vector<std::string> nodes_;  // device nodes made for this container, removed with it
   bool armed_ = false;
   bool closed_ = false;
   bool hung_up_ = false;
