@@ -335,19 +335,21 @@ Result<int> run_container(const RunOptions& opts, UniqueFd sock, const Filter& f
   sync_read.reset();
   sock.reset();  // the init holds the connection now
 
-  if (auto mapped = write_id_maps(pid, opts.userns, signals.saved_mask()); !mapped) {
+  // Before the init is released, a failure kills and reaps it: CMD never starts.
+  const auto abort_init = [&] {
     send_signal(pidfd.get(), SIGKILL);
     while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
     }
+  };
+  if (auto mapped = write_id_maps(pid, opts.userns, signals.saved_mask()); !mapped) {
+    abort_init();
     return std::unexpected(mapped.error());
   }
   const auto host_pid = static_cast<std::uint32_t>(pid);
   if (::send(sync_write.get(), &host_pid, sizeof(host_pid), MSG_NOSIGNAL) !=
       static_cast<ssize_t>(sizeof(host_pid))) {
     const int err = errno;
-    send_signal(pidfd.get(), SIGKILL);
-    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
+    abort_init();
     return sys_error(err, "start the container init");
   }
   sync_write.reset();
