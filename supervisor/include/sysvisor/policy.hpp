@@ -1,7 +1,9 @@
-// Policy v1: a pure, immutable description of what to do with trapped calls.
+// Policies: a pure, immutable description of what to do with trapped calls.
 // No fds, no Asio, no kernel: YAML in, validated Policy out, decide() on copies of arguments.
+// docs/policy.md is the reference of the format; this header is the reference of the model.
 #pragma once
 
+#include <array>
 #include <cerrno>
 #include <cstdint>
 #include <expected>
@@ -29,13 +31,23 @@ enum class ErrorCode {
   MissingKey,       // a required key is absent
   DuplicateKey,     // the same key twice in one mapping
   BadValue,         // a value of the right type but not allowed (bad device, empty list, ...)
-  UnknownSyscall,   // a syscall name policy v1 cannot trap
+  UnknownSyscall,   // a name libseccomp does not know for x86_64
   UnknownErrno,     // an errno name that does not exist
   NoEmulator,       // `emulate` for a syscall that has no emulator
-  DuplicatePolicy,  // two files in one directory define the same policy name
+  DuplicatePolicy,  // two files define the same policy name
+  BadMatcher,       // a typed matcher on a syscall it does not apply to (fstype on openat, ...)
+  UnsafeAllow,      // a decision on memory the container can still change would be CONTINUE
+  BadInclude,       // include of an unknown policy, or an include cycle
+  BadArgument,      // a raw argument condition libseccomp cannot compile (index, repeats)
+};
+
+enum class WarningCode {
+  Shadowed,    // an earlier rule matches every call this rule matches: it never decides
+  NeverMatch,  // the rule's own conditions contradict each other (e.g. eq 1 and eq 2)
 };
 
 [[nodiscard]] const char* to_string(ErrorCode code);
+[[nodiscard]] const char* to_string(WarningCode code);
 
 struct LoadError {
   ErrorCode code = ErrorCode::BadValue;
@@ -46,27 +58,101 @@ struct LoadError {
   [[nodiscard]] std::string format() const;
 };
 
-enum class Action : std::uint8_t { Allow, Emulate, Deny, Kill };
+struct Warning {
+  WarningCode code = WarningCode::Shadowed;
+  std::string message;
+  Position pos;
+  [[nodiscard]] std::string format() const;  // "FILE:LINE:COL: warning: message"
+};
+
+// `kill`: the calling task. `kill-container`: the container's init (with a new pid namespace,
+// everything in it). `return`: the call is not made; the caller sees `value`.
+enum class Action : std::uint8_t { Allow, Emulate, Deny, Return, Kill, KillContainer };
 enum class FileType : std::uint8_t { Char, Block };
-enum class Syscall : std::uint8_t { Mknod, Mknodat };
 
-[[nodiscard]] const char* to_string(Action action);
-[[nodiscard]] const char* to_string(FileType type);
-[[nodiscard]] const char* to_string(Syscall syscall);
+[[nodiscard]] const char* to_string(Action action);  // "allow", ..., "kill-container"
+[[nodiscard]] const char* to_string(FileType type);  // "char" | "block"
 
+// ---- Raw argument conditions: compiled into the BPF filter, re-checked by decide(). ----
+enum class CmpOp : std::uint8_t { Eq, Ne, Lt, Le, Gt, Ge, MaskedEq };
+[[nodiscard]] const char* to_string(CmpOp op);  // "eq", ..., "masked_eq"
+
+struct ArgCondition {
+  unsigned index = 0;  // 0..5
+  CmpOp op = CmpOp::Eq;
+  std::uint64_t value = 0;
+  std::uint64_t mask = 0;  // MaskedEq only: (arg & mask) == value
+  Position pos;
+};
+
+// ---- Typed matchers: evaluated in the supervisor on the safe copies. ----
 // `major:minor`, either side may be `*` (nullopt).
 struct DevicePattern {
   std::optional<std::uint32_t> major;
   std::optional<std::uint32_t> minor;
 };
 
+struct IntRange {  // inclusive; a missing side is unbounded
+  std::optional<std::int64_t> min;
+  std::optional<std::int64_t> max;
+};
+
+struct FlagMatch {  // flags named by MS_* / MNT_* / UMOUNT_* names in YAML
+  std::uint64_t set = 0;    // all of these must be set
+  std::uint64_t clear = 0;  // none of these may be set
+};
+
+// Glob patterns use fnmatch(3) without flags: `*` also matches `/`.
+struct Match {
+  // mknod, mknodat
+  std::optional<FileType> type;
+  std::vector<DevicePattern> devices;  // empty: any
+  // any syscall with a path argument (lexically normalised, absolute inside the container)
+  std::vector<std::string> paths;
+  // mount
+  std::vector<std::string> fstypes;
+  std::vector<std::string> sources;
+  // mount and umount2
+  std::vector<std::string> targets;
+  std::optional<FlagMatch> flags;
+  // the xattr family
+  std::vector<std::string> xattr_names;
+  std::optional<IntRange> value_size;
+  // sched_setscheduler, sched_setattr, setpriority
+  std::vector<int> sched_policies;  // SCHED_* values
+  std::optional<IntRange> priority;  // sched_priority (real-time)
+  std::optional<IntRange> nice;
+
+  [[nodiscard]] bool empty() const;
+};
+
+// What a rule needs decoded from the call: a bit set of Field values.
+enum Field : std::uint32_t {
+  kFieldNone = 0,
+  kFieldDevice = 1U << 0,     // type, major, minor (from registers)
+  kFieldPath = 1U << 1,       // memory
+  kFieldFstype = 1U << 2,     // memory
+  kFieldSource = 1U << 3,     // memory
+  kFieldTarget = 1U << 4,     // memory
+  kFieldFlags = 1U << 5,      // registers
+  kFieldXattrName = 1U << 6,  // memory
+  kFieldValueSize = 1U << 7,  // registers
+  kFieldSched = 1U << 8,      // sched policy (registers or memory), priority, nice
+};
+// The fields whose values come from the caller's memory, which another thread can change.
+inline constexpr std::uint32_t kMemoryFields =
+    kFieldPath | kFieldFstype | kFieldSource | kFieldTarget | kFieldXattrName | kFieldSched;
+
 struct Rule {
-  std::string name;                    // from `name:`, else "rule N" (1-based)
-  std::vector<Syscall> syscalls;       // never empty
-  std::optional<FileType> type;        // nullopt: char or block
-  std::vector<DevicePattern> devices;  // empty: any device
+  std::string name;               // from `name:`, else "rule N" (1-based within its policy)
+  std::string origin;             // the policy that wrote the rule (differs after include)
+  std::vector<int> syscalls;      // x86_64 numbers (libseccomp); never empty
+  std::vector<ArgCondition> args;  // all must hold
+  Match match;
+  std::uint32_t fields = kFieldNone;  // what `match` reads
   Action action = Action::Allow;
-  int err = EPERM;  // for Deny
+  int err = EPERM;             // Deny
+  std::int64_t value = 0;      // Return
   bool audit = false;
   Position pos;  // of the rule's mapping
 };
@@ -74,42 +160,84 @@ struct Rule {
 struct Policy {
   std::string name;
   std::string description;
+  std::vector<std::string> includes;  // as written
+  std::vector<Rule> own_rules;        // as written in this policy's file
+  // Effective rules, in evaluation order: own rules, then each include's effective rules in
+  // the order listed (a policy reached twice contributes once, at its first place).
   std::vector<Rule> rules;
+  std::string version;  // 16 hex digits: a hash of the texts of this policy and its includes
   Position pos;
+  std::string source;  // the file's text (for the version hash)
+
+  // The x86_64 numbers of every syscall some effective rule names, sorted, unique.
+  [[nodiscard]] std::vector<int> syscalls() const;
+  // What decide() needs decoded for this syscall: the union of the fields its rules read.
+  [[nodiscard]] std::uint32_t fields_for(int nr) const;
 };
 
 using PolicyMap = std::map<std::string, std::shared_ptr<const Policy>, std::less<>>;
 
-// The numbers the supervisor decoded from a trapped mknod/mknodat (mode truncated to
-// 16 bits and dev to 32 bits as the kernel does, then split with the kernel's new_decode_dev).
-struct MknodArgs {
-  Syscall syscall = Syscall::Mknod;
-  FileType type = FileType::Char;
+// A trapped call as decide() sees it: the raw registers, and the typed fields the supervisor
+// decoded from its safe copies (only those `fields_for(nr)` asks for; others stay empty).
+struct Call {
+  int nr = -1;  // x86_64 number
+  std::array<std::uint64_t, 6> args{};  // as the kernel takes them (compat args zero-extended)
+  std::optional<FileType> type;
   std::uint32_t major = 0;
   std::uint32_t minor = 0;
+  std::vector<std::string> paths;  // 1 or 2 (rename, link, ...), absolute, normalised
+  std::optional<std::string> fstype;
+  std::optional<std::string> source;
+  std::optional<std::string> target;
+  std::optional<std::uint64_t> flags;
+  std::optional<std::string> xattr_name;
+  std::optional<std::uint64_t> value_size;
+  std::optional<int> sched_policy;
+  std::optional<std::int64_t> priority;
+  std::optional<std::int64_t> nice;
 };
 
 struct Decision {
   Action action = Action::Allow;
-  int err = 0;  // errno for Deny
+  int err = 0;             // errno for Deny
+  std::int64_t value = 0;  // for Return
   bool audit = false;
   int rule_index = -1;  // index into Policy::rules; -1: no rule matched (the default: allow)
 };
 
-// First matching rule wins; no match is Allow without audit.
-[[nodiscard]] Decision decide(const Policy& policy, const MknodArgs& args);
+// First matching rule wins; no match is Allow without audit. A rule matches when the call's
+// syscall is one of its syscalls, every raw condition holds, and every typed matcher holds
+// (a matcher whose field was not decoded does not hold).
+[[nodiscard]] Decision decide(const Policy& policy, const Call& call);
 
-// Parses one policy document. `file` is only used in positions.
+// ---- Loading ----
+// One document, without resolving includes (rules is empty until resolve()).
 [[nodiscard]] std::expected<Policy, std::vector<LoadError>> parse_policy(std::string_view text,
                                                                          const std::string& file);
 [[nodiscard]] std::expected<Policy, std::vector<LoadError>> load_policy_file(
     const std::filesystem::path& path);
-// Every *.yaml and *.yml file directly in `dir`; all errors of all files are returned together.
-[[nodiscard]] std::expected<PolicyMap, std::vector<LoadError>> load_policy_dir(
+
+struct LoadResult {
+  PolicyMap policies;  // resolved: rules, version set
+  std::vector<Warning> warnings;
+};
+// Resolves includes among `parsed`, fills `rules` and `version`, checks what needs the whole
+// set (include cycles, unsafe allows, emulators), and computes warnings.
+[[nodiscard]] std::expected<LoadResult, std::vector<LoadError>> resolve(std::vector<Policy> parsed);
+// Every *.yaml and *.yml file directly in `dir` (files ending in .cases.yaml are decision
+// cases, not policies, and are skipped); all errors of all files are returned together.
+[[nodiscard]] std::expected<LoadResult, std::vector<LoadError>> load_policy_dir(
     const std::filesystem::path& dir);
+// `files`, resolving includes against the other policies in each file's directory.
+[[nodiscard]] std::expected<LoadResult, std::vector<LoadError>> load_policy_files(
+    const std::vector<std::filesystem::path>& files);
 
 // errno names <-> values ("EPERM" <-> 1); nullopt for unknown names.
 [[nodiscard]] std::optional<int> errno_from_name(std::string_view name);
 [[nodiscard]] const char* errno_name(int err);  // "E?" for unknown values
+
+// Syscall names <-> x86_64 numbers, as libseccomp knows them.
+[[nodiscard]] std::optional<int> syscall_from_name(std::string_view name);
+[[nodiscard]] std::string syscall_name(int nr);  // "syscall_N" for unknown numbers
 
 }  // namespace sysvisor::policy

@@ -1,0 +1,55 @@
+// The daemon's configuration file (/etc/sysvisor/sysvisor.yaml, `sysvisor serve --config`):
+// who may ask for which policy, the default policy, socket permissions, the audit sink.
+#pragma once
+
+#include <sys/types.h>
+
+#include <expected>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sysvisor/policy.hpp"
+
+namespace sysvisor::config {
+
+// One entry of `access:`: these peers may ask for these policies.
+struct Grant {
+  bool any_user = false;       // `users: ["*"]`
+  std::vector<uid_t> uids;     // by number or by name (resolved at load)
+  std::vector<gid_t> gids;     // the peer's primary or supplementary group
+  std::vector<std::string> policies;  // names; "*" is every policy
+  policy::Position pos;
+};
+
+struct Config {
+  std::filesystem::path file;  // empty: the built-in defaults
+  std::filesystem::path runtime_dir = "/run/sysvisor";
+  std::filesystem::path policies_dir = "/etc/sysvisor/policies.d";
+  std::string default_policy;  // for OCI handoffs that name none; empty: none
+  mode_t socket_mode = 0666;   // agent.sock and oci.sock
+  std::optional<gid_t> socket_group;
+  std::string audit = "-";  // "-" (stdout) or a file
+  // Built-in default: root may use every policy, nobody else any.
+  std::vector<Grant> access{Grant{false, {0}, {}, {"*"}, {}}};
+};
+
+// A peer as SO_PEERCRED and SO_PEERGROUPS describe it.
+struct Peer {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+};
+
+[[nodiscard]] std::expected<Config, std::vector<policy::LoadError>> parse_config(
+    std::string_view text, const std::string& file);
+[[nodiscard]] std::expected<Config, std::vector<policy::LoadError>> load_config(
+    const std::filesystem::path& path);
+
+// Empty when `peer` may use `policy_name`; else the reason, for the peer and the log.
+[[nodiscard]] std::string refusal(const Config& config, const Peer& peer, std::string_view policy_name);
+
+}  // namespace sysvisor::config
