@@ -1,0 +1,1 @@
+#include "sysvisor/syscalls.hpp"
