@@ -40,15 +40,17 @@ void enter_private_mount_namespace() {
   }
 }
 
-int serve(const sysvisor::ServerConfig& config) {
-  // Step 1: policies. Every error, then refuse to start.
-  auto policies = sysvisor::load_policies(config.policies_dir);
-  if (!policies) {
-    for (const auto& e : policies.error()) std::fprintf(stderr, "%s\n", e.c_str());
-    std::fprintf(stderr, "sysvisor: not starting: %zu error(s) in the policies in `%s`\n",
-                 policies.error().size(), config.policies_dir.c_str());
+int serve(sysvisor::ServerConfig server) {
+  // Step 1: configuration and policies. Every error, then refuse to start.
+  auto loaded = sysvisor::load_all(server);
+  if (!loaded) {
+    for (const auto& e : loaded.error()) std::fprintf(stderr, "%s\n", e.c_str());
+    std::fprintf(stderr, "sysvisor: not starting: %zu error(s) in the configuration or the policies\n",
+                 loaded.error().size());
     return 1;
   }
+  auto& [config, policies] = *loaded;
+  server.config = config;
   if (::geteuid() != 0) {
     std::fprintf(stderr,
                  "sysvisor: serve must run as root (it creates device nodes and mounts for containers)\n");
@@ -65,11 +67,11 @@ int serve(const sysvisor::ServerConfig& config) {
   if (!devices) throw std::runtime_error(devices.error().message());
   auto audit = sysvisor::audit::Sink::open(config.audit);
   if (!audit) throw std::runtime_error(audit.error().message());
-  // Step 3: serve until SIGTERM/SIGINT. `io` dies before `devices` and `audit`.
+  // Step 3: serve until SIGTERM/SIGINT; SIGHUP reloads. `io` dies before `devices` and `audit`.
   {
     boost::asio::io_context io;
-    sysvisor::Server server(io, config, std::move(*policies), *devices, *audit);
-    server.start();
+    sysvisor::Server daemon(io, server, std::move(policies), *devices, *audit);
+    daemon.start();
     io.run();
   }
   ::umount2((config.runtime_dir / "devices").c_str(), MNT_DETACH);
@@ -80,12 +82,17 @@ int serve(const sysvisor::ServerConfig& config) {
 int policy_check(const std::vector<std::string>& files) {
   int errors = 0;
   for (const auto& file : files) {
-    auto loaded = sysvisor::policy::load_policy_file(file);
-    if (!loaded) {
-      for (const auto& e : loaded.error()) std::printf("%s\n", e.format().c_str());
-      errors += static_cast<int>(loaded.error().size());
+    auto set = sysvisor::policy::load_policy_files({file});
+    if (!set) {
+      for (const auto& e : set.error()) std::printf("%s\n", e.format().c_str());
+      errors += static_cast<int>(set.error().size());
       continue;
     }
+    const sysvisor::policy::Policy* loaded = nullptr;
+    for (const auto& [name, p] : set->policies) {
+      if (p->pos.file == file) loaded = p.get();
+    }
+    if (loaded == nullptr) continue;
     auto bpf = sysvisor::filter::compile(*loaded);
     if (!bpf) {
       std::printf("%s: compile filter: %s\n", file.c_str(), bpf.error().message().c_str());
@@ -112,17 +119,28 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();
 
-  sysvisor::ServerConfig config;
-  auto* serve_cmd =
-      app.add_subcommand("serve",
-                         "Run the daemon: accept agents on RUNTIME_DIR/agent.sock and answer their "
-                         "containers' trapped calls. Stops cleanly on SIGTERM or SIGINT.");
-  serve_cmd->add_option("--runtime-dir", config.runtime_dir, "Directory for agent.sock and private state")
-      ->capture_default_str();
-  serve_cmd->add_option("--policies", config.policies_dir, "Directory of policy files (*.yaml, *.yml)")
-      ->capture_default_str();
-  serve_cmd->add_option("--audit", config.audit, "Audit log: a file to append JSON lines to, or - for stdout")
-      ->capture_default_str();
+  sysvisor::ServerConfig server;
+  std::string config_file;
+  std::string runtime_dir;
+  std::string policies_dir;
+  std::string audit_to;
+  auto* serve_cmd = app.add_subcommand(
+      "serve",
+      "Run the daemon: accept agents on RUNTIME_DIR/agent.sock and answer their containers' trapped "
+      "calls. SIGHUP reloads the configuration and the policies (all or nothing); SIGTERM or SIGINT "
+      "stop it cleanly.");
+  serve_cmd->add_option("--config", config_file,
+                        "Configuration file (default: /etc/sysvisor/sysvisor.yaml if it exists, else "
+                        "built-in defaults: root may use every policy, nobody else any)");
+  serve_cmd->add_option("--runtime-dir", runtime_dir,
+                        "Directory for agent.sock and private state (default: runtime_dir of the "
+                        "configuration, /run/sysvisor)");
+  serve_cmd->add_option("--policies", policies_dir,
+                        "Directory of policy files, *.yaml and *.yml (default: policies of the "
+                        "configuration, /etc/sysvisor/policies.d)");
+  serve_cmd->add_option("--audit", audit_to,
+                        "Audit log: a file to append JSON lines to, or - for stdout (default: audit of "
+                        "the configuration, -)");
 
   auto* policy_cmd = app.add_subcommand("policy", "Policy tools");
   policy_cmd->require_subcommand(1);
@@ -135,7 +153,21 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   setup_logging(log_level);
   try {
-    if (*serve_cmd) return serve(config);
+    if (*serve_cmd) {
+      if (!config_file.empty()) {
+        if (!std::filesystem::exists(config_file)) {
+          std::fprintf(stderr, "sysvisor: configuration file `%s` does not exist\n", config_file.c_str());
+          return 1;
+        }
+        server.config_file = config_file;
+      } else if (std::filesystem::exists("/etc/sysvisor/sysvisor.yaml")) {
+        server.config_file = "/etc/sysvisor/sysvisor.yaml";
+      }
+      if (!policies_dir.empty()) server.policies_override = policies_dir;
+      if (!audit_to.empty()) server.audit_override = audit_to;
+      if (!runtime_dir.empty()) server.runtime_override = runtime_dir;
+      return serve(server);
+    }
     if (*check_cmd) return policy_check(check_files);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sysvisor: %s\n", e.what());

@@ -88,27 +88,62 @@ std::string json_string(std::string_view s) {
 }
 
 std::string to_json(const Event& e) {
+  const auto hex = [](std::uint64_t v) {
+    std::array<char, 24> buf{};
+    std::snprintf(buf.data(), buf.size(), "0x%llx", static_cast<unsigned long long>(v));
+    return std::string(buf.data());
+  };
   std::string out = "{\"time\":" + json_string(rfc3339(e.time));
   out += ",\"container\":" + json_string(e.container);
+  if (!e.engine.empty()) out += ",\"engine\":" + json_string(e.engine);
   out += ",\"policy\":" + json_string(e.policy);
+  if (!e.policy_version.empty()) out += ",\"policy_version\":" + json_string(e.policy_version);
   out += ",\"pid\":" + std::to_string(e.pid);
   out += ",\"syscall\":" + json_string(e.syscall);
   out += ",\"arch\":" + json_string(e.arch);
-  out += ",\"args\":{";
+  out += ",\"args\":{\"raw\":[";
+  for (std::size_t i = 0; i < e.raw.size(); ++i) out += (i == 0 ? "" : ",") + json_string(hex(e.raw[i]));
+  out += "]";
   if (e.path) {
-    out += "\"path\":" + json_string(*e.path);
-  } else {
-    out += "\"path\":null,\"path_error\":" + json_string(e.path_error);
+    out += ",\"path\":" + json_string(*e.path);
+  } else if (!e.path_error.empty()) {
+    out += ",\"path\":null,\"path_error\":" + json_string(e.path_error);
   }
-  std::array<char, 16> mode{};
-  std::snprintf(mode.data(), mode.size(), "0%o", static_cast<unsigned>(e.mode & 07777));
-  out += ",\"type\":" + json_string(e.type);
-  out += ",\"device\":" + json_string(std::to_string(e.major) + ":" + std::to_string(e.minor));
-  out += ",\"mode\":" + json_string(mode.data());
+  if (!e.paths.empty()) {
+    out += ",\"paths\":[";
+    for (std::size_t i = 0; i < e.paths.size(); ++i) out += (i == 0 ? "" : ",") + json_string(e.paths[i]);
+    out += "]";
+  }
+  if (e.device) {
+    std::array<char, 16> mode{};
+    std::snprintf(mode.data(), mode.size(), "0%o", static_cast<unsigned>(e.mode & 07777));
+    out += ",\"type\":" + json_string(e.type);
+    out += ",\"device\":" + json_string(std::to_string(e.major) + ":" + std::to_string(e.minor));
+    out += ",\"mode\":" + json_string(mode.data());
+  }
+  const auto str = [&](const char* key, const std::optional<std::string>& v) {
+    if (v) out += std::string(",\"") + key + "\":" + json_string(*v);
+  };
+  const auto num = [&](const char* key, const auto& v) {
+    if (v) out += std::string(",\"") + key + "\":" + std::to_string(*v);
+  };
+  str("fstype", e.fstype);
+  str("source", e.source);
+  str("target", e.target);
+  str("xattr", e.xattr);
+  if (e.flags) out += ",\"flags\":" + json_string(hex(*e.flags));
+  num("value_size", e.value_size);
+  num("sched_policy", e.sched_policy);
+  num("priority", e.priority);
+  num("nice", e.nice);
   out += "},\"action\":" + json_string(e.action);
   out += ",\"rule\":" + json_string(e.rule);
+  if (!e.rule_origin.empty() && e.rule_origin != e.policy)
+    out += ",\"rule_policy\":" + json_string(e.rule_origin);
   if (e.continued) {
     out += ",\"result\":\"continue\",\"errno\":null";
+  } else if (e.value) {
+    out += ",\"result\":\"return\",\"value\":" + std::to_string(*e.value) + ",\"errno\":0";
   } else {
     out += ",\"result\":" + json_string(e.err == 0 ? "ok" : policy::errno_name(e.err));
     out += ",\"errno\":" + std::to_string(e.err);
@@ -120,6 +155,7 @@ std::string to_json(const Event& e) {
 
 Result<Sink> Sink::open(const std::string& where) {
   Sink sink;
+  sink.where_ = where;
   if (where == "-") {
     sink.file_ = stdout;
     return sink;
@@ -136,19 +172,30 @@ Result<Sink> Sink::open(const std::string& where) {
 }
 
 Sink::Sink(Sink&& other) noexcept
-    : file_(std::exchange(other.file_, nullptr)), owned_(std::exchange(other.owned_, false)) {}
+    : file_(std::exchange(other.file_, nullptr)),
+      owned_(std::exchange(other.owned_, false)),
+      where_(std::move(other.where_)) {}
 
 Sink& Sink::operator=(Sink&& other) noexcept {
   if (this != &other) {
     if (owned_ && file_ != nullptr) std::fclose(file_);
     file_ = std::exchange(other.file_, nullptr);
     owned_ = std::exchange(other.owned_, false);
+    where_ = std::move(other.where_);
   }
   return *this;
 }
 
 Sink::~Sink() {
   if (owned_ && file_ != nullptr) std::fclose(file_);
+}
+
+Result<void> Sink::reopen() {
+  if (!owned_) return {};
+  auto fresh = open(where_);
+  if (!fresh) return std::unexpected(fresh.error());
+  *this = std::move(*fresh);
+  return {};
 }
 
 void Sink::write(const Event& event) {

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <exception>
 #include <memory>
 #include <string>
@@ -23,17 +24,6 @@ namespace {
 
 // The kernel marks x32 calls by this bit in the syscall number (arch stays AUDIT_ARCH_X86_64).
 constexpr std::uint32_t kX32SyscallBit = 0x40000000;
-
-// Where each trappable syscall keeps its mode argument. A new handler adds its row here.
-struct Trap {
-  policy::Syscall syscall;
-  unsigned mode_arg;  // index of the `mode` argument (umode_t: the kernel uses its low 16 bits)
-};
-
-constexpr std::array kTraps{
-    Trap{policy::Syscall::Mknod, 1},    // mknod(path, mode, dev)
-    Trap{policy::Syscall::Mknodat, 2},  // mknodat(dirfd, path, mode, dev)
-};
 
 // One ABI as libseccomp names it and as the kernel reports it in seccomp_data.arch.
 struct Abi {
@@ -103,18 +93,24 @@ Result<int> resolve(const char* name) {
   return nr;
 }
 
-// Notify on the call when (mode & S_IFMT) == file_type, on every ABI of the filter.
-Result<void> trap(void* ctx, const Trap& t, mode_t file_type) {
-  const char* name = policy::to_string(t.syscall);
-  auto nr = resolve(name);
-  if (!nr) {
-    return std::unexpected(nr.error());
+scmp_compare to_scmp(policy::CmpOp op) {
+  switch (op) {
+    case policy::CmpOp::Eq:
+      return SCMP_CMP_EQ;
+    case policy::CmpOp::Ne:
+      return SCMP_CMP_NE;
+    case policy::CmpOp::Lt:
+      return SCMP_CMP_LT;
+    case policy::CmpOp::Le:
+      return SCMP_CMP_LE;
+    case policy::CmpOp::Gt:
+      return SCMP_CMP_GT;
+    case policy::CmpOp::Ge:
+      return SCMP_CMP_GE;
+    case policy::CmpOp::MaskedEq:
+      return SCMP_CMP_MASKED_EQ;
   }
-  scmp_arg_cmp cmp = masked_eq(t.mode_arg, S_IFMT, file_type);
-  if (int rc = seccomp_rule_add_array(ctx, SCMP_ACT_NOTIFY, *nr, 1, &cmp); rc < 0) {
-    return scmp_error(rc, std::string("trap ") + name);
-  }
-  return {};
+  return SCMP_CMP_EQ;
 }
 
 // seccomp(SECCOMP_SET_MODE_FILTER, flags with SECCOMP_FILTER_FLAG_NEW_LISTENER, ...) fails with
@@ -137,22 +133,52 @@ Result<void> refuse_nested_listener(void* ctx) {
   return {};
 }
 
-// The file types some rule for `syscall` can match: a rule without `type` needs both.
-struct Types {
-  bool chr = false;
-  bool blk = false;
-};
+// mknod and mknodat trap only the device file types a rule can match: (mode & S_IFMT)
+// compared in BPF, so regular files, FIFOs and sockets never leave the kernel.
+int mode_arg(int nr) {
+  if (nr == SCMP_SYS(mknod)) return 1;
+  if (nr == SCMP_SYS(mknodat)) return 2;
+  return -1;
+}
 
-Types types_needed(const policy::Policy& policy, policy::Syscall syscall) {
-  Types types;
-  for (const policy::Rule& rule : policy.rules) {
-    if (std::ranges::find(rule.syscalls, syscall) == rule.syscalls.end()) {
-      continue;
-    }
-    types.chr = types.chr || !rule.type || *rule.type == policy::FileType::Char;
-    types.blk = types.blk || !rule.type || *rule.type == policy::FileType::Block;
+// NOTIFY for `nr` when every condition of `rule` holds, on every ABI of the filter.
+Result<void> trap_rule(void* ctx, const policy::Rule& rule, int nr) {
+  std::vector<scmp_arg_cmp> cmps;
+  cmps.reserve(rule.args.size() + 1);
+  for (const policy::ArgCondition& c : rule.args) {
+    scmp_arg_cmp cmp{};
+    cmp.arg = c.index;
+    cmp.op = to_scmp(c.op);
+    cmp.datum_a = c.op == policy::CmpOp::MaskedEq ? c.mask : c.value;
+    cmp.datum_b = c.op == policy::CmpOp::MaskedEq ? c.value : 0;
+    cmps.push_back(cmp);
   }
-  return types;
+  const int mode = mode_arg(nr);
+  const bool mode_taken = std::ranges::any_of(
+      rule.args, [&](const policy::ArgCondition& c) { return static_cast<int>(c.index) == mode; });
+  std::vector<mode_t> types;
+  if (mode >= 0 && !mode_taken) {
+    // libseccomp allows one comparison per argument and rule: a rule that already compares
+    // the mode traps what its own condition says; decide() checks the file type anyway.
+    if (!rule.match.type || *rule.match.type == policy::FileType::Char) types.push_back(S_IFCHR);
+    if (!rule.match.type || *rule.match.type == policy::FileType::Block) types.push_back(S_IFBLK);
+  }
+  const std::string name = policy::syscall_name(nr);
+  const auto add = [&]() -> Result<void> {
+    if (int rc =
+            seccomp_rule_add_array(ctx, SCMP_ACT_NOTIFY, nr, static_cast<unsigned>(cmps.size()), cmps.data());
+        rc < 0) {
+      return scmp_error(rc, "trap " + name + " for rule `" + rule.name + "`");
+    }
+    return {};
+  };
+  if (types.empty()) return add();
+  cmps.push_back(masked_eq(static_cast<unsigned>(mode), S_IFMT, 0));
+  for (const mode_t type : types) {
+    cmps.back().datum_b = type;
+    if (auto ok = add(); !ok) return ok;
+  }
+  return {};
 }
 
 Result<std::vector<sock_filter>> export_program(void* ctx) {
@@ -183,15 +209,13 @@ Result<std::vector<sock_filter>> build(const policy::Policy& policy) {
   if (!ctx) {
     return std::unexpected(ctx.error());
   }
-  for (const Trap& t : kTraps) {
-    const Types types = types_needed(policy, t.syscall);
-    if (types.chr) {
-      if (auto ok = trap(ctx->get(), t, S_IFCHR); !ok) {
-        return std::unexpected(ok.error());
-      }
-    }
-    if (types.blk) {
-      if (auto ok = trap(ctx->get(), t, S_IFBLK); !ok) {
+  // A rule that allows without auditing needs no trap of its own: a call only it matches
+  // is the kernel's anyway, and a call a later rule also matches is trapped for that rule
+  // and decided by first match in the supervisor.
+  for (const policy::Rule& rule : policy.rules) {
+    if (rule.action == policy::Action::Allow && !rule.audit) continue;
+    for (const int nr : rule.syscalls) {
+      if (auto ok = trap_rule(ctx->get(), rule, nr); !ok) {
         return std::unexpected(ok.error());
       }
     }
@@ -202,31 +226,22 @@ Result<std::vector<sock_filter>> build(const policy::Policy& policy) {
   return export_program(ctx->get());
 }
 
-struct Known {
-  std::uint32_t audit_arch = 0;  // 0: an unused slot (no kernel ABI is 0)
-  int nr = 0;
-  policy::Syscall syscall = policy::Syscall::Mknod;
-};
-
-using KnownTable = std::array<Known, kAbis.size() * kTraps.size()>;
-
-// (arch, nr) of every trappable syscall on every ABI, as the kernel reports them.
-KnownTable known_syscalls() {
-  KnownTable known{};
-  std::size_t n = 0;
-  for (const Abi& abi : kAbis) {
-    for (const Trap& t : kTraps) {
-      int nr = seccomp_syscall_resolve_name_arch(abi.scmp_arch, policy::to_string(t.syscall));
-      if (nr < 0) {
-        continue;  // __NR_SCMP_ERROR, or libseccomp's pseudo-number for a call this ABI lacks
-      }
-      if (abi.scmp_arch == SCMP_ARCH_X32) {
-        nr = static_cast<int>(static_cast<std::uint32_t>(nr) | kX32SyscallBit);
-      }
-      known[n++] = Known{abi.audit_arch, nr, t.syscall};
+// x86_64 numbers of the calls of one other ABI, indexed by that ABI's number; -1: none.
+std::vector<int> native_numbers(std::uint32_t scmp_arch, std::uint32_t offset) {
+  std::vector<int> table;
+  for (int nr = 0; nr < 1024; ++nr) {
+    const int arch_nr = static_cast<int>(static_cast<std::uint32_t>(nr) | offset);
+    char* name = seccomp_syscall_resolve_num_arch(scmp_arch, arch_nr);
+    int native = -1;
+    if (name != nullptr) {
+      native = seccomp_syscall_resolve_name_arch(SCMP_ARCH_X86_64, name);
+      if (native < 0) native = -1;
+      std::free(name);  // NOLINT(cppcoreguidelines-no-malloc): libseccomp's allocation
     }
+    table.push_back(native);
   }
-  return known;
+  while (!table.empty() && table.back() < 0) table.pop_back();
+  return table;
 }
 
 }  // namespace
@@ -239,12 +254,20 @@ Result<std::vector<sock_filter>> compile(const policy::Policy& policy) {
   }
 }
 
-std::optional<policy::Syscall> identify(std::uint32_t arch, int nr) {
-  static const KnownTable known = known_syscalls();
-  for (const Known& k : known) {
-    if (k.audit_arch != 0 && k.audit_arch == arch && k.nr == nr) {
-      return k.syscall;
-    }
+std::optional<int> identify(std::uint32_t arch, int nr) {
+  const auto lookup = [](const std::vector<int>& table, std::uint32_t i) -> std::optional<int> {
+    if (i >= table.size() || table[i] < 0) return std::nullopt;
+    return table[i];
+  };
+  const auto unr = static_cast<std::uint32_t>(nr);
+  if (arch == AUDIT_ARCH_X86_64) {
+    if ((unr & kX32SyscallBit) == 0) return nr < 0 ? std::nullopt : std::optional<int>(nr);
+    static const std::vector<int> x32 = native_numbers(SCMP_ARCH_X32, kX32SyscallBit);
+    return lookup(x32, unr & ~kX32SyscallBit);
+  }
+  if (arch == AUDIT_ARCH_I386) {
+    static const std::vector<int> i386 = native_numbers(SCMP_ARCH_X86, 0);
+    return lookup(i386, unr);
   }
   return std::nullopt;
 }

@@ -89,6 +89,13 @@ Result<void> NotifyFd::respond(std::uint64_t id, int err) const {
   return send(resp);
 }
 
+Result<void> NotifyFd::respond_value(std::uint64_t id, std::int64_t value) const {
+  seccomp_notif_resp resp{};
+  resp.id = id;
+  resp.val = value;
+  return send(resp);
+}
+
 bool is_listener(int fd) {
   std::array<char, 64> link{};
   const std::string path = "/proc/self/fd/" + std::to_string(fd);

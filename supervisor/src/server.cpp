@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/steady_timer.hpp>
 #include <cstring>
 #include <stdexcept>
@@ -18,6 +19,29 @@
 
 namespace sysvisor {
 namespace {
+
+// SO_PEERCRED, and SO_PEERGROUPS for the supplementary groups a grant may name. A peer
+// whose credentials cannot be read gets uid/gid 65534 (nobody), which no default grants.
+config::Peer peer_credentials(int fd) {
+  config::Peer peer{0, 65534, 65534, {}};
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+    peer.pid = cred.pid;
+    peer.uid = cred.uid;
+    peer.gid = cred.gid;
+  }
+  std::vector<gid_t> groups(64);
+  len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0 && errno == ERANGE) {
+    groups.resize(len / sizeof(gid_t));
+    len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0) len = 0;
+  }
+  groups.resize(len / sizeof(gid_t));
+  peer.groups = std::move(groups);
+  return peer;
+}
 
 bool valid_container_id(const std::string& id) {
   if (id.empty() || id.size() > 128) return false;
@@ -35,12 +59,9 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(Server& server, UniqueFd sock)
       : server_(server), sock_(std::move(sock)), readable_(server.io_, sock_.get()), deadline_(server.io_) {
-    ucred cred{};
-    socklen_t len = sizeof cred;
-    if (::getsockopt(sock_.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-      peer_pid_ = cred.pid;
-      peer_uid_ = cred.uid;
-    }
+    peer_ = peer_credentials(sock_.get());
+    peer_pid_ = peer_.pid;
+    peer_uid_ = peer_.uid;
   }
   ~Connection() {
     boost::system::error_code ec;
@@ -122,7 +143,7 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
         drop("expected the handoff");
         return;
       }
-      on_handoff(std::move(packet->fd));
+      on_handoff(std::move(packet->fd), static_cast<pid_t>(msg.handoff().pid()));
     }
   }
 
@@ -136,20 +157,22 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
       refuse("invalid container id: 1 to 128 printable characters without spaces");
       return;
     }
-    const auto it = server_.policies_.find(hello.policy());
-    if (it == server_.policies_.end()) {
-      std::string known;
-      for (const auto& [name, _] : server_.policies_) known += (known.empty() ? "" : ", ") + name;
-      refuse("unknown policy `" + hello.policy() + "` (known: " + (known.empty() ? "none" : known) + ")");
+    const LoadedPolicy* loaded = server_.registry_.find(hello.policy());
+    if (loaded == nullptr) {
+      refuse("unknown policy `" + hello.policy() + "` (known: " + server_.registry_.names() + ")");
       return;
     }
-    policy_ = it->second.policy;
+    if (auto why = config::refusal(server_.config_.config, peer_, hello.policy()); !why.empty()) {
+      refuse(why);
+      return;
+    }
+    policy_ = loaded->policy;
+    filter_ = loaded->bpf;
     container_id_ = hello.container_id();
     v1::SupervisorMessage msg;
     auto* spec = msg.mutable_filter();
     spec->set_policy(policy_->name);
-    spec->set_bpf(reinterpret_cast<const char*>(it->second.bpf.data()),
-                  it->second.bpf.size() * sizeof(sock_filter));
+    spec->set_bpf(reinterpret_cast<const char*>(filter_.data()), filter_.size() * sizeof(sock_filter));
     if (auto r = wire::send_message(sock_.get(), msg); !r) {
       drop(r.error().message());
       return;
@@ -158,7 +181,7 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     wait();
   }
 
-  void on_handoff(UniqueFd fd) {
+  void on_handoff(UniqueFd fd, pid_t pid) {
     if (!fd) {
       refuse("the handoff carried no listener fd");
       return;
@@ -168,12 +191,15 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     const std::string session_id = "s" + std::to_string(++server_.next_session_);
-    Session::Identity identity{session_id, container_id_, peer_pid_, peer_uid_};
+    // The agent's pid for the workload is believed only if it is the peer or its descendant
+    // namespace's init it just made; else kill-container has nobody to kill but the caller.
+    Session::Identity identity{
+        session_id, container_id_, peer_pid_, peer_uid_, plausible_init(pid) ? pid : 0, "sysvisor-agent"};
     auto session =
         std::make_shared<Session>(server_.io_, SessionServices{&server_.devices_, &server_.audit_}, identity,
-                                  policy_, notify::NotifyFd(std::move(fd)),
+                                  server_.registry_, policy_, notify::NotifyFd(std::move(fd)),
                                   [&srv = server_](const std::string& id) { srv.on_session_closed(id); });
-    server_.sessions_.emplace(session_id, session);
+    server_.sessions_.emplace(session_id, Supervised{session, std::move(filter_)});
     session->start();
     v1::SupervisorMessage msg;
     msg.mutable_ready()->set_session_id(session_id);
@@ -183,29 +209,41 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     finish();
   }
 
+  // The handoff's pid must be a live process owned by the peer (its uid, or a user
+  // namespace the peer owns), so that kill-container never reaches anyone else's process.
+  [[nodiscard]] bool plausible_init(pid_t pid) const {
+    if (pid <= 0) return false;
+    struct stat st {};
+    const std::string dir = "/proc/" + std::to_string(pid);
+    if (::stat(dir.c_str(), &st) != 0) return false;
+    return peer_.uid == 0 || st.st_uid == peer_.uid;
+  }
+
   Server& server_;
   UniqueFd sock_;
   boost::asio::posix::stream_descriptor readable_;
   boost::asio::steady_timer deadline_;
+  config::Peer peer_;
   pid_t peer_pid_ = 0;
   uid_t peer_uid_ = 0;
+  std::vector<sock_filter> filter_;
   bool hello_done_ = false;
   bool done_ = false;
   std::shared_ptr<const policy::Policy> policy_;
   std::string container_id_;
 };
 
-std::expected<std::map<std::string, LoadedPolicy, std::less<>>, std::vector<std::string>> load_policies(
-    const std::filesystem::path& dir) {
+std::expected<PolicySet, std::vector<std::string>> load_policies(const std::filesystem::path& dir) {
   auto loaded = policy::load_policy_dir(dir);
   if (!loaded) {
     std::vector<std::string> errors;
     for (const auto& e : loaded.error()) errors.push_back(e.format());
     return std::unexpected(errors);
   }
-  std::map<std::string, LoadedPolicy, std::less<>> out;
+  for (const auto& w : loaded->warnings) spdlog::warn("{}", w.format());
+  PolicySet out;
   std::vector<std::string> errors;
-  for (const auto& [name, pol] : *loaded) {
+  for (const auto& [name, pol] : loaded->policies) {
     auto bpf = filter::compile(*pol);
     if (!bpf) {
       errors.push_back(pol->pos.file + ": compile filter: " + bpf.error().message());
@@ -217,24 +255,54 @@ std::expected<std::map<std::string, LoadedPolicy, std::less<>>, std::vector<std:
   return out;
 }
 
-Server::Server(boost::asio::io_context& io, ServerConfig config,
-               std::map<std::string, LoadedPolicy, std::less<>> policies, mknod::DeviceStore& devices,
-               audit::Sink& audit)
+std::expected<std::pair<config::Config, PolicySet>, std::vector<std::string>> load_all(
+    const ServerConfig& server) {
+  config::Config cfg;
+  if (!server.config_file.empty()) {
+    auto loaded = config::load_config(server.config_file);
+    if (!loaded) {
+      std::vector<std::string> errors;
+      for (const auto& e : loaded.error()) errors.push_back(e.format());
+      return std::unexpected(errors);
+    }
+    cfg = std::move(*loaded);
+  }
+  if (server.policies_override) cfg.policies_dir = *server.policies_override;
+  if (server.audit_override) cfg.audit = *server.audit_override;
+  if (server.runtime_override) cfg.runtime_dir = *server.runtime_override;
+  auto policies = load_policies(cfg.policies_dir);
+  if (!policies) return std::unexpected(policies.error());
+  if (!cfg.default_policy.empty() && !policies->contains(cfg.default_policy)) {
+    const std::string where = cfg.file.empty() ? std::string("the configuration") : cfg.file.string();
+    return std::unexpected(std::vector<std::string>{where + ": default_policy `" + cfg.default_policy +
+                                                    "` is not among the policies in `" +
+                                                    cfg.policies_dir.string() + "`"});
+  }
+  return std::pair{std::move(cfg), std::move(*policies)};
+}
+
+Server::Server(boost::asio::io_context& io, ServerConfig config, PolicySet policies,
+               mknod::DeviceStore& devices, audit::Sink& audit)
     : io_(io),
       config_(std::move(config)),
-      policies_(std::move(policies)),
+      registry_(std::move(policies)),
       devices_(devices),
       audit_(audit),
-      socket_path_(config_.runtime_dir / "agent.sock"),
+      socket_path_(config_.config.runtime_dir / "agent.sock"),
       listener_(io),
-      signals_(io, SIGTERM, SIGINT) {
+      signals_(io, SIGTERM, SIGINT),
+      hangups_(io, SIGHUP) {
+  bind_socket();
+}
+
+void Server::bind_socket() {
   const std::string path = socket_path_.string();
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof addr.sun_path) {
     throw std::runtime_error("socket path `" + path + "` is longer than " +
                              std::to_string(sizeof addr.sun_path - 1) +
-                             " bytes: choose a shorter --runtime-dir");
+                             " bytes: choose a shorter runtime directory");
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -250,16 +318,22 @@ Server::Server(boost::asio::io_context& io, ServerConfig config,
   if (::bind(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     throw std::runtime_error("bind `" + path + "`: " + std::strerror(errno));
   }
-  // Any local user may launch supervised containers; what a peer can get is only what the
-  // policies grant, done with the trapped task's own identity.
-  ::chmod(path.c_str(), 0666);
+  // Who may connect is the socket's mode and group; what a peer may ask for is `access:`.
+  const config::Config& cfg = config_.config;
+  if (cfg.socket_group && ::chown(path.c_str(), 0, *cfg.socket_group) != 0) {
+    throw std::runtime_error("chown `" + path + "` to group " + std::to_string(*cfg.socket_group) + ": " +
+                             std::strerror(errno));
+  }
+  if (::chmod(path.c_str(), cfg.socket_mode) != 0) {
+    throw std::runtime_error("chmod `" + path + "`: " + std::strerror(errno));
+  }
   if (::listen(sock.get(), 128) != 0)
     throw std::runtime_error("listen `" + path + "`: " + std::strerror(errno));
   listener_.assign(sock.release());
 }
 
 Server::~Server() {
-  for (auto& [id, s] : sessions_) s->stop();
+  for (auto& [id, s] : sessions_) s.session->stop();
   ::unlink(socket_path_.c_str());
 }
 
@@ -269,12 +343,90 @@ void Server::start() {
     spdlog::info("signal {}: shutting down", sig);
     shutdown();
   });
+  wait_for_hangup();
   accept_next();
   std::string names;
-  for (const auto& [name, p] : policies_) {
-    names += (names.empty() ? "" : ", ") + name + " (" + std::to_string(p.bpf.size()) + " BPF instructions)";
+  for (const auto& [name, p] : registry_.all()) {
+    names += (names.empty() ? "" : ", ") + name + " v" + p.policy->version + " (" +
+             std::to_string(p.bpf.size()) + " BPF instructions)";
   }
-  spdlog::info("serving {} with policies: {}", socket_path_.string(), names.empty() ? "none" : names);
+  spdlog::info("serving {} with policies: {}; configuration: {}", socket_path_.string(),
+               names.empty() ? "none" : names,
+               config_.config_file.empty() ? "built-in" : config_.config_file.string());
+}
+
+void Server::wait_for_hangup() {
+  hangups_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec || stopping_) return;
+    spdlog::info("SIGHUP: reloading the configuration and the policies");
+    (void)reload();
+    wait_for_hangup();
+  });
+}
+
+bool Server::reload() {
+  auto loaded = load_all(config_);
+  if (!loaded) {
+    for (const auto& e : loaded.error()) spdlog::error("reload: {}", e);
+    spdlog::error("reload failed with {} error(s): the running configuration and policies stay in force",
+                  loaded.error().size());
+    return false;
+  }
+  auto& [cfg, policies] = *loaded;
+  const config::Config& old = config_.config;
+  if (cfg.runtime_dir != old.runtime_dir || cfg.socket_mode != old.socket_mode ||
+      cfg.socket_group != old.socket_group) {
+    spdlog::warn("reload: runtime_dir and socket settings apply at the next start; kept {} (mode {:o})",
+                 old.runtime_dir.string(), old.socket_mode);
+    cfg.runtime_dir = old.runtime_dir;
+    cfg.socket_mode = old.socket_mode;
+    cfg.socket_group = old.socket_group;
+  }
+  if (cfg.audit != audit_.where()) {
+    auto sink = audit::Sink::open(cfg.audit);
+    if (!sink) {
+      spdlog::error("reload: {}; the running configuration and policies stay in force",
+                    sink.error().message());
+      return false;
+    }
+    audit_ = std::move(*sink);
+  } else if (auto r = audit_.reopen(); !r) {
+    spdlog::error("reload: reopen the audit log: {}", r.error().message());
+  }
+  // Running containers keep the filter their agent installed: say which new rules need
+  // calls it does not trap.
+  for (const auto& [id, s] : sessions_) {
+    if (s.filter.empty()) continue;
+    const std::string& name = s.session->policy().name;
+    const auto it = policies.find(name);
+    if (it == policies.end()) continue;
+    const auto& now = it->second.bpf;
+    const bool same =
+        now.size() == s.filter.size() &&
+        std::equal(now.begin(), now.end(), s.filter.begin(), [](const sock_filter& a, const sock_filter& b) {
+          return a.code == b.code && a.jt == b.jt && a.jf == b.jf && a.k == b.k;
+        });
+    if (!same) {
+      std::string added;
+      const auto before = s.session->policy().syscalls();
+      for (const int nr : it->second.policy->syscalls()) {
+        if (!std::ranges::binary_search(before, nr))
+          added += (added.empty() ? "" : ", ") + policy::syscall_name(nr);
+      }
+      spdlog::warn(
+          "[c={}] policy `{}` v{} traps other calls than this container's filter{}{}: rules that need "
+          "calls its filter does not trap apply to new containers only",
+          s.session->identity().container_id, name, it->second.policy->version,
+          added.empty() ? "" : "; not trapped here: ", added);
+    }
+  }
+  std::string names;
+  for (const auto& [name, p] : policies)
+    names += (names.empty() ? "" : ", ") + name + " v" + p.policy->version;
+  config_.config = std::move(cfg);
+  registry_.replace(std::move(policies));
+  spdlog::info("reload: in force: {}", names.empty() ? "no policies" : names);
+  return true;
 }
 
 void Server::shutdown() {
@@ -283,10 +435,11 @@ void Server::shutdown() {
   boost::system::error_code ec;
   listener_.close(ec);
   signals_.cancel(ec);
+  hangups_.cancel(ec);
   ::unlink(socket_path_.c_str());
   for (auto& [c, conn] : connections_) conn->drop("supervisor shutting down");
   auto sessions = sessions_;
-  for (auto& [id, s] : sessions) s->stop();
+  for (auto& [id, s] : sessions) s.session->stop();
   io_.stop();
 }
 

@@ -9,7 +9,9 @@
 
 #include <csignal>
 
+#include "sysvisor/decode.hpp"
 #include "sysvisor/filter.hpp"
+#include "sysvisor/syscalls.hpp"
 #include "sysvisor/task.hpp"
 
 namespace sysvisor {
@@ -43,15 +45,21 @@ struct Session::Pending {
 };
 
 Session::Session(boost::asio::io_context& io, SessionServices services, Identity identity,
-                 std::shared_ptr<const policy::Policy> policy, notify::NotifyFd listener,
-                 std::function<void(const std::string&)> on_closed)
+                 const PolicyRegistry& registry, std::shared_ptr<const policy::Policy> policy,
+                 notify::NotifyFd listener, std::function<void(const std::string&)> on_closed)
     : io_(io),
       services_(services),
       identity_(std::move(identity)),
+      registry_(registry),
       policy_(std::move(policy)),
+      generation_(registry.generation()),
       listener_(std::move(listener)),
       readable_(io, listener_.get()),
-      on_closed_(std::move(on_closed)) {}
+      on_closed_(std::move(on_closed)) {
+  if (identity_.container_pid > 0) {
+    container_pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, identity_.container_pid, 0)));
+  }
+}
 
 Session::~Session() {
   // The listener fd belongs to listener_, not to the Asio descriptor.
@@ -144,66 +152,73 @@ void Session::warn_unless_gone(const Result<void>& sent, pid_t tid) const {
   }
 }
 
+void Session::follow_registry() {
+  generation_ = registry_.generation();
+  const LoadedPolicy* now = registry_.find(policy_->name);
+  if (now == nullptr) {
+    spdlog::warn("[c={}] policy `{}` is no longer loaded; this container keeps version {}",
+                 identity_.container_id, policy_->name, policy_->version);
+    return;
+  }
+  if (now->policy != policy_) {
+    spdlog::info("[c={}] policy `{}`: version {} -> {}", identity_.container_id, policy_->name,
+                 policy_->version, now->policy->version);
+    policy_ = now->policy;
+  }
+}
+
+void Session::kill_container(pid_t tid) {
+  if (container_pidfd_) {
+    ::syscall(SYS_pidfd_send_signal, container_pidfd_.get(), SIGKILL, nullptr, 0);
+  } else {
+    spdlog::warn("[c={}] kill-container: the container's init is unknown; killing the caller only",
+                 identity_.container_id);
+  }
+  ::kill(tid, SIGKILL);
+}
+
 void Session::dispatch(const seccomp_notif& n) {
   const auto started = Clock::now();
   const std::uint64_t id = n.id;
   const auto tid = static_cast<pid_t>(n.pid);
-  const auto which = filter::identify(n.data.arch, n.data.nr);
   const auto let_kernel_decide = [&] { warn_unless_gone(listener_.respond_continue(id), tid); };
   const auto respond = [&](int err) { warn_unless_gone(listener_.respond(id, err), tid); };
-  // A call our policy has no rule family for: the kernel decides.
-  if (!which) {
-    let_kernel_decide();
+  if (registry_.generation() != generation_) follow_registry();
+  const policy::Policy& pol = *policy_;
+
+  const auto nr = filter::identify(n.data.arch, n.data.nr);
+  if (!nr) {
+    // A call with no x86_64 name (i386 socketcall, ipc): no rule can be about it, and its
+    // arguments live in memory the kernel would read again. Not ours to let through.
+    respond(ENOSYS);
     return;
   }
-  // Integer arguments as the kernel takes them: mode is umode_t (16 bits), dev and dirfd 32.
-  const bool compat = filter::is_compat32(n.data.arch);
-  const std::size_t first = *which == policy::Syscall::Mknodat ? 1 : 0;
-  const int dirfd = *which == policy::Syscall::Mknodat
-                        ? static_cast<int>(static_cast<std::int32_t>(n.data.args[0]))
-                        : AT_FDCWD;
-  const std::uint64_t path_addr =
-      compat ? static_cast<std::uint32_t>(n.data.args[first]) : n.data.args[first];
-  const auto mode = static_cast<mode_t>(static_cast<std::uint16_t>(n.data.args[first + 1]));
-  const auto dev = static_cast<std::uint32_t>(n.data.args[first + 2]);
-  policy::MknodArgs args{*which, policy::FileType::Char, 0, 0};
-  if ((mode & S_IFMT) == S_IFCHR) {
-    args.type = policy::FileType::Char;
-  } else if ((mode & S_IFMT) == S_IFBLK) {
-    args.type = policy::FileType::Block;
-  } else {
-    let_kernel_decide();  // the filter traps only devices; anything else is the kernel's
-    return;
-  }
-  const auto numbers = task::decode_dev(dev);
-  args.major = numbers.major;
-  args.minor = numbers.minor;
-  const policy::Decision decision = policy::decide(*policy_, args);
+  policy::Call call = decode::raw_call(*nr, n.data, filter::is_compat32(n.data.arch));
+  const policy::SyscallInfo* info = policy::syscall_info(*nr);
+  const std::uint32_t fields = pol.fields_for(*nr);
+  if (info != nullptr) decode::from_registers(call, *info, fields);
+  const bool from_memory = info != nullptr && (fields & policy::kMemoryFields) != 0;
 
-  audit::Event event;
-  event.container = identity_.container_id;
-  event.policy = policy_->name;
-  event.pid = tid;
-  event.syscall = policy::to_string(*which);
-  event.arch = arch_name(n.data.arch, n.data.nr);
-  event.type = policy::to_string(args.type);
-  event.major = args.major;
-  event.minor = args.minor;
-  event.mode = mode;
-  event.action = policy::to_string(decision.action);
-  event.rule =
-      decision.rule_index >= 0 ? policy_->rules[static_cast<std::size_t>(decision.rule_index)].name : "";
-
-  const bool emulate = decision.action == policy::Action::Emulate;
-  const bool kill = decision.action == policy::Action::Kill;
-  // The fast paths: nothing to read from the task.
-  if (!decision.audit && !emulate && !kill) {
-    if (decision.action == policy::Action::Allow) {
-      let_kernel_decide();
-    } else {
-      respond(decision.err);
+  // The fast path: the decision needs nothing from the caller's memory and asks for no
+  // record and no work beyond the answer.
+  policy::Decision decision;
+  if (!from_memory) {
+    decision = policy::decide(pol, call);
+    if (!decision.audit) {
+      switch (decision.action) {
+        case policy::Action::Allow:
+          let_kernel_decide();
+          return;
+        case policy::Action::Deny:
+          respond(decision.err);
+          return;
+        case policy::Action::Return:
+          warn_unless_gone(listener_.respond_value(id, decision.value), tid);
+          return;
+        default:
+          break;
+      }
     }
-    return;
   }
 
   // 1. Open what we need of the task, then prove it is still the caller.
@@ -214,12 +229,19 @@ void Session::dispatch(const seccomp_notif& n) {
     respond(EPERM);  // SEND reports ENOENT quietly when the task is gone
     return;
   }
+  const bool mknod_family = info != nullptr && info->family == policy::Family::Mknod;
+  const std::size_t first = mknod_family && info->paths[0].dirfd >= 0 ? 1 : 0;
+  const auto mode = static_cast<mode_t>(static_cast<std::uint16_t>(call.args[first + 1]));
   std::optional<Result<mknod::Request>> request;
-  if (emulate) {
-    request = mknod::prepare(*task, mode, dev, dirfd);
+  if (mknod_family && (from_memory || decision.action == policy::Action::Emulate)) {
+    // Emulation may follow: its fds must be opened before ID_VALID vouches for them.
+    request =
+        mknod::prepare(*task, mode, static_cast<std::uint32_t>(call.args[first + 2]),
+                       first == 1 ? static_cast<int>(static_cast<std::int32_t>(call.args[0])) : AT_FDCWD);
   }
   UniqueFd victim;
-  if (kill) {
+  if (from_memory || decision.action == policy::Action::Kill ||
+      decision.action == policy::Action::KillContainer) {
     // PIDFD_THREAD (O_EXCL, kernel >= 6.9) accepts any thread; older kernels only leaders.
     victim.reset(static_cast<int>(::syscall(SYS_pidfd_open, tid, O_EXCL)));
     if (!victim) victim.reset(static_cast<int>(::syscall(SYS_pidfd_open, tid, 0)));
@@ -228,15 +250,62 @@ void Session::dispatch(const seccomp_notif& n) {
     return;  // the task is gone (or its call interrupted): nobody to answer
   }
   // 2. Copy the pointer arguments, then check again that the copy is the caller's.
-  std::string path;
-  auto copied = task::read_string(task->mem(), path_addr, PATH_MAX);
-  if (copied) {
-    path = std::move(*copied);
-    event.path = path;
-  } else {
-    event.path_error = policy::errno_name(copied.error().err);
+  std::string raw_path;
+  Result<void> copied{};
+  if (info != nullptr) {
+    const std::uint32_t wanted = fields | (mknod_family ? policy::kFieldPath : 0U);
+    copied = decode::from_memory(call, *info, wanted, *task, &raw_path);
   }
   if (auto v = listener_.id_valid(id); !v) return;
+  if (from_memory) {
+    if (!copied) {
+      // What the kernel itself would have answered (EFAULT, ENAMETOOLONG, EBADF, ...); never
+      // CONTINUE: the kernel would read the memory again, maybe changed by then.
+      respond(copied.error().err);
+      return;
+    }
+    decision = policy::decide(pol, call);
+  }
+
+  audit::Event event;
+  event.container = identity_.container_id;
+  event.engine = identity_.engine;
+  event.policy = pol.name;
+  event.policy_version = pol.version;
+  event.pid = tid;
+  event.syscall = policy::syscall_name(*nr);
+  event.arch = arch_name(n.data.arch, n.data.nr);
+  event.raw = call.args;
+  if (info != nullptr && info->paths[0].path >= 0) {
+    if (copied || !raw_path.empty()) {
+      event.path = raw_path;
+    } else {
+      event.path_error = policy::errno_name(copied.error().err);
+    }
+  }
+  event.paths = call.paths;
+  if (mknod_family) {
+    event.device = true;
+    event.type = call.type ? policy::to_string(*call.type) : "";
+    event.major = call.major;
+    event.minor = call.minor;
+    event.mode = mode;
+  }
+  event.fstype = call.fstype;
+  event.source = call.source;
+  event.target = call.target;
+  event.xattr = call.xattr_name;
+  event.flags = call.flags;
+  event.value_size = call.value_size;
+  event.sched_policy = call.sched_policy;
+  event.priority = call.priority;
+  event.nice = call.nice;
+  event.action = policy::to_string(decision.action);
+  if (decision.rule_index >= 0) {
+    const policy::Rule& rule = pol.rules[static_cast<std::size_t>(decision.rule_index)];
+    event.rule = rule.name;
+    event.rule_origin = rule.origin;
+  }
 
   // 3. Act on the copies only.
   switch (decision.action) {
@@ -248,7 +317,13 @@ void Session::dispatch(const seccomp_notif& n) {
       respond(decision.err);
       event.err = decision.err;
       break;
+    case policy::Action::Return:
+      warn_unless_gone(listener_.respond_value(id, decision.value), tid);
+      event.value = decision.value;
+      break;
     case policy::Action::Kill:
+    case policy::Action::KillContainer:
+      if (decision.action == policy::Action::KillContainer) kill_container(tid);
       if (victim) {
         ::syscall(SYS_pidfd_send_signal, victim.get(), SIGKILL, nullptr, 0);
       } else {
@@ -259,16 +334,26 @@ void Session::dispatch(const seccomp_notif& n) {
       break;
     case policy::Action::Emulate: {
       int err = 0;
-      if (!copied) {
-        err = copied.error().err;  // EFAULT / ENAMETOOLONG: what the kernel would say
-      } else if (path.empty()) {
+      if (mknod_family && !call.type) {
+        // A FIFO, socket or regular file: unprivileged callers may make those themselves.
+        let_kernel_decide();
+        event.continued = true;
+        break;
+      }
+      if (!mknod_family || !request) {
+        // The loader accepts `emulate` only where an emulator exists.
+        spdlog::error("[c={} tid={}] no emulator for {}", identity_.container_id, tid, event.syscall);
+        err = ENOSYS;
+      } else if (!copied) {
+        err = copied.error().err;  // EFAULT / ENAMETOOLONG / EBADF: what the kernel would say
+      } else if (raw_path.empty()) {
         err = ENOENT;
       } else if (!*request) {
         spdlog::warn("[c={} tid={}] mknod: {}", identity_.container_id, tid, request->error().message());
         err = EPERM;
       }
       if (err == 0) {
-        auto run = mknod::start(**request, path, *services_.devices, identity_.session_id);
+        auto run = mknod::start(**request, raw_path, *services_.devices, identity_.session_id);
         if (!run) {
           // A bad dirfd is the caller's error; anything else is ours, logged, and EPERM.
           const SysError& e = run.error();

@@ -112,15 +112,20 @@ void make_rootfs(const fs::path& dir, uid_t owner) {
 }
 
 Daemon::Daemon(const fs::path& runtime_dir, const fs::path& policies_dir, const fs::path& audit_log,
-               const fs::path& log) {
+               const fs::path& log, const std::vector<std::string>& extra) {
   const std::string exe = (bin_dir() / "sysvisor").string();
+  std::vector<std::string> args{exe,         "--log-level", "debug",      "serve",   "--runtime-dir",
+                                runtime_dir, "--policies",  policies_dir, "--audit", audit_log};
+  args.insert(args.end(), extra.begin(), extra.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   const int logfd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   pid_ = ::fork();
   if (pid_ == 0) {
     ::dup2(logfd, 1);
     ::dup2(logfd, 2);
-    ::execl(exe.c_str(), exe.c_str(), "--log-level", "debug", "serve", "--runtime-dir", runtime_dir.c_str(),
-            "--policies", policies_dir.c_str(), "--audit", audit_log.c_str(), static_cast<char*>(nullptr));
+    ::execv(exe.c_str(), argv.data());
     ::_exit(127);
   }
   ::close(logfd);

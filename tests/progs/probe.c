@@ -13,6 +13,15 @@
  *   probe as UID GID KEEP_MKNOD(0|1) -- probe ...    run the rest as UID/GID (in the container),
  *                                                    keeping only CAP_MKNOD if asked
  *   probe stat PATH                                  prints "TYPE MAJ:MIN UID GID MODE"
+ *   probe call NR ARG...                             syscall(NR, ARG...); ARG is a number
+ *                                                    (strtoull base 0, so 0x.. and -1 work) or
+ *                                                    s:TEXT, a pointer to that string; prints
+ *                                                    "ok", "ok RESULT" when positive, or errno
+ *   probe call32 NR ARG...                           the same through int $0x80 (i386 numbers)
+ *   probe race PATH_A PATH_B N                       mknod(BUF, S_IFCHR|0666, 1:3) N times while
+ *                                                    a second thread keeps rewriting BUF between
+ *                                                    PATH_A and PATH_B (same length); prints
+ *                                                    "done"
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -83,6 +92,41 @@ static void *thread_main(void *p) {
 }
 
 static int run(int argc, char **argv);
+
+/* Numbers as they are, strings copied below 4 GiB so that the i386 ABI can take them too. */
+static unsigned long arg_value(const char *a) {
+  if (strncmp(a, "s:", 2) == 0) {
+    char *low = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    if (low == MAP_FAILED) return 0;
+    strncpy(low, a + 2, 4095);
+    return (unsigned long)low;
+  }
+  return strtoull(a, NULL, 0);
+}
+
+static int finish_value(long rc) {
+  if (rc < 0) return finish(-1);
+  if (rc == 0) printf("ok\n");
+  else printf("ok %ld\n", rc);
+  return 0;
+}
+
+struct race_args {
+  char *buf;
+  const char *a;
+  const char *b;
+  volatile int stop;
+};
+
+static void *race_main(void *p) {
+  struct race_args *r = p;
+  size_t n = strlen(r->a) + 1;
+  while (!r->stop) {
+    memcpy(r->buf, r->b, n);
+    memcpy(r->buf, r->a, n);
+  }
+  return NULL;
+}
 
 static int drop_to(uid_t uid, gid_t gid, int keep_mknod) {
   if (prctl(PR_SET_KEEPCAPS, 1) != 0) return -1;
@@ -165,6 +209,33 @@ static int run(int argc, char **argv) {
     const char *t = S_ISCHR(st.st_mode) ? "c" : S_ISBLK(st.st_mode) ? "b" : S_ISREG(st.st_mode) ? "f" : "o";
     printf("%s %u:%u %u %u %o\n", t, major(st.st_rdev), minor(st.st_rdev), st.st_uid, st.st_gid,
            (unsigned)(st.st_mode & 07777));
+    return 0;
+  }
+  if ((strcmp(op, "call") == 0 || strcmp(op, "call32") == 0) && argc >= 3) {
+    unsigned long a[6] = {0, 0, 0, 0, 0, 0};
+    for (int i = 3; i < argc && i < 9; ++i) a[i - 3] = arg_value(argv[i]);
+    long nr = strtol(argv[2], NULL, 0);
+    if (op[4] == 0) return finish_value(syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]));
+    long rc;
+    __asm__ volatile("int $0x80"
+                     : "=a"(rc)
+                     : "a"(nr), "b"(a[0]), "c"(a[1]), "d"(a[2]), "S"(a[3]), "D"(a[4])
+                     : "memory");
+    if (rc < 0) {
+      errno = (int)-rc;
+      return finish(-1);
+    }
+    return finish_value(rc);
+  }
+  if (strcmp(op, "race") == 0 && argc >= 5 && strlen(argv[2]) == strlen(argv[3])) {
+    struct race_args r = {malloc(strlen(argv[2]) + 1), argv[2], argv[3], 0};
+    strcpy(r.buf, argv[2]);
+    pthread_t t;
+    if (pthread_create(&t, NULL, race_main, &r) != 0) return 2;
+    for (int i = 0, n = atoi(argv[4]); i < n; ++i) mknod(r.buf, S_IFCHR | 0666, makedev(1, 3));
+    r.stop = 1;
+    pthread_join(t, NULL);
+    printf("done\n");
     return 0;
   }
   fprintf(stderr, "probe: bad arguments\n");

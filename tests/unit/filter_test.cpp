@@ -214,7 +214,13 @@ policy::Policy parse(std::string_view yaml) {
     }
     return {};
   }
-  return std::move(*policy);
+  const std::string name = policy->name;
+  auto set = policy::resolve({std::move(*policy)});
+  if (!set) {
+    for (const auto& error : set.error()) ADD_FAILURE() << error.format();
+    return {};
+  }
+  return *set->policies.at(name);
 }
 
 std::vector<sock_filter> compile_ok(const policy::Policy& policy) {
@@ -228,13 +234,13 @@ std::vector<sock_filter> compile_ok(const policy::Policy& policy) {
 }
 
 std::vector<sock_filter> shipped_program() {
-  auto policy =
-      policy::load_policy_file(std::string(SYSVISOR_SOURCE_DIR) + "/policies/rootless-devices.yaml");
-  if (!policy) {
-    ADD_FAILURE() << policy.error().front().format();
+  auto set =
+      policy::load_policy_files({std::string(SYSVISOR_SOURCE_DIR) + "/policies/rootless-devices.yaml"});
+  if (!set) {
+    ADD_FAILURE() << set.error().front().format();
     return {};
   }
-  return compile_ok(*policy);
+  return compile_ok(*set->policies.at("rootless-devices"));
 }
 
 // --- tests ------------------------------------------------------------------------------------
@@ -365,23 +371,95 @@ TEST(FilterCompile, ForeignArchitectureIsNotAllowed) {
   EXPECT_TRUE(action == SECCOMP_RET_KILL_PROCESS || action == SECCOMP_RET_KILL_THREAD) << std::hex << action;
 }
 
-TEST(FilterIdentify, AllAbis) {
+TEST(FilterIdentify, AllAbisMapToX86_64Numbers) {
   for (const Abi& abi : kAbis) {
     SCOPED_TRACE(abi.name);
-    EXPECT_EQ(identify(abi.arch, abi.mknod), policy::Syscall::Mknod);
-    EXPECT_EQ(identify(abi.arch, abi.mknodat), policy::Syscall::Mknodat);
-    EXPECT_FALSE(identify(abi.arch, abi.seccomp).has_value());
-    EXPECT_FALSE(identify(abi.arch, abi.getpid).has_value());
+    EXPECT_EQ(identify(abi.arch, abi.mknod), 133);
+    EXPECT_EQ(identify(abi.arch, abi.mknodat), 259);
+    EXPECT_EQ(identify(abi.arch, abi.seccomp), 317);
+    EXPECT_EQ(identify(abi.arch, abi.getpid), 39);
+    EXPECT_EQ(identify(abi.arch, abi.read), 0);
   }
   // The i386 numbers mean something else on x86_64, and the other way round.
-  EXPECT_FALSE(identify(AUDIT_ARCH_X86_64, 14).has_value());  // rt_sigprocmask
-  EXPECT_FALSE(identify(AUDIT_ARCH_I386, 133).has_value());   // fchdir
+  EXPECT_EQ(identify(AUDIT_ARCH_X86_64, 14), 14);  // rt_sigprocmask
+  EXPECT_EQ(identify(AUDIT_ARCH_I386, 133), 81);   // fchdir
+  EXPECT_EQ(identify(AUDIT_ARCH_I386, 87), 167);   // swapon
+  // i386 calls x86_64 does not have: no name to decide by.
+  EXPECT_FALSE(identify(AUDIT_ARCH_I386, 102).has_value());  // socketcall
   EXPECT_FALSE(identify(AUDIT_ARCH_I386, 133 | kX32Bit).has_value());
   // libseccomp's own x32 token is never what the kernel reports.
   EXPECT_FALSE(identify(SCMP_ARCH_X32, 133 | kX32Bit).has_value());
   EXPECT_FALSE(identify(AUDIT_ARCH_AARCH64, 33).has_value());  // mknodat on arm64
   EXPECT_FALSE(identify(AUDIT_ARCH_X86_64, -1).has_value());
+  EXPECT_FALSE(identify(AUDIT_ARCH_X86_64, 100000 | kX32Bit).has_value());
   EXPECT_FALSE(identify(0, 0).has_value());
+}
+
+// Numbers of umask and swapon per ABI.
+struct Generic {
+  const Abi* abi;
+  int umask;
+  int swapon;
+};
+constexpr std::array kGeneric{
+    Generic{&kX86_64, 95, 167}, Generic{&kI386, 60, 87},
+    Generic{&kX32, 95 | static_cast<int>(kX32Bit), 167 | static_cast<int>(kX32Bit)}};
+
+TEST(FilterCompile, RawConditionsDecideWhatTrapsOnEveryAbi) {
+  auto program = compile_ok(parse(R"(
+name: raw
+rules:
+  - syscalls: [umask]
+    args: [{index: 0, op: masked_eq, mask: 0o700, value: 0o700}]
+    action: deny
+  - syscalls: [swapon]
+    args: [{index: 1, op: gt, value: 5}, {index: 0, op: ne, value: 0}]
+    action: return
+    value: 0
+)"));
+  ASSERT_FALSE(program.empty());
+  for (const Generic& g : kGeneric) {
+    SCOPED_TRACE(g.abi->name);
+    EXPECT_EQ(run(program, call(*g.abi, g.umask, {0777})), kNotify);
+    EXPECT_EQ(run(program, call(*g.abi, g.umask, {0700})), kNotify);
+    EXPECT_EQ(run(program, call(*g.abi, g.umask, {0077})), kAllow);
+    EXPECT_EQ(run(program, call(*g.abi, g.swapon, {0x1000, 6})), kNotify);
+    EXPECT_EQ(run(program, call(*g.abi, g.swapon, {0x1000, 5})), kAllow);
+    EXPECT_EQ(run(program, call(*g.abi, g.swapon, {0, 6})), kAllow);
+    EXPECT_EQ(run(program, call(*g.abi, g.abi->getpid, {})), kAllow);
+  }
+}
+
+TEST(FilterCompile, PlainAllowRulesTrapNothingOfTheirOwn) {
+  auto program = compile_ok(parse(R"(
+name: allows
+rules:
+  - syscalls: [umask]
+    action: allow
+  - syscalls: [swapon]
+    action: allow
+    audit: true
+)"));
+  ASSERT_FALSE(program.empty());
+  for (const Generic& g : kGeneric) {
+    SCOPED_TRACE(g.abi->name);
+    EXPECT_EQ(run(program, call(*g.abi, g.umask, {0777})), kAllow);
+    EXPECT_EQ(run(program, call(*g.abi, g.swapon, {0x1000, 0})), kNotify) << "audited: trapped";
+  }
+}
+
+TEST(FilterCompile, AMknodRuleComparingTheModeItselfKeepsItsOwnCondition) {
+  // libseccomp takes one comparison per argument and rule: the rule's own wins.
+  auto program = compile_ok(parse(R"(
+name: fifo-watch
+rules:
+  - syscalls: [mknod]
+    args: [{index: 1, op: masked_eq, mask: 0o170000, value: 0o010000}]
+    action: deny
+)"));
+  ASSERT_FALSE(program.empty());
+  EXPECT_EQ(run(program, mknod_call(kX86_64, S_IFIFO | 0600)), kNotify);
+  EXPECT_EQ(run(program, mknod_call(kX86_64, S_IFCHR | 0600)), kAllow);
 }
 
 TEST(FilterIdentify, Compat32) {

@@ -17,9 +17,9 @@ namespace sysvisor::config {
 
 // One entry of `access:`: these peers may ask for these policies.
 struct Grant {
-  bool any_user = false;       // `users: ["*"]`
-  std::vector<uid_t> uids;     // by number or by name (resolved at load)
-  std::vector<gid_t> gids;     // the peer's primary or supplementary group
+  bool any_user = false;              // `users: ["*"]`
+  std::vector<uid_t> uids;            // by number or by name (resolved at load)
+  std::vector<gid_t> gids;            // the peer's primary or supplementary group
   std::vector<std::string> policies;  // names; "*" is every policy
   policy::Position pos;
 };
@@ -44,8 +44,8 @@ struct Peer {
   std::vector<gid_t> groups;
 };
 
-[[nodiscard]] std::expected<Config, std::vector<policy::LoadError>> parse_config(
-    std::string_view text, const std::string& file);
+[[nodiscard]] std::expected<Config, std::vector<policy::LoadError>> parse_config(std::string_view text,
+                                                                                 const std::string& file);
 [[nodiscard]] std::expected<Config, std::vector<policy::LoadError>> load_config(
     const std::filesystem::path& path);
 

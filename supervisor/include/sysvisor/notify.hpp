@@ -35,6 +35,8 @@ class NotifyFd {
   [[nodiscard]] Result<void> respond_continue(std::uint64_t id) const;
   // The call returns -err, or 0 when err is 0.
   [[nodiscard]] Result<void> respond(std::uint64_t id, int err) const;
+  // The call is not made; the caller sees `value` as its result (error 0).
+  [[nodiscard]] Result<void> respond_value(std::uint64_t id, std::int64_t value) const;
 
  private:
   [[nodiscard]] Result<void> send(const seccomp_notif_resp& resp) const;

@@ -97,7 +97,7 @@ struct IntRange {  // inclusive; a missing side is unbounded
   std::optional<std::int64_t> max;
 };
 
-struct FlagMatch {  // flags named by MS_* / MNT_* / UMOUNT_* names in YAML
+struct FlagMatch {          // flags named by MS_* / MNT_* / UMOUNT_* names in YAML
   std::uint64_t set = 0;    // all of these must be set
   std::uint64_t clear = 0;  // none of these may be set
 };
@@ -119,7 +119,7 @@ struct Match {
   std::vector<std::string> xattr_names;
   std::optional<IntRange> value_size;
   // sched_setscheduler, sched_setattr, setpriority
-  std::vector<int> sched_policies;  // SCHED_* values
+  std::vector<int> sched_policies;   // SCHED_* values
   std::optional<IntRange> priority;  // sched_priority (real-time)
   std::optional<IntRange> nice;
 
@@ -144,15 +144,15 @@ inline constexpr std::uint32_t kMemoryFields =
     kFieldPath | kFieldFstype | kFieldSource | kFieldTarget | kFieldXattrName | kFieldSched;
 
 struct Rule {
-  std::string name;               // from `name:`, else "rule N" (1-based within its policy)
-  std::string origin;             // the policy that wrote the rule (differs after include)
-  std::vector<int> syscalls;      // x86_64 numbers (libseccomp); never empty
+  std::string name;                // from `name:`, else "rule N" (1-based within its policy)
+  std::string origin;              // the policy that wrote the rule (differs after include)
+  std::vector<int> syscalls;       // x86_64 numbers (libseccomp); never empty
   std::vector<ArgCondition> args;  // all must hold
   Match match;
   std::uint32_t fields = kFieldNone;  // what `match` reads
   Action action = Action::Allow;
-  int err = EPERM;             // Deny
-  std::int64_t value = 0;      // Return
+  int err = EPERM;         // Deny
+  std::int64_t value = 0;  // Return
   bool audit = false;
   Position pos;  // of the rule's mapping
 };
@@ -180,7 +180,7 @@ using PolicyMap = std::map<std::string, std::shared_ptr<const Policy>, std::less
 // A trapped call as decide() sees it: the raw registers, and the typed fields the supervisor
 // decoded from its safe copies (only those `fields_for(nr)` asks for; others stay empty).
 struct Call {
-  int nr = -1;  // x86_64 number
+  int nr = -1;                          // x86_64 number
   std::array<std::uint64_t, 6> args{};  // as the kernel takes them (compat args zero-extended)
   std::optional<FileType> type;
   std::uint32_t major = 0;

@@ -7,31 +7,34 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sysvisor/audit.hpp"
+#include "sysvisor/config.hpp"
 #include "sysvisor/mknod.hpp"
 #include "sysvisor/policy.hpp"
+#include "sysvisor/registry.hpp"
 #include "sysvisor/session.hpp"
 
 namespace sysvisor {
 
 struct ServerConfig {
-  std::filesystem::path runtime_dir = "/run/sysvisor";
-  std::filesystem::path policies_dir = "/etc/sysvisor/policies.d";
-  std::string audit = "-";
+  config::Config config;  // from the file, with the command line's overrides applied
+  // Re-read on SIGHUP (empty: the built-in defaults, only policies are re-read).
+  std::filesystem::path config_file;
+  // Command-line values that win over the file's, at start and at every reload.
+  std::optional<std::filesystem::path> policies_override;
+  std::optional<std::string> audit_override;
+  std::optional<std::filesystem::path> runtime_override;
   std::chrono::milliseconds handshake_timeout{10000};
   std::size_t max_connections = 256;  // handshakes in progress at once
-};
-
-// A policy with its compiled filter, ready to hand out.
-struct LoadedPolicy {
-  std::shared_ptr<const policy::Policy> policy;
-  std::vector<sock_filter> bpf;
 };
 
 class Server {
@@ -39,8 +42,7 @@ class Server {
   // Start-up: every step that can fail throws std::runtime_error with a message for the
   // operator (caught in main). Nothing on the notification path throws.
   // `devices` and `audit` must outlive `io` (handlers still queued in it may hold sessions).
-  Server(boost::asio::io_context& io, ServerConfig config,
-         std::map<std::string, LoadedPolicy, std::less<>> policies, mknod::DeviceStore& devices,
+  Server(boost::asio::io_context& io, ServerConfig config, PolicySet policies, mknod::DeviceStore& devices,
          audit::Sink& audit);
   ~Server();
   Server(const Server&) = delete;
@@ -48,30 +50,47 @@ class Server {
 
   void start();
   void shutdown();
+  // SIGHUP: re-read the configuration and the policies; all or nothing. On any error the
+  // running set stays and every error is logged. True when the new set is in force.
+  bool reload();
 
  private:
   class Connection;
 
+  struct Supervised {
+    std::shared_ptr<Session> session;
+    std::vector<sock_filter> filter;  // what its agent installed; empty when not ours
+  };
+
   void accept_next();
+  void wait_for_hangup();
+  void bind_socket();
   void on_session_closed(const std::string& session_id);
   void on_connection_done(Connection* conn);
 
   boost::asio::io_context& io_;
   ServerConfig config_;
-  std::map<std::string, LoadedPolicy, std::less<>> policies_;
+  PolicyRegistry registry_;
   mknod::DeviceStore& devices_;
   audit::Sink& audit_;
   std::filesystem::path socket_path_;
   boost::asio::posix::stream_descriptor listener_;
   boost::asio::signal_set signals_;
+  boost::asio::signal_set hangups_;
   std::map<Connection*, std::shared_ptr<Connection>> connections_;
-  std::map<std::string, std::shared_ptr<Session>> sessions_;
+  std::map<std::string, Supervised> sessions_;
   std::uint64_t next_session_ = 0;
   bool stopping_ = false;
 };
 
 // Loads and compiles every policy in `dir`; all errors, formatted FILE:LINE:COL: message.
-[[nodiscard]] std::expected<std::map<std::string, LoadedPolicy, std::less<>>, std::vector<std::string>>
-load_policies(const std::filesystem::path& dir);
+// Warnings are logged.
+[[nodiscard]] std::expected<PolicySet, std::vector<std::string>> load_policies(
+    const std::filesystem::path& dir);
+
+// The configuration as `serve` starts with it: the file (if any) and the overrides, checked
+// against the loaded policies (the default policy must exist).
+[[nodiscard]] std::expected<std::pair<config::Config, PolicySet>, std::vector<std::string>> load_all(
+    const ServerConfig& server);
 
 }  // namespace sysvisor

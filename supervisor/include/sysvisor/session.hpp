@@ -19,6 +19,7 @@
 #include "sysvisor/mknod.hpp"
 #include "sysvisor/notify.hpp"
 #include "sysvisor/policy.hpp"
+#include "sysvisor/registry.hpp"
 
 namespace sysvisor {
 
@@ -39,11 +40,15 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string container_id;  // from the agent, for logs and audit
     pid_t peer_pid = 0;
     uid_t peer_uid = 0;
+    pid_t container_pid = 0;  // the process `kill-container` kills (0: unknown)
+    std::string engine = "sysvisor-agent";
   };
 
+  // The session follows its policy by name through `registry`: after a reload, the next call
+  // is decided by the new version. If the policy disappears, the session keeps the last one.
   Session(boost::asio::io_context& io, SessionServices services, Identity identity,
-          std::shared_ptr<const policy::Policy> policy, notify::NotifyFd listener,
-          std::function<void(const std::string&)> on_closed);
+          const PolicyRegistry& registry, std::shared_ptr<const policy::Policy> policy,
+          notify::NotifyFd listener, std::function<void(const std::string&)> on_closed);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -53,6 +58,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   [[nodiscard]] const Identity& identity() const noexcept { return identity_; }
   [[nodiscard]] std::uint64_t handled() const noexcept { return handled_; }
+  [[nodiscard]] const policy::Policy& policy() const noexcept { return *policy_; }
 
  private:
   struct Pending;
@@ -60,6 +66,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void arm();
   void on_readable();
   void dispatch(const seccomp_notif& n);
+  void follow_registry();
+  void kill_container(pid_t tid);
   void finish_emulation(std::uint64_t id);
   void write_audit(audit::Event& event, std::chrono::steady_clock::time_point started);
   // SEND's failure is logged, except ENOENT: the task is gone, nobody is waiting.
@@ -69,7 +77,10 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::io_context& io_;
   SessionServices services_;
   Identity identity_;
+  const PolicyRegistry& registry_;
   std::shared_ptr<const policy::Policy> policy_;
+  std::uint64_t generation_ = 0;
+  UniqueFd container_pidfd_;
   notify::NotifyFd listener_;
   boost::asio::posix::stream_descriptor readable_;
   std::function<void(const std::string&)> on_closed_;

@@ -1,0 +1,238 @@
+#include "sysvisor/decode.hpp"
+
+#include <fcntl.h>
+#include <linux/limits.h>
+#include <linux/xattr.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <limits>
+#include <vector>
+
+namespace sysvisor::decode {
+namespace {
+
+// The kernel copies mount's type and source with strndup_user(.., PATH_MAX) and xattr
+// names into a buffer of XATTR_NAME_MAX + 1.
+constexpr std::size_t kMountString = PATH_MAX;
+constexpr std::size_t kXattrName = XATTR_NAME_MAX + 1;
+
+Result<std::string> readlink_at(int dir, const std::string& name) {
+  std::array<char, PATH_MAX + 1> buf{};
+  const ssize_t n = ::readlinkat(dir, name.c_str(), buf.data(), buf.size());
+  if (n < 0) return sys_error("readlink " + name);
+  if (static_cast<std::size_t>(n) >= buf.size()) return sys_error(ENAMETOOLONG, "readlink " + name);
+  return std::string(buf.data(), static_cast<std::size_t>(n));
+}
+
+// The fd's file as the container sees it; EBADF when the caller has no such fd.
+Result<std::string> fd_path(const task::TaskHandle& task, std::uint64_t fd_arg, const std::string& root) {
+  const auto fd = static_cast<std::int32_t>(fd_arg);
+  if (fd < 0) return sys_error(EBADF, "dirfd");
+  auto link = readlink_at(task.proc_dir(), "fd/" + std::to_string(fd));
+  if (!link) return sys_error(link.error().err == ENOENT ? EBADF : link.error().err, "dirfd");
+  return container_view(root, *link);
+}
+
+std::uint64_t pointer(std::uint64_t arg) {
+  return arg;  // raw_call already zero-extended the 32-bit ABI's registers
+}
+
+Result<std::string> string_arg(const task::TaskHandle& task, std::uint64_t arg, std::size_t max) {
+  if (pointer(arg) == 0) return sys_error(EFAULT, "NULL string");
+  return task::read_string(task.mem(), pointer(arg), max);
+}
+
+Result<void> read_bytes(const task::TaskHandle& task, std::uint64_t address, void* out, std::size_t size) {
+  if (address == 0 || address > static_cast<std::uint64_t>(std::numeric_limits<off_t>::max())) {
+    return sys_error(EFAULT, "read task memory");
+  }
+  const ssize_t n = ::pread(task.mem(), out, size, static_cast<off_t>(address));
+  if (n != static_cast<ssize_t>(size)) return sys_error(EFAULT, "read task memory");
+  return {};
+}
+
+// struct sched_attr's first fields (uapi linux/sched/types.h).
+struct SchedAttrHead {
+  std::uint32_t size;
+  std::uint32_t sched_policy;
+  std::uint64_t sched_flags;
+  std::int32_t sched_nice;
+  std::uint32_t sched_priority;
+};
+
+}  // namespace
+
+policy::Call raw_call(int nr, const seccomp_data& data, bool compat32) {
+  policy::Call call;
+  call.nr = nr;
+  for (std::size_t i = 0; i < call.args.size(); ++i) {
+    call.args[i] = compat32 ? static_cast<std::uint32_t>(data.args[i]) : data.args[i];
+  }
+  return call;
+}
+
+void from_registers(policy::Call& call, const policy::SyscallInfo& info, std::uint32_t fields) {
+  switch (info.family) {
+    case policy::Family::Mknod: {
+      if ((fields & policy::kFieldDevice) == 0) break;
+      const std::size_t first = info.paths[0].dirfd >= 0 ? 1 : 0;  // mknodat has a dirfd first
+      // mode is umode_t (16 bits), dev an unsigned int, as the kernel takes them.
+      const auto mode = static_cast<mode_t>(static_cast<std::uint16_t>(call.args[first + 1]));
+      if ((mode & S_IFMT) == S_IFCHR) call.type = policy::FileType::Char;
+      if ((mode & S_IFMT) == S_IFBLK) call.type = policy::FileType::Block;
+      const auto numbers = task::decode_dev(static_cast<std::uint32_t>(call.args[first + 2]));
+      call.major = numbers.major;
+      call.minor = numbers.minor;
+      break;
+    }
+    case policy::Family::Mount:
+      if ((fields & policy::kFieldFlags) != 0) call.flags = call.args[3];
+      break;
+    case policy::Family::Umount:
+      if ((fields & policy::kFieldFlags) != 0) call.flags = static_cast<std::uint32_t>(call.args[1]);
+      break;
+    case policy::Family::Xattr:
+      // setxattr(path|fd, name, value, size, flags): size is a size_t.
+      if ((fields & policy::kFieldValueSize) != 0 && (info.fields & policy::kFieldValueSize) != 0) {
+        call.value_size = call.args[3];
+      }
+      break;
+    case policy::Family::Sched:
+      if (info.name == "setpriority" && (fields & policy::kFieldSched) != 0) {
+        call.nice = static_cast<std::int32_t>(call.args[2]);
+      }
+      if (info.name == "sched_setscheduler" && (fields & policy::kFieldSched) != 0) {
+        call.sched_policy = static_cast<std::int32_t>(call.args[1]);
+      }
+      break;
+    case policy::Family::None:
+      break;
+  }
+}
+
+Result<void> from_memory(policy::Call& call, const policy::SyscallInfo& info, std::uint32_t fields,
+                         const task::TaskHandle& task, std::string* raw_path) {
+  if ((fields & policy::kFieldPath) != 0) {
+    auto root = readlink_at(task.proc_dir(), "root");
+    if (!root) return std::unexpected(root.error());
+    for (const policy::PathArg& p : info.paths) {
+      if (p.path == policy::kNoArg) continue;
+      if (p.path == policy::kPathIsFd) {
+        auto path = fd_path(task, call.args[static_cast<std::size_t>(p.dirfd)], *root);
+        if (!path) return std::unexpected(path.error());
+        call.paths.push_back(std::move(*path));
+        continue;
+      }
+      auto path = string_arg(task, call.args[static_cast<std::size_t>(p.path)], PATH_MAX);
+      if (!path) return std::unexpected(path.error());
+      if (raw_path != nullptr && call.paths.empty()) *raw_path = *path;
+      if (path->empty()) return sys_error(ENOENT, "empty path");
+      if ((*path)[0] == '/') {
+        call.paths.push_back(normalize_path("/", *path));
+        continue;
+      }
+      std::string base;
+      const auto dirfd =
+          static_cast<std::int32_t>(p.dirfd >= 0 ? call.args[static_cast<std::size_t>(p.dirfd)] : 0);
+      if (p.dirfd < 0 || dirfd == AT_FDCWD) {
+        auto cwd = readlink_at(task.proc_dir(), "cwd");
+        if (!cwd) return std::unexpected(cwd.error());
+        base = container_view(*root, *cwd);
+      } else {
+        auto dir = fd_path(task, call.args[static_cast<std::size_t>(p.dirfd)], *root);
+        if (!dir) return std::unexpected(dir.error());
+        base = std::move(*dir);
+      }
+      call.paths.push_back(normalize_path(base, *path));
+    }
+  }
+  if (info.family == policy::Family::Mount) {
+    // mount(source, target, fstype, flags, data); source and fstype may be NULL.
+    if ((fields & policy::kFieldSource) != 0 && call.args[0] != 0) {
+      auto s = string_arg(task, call.args[0], kMountString);
+      if (!s) return std::unexpected(s.error());
+      call.source = std::move(*s);
+    }
+    if ((fields & policy::kFieldFstype) != 0 && call.args[2] != 0) {
+      auto s = string_arg(task, call.args[2], kMountString);
+      if (!s) return std::unexpected(s.error());
+      call.fstype = std::move(*s);
+    }
+  }
+  if ((fields & policy::kFieldTarget) != 0) {
+    // mount's target is args[1], umount2's args[0]: the table's first path.
+    const std::size_t at = static_cast<std::size_t>(info.paths[0].path);
+    auto s = string_arg(task, call.args[at], PATH_MAX);
+    if (!s) return std::unexpected(s.error());
+    if (s->empty()) return sys_error(ENOENT, "empty target");
+    if ((*s)[0] == '/') {
+      call.target = normalize_path("/", *s);
+    } else if (!call.paths.empty()) {
+      call.target = call.paths[0];  // the same argument, already made absolute
+    } else {
+      auto root = readlink_at(task.proc_dir(), "root");
+      auto cwd = readlink_at(task.proc_dir(), "cwd");
+      if (!root || !cwd) return sys_error(root ? cwd.error().err : root.error().err, "cwd");
+      call.target = normalize_path(container_view(*root, *cwd), *s);
+    }
+  }
+  if (info.family == policy::Family::Xattr && (fields & policy::kFieldXattrName) != 0) {
+    auto s = string_arg(task, call.args[1], kXattrName);
+    if (!s) return sys_error(s.error().err == ENAMETOOLONG ? ERANGE : s.error().err, "xattr name");
+    call.xattr_name = std::move(*s);
+  }
+  if (info.family == policy::Family::Sched && (fields & policy::kFieldSched) != 0) {
+    if (info.name == "sched_setscheduler" || info.name == "sched_setparam") {
+      std::int32_t priority = 0;
+      const std::uint64_t at = info.name == "sched_setparam" ? call.args[1] : call.args[2];
+      if (auto ok = read_bytes(task, at, &priority, sizeof priority); !ok) return ok;
+      call.priority = priority;
+    } else if (info.name == "sched_setattr") {
+      SchedAttrHead head{};
+      if (auto ok = read_bytes(task, call.args[1], &head, sizeof head); !ok) return ok;
+      call.sched_policy = static_cast<std::int32_t>(head.sched_policy);
+      call.nice = head.sched_nice;
+      call.priority = head.sched_priority;
+    }
+  }
+  return {};
+}
+
+std::string normalize_path(std::string_view base, std::string_view path) {
+  std::vector<std::string_view> parts;
+  const auto walk = [&](std::string_view p) {
+    std::size_t i = 0;
+    while (i <= p.size()) {
+      std::size_t j = p.find('/', i);
+      if (j == std::string_view::npos) j = p.size();
+      const std::string_view part = p.substr(i, j - i);
+      if (part == "..") {
+        if (!parts.empty()) parts.pop_back();
+      } else if (!part.empty() && part != ".") {
+        parts.push_back(part);
+      }
+      i = j + 1;
+    }
+  };
+  if (path.empty() || path[0] != '/') walk(base);
+  walk(path);
+  std::string out;
+  for (const std::string_view part : parts) {
+    out.push_back('/');
+    out.append(part);
+  }
+  return out.empty() ? "/" : out;
+}
+
+std::string container_view(std::string_view root, std::string_view host_path) {
+  if (root == "/") return std::string(host_path);
+  if (host_path.starts_with(root) && (host_path.size() == root.size() || host_path[root.size()] == '/')) {
+    const std::string_view rest = host_path.substr(root.size());
+    return rest.empty() ? "/" : std::string(rest);
+  }
+  return "(unreachable)" + std::string(host_path);
+}
+
+}  // namespace sysvisor::decode

@@ -1,0 +1,91 @@
+// The pure parts of decoding a trapped call: path normalisation, the container's view of a
+// host path, and the register-held fields.
+#include "sysvisor/decode.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+
+#include "sysvisor/syscalls.hpp"
+
+namespace sysvisor::decode {
+namespace {
+
+TEST(NormalizePath, AbsoluteAndRelative) {
+  EXPECT_EQ(normalize_path("/", "/dev/null"), "/dev/null");
+  EXPECT_EQ(normalize_path("/dev", "null"), "/dev/null");
+  EXPECT_EQ(normalize_path("/dev/", "./null"), "/dev/null");
+  EXPECT_EQ(normalize_path("/ignored", "/a//b///c/"), "/a/b/c");
+  EXPECT_EQ(normalize_path("/", "/"), "/");
+  EXPECT_EQ(normalize_path("/", ""), "/");
+}
+
+TEST(NormalizePath, DotDotNeverClimbsAboveTheRoot) {
+  EXPECT_EQ(normalize_path("/dev", "../etc/shadow"), "/etc/shadow");
+  EXPECT_EQ(normalize_path("/dev", "../../../../etc/shadow"), "/etc/shadow");
+  EXPECT_EQ(normalize_path("/", "/../../dev/./../dev/null"), "/dev/null");
+  EXPECT_EQ(normalize_path("/a/b", ".."), "/a");
+  EXPECT_EQ(normalize_path("/a/b", "c/../../d"), "/a/d");
+}
+
+TEST(ContainerView, StripsTheRootOnlyAtAComponentBoundary) {
+  EXPECT_EQ(container_view("/", "/srv/x"), "/srv/x");
+  EXPECT_EQ(container_view("/tmp/rootfs", "/tmp/rootfs/dev"), "/dev");
+  EXPECT_EQ(container_view("/tmp/rootfs", "/tmp/rootfs"), "/");
+  EXPECT_EQ(container_view("/tmp/rootfs", "/tmp/rootfs2/dev"), "(unreachable)/tmp/rootfs2/dev");
+  EXPECT_EQ(container_view("/tmp/rootfs", "/etc"), "(unreachable)/etc");
+  // Nothing outside the root can look absolute to a matcher.
+  EXPECT_NE(normalize_path("/", container_view("/r", "/etc"))[1], 'e');
+}
+
+policy::Call registers(int nr, std::array<std::uint64_t, 6> args, std::uint32_t fields) {
+  seccomp_data data{};
+  for (std::size_t i = 0; i < args.size(); ++i) data.args[i] = args[i];
+  policy::Call call = raw_call(nr, data, false);
+  const policy::SyscallInfo* info = policy::syscall_info(nr);
+  EXPECT_NE(info, nullptr);
+  if (info != nullptr) from_registers(call, *info, fields);
+  return call;
+}
+
+TEST(FromRegisters, MknodTypeAndDeviceAsTheKernelTruncatesThem) {
+  auto c = registers(SYS_mknod, {0x1000, 0xdead0000 | S_IFCHR | 0666, makedev(1, 3)}, policy::kFieldDevice);
+  ASSERT_TRUE(c.type.has_value());
+  EXPECT_EQ(*c.type, policy::FileType::Char);
+  EXPECT_EQ(c.major, 1U);
+  EXPECT_EQ(c.minor, 3U);
+  c = registers(SYS_mknodat, {0xffffff9c, 0x1000, S_IFBLK | 0600, makedev(8, 0) | 0xffffffff00000000},
+                policy::kFieldDevice);
+  ASSERT_TRUE(c.type.has_value());
+  EXPECT_EQ(*c.type, policy::FileType::Block);
+  EXPECT_EQ(c.major, 8U);
+  EXPECT_EQ(c.minor, 0U);
+  c = registers(SYS_mknod, {0x1000, S_IFIFO | 0600, 0}, policy::kFieldDevice);
+  EXPECT_FALSE(c.type.has_value()) << "a FIFO is no device";
+}
+
+TEST(FromRegisters, FlagsSizesAndNice) {
+  auto c = registers(SYS_mount, {1, 2, 3, 0x1234, 0}, policy::kFieldFlags);
+  EXPECT_EQ(c.flags, 0x1234U);
+  c = registers(SYS_umount2, {1, 0xffffffff00000002, 0, 0, 0}, policy::kFieldFlags);
+  EXPECT_EQ(c.flags, 2U) << "umount2's flags are an int";
+  c = registers(SYS_setxattr, {1, 2, 3, 4096, 0}, policy::kFieldValueSize);
+  EXPECT_EQ(c.value_size, 4096U);
+  c = registers(SYS_setpriority, {0, 0, static_cast<std::uint64_t>(-5)}, policy::kFieldSched);
+  EXPECT_EQ(c.nice, -5);
+  c = registers(SYS_sched_setscheduler, {0, 1, 0x1000}, policy::kFieldSched);
+  EXPECT_EQ(c.sched_policy, 1);
+  c = registers(SYS_mount, {1, 2, 3, 0x1234, 0}, policy::kFieldNone);
+  EXPECT_FALSE(c.flags.has_value()) << "only what the policy asks for";
+}
+
+TEST(RawCall, TheI386AbiIsZeroExtended) {
+  seccomp_data data{};
+  data.args[0] = 0xffffffff00000042;
+  EXPECT_EQ(raw_call(60, data, true).args[0], 0x42U);
+  EXPECT_EQ(raw_call(95, data, false).args[0], 0xffffffff00000042U);
+}
+
+}  // namespace
+}  // namespace sysvisor::decode
