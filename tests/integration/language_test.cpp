@@ -92,7 +92,9 @@ class Language : public ::testing::Test {
     ASSERT_TRUE(daemon_->ready()) << read_file(daemon_log());
   }
   static void TearDownTestSuite() {
-    if (daemon_ != nullptr) EXPECT_EQ(daemon_->stop(SIGTERM), 0);
+    if (daemon_ != nullptr) {
+      EXPECT_EQ(daemon_->stop(SIGTERM), 0);
+    }
     delete daemon_;
     delete dir_;
     daemon_ = nullptr;
@@ -265,7 +267,7 @@ TEST_F(Language, ABrokenReloadKeepsTheRunningSet) {
 }
 
 std::vector<std::string> as_nobody(std::vector<std::string> argv) {
-  argv.insert(argv.begin(), {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"});
+  argv.insert(argv.begin(), {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"});
   return argv;
 }
 

@@ -137,6 +137,7 @@ TEST(AuditJson, EventHasEveryField) {
   e.syscall = "mknodat";
   e.arch = "x86_64";
   e.path = "/dev/sda";
+  e.device = true;
   e.type = "block";
   e.major = 8;
   e.minor = 0;
@@ -158,6 +159,19 @@ TEST(AuditJson, EventHasEveryField) {
   e.path.reset();
   e.path_error = "EFAULT";
   EXPECT_NE(audit::to_json(e).find("\"path\":null,\"path_error\":\"EFAULT\""), std::string::npos);
+  e.raw = {1, 0x10, 0, 0, 0, 0};
+  e.value = 0;
+  e.policy_version = "00ff00ff00ff00ff";
+  e.fstype = "ext4";
+  e.flags = 6;
+  const std::string k = audit::to_json(e);
+  for (const char* part :
+       {"\"raw\":[\"0x1\",\"0x10\",\"0x0\"", "\"result\":\"return\",\"value\":0",
+        "\"policy_version\":\"00ff00ff00ff00ff\"", "\"fstype\":\"ext4\"", "\"flags\":\"0x6\""}) {
+    EXPECT_NE(k.find(part), std::string::npos) << part << " in " << k;
+  }
+  e.device = false;
+  EXPECT_EQ(audit::to_json(e).find("\"device\""), std::string::npos) << "device fields only for mknod";
 }
 
 }  // namespace
