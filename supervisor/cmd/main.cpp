@@ -123,6 +123,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--audit", config.audit, "Audit log: a file to append JSON lines to, or - for stdout")
       ->capture_default_str();
+  serve_cmd->add_option(
+      "--default-policy", config.default_policy,
+      "Policy for OCI runtimes (oci.sock) whose profile names none; default: none (refused)");
 
   auto* policy_cmd = app.add_subcommand("policy", "Policy tools");
   policy_cmd->require_subcommand(1);

@@ -256,6 +256,16 @@ Server::Server(boost::asio::io_context& io, ServerConfig config,
   if (::listen(sock.get(), 128) != 0)
     throw std::runtime_error("listen `" + path + "`: " + std::strerror(errno));
   listener_.assign(sock.release());
+
+  if (!config_.default_policy.empty() && !policies_.contains(config_.default_policy)) {
+    throw std::runtime_error("default policy `" + config_.default_policy +
+                             "` is not among the loaded policies");
+  }
+  oci_ =
+      std::make_unique<OciIntake>(io_,
+                                  OciIntake::Config{config_.runtime_dir / "oci.sock", config_.default_policy,
+                                                    config_.handshake_timeout, config_.max_connections},
+                                  [this](OciHandoff handoff) { return adopt(std::move(handoff)); });
 }
 
 Server::~Server() {
@@ -270,6 +280,7 @@ void Server::start() {
     shutdown();
   });
   accept_next();
+  oci_->start();
   std::string names;
   for (const auto& [name, p] : policies_) {
     names += (names.empty() ? "" : ", ") + name + " (" + std::to_string(p.bpf.size()) + " BPF instructions)";
@@ -284,6 +295,7 @@ void Server::shutdown() {
   listener_.close(ec);
   signals_.cancel(ec);
   ::unlink(socket_path_.c_str());
+  oci_->shutdown();
   for (auto& [c, conn] : connections_) conn->drop("supervisor shutting down");
   auto sessions = sessions_;
   for (auto& [id, s] : sessions) s->stop();
@@ -322,6 +334,41 @@ void Server::on_connection_done(Connection* conn) {
 
 void Server::on_session_closed(const std::string& session_id) {
   sessions_.erase(session_id);
+}
+
+std::expected<std::string, std::string> Server::adopt(OciHandoff handoff) {
+  if (stopping_) return std::unexpected("the supervisor is shutting down");
+  const auto it = policies_.find(handoff.policy);
+  if (it == policies_.end()) {
+    std::string known;
+    for (const auto& [name, _] : policies_) known += (known.empty() ? "`" : ", `") + name + "`";
+    return std::unexpected(
+        "unknown policy `" + handoff.policy + "` (named by the " + oci::to_string(handoff.policy_source) +
+        "). To fix it, name a loaded policy in the profile's listenerMetadata "
+        "(`policy=NAME`) or add the policy to the supervisor's policy directory; loaded: " +
+        (known.empty() ? "none" : known));
+  }
+  const std::string container_id = handoff.identity.id;
+  const std::string session_id = "s" + std::to_string(++next_session_);
+  Session::Identity identity{session_id, container_id, handoff.peer.pid, handoff.peer.uid};
+  auto session = std::make_shared<Session>(
+      io_, SessionServices{&devices_, &audit_}, identity, it->second.policy, std::move(handoff.listener),
+      [this, container_id](const std::string& id) {
+        if (auto group = oci_containers_.find(container_id); group != oci_containers_.end()) {
+          group->second.erase(id);
+          if (group->second.empty()) oci_containers_.erase(group);
+        }
+        on_session_closed(id);
+      });
+  sessions_.emplace(session_id, session);
+  auto& group = oci_containers_[container_id];
+  group.insert(session_id);
+  session->start();
+  if (group.size() > 1) {
+    spdlog::info("[c={}] process {} joins the container ({} supervised processes)", container_id, handoff.pid,
+                 group.size());
+  }
+  return session_id;
 }
 
 }  // namespace sysvisor

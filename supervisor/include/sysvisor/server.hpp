@@ -10,11 +10,13 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "sysvisor/audit.hpp"
 #include "sysvisor/mknod.hpp"
+#include "sysvisor/oci_intake.hpp"
 #include "sysvisor/policy.hpp"
 #include "sysvisor/session.hpp"
 
@@ -26,6 +28,7 @@ struct ServerConfig {
   std::string audit = "-";
   std::chrono::milliseconds handshake_timeout{10000};
   std::size_t max_connections = 256;  // handshakes in progress at once
+  std::string default_policy;         // OCI handoffs that name no policy; empty: refused
 };
 
 // A policy with its compiled filter, ready to hand out.
@@ -49,6 +52,11 @@ class Server {
   void start();
   void shutdown();
 
+  // An OCI runtime's listener (from oci.sock): a session in the container's group. Every
+  // process of one container id (run, each exec) joins the same group. The error is the
+  // refusal, for the intake's log line.
+  [[nodiscard]] std::expected<std::string, std::string> adopt(OciHandoff handoff);
+
  private:
   class Connection;
 
@@ -68,6 +76,9 @@ class Server {
   std::map<std::string, std::shared_ptr<Session>> sessions_;
   std::uint64_t next_session_ = 0;
   bool stopping_ = false;
+  // OCI: container id -> its sessions (one per process); the intake of oci.sock.
+  std::map<std::string, std::set<std::string>, std::less<>> oci_containers_;
+  std::unique_ptr<OciIntake> oci_;
 };
 
 // Loads and compiles every policy in `dir`; all errors, formatted FILE:LINE:COL: message.
