@@ -14,6 +14,7 @@
 #include <array>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -112,6 +113,34 @@ std::expected<LiveProcess, std::string> read_live_process(pid_t pid) {
     return std::unexpected("process " + std::to_string(pid) + " exited during the handoff");
   }
   return out;
+}
+
+std::expected<pid_t, std::string> filtered_child(pid_t parent) {
+  const std::string tasks = "/proc/" + std::to_string(parent) + "/task";
+  std::vector<pid_t> found;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(tasks, ec), end; !ec && it != end; it.increment(ec)) {
+    UniqueFd dir(::open(it->path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    auto children = dir ? task::read_file_at(dir.get(), "children") : Result<std::string>(std::string());
+    if (!children) continue;
+    std::size_t pos = 0;
+    while (pos < children->size()) {
+      const std::size_t end_of = children->find(' ', pos);
+      const std::string word = children->substr(pos, end_of - pos);
+      pos = end_of == std::string::npos ? children->size() : end_of + 1;
+      if (word.empty()) continue;
+      const pid_t child = static_cast<pid_t>(std::strtol(word.c_str(), nullptr, 10));
+      UniqueFd cdir(::open(("/proc/" + word).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+      auto status = cdir ? task::read_file_at(cdir.get(), "status") : Result<std::string>(std::string());
+      if (child > 0 && status && status->find("\nSeccomp:\t2\n") != std::string::npos) found.push_back(child);
+    }
+  }
+  if (found.size() != 1) {
+    return std::unexpected("the payload names no process (pid 0) and the runtime (pid " +
+                           std::to_string(parent) + ") has " + std::to_string(found.size()) +
+                           " children under a seccomp filter, not one");
+  }
+  return found.front();
 }
 
 std::expected<void, std::string> check_peer_owns(const Peer& peer, const LiveProcess& process) {
@@ -275,7 +304,16 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
       refuse("the file descriptor is not a seccomp listener");
       return;
     }
-    const pid_t pid = oci::live_pid(*ps);
+    pid_t pid = oci::live_pid(*ps);
+    if (pid == 0) {
+      // crun exec names no process at all; the process is the runtime's child under a filter.
+      auto found = filtered_child(peer_.pid);
+      if (!found) {
+        refuse(found.error());
+        return;
+      }
+      pid = *found;
+    }
     auto live = read_live_process(pid);
     if (!live) {
       refuse(live.error());
@@ -314,9 +352,10 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     spdlog::info(
-        "{}supervised with policy `{}` (from {}; session {}, {} {} pid {}, engine {}, bundle `{}`{}{})",
-        prefix, choice->name, oci::to_string(choice->source), *adopted, exec ? "exec" : "init", "process",
-        pid, engine, ps->state.bundle, labels.empty() ? "" : ", labels ", labels);
+        "{}supervised with policy `{}` (from {}; session {}, {} process pid {}, engine {}, bundle `{}`, "
+        "runtime pid {} uid {}{}{})",
+        prefix, choice->name, oci::to_string(choice->source), *adopted, exec ? "exec" : "init", pid, engine,
+        ps->state.bundle, peer_.pid, peer_.uid, labels.empty() ? "" : ", labels ", labels);
     finish();
   }
 

@@ -89,6 +89,9 @@ TEST(OciParse, CrunPrettyAndExec) {
   ASSERT_TRUE(exec) << exec.error();
   EXPECT_EQ(exec->pid, 0);
   EXPECT_EQ(live_pid(*exec), 4711);
+  auto both_zero = *exec;
+  both_zero.state.pid = 0;  // what crun 1.8.1's exec really sends
+  EXPECT_EQ(live_pid(both_zero), 0);
   EXPECT_EQ(exec->state.bundle, ".");
   EXPECT_EQ(exec->state.annotations.at("io.sysvisor.policy"), "deny-devices");
 }
@@ -114,7 +117,6 @@ TEST(OciParse, Rejections) {
   EXPECT_NE(error_of(R"({"pid":1,"state":{}})").find("`state.id` is missing"), std::string::npos);
   EXPECT_NE(error_of(R"({"pid":1,"state":{"id":"a b"}})").find("not a valid container id"),
             std::string::npos);
-  EXPECT_NE(error_of(R"({"pid":0,"state":{"id":"a"}})").find("names a process"), std::string::npos);
   EXPECT_NE(error_of(R"({"pid":-3,"state":{"id":"a"}})").find("out of range"), std::string::npos);
   EXPECT_NE(error_of(R"({"pid":"1","state":{"id":"a"}})").find("not an integer"), std::string::npos);
   EXPECT_NE(error_of(R"({"pid":1,"state":{"id":"a","annotations":{"k":1}}})").find("annotation `k`"),

@@ -6,7 +6,7 @@
 //   {"ociVersion","fds":["seccompFd"],"pid","metadata",
 //    "state":{"ociVersion","id","status","pid","bundle","annotations"}}
 // runc: compact, ociVersion "1.0.2-dev", never closes the connection. crun: pretty-printed with
-// a trailing newline, ociVersion "0.2.0"; crun exec sends pid 0 and bundle ".".
+// a trailing newline, ociVersion "0.2.0"; crun exec sends pid 0, state.pid 0 and bundle ".".
 #pragma once
 
 #include <sys/types.h>
@@ -52,7 +52,8 @@ enum class Scan { Incomplete, Complete, NotAnObject };
 // (state.id, a pid somewhere) are checked. The error says what is wrong, for a log line.
 [[nodiscard]] std::expected<ProcessState, std::string> parse_process_state(std::string_view bytes);
 
-// The pid whose identity is read from /proc: `pid`, or `state.pid` when `pid` is 0 (crun exec).
+// The pid whose identity is read from /proc: `pid`, or `state.pid` when `pid` is 0. 0 when
+// both are 0, as crun 1.8.1's exec sends them: the intake then finds the process itself.
 [[nodiscard]] pid_t live_pid(const ProcessState& ps);
 
 // Index of the listener in the received fds: the position of "seccompFd" in `fds`, or 0 when

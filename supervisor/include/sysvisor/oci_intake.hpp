@@ -106,6 +106,10 @@ class OciIntake {
 // noticed. Errors say what was being read.
 [[nodiscard]] std::expected<LiveProcess, std::string> read_live_process(pid_t pid);
 
+// The one child of `parent` (the runtime, from SO_PEERCRED) that is under a seccomp filter:
+// the process of a crun exec, whose payload names none.
+[[nodiscard]] std::expected<pid_t, std::string> filtered_child(pid_t parent);
+
 // A non-root peer may hand over only its own processes: the process runs as the peer's uid,
 // or in a user namespace the peer owns. Root may hand over any. The error says why not.
 [[nodiscard]] std::expected<void, std::string> check_peer_owns(const Peer& peer, const LiveProcess& process);
