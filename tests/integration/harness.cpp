@@ -112,15 +112,28 @@ void make_rootfs(const fs::path& dir, uid_t owner) {
 }
 
 Daemon::Daemon(const fs::path& runtime_dir, const fs::path& policies_dir, const fs::path& audit_log,
-               const fs::path& log) {
+               const fs::path& log, const std::vector<std::string>& extra) {
   const std::string exe = (bin_dir() / "sysvisor").string();
+  std::vector<std::string> argv{exe,
+                                "--log-level",
+                                "debug",
+                                "serve",
+                                "--runtime-dir",
+                                runtime_dir.string(),
+                                "--policies",
+                                policies_dir.string(),
+                                "--audit",
+                                audit_log.string()};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
   const int logfd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   pid_ = ::fork();
   if (pid_ == 0) {
     ::dup2(logfd, 1);
     ::dup2(logfd, 2);
-    ::execl(exe.c_str(), exe.c_str(), "--log-level", "debug", "serve", "--runtime-dir", runtime_dir.c_str(),
-            "--policies", policies_dir.c_str(), "--audit", audit_log.c_str(), static_cast<char*>(nullptr));
+    ::execv(exe.c_str(), args.data());
     ::_exit(127);
   }
   ::close(logfd);

@@ -41,8 +41,9 @@ void make_rootfs(const fs::path& dir, uid_t owner);
 // A `sysvisor serve` child process.
 class Daemon {
  public:
+  // `extra` is appended to `serve`'s options (e.g. {"--default-policy", "NAME"}).
   Daemon(const fs::path& runtime_dir, const fs::path& policies_dir, const fs::path& audit_log,
-         const fs::path& log);
+         const fs::path& log, const std::vector<std::string>& extra = {});
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
