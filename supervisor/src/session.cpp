@@ -372,14 +372,8 @@ void Session::dispatch(const seccomp_notif& n) {
             it->second->timed_out = true;
             mknod::kill(it->second->run);
           });
-          p->exited.async_wait(
-              boost::asio::posix::stream_descriptor::wait_read,
-              [self = shared_from_this(), id](const boost::system::error_code& ec) {
-                if (ec) return;  // only when the io_context goes away; the destructor reaps the helper
-
-                self->finish_emulation(id);
-              });
           pending_.emplace(id, std::move(p));
+          wait_for_helper(id);
           return;  // answered when the helper exits
         }
       }
@@ -389,6 +383,27 @@ void Session::dispatch(const seccomp_notif& n) {
     }
   }
   if (decision.audit) write_audit(event, started);
+}
+
+void Session::wait_for_helper(std::uint64_t id) {
+  const auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  it->second->exited.async_wait(
+      boost::asio::posix::stream_descriptor::wait_read,
+      [self = shared_from_this(), id](const boost::system::error_code& ec) {
+        if (ec) return;  // only when the io_context goes away; the destructor reaps the helper
+        const auto pending = self->pending_.find(id);
+        if (pending == self->pending_.end()) return;
+        // Asio 1.74's epoll reactor can hand a descriptor state that was just freed (another
+        // fd closed in the same turn) to this new pidfd with the old fd's readiness still
+        // queued: a wake-up is only an exit when the pidfd says so.
+        pollfd pfd{pending->second->run.pidfd.get(), POLLIN, 0};
+        if (::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN) != 0) {
+          self->finish_emulation(id);
+        } else {
+          self->wait_for_helper(id);
+        }
+      });
 }
 
 void Session::finish_emulation(std::uint64_t id) {

@@ -68,6 +68,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void dispatch(const seccomp_notif& n);
   void follow_registry();
   void kill_container(pid_t tid);
+  void wait_for_helper(std::uint64_t id);
   void finish_emulation(std::uint64_t id);
   void write_audit(audit::Event& event, std::chrono::steady_clock::time_point started);
   // SEND's failure is logged, except ENOENT: the task is gone, nobody is waiting.
