@@ -990,6 +990,11 @@ std::optional<std::vector<std::string>> PolicyReader::globs(const Entry& entry, 
            "`" + entry.name + "`: a pattern must be 1 to " + std::to_string(kMaxPattern) +
                " bytes without NUL");
       ok = false;
+    } else if (text.find("[:") != std::string::npos) {
+      fail(ErrorCode::BadValue, node,
+           "`" + entry.name + "`: `" + text +
+               "`: character classes such as [[:alpha:]] are not supported; list the characters");
+      ok = false;
     } else if (absolute && text.front() != '/') {
       fail(ErrorCode::BadValue, node,
            "`" + entry.name + "`: `" + text +
@@ -1938,6 +1943,10 @@ std::vector<int> Policy::syscalls() const {
 }
 
 std::uint32_t Policy::fields_for(int nr) const {
+  if (indexed_rules == rules.size()) {
+    auto it = std::ranges::lower_bound(by_syscall, nr, {}, &SyscallRules::nr);
+    return it != by_syscall.end() && it->nr == nr ? it->fields : kFieldNone;
+  }
   std::uint32_t fields = kFieldNone;
   for (const Rule& rule : rules) {
     if (names(rule, nr)) {

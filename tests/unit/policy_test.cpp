@@ -547,6 +547,7 @@ TEST(PolicyErrors, BadValue) {
       {"openat", "{path: [\"etc/*\"]}"},
       {"openat", "{path: [\"\"]}"},
       {"openat", "{path: []}"},
+      {"openat", "{path: [\"/dev/[[:digit:]]\"]}"},
       {"mount", "{target: [mnt]}"},
       {"mount", "{fstype: []}"},
       {"mount", "{flags: {set: [MS_NOPE]}}"},
@@ -1148,6 +1149,7 @@ rules:
       EXPECT_EQ(a.value, b.value);
     }
   }
+  EXPECT_EQ(unindexed.fields_for(1), policy.fields_for(1));
   Call read;
   read.nr = 0;
   Decision d = decide(policy, read);
