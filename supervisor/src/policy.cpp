@@ -1,12 +1,15 @@
-// Policy v1: YAML text -> validated Policy -> decisions.
+// Policy v2: YAML text -> validated Policy -> resolved set -> decisions.
 //
-// The reader walks the YAML tree along the format's schema (never recursing on the input's own
-// shape), collects every error it finds with its file:line:column, and only hands out a Policy
-// when there were none. yaml-cpp throws on malformed input and on deep nesting; those exceptions
-// stop at parse_policy() and come back as YamlParse errors.
+// parse_policy() reads one file along the format's schema (yaml_reader.hpp); resolve() flattens
+// includes and checks what needs the whole set; decide() is the pure, allocation-free hot path.
 #include "sysvisor/policy.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
@@ -16,164 +19,26 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <limits>
+#include <set>
 #include <span>
 #include <sstream>
 #include <system_error>
+#include <tuple>
 #include <utility>
 
+#include "sysvisor/syscalls.hpp"
 #include "sysvisor/unique_fd.hpp"
+#include "yaml_reader.hpp"
 
 namespace sysvisor::policy {
+
+// ================================ YAML reading (yaml_reader.hpp) ================================
+namespace detail {
 namespace {
-
-// The syscalls policy v1 can trap, and whether the supervisor can emulate them.
-// A new handler adds its row here (and to the filter's table of argument positions).
-struct SyscallInfo {
-  Syscall syscall;
-  const char* name;
-  bool has_emulator;
-};
-
-constexpr std::array kSyscalls{
-    SyscallInfo{Syscall::Mknod, "mknod", true},
-    SyscallInfo{Syscall::Mknodat, "mknodat", true},
-};
-
-// The kernel's dev_t split (new_encode_dev): 12 bits of major, 20 bits of minor.
-constexpr std::uint32_t kMaxMajor = 4095;
-constexpr std::uint32_t kMaxMinor = 1048575;
-
-struct ErrnoInfo {
-  const char* name;
-  int value;
-};
-
-// Linux's errno names (asm-generic/errno-base.h and errno.h). The aliases come after the
-// names they alias, so errno_name() gives the usual spelling.
-// clang-format off
-#define E(name) {#name, name}
-constexpr ErrnoInfo kErrnos[] = {
-    E(EPERM), E(ENOENT), E(ESRCH), E(EINTR), E(EIO), E(ENXIO), E(E2BIG), E(ENOEXEC), E(EBADF),
-    E(ECHILD), E(EAGAIN), E(ENOMEM), E(EACCES), E(EFAULT), E(ENOTBLK), E(EBUSY), E(EEXIST),
-    E(EXDEV), E(ENODEV), E(ENOTDIR), E(EISDIR), E(EINVAL), E(ENFILE), E(EMFILE), E(ENOTTY),
-    E(ETXTBSY), E(EFBIG), E(ENOSPC), E(ESPIPE), E(EROFS), E(EMLINK), E(EPIPE), E(EDOM), E(ERANGE),
-    E(EDEADLK), E(ENAMETOOLONG), E(ENOLCK), E(ENOSYS), E(ENOTEMPTY), E(ELOOP), E(ENOMSG), E(EIDRM),
-    E(ECHRNG), E(EL2NSYNC), E(EL3HLT), E(EL3RST), E(ELNRNG), E(EUNATCH), E(ENOCSI), E(EL2HLT),
-    E(EBADE), E(EBADR), E(EXFULL), E(ENOANO), E(EBADRQC), E(EBADSLT), E(EBFONT), E(ENOSTR),
-    E(ENODATA), E(ETIME), E(ENOSR), E(ENONET), E(ENOPKG), E(EREMOTE), E(ENOLINK), E(EADV),
-    E(ESRMNT), E(ECOMM), E(EPROTO), E(EMULTIHOP), E(EDOTDOT), E(EBADMSG), E(EOVERFLOW), E(ENOTUNIQ),
-    E(EBADFD), E(EREMCHG), E(ELIBACC), E(ELIBBAD), E(ELIBSCN), E(ELIBMAX), E(ELIBEXEC), E(EILSEQ),
-    E(ERESTART), E(ESTRPIPE), E(EUSERS), E(ENOTSOCK), E(EDESTADDRREQ), E(EMSGSIZE), E(EPROTOTYPE),
-    E(ENOPROTOOPT), E(EPROTONOSUPPORT), E(ESOCKTNOSUPPORT), E(EOPNOTSUPP), E(EPFNOSUPPORT),
-    E(EAFNOSUPPORT), E(EADDRINUSE), E(EADDRNOTAVAIL), E(ENETDOWN), E(ENETUNREACH), E(ENETRESET),
-    E(ECONNABORTED), E(ECONNRESET), E(ENOBUFS), E(EISCONN), E(ENOTCONN), E(ESHUTDOWN),
-    E(ETOOMANYREFS), E(ETIMEDOUT), E(ECONNREFUSED), E(EHOSTDOWN), E(EHOSTUNREACH), E(EALREADY),
-    E(EINPROGRESS), E(ESTALE), E(EUCLEAN), E(ENOTNAM), E(ENAVAIL), E(EISNAM), E(EREMOTEIO),
-    E(EDQUOT), E(ENOMEDIUM), E(EMEDIUMTYPE), E(ECANCELED), E(ENOKEY), E(EKEYEXPIRED),
-    E(EKEYREVOKED), E(EKEYREJECTED), E(EOWNERDEAD), E(ENOTRECOVERABLE), E(ERFKILL), E(EHWPOISON),
-    E(EWOULDBLOCK), E(EDEADLOCK), E(ENOTSUP),
-};
-#undef E
-// clang-format on
-
-constexpr std::array<std::string_view, 3> kPolicyKeys{"name", "description", "rules"};
-constexpr std::array<std::string_view, 6> kRuleKeys{"name", "syscalls", "match", "action", "errno", "audit"};
-constexpr std::array<std::string_view, 2> kMatchKeys{"type", "devices"};
-
-constexpr std::array kActions{
-    std::pair{"emulate", Action::Emulate},
-    std::pair{"allow", Action::Allow},
-    std::pair{"deny", Action::Deny},
-    std::pair{"kill", Action::Kill},
-};
-
-const SyscallInfo* find_syscall(std::string_view name) {
-  auto it = std::ranges::find_if(kSyscalls, [&](const SyscallInfo& info) { return info.name == name; });
-  return it == kSyscalls.end() ? nullptr : &*it;
-}
-
-// Every Syscall enumerator has a row in kSyscalls.
-const SyscallInfo& syscall_info(Syscall syscall) {
-  auto it = std::ranges::find(kSyscalls, syscall, &SyscallInfo::syscall);
-  return it == kSyscalls.end() ? kSyscalls.front() : *it;
-}
-
-std::string syscall_names() {
-  std::string names;
-  for (const auto& info : kSyscalls) {
-    names += names.empty() ? "" : ", ";
-    names += info.name;
-  }
-  return names;
-}
-
-std::string join(std::span<const std::string_view> words) {
-  std::string joined;
-  for (auto word : words) {
-    joined += joined.empty() ? "" : ", ";
-    joined += word;
-  }
-  return joined;
-}
-
-// What a node is, for "expected X, got Y" messages.
-const char* kind(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Scalar:
-      return "a string";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Map:
-      return "a mapping";
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined:
-      break;
-  }
-  return "nothing";
-}
-
-bool valid_policy_name(std::string_view name) {
-  auto lower_or_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  if (name.empty() || !lower_or_digit(name.front())) {
-    return false;
-  }
-  return std::ranges::all_of(name,
-                             [&](char c) { return lower_or_digit(c) || c == '-' || c == '_' || c == '.'; });
-}
-
-// One side of "major:minor": `*` (nullopt) or a decimal number up to `max`.
-bool parse_device_number(std::string_view text, std::uint32_t max, std::optional<std::uint32_t>& out) {
-  if (text == "*") {
-    out.reset();
-    return true;
-  }
-  std::uint32_t value = 0;
-  const char* end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  if (ec != std::errc{} || ptr != end || value > max) {
-    return false;
-  }
-  out = value;
-  return true;
-}
-
-bool matches(const DevicePattern& pattern, std::uint32_t major, std::uint32_t minor) {
-  return (!pattern.major || *pattern.major == major) && (!pattern.minor || *pattern.minor == minor);
-}
-
-bool matches(const Rule& rule, const MknodArgs& args) {
-  if (std::ranges::find(rule.syscalls, args.syscall) == rule.syscalls.end()) {
-    return false;
-  }
-  if (rule.type && *rule.type != args.type) {
-    return false;
-  }
-  return rule.devices.empty() || std::ranges::any_of(rule.devices, [&](const DevicePattern& pattern) {
-           return matches(pattern, args.major, args.minor);
-         });
-}
 
 // Where each document of a YAML stream starts, without building nodes.
 //
@@ -234,87 +99,183 @@ std::string describe_char(const std::string& text, int pos) {
   return std::string("byte 0x") + kHex[c >> 4] + kHex[c & 0xf];
 }
 
-// One key of a mapping and its value.
-struct Field {
-  std::string name;
-  YAML::Node key;
-  YAML::Node value;
-};
-using Fields = std::map<std::string, Field, std::less<>>;
-
-const Field* find(const Fields& fields, std::string_view name) {
-  auto it = fields.find(name);
-  return it == fields.end() ? nullptr : &it->second;
+std::string io_message(const char* what, int err) {
+  return std::string(what) + ": " + std::error_code(err, std::generic_category()).message();
 }
 
-// Walks one document along the policy schema and collects every error on the way.
-class Reader {
- public:
-  explicit Reader(std::string file) : file_(std::move(file)) {}
+}  // namespace
 
-  [[nodiscard]] Position position(const YAML::Mark& mark) const {
-    // yaml-cpp counts from 0 and uses -1 for "no position".
-    if (mark.line < 0 || mark.column < 0) {
-      return Position{file_, 0, 0};
+const char* kind(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar:
+      return "a string";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      break;
+  }
+  return "nothing";
+}
+
+std::string join(std::span<const std::string_view> words) {
+  std::string joined;
+  for (auto word : words) {
+    joined += joined.empty() ? "" : ", ";
+    joined += word;
+  }
+  return joined;
+}
+
+const Entry* find(const Entries& entries, std::string_view name) {
+  auto it = entries.find(name);
+  return it == entries.end() ? nullptr : &it->second;
+}
+
+std::optional<ParsedInt> parse_int(std::string_view text, std::string& why) {
+  ParsedInt result;
+  std::string_view digits = text;
+  if (!digits.empty() && digits.front() == '-') {
+    result.negative = true;
+    digits.remove_prefix(1);
+  }
+  int base = 10;
+  if (digits.size() > 2 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X')) {
+    base = 16;
+    digits.remove_prefix(2);
+  } else if (digits.size() > 2 && digits[0] == '0' && (digits[1] == 'o' || digits[1] == 'O')) {
+    base = 8;
+    digits.remove_prefix(2);
+  } else if (digits.size() > 1 && digits[0] == '0') {
+    why = "a leading 0 is ambiguous: write 0o" + std::string(digits.substr(1)) + " for octal";
+    return std::nullopt;
+  }
+  if (digits.empty() || digits.front() == '-' || digits.front() == '+') {
+    why = "expected an integer (decimal, 0x hexadecimal or 0o octal)";
+    return std::nullopt;
+  }
+  const char* end = digits.data() + digits.size();
+  auto [ptr, ec] = std::from_chars(digits.data(), end, result.magnitude, base);
+  if (ec == std::errc::result_out_of_range) {
+    why = "does not fit in 64 bits";
+    return std::nullopt;
+  }
+  if (ec != std::errc{} || ptr != end) {
+    why = "expected an integer (decimal, 0x hexadecimal or 0o octal)";
+    return std::nullopt;
+  }
+  return result;
+}
+
+std::optional<std::string> read_text(const std::string& path, LoadError& error) {
+  const Position pos{path, 0, 0};
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!fd) {
+    error = LoadError{ErrorCode::Io, io_message("open", errno), pos};
+    return std::nullopt;
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    error = LoadError{ErrorCode::Io, S_ISDIR(st.st_mode) ? io_message("read", EISDIR) : "not a regular file",
+                      pos};
+    return std::nullopt;
+  }
+  std::string text;
+  std::array<char, 16384> buffer{};
+  while (text.size() <= kMaxInputBytes) {
+    ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) {
+      continue;
     }
-    return Position{file_, mark.line + 1, mark.column + 1};
+    if (n < 0) {
+      error = LoadError{ErrorCode::Io, io_message("read", errno), pos};
+      return std::nullopt;
+    }
+    if (n == 0) {
+      break;
+    }
+    text.append(buffer.data(), static_cast<std::size_t>(n));
   }
+  return text;
+}
 
-  void fail(ErrorCode code, Position pos, std::string message) {
-    errors_.push_back(LoadError{code, std::move(message), std::move(pos)});
+Position YamlReader::position(const YAML::Mark& mark) const {
+  // yaml-cpp counts from 0 and uses -1 for "no position".
+  if (mark.line < 0 || mark.column < 0) {
+    return Position{file_, 0, 0};
   }
+  return Position{file_, mark.line + 1, mark.column + 1};
+}
 
-  [[nodiscard]] bool failed() const { return !errors_.empty(); }
-  [[nodiscard]] std::vector<LoadError> take_errors() { return std::move(errors_); }
+Position YamlReader::position(const YAML::Node& node) const {
+  return position(node.Mark());
+}
 
-  std::optional<Policy> read(const std::string& text);
-
- private:
-  void fail(ErrorCode code, const YAML::Node& at, std::string message) {
-    fail(code, position(at.Mark()), std::move(message));
+void YamlReader::fail(ErrorCode code, Position pos, std::string message) {
+  if (errors_.size() > kMaxErrors) {
+    return;
   }
-  // An empty value (`key:`) has no text of its own; yaml-cpp marks the next token, so point at
-  // the key instead.
-  void fail(ErrorCode code, const Field& field, std::string message) {
-    fail(code, field.value.IsNull() ? field.key : field.value, std::move(message));
+  if (errors_.size() == kMaxErrors) {
+    errors_.push_back(
+        LoadError{code, "too many errors; the rest of the file was not checked", std::move(pos)});
+    return;
   }
-  void wrong_type(const Field& field, const char* expected) {
-    fail(ErrorCode::WrongType, field,
-         "`" + field.name + "` must be " + expected + ", got " + kind(field.value));
+  errors_.push_back(LoadError{code, std::move(message), std::move(pos)});
+}
+
+void YamlReader::fail(ErrorCode code, const YAML::Node& at, std::string message) {
+  fail(code, position(at), std::move(message));
+}
+
+void YamlReader::fail(ErrorCode code, const Entry& entry, std::string message) {
+  fail(code, entry.value.IsNull() ? entry.key : entry.value, std::move(message));
+}
+
+void YamlReader::wrong_type(const Entry& entry, const char* expected) {
+  fail(ErrorCode::WrongType, entry,
+       "`" + entry.name + "` must be " + expected + ", got " + kind(entry.value));
+}
+
+std::optional<YAML::Node> YamlReader::document(std::string_view view, const char* what) {
+  if (view.size() > kMaxInputBytes) {
+    fail(ErrorCode::BadValue, Position{file_, 0, 0},
+         "the file is larger than " + std::to_string(kMaxInputBytes >> 20) + " MiB; " + what +
+             " is a few KiB");
+    return std::nullopt;
   }
+  std::optional<YAML::Node> root;
+  guarded(*this, [&] {
+    const std::string text(view);
+    const Documents docs = scan_documents(text);
+    const std::vector<YAML::Mark>& starts = docs.starts;
+    if (starts.empty()) {
+      fail(ErrorCode::WrongType, Position{file_, 1, 1}, std::string("the file is empty; expected ") + what);
+      return;
+    }
+    if (docs.stuck) {
+      fail(ErrorCode::YamlParse, position(starts.back()),
+           "unexpected " + describe_char(text, starts.back().pos));
+      return;
+    }
+    for (std::size_t i = 1; i < starts.size(); ++i) {
+      fail(ErrorCode::BadValue, position(starts[i]),
+           std::string("a second YAML document starts here; a file holds exactly one ") + what);
+    }
+    // YAML::Load() makes one call to HandleNextDocument(): it cannot loop.
+    root = YAML::Load(text);
+  });
+  return root;
+}
 
-  std::optional<Fields> mapping(const YAML::Node& node, std::span<const std::string_view> allowed,
-                                const std::string& what);
-  const Field* require(const Fields& fields, std::string_view name, const YAML::Node& mapping,
-                       const std::string& what);
-  std::optional<std::string> scalar(const Field& field);
-  std::optional<bool> boolean(const Field& field);
-  std::optional<std::vector<Syscall>> syscalls(const Field& field);
-  std::optional<FileType> file_type(const Field& field);
-  std::optional<std::vector<DevicePattern>> devices(const Field& field);
-  std::optional<DevicePattern> device(const YAML::Node& node);
-  void match(const Field& field, Rule& rule);
-  std::optional<Action> action(const Field& field);
-  std::optional<int> errno_value(const Field& field);
-  void check_emulators(const Field& action_field, const Rule& rule);
-  std::optional<Rule> rule(const YAML::Node& node, std::size_t index);
-  std::vector<Rule> rules(const Field& field);
-  std::optional<Policy> policy(const YAML::Node& root);
-
-  std::string file_;
-  std::vector<LoadError> errors_;
-};
-
-// The keys of a mapping, checked against the keys the format allows: not a mapping, a key
-// that is not a string, an unknown key and a key given twice are errors. yaml-cpp keeps
-// duplicate keys (and lookups see only the first), so they are found here by walking the pairs.
-std::optional<Fields> Reader::mapping(const YAML::Node& node, std::span<const std::string_view> allowed,
-                                      const std::string& what) {
+std::optional<Entries> YamlReader::mapping(const YAML::Node& node, std::span<const std::string_view> allowed,
+                                           const std::string& what) {
   if (!node.IsMap()) {
     fail(ErrorCode::WrongType, node, what + " must be a mapping, got " + kind(node));
     return std::nullopt;
   }
-  Fields fields;
+  Entries entries;
   for (const auto& pair : node) {
     const YAML::Node& key = pair.first;
     if (!key.IsScalar()) {
@@ -327,39 +288,39 @@ std::optional<Fields> Reader::mapping(const YAML::Node& node, std::span<const st
            "unknown key `" + name + "` in " + what + "; allowed keys: " + join(allowed));
       continue;
     }
-    if (const Field* first = find(fields, name)) {
-      Position at = position(first->key.Mark());
+    if (const Entry* first = find(entries, name)) {
+      Position at = position(first->key);
       fail(ErrorCode::DuplicateKey, key,
            "duplicate key `" + name + "` in " + what + " (first given at line " + std::to_string(at.line) +
                ", column " + std::to_string(at.column) + ")");
       continue;
     }
-    fields.emplace(name, Field{name, key, pair.second});
+    entries.emplace(name, Entry{name, key, pair.second});
   }
-  return fields;
+  return entries;
 }
 
-const Field* Reader::require(const Fields& fields, std::string_view name, const YAML::Node& mapping,
-                             const std::string& what) {
-  const Field* field = find(fields, name);
-  if (field == nullptr) {
+const Entry* YamlReader::require(const Entries& entries, std::string_view name, const YAML::Node& mapping,
+                                 const std::string& what) {
+  const Entry* entry = find(entries, name);
+  if (entry == nullptr) {
     fail(ErrorCode::MissingKey, mapping, "missing key `" + std::string(name) + "` in " + what);
   }
-  return field;
+  return entry;
 }
 
-std::optional<std::string> Reader::scalar(const Field& field) {
-  if (!field.value.IsScalar()) {
-    wrong_type(field, "a string");
+std::optional<std::string> YamlReader::string(const Entry& entry) {
+  if (!entry.value.IsScalar()) {
+    wrong_type(entry, "a string");
     return std::nullopt;
   }
-  return field.value.Scalar();
+  return entry.value.Scalar();
 }
 
 // YAML 1.2's core schema spellings only: `yes`, `on` and friends are strings there.
-std::optional<bool> Reader::boolean(const Field& field) {
-  if (field.value.IsScalar()) {
-    const std::string& text = field.value.Scalar();
+std::optional<bool> YamlReader::boolean(const Entry& entry) {
+  if (entry.value.IsScalar()) {
+    const std::string& text = entry.value.Scalar();
     if (text == "true" || text == "True" || text == "TRUE") {
       return true;
     }
@@ -367,43 +328,593 @@ std::optional<bool> Reader::boolean(const Field& field) {
       return false;
     }
   }
-  wrong_type(field, "true or false");
+  wrong_type(entry, "true or false");
   return std::nullopt;
 }
 
-std::optional<std::vector<Syscall>> Reader::syscalls(const Field& field) {
-  if (!field.value.IsSequence()) {
-    wrong_type(field, "a list of syscall names");
+std::optional<std::vector<std::pair<std::string, YAML::Node>>> YamlReader::string_list(const Entry& entry,
+                                                                                       const char* expected) {
+  if (!entry.value.IsSequence()) {
+    wrong_type(entry, expected);
     return std::nullopt;
   }
-  if (field.value.size() == 0) {
-    fail(ErrorCode::BadValue, field, "`syscalls` must not be empty");
+  if (entry.value.size() == 0) {
+    fail(ErrorCode::BadValue, entry, "`" + entry.name + "` must not be empty; leave it out instead");
     return std::nullopt;
   }
-  std::vector<Syscall> result;
+  std::vector<std::pair<std::string, YAML::Node>> items;
   bool ok = true;
-  for (const auto& item : field.value) {
+  for (const auto& item : entry.value) {
+    if (!item.IsScalar()) {
+      fail(ErrorCode::WrongType, item,
+           "each item of `" + entry.name + "` must be a string, got " + std::string(kind(item)));
+      ok = false;
+      continue;
+    }
+    items.emplace_back(item.Scalar(), item);
+  }
+  return ok ? std::optional(std::move(items)) : std::nullopt;
+}
+
+std::optional<std::uint64_t> YamlReader::u64(const Entry& entry) {
+  if (!entry.value.IsScalar()) {
+    wrong_type(entry, "an integer");
+    return std::nullopt;
+  }
+  std::string why;
+  auto parsed = parse_int(entry.value.Scalar(), why);
+  if (parsed && parsed->negative && parsed->magnitude > (std::uint64_t{1} << 63)) {
+    parsed.reset();
+    why = "does not fit in 64 bits";
+  }
+  if (!parsed) {
+    fail(ErrorCode::BadValue, entry, "`" + entry.name + "`: `" + entry.value.Scalar() + "` " + why);
+    return std::nullopt;
+  }
+  return parsed->negative ? std::uint64_t{0} - parsed->magnitude : parsed->magnitude;
+}
+
+std::optional<std::int64_t> YamlReader::i64(const YAML::Node& node, const std::string& what) {
+  if (!node.IsScalar()) {
+    fail(ErrorCode::WrongType, node, what + " must be an integer, got " + kind(node));
+    return std::nullopt;
+  }
+  std::string why;
+  auto parsed = parse_int(node.Scalar(), why);
+  constexpr std::uint64_t kMaxPositive = std::numeric_limits<std::int64_t>::max();
+  if (parsed && parsed->magnitude > kMaxPositive + (parsed->negative ? 1 : 0)) {
+    parsed.reset();
+    why = "is out of range for a signed 64-bit integer";
+  }
+  if (!parsed) {
+    fail(ErrorCode::BadValue, node, what + ": `" + node.Scalar() + "` " + why);
+    return std::nullopt;
+  }
+  if (!parsed->negative) {
+    return static_cast<std::int64_t>(parsed->magnitude);
+  }
+  // -(2^63) has no positive counterpart: negate in unsigned arithmetic.
+  return static_cast<std::int64_t>(std::uint64_t{0} - parsed->magnitude);
+}
+
+std::optional<std::int64_t> YamlReader::i64(const Entry& entry) {
+  if (entry.value.IsNull()) {
+    wrong_type(entry, "an integer");
+    return std::nullopt;
+  }
+  return i64(entry.value, "`" + entry.name + "`");
+}
+
+}  // namespace detail
+
+// ======================================== tables ========================================
+namespace {
+
+using detail::Entries;
+using detail::Entry;
+using detail::find;
+using detail::kind;
+
+// The kernel's dev_t split (new_encode_dev): 12 bits of major, 20 bits of minor.
+constexpr std::uint32_t kMaxMajor = 4095;
+constexpr std::uint32_t kMaxMinor = 1048575;
+// Longer lists or strings are certainly mistakes, and would slow every check down.
+constexpr std::size_t kMaxRules = 4096;
+constexpr std::size_t kMaxPattern = 4096;
+
+struct ErrnoInfo {
+  const char* name;
+  int value;
+};
+
+// Linux's errno names (asm-generic/errno-base.h and errno.h). The aliases come after the
+// names they alias, so errno_name() gives the usual spelling.
+// clang-format off
+#define E(name) {#name, name}
+constexpr ErrnoInfo kErrnos[] = {
+    E(EPERM), E(ENOENT), E(ESRCH), E(EINTR), E(EIO), E(ENXIO), E(E2BIG), E(ENOEXEC), E(EBADF),
+    E(ECHILD), E(EAGAIN), E(ENOMEM), E(EACCES), E(EFAULT), E(ENOTBLK), E(EBUSY), E(EEXIST),
+    E(EXDEV), E(ENODEV), E(ENOTDIR), E(EISDIR), E(EINVAL), E(ENFILE), E(EMFILE), E(ENOTTY),
+    E(ETXTBSY), E(EFBIG), E(ENOSPC), E(ESPIPE), E(EROFS), E(EMLINK), E(EPIPE), E(EDOM), E(ERANGE),
+    E(EDEADLK), E(ENAMETOOLONG), E(ENOLCK), E(ENOSYS), E(ENOTEMPTY), E(ELOOP), E(ENOMSG), E(EIDRM),
+    E(ECHRNG), E(EL2NSYNC), E(EL3HLT), E(EL3RST), E(ELNRNG), E(EUNATCH), E(ENOCSI), E(EL2HLT),
+    E(EBADE), E(EBADR), E(EXFULL), E(ENOANO), E(EBADRQC), E(EBADSLT), E(EBFONT), E(ENOSTR),
+    E(ENODATA), E(ETIME), E(ENOSR), E(ENONET), E(ENOPKG), E(EREMOTE), E(ENOLINK), E(EADV),
+    E(ESRMNT), E(ECOMM), E(EPROTO), E(EMULTIHOP), E(EDOTDOT), E(EBADMSG), E(EOVERFLOW), E(ENOTUNIQ),
+    E(EBADFD), E(EREMCHG), E(ELIBACC), E(ELIBBAD), E(ELIBSCN), E(ELIBMAX), E(ELIBEXEC), E(EILSEQ),
+    E(ERESTART), E(ESTRPIPE), E(EUSERS), E(ENOTSOCK), E(EDESTADDRREQ), E(EMSGSIZE), E(EPROTOTYPE),
+    E(ENOPROTOOPT), E(EPROTONOSUPPORT), E(ESOCKTNOSUPPORT), E(EOPNOTSUPP), E(EPFNOSUPPORT),
+    E(EAFNOSUPPORT), E(EADDRINUSE), E(EADDRNOTAVAIL), E(ENETDOWN), E(ENETUNREACH), E(ENETRESET),
+    E(ECONNABORTED), E(ECONNRESET), E(ENOBUFS), E(EISCONN), E(ENOTCONN), E(ESHUTDOWN),
+    E(ETOOMANYREFS), E(ETIMEDOUT), E(ECONNREFUSED), E(EHOSTDOWN), E(EHOSTUNREACH), E(EALREADY),
+    E(EINPROGRESS), E(ESTALE), E(EUCLEAN), E(ENOTNAM), E(ENAVAIL), E(EISNAM), E(EREMOTEIO),
+    E(EDQUOT), E(ENOMEDIUM), E(EMEDIUMTYPE), E(ECANCELED), E(ENOKEY), E(EKEYEXPIRED),
+    E(EKEYREVOKED), E(EKEYREJECTED), E(EOWNERDEAD), E(ENOTRECOVERABLE), E(ERFKILL), E(EHWPOISON),
+    E(EWOULDBLOCK), E(EDEADLOCK), E(ENOTSUP),
+};
+#undef E
+
+struct NamedValue {
+  std::string_view name;
+  std::uint64_t value;
+};
+#define N(name) NamedValue{#name, name}
+// mount(2)'s flags (sys/mount.h).
+constexpr std::array kMountFlags{
+    N(MS_RDONLY), N(MS_NOSUID), N(MS_NODEV), N(MS_NOEXEC), N(MS_SYNCHRONOUS), N(MS_REMOUNT),
+    N(MS_MANDLOCK), N(MS_DIRSYNC), N(MS_NOSYMFOLLOW), N(MS_NOATIME), N(MS_NODIRATIME), N(MS_BIND),
+    N(MS_MOVE), N(MS_REC), N(MS_SILENT), N(MS_POSIXACL), N(MS_UNBINDABLE), N(MS_PRIVATE),
+    N(MS_SLAVE), N(MS_SHARED), N(MS_RELATIME), N(MS_KERNMOUNT), N(MS_I_VERSION), N(MS_STRICTATIME),
+    N(MS_LAZYTIME),
+};
+// umount2(2)'s flags.
+constexpr std::array kUmountFlags{N(MNT_FORCE), N(MNT_DETACH), N(MNT_EXPIRE), N(UMOUNT_NOFOLLOW)};
+constexpr std::array kSchedPolicies{
+    N(SCHED_OTHER), N(SCHED_FIFO), N(SCHED_RR), N(SCHED_BATCH), N(SCHED_IDLE), N(SCHED_DEADLINE),
+};
+#undef N
+// clang-format on
+
+constexpr std::array<std::string_view, 4> kPolicyKeys{"name", "description", "include", "rules"};
+constexpr std::array<std::string_view, 8> kRuleKeys{"name",   "syscalls", "args",  "match",
+                                                    "action", "errno",    "value", "audit"};
+constexpr std::array<std::string_view, 4> kArgKeys{"index", "op", "value", "mask"};
+constexpr std::array<std::string_view, 12> kMatchKeys{"type",       "devices",      "path",     "fstype",
+                                                      "source",     "target",       "flags",    "xattr",
+                                                      "value_size", "sched_policy", "priority", "nice"};
+constexpr std::array<std::string_view, 2> kFlagKeys{"set", "clear"};
+constexpr std::array<std::string_view, 2> kRangeKeys{"min", "max"};
+
+constexpr std::array kActions{
+    std::pair{"emulate", Action::Emulate}, std::pair{"allow", Action::Allow},
+    std::pair{"deny", Action::Deny},       std::pair{"return", Action::Return},
+    std::pair{"kill", Action::Kill},       std::pair{"kill-container", Action::KillContainer},
+};
+
+constexpr std::array kOps{
+    std::pair{"eq", CmpOp::Eq},
+    std::pair{"ne", CmpOp::Ne},
+    std::pair{"lt", CmpOp::Lt},
+    std::pair{"le", CmpOp::Le},
+    std::pair{"gt", CmpOp::Gt},
+    std::pair{"ge", CmpOp::Ge},
+    std::pair{"masked_eq", CmpOp::MaskedEq},
+};
+
+// The Field bit each `match` key reads.
+std::uint32_t field_of(std::string_view key) {
+  if (key == "type" || key == "devices") {
+    return kFieldDevice;
+  }
+  if (key == "path") {
+    return kFieldPath;
+  }
+  if (key == "fstype") {
+    return kFieldFstype;
+  }
+  if (key == "source") {
+    return kFieldSource;
+  }
+  if (key == "target") {
+    return kFieldTarget;
+  }
+  if (key == "flags") {
+    return kFieldFlags;
+  }
+  if (key == "xattr") {
+    return kFieldXattrName;
+  }
+  if (key == "value_size") {
+    return kFieldValueSize;
+  }
+  return kFieldSched;  // sched_policy, priority, nice
+}
+
+bool valid_policy_name(std::string_view name) {
+  auto lower_or_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (name.empty() || name.size() > 255 || !lower_or_digit(name.front())) {
+    return false;
+  }
+  return std::ranges::all_of(name,
+                             [&](char c) { return lower_or_digit(c) || c == '-' || c == '_' || c == '.'; });
+}
+
+// One side of "major:minor": `*` (nullopt) or a decimal number up to `max`.
+bool parse_device_number(std::string_view text, std::uint32_t max, std::optional<std::uint32_t>& out) {
+  if (text == "*") {
+    out.reset();
+    return true;
+  }
+  std::uint32_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc{} || ptr != end || value > max) {
+    return false;
+  }
+  out = value;
+  return true;
+}
+
+std::string format_position(const Position& pos) {
+  std::string text = pos.file;
+  if (pos.line > 0) {
+    text += ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column);
+  }
+  return text;
+}
+
+// ======================================== matching ========================================
+
+// fnmatch(3) without flags, in O(pattern * text) time whatever the input: `*` matches any
+// sequence (also `/` and a leading `.`), `?` any one byte, `[...]` a set (`!` or `^` negates,
+// `a-z` ranges, a leading `]` is literal; an unclosed `[` is literal), `\` quotes the next byte.
+// glibc's fnmatch backtracks recursively, which a container's long path could make exponential.
+
+// The set at pattern[i] == '['; sets `end` past its ']' and returns whether `c` is in it.
+// Returns nullopt when the '[' is not closed (it is then a literal).
+std::optional<bool> match_set(std::string_view pattern, std::size_t i, unsigned char c, std::size_t& end) {
+  std::size_t j = i + 1;
+  bool negate = false;
+  if (j < pattern.size() && (pattern[j] == '!' || pattern[j] == '^')) {
+    negate = true;
+    ++j;
+  }
+  bool found = false;
+  bool first = true;
+  while (j < pattern.size() && (first || pattern[j] != ']')) {
+    first = false;
+    unsigned char lo = static_cast<unsigned char>(pattern[j]);
+    if (lo == '\\' && j + 1 < pattern.size()) {
+      lo = static_cast<unsigned char>(pattern[++j]);
+    }
+    unsigned char hi = lo;
+    if (j + 2 < pattern.size() && pattern[j + 1] == '-' && pattern[j + 2] != ']') {
+      j += 2;
+      hi = static_cast<unsigned char>(pattern[j]);
+      if (hi == '\\' && j + 1 < pattern.size()) {
+        hi = static_cast<unsigned char>(pattern[++j]);
+      }
+    }
+    if (c >= lo && c <= hi) {
+      found = true;
+    }
+    ++j;
+  }
+  if (j >= pattern.size()) {
+    return std::nullopt;
+  }
+  end = j + 1;
+  return found != negate;
+}
+
+// Whether pattern[p...] starts by matching the single byte `c`; `next` is the pattern position
+// after that element. False for '*'.
+bool match_one(std::string_view pattern, std::size_t p, unsigned char c, std::size_t& next) {
+  const char pc = pattern[p];
+  if (pc == '?') {
+    next = p + 1;
+    return true;
+  }
+  if (pc == '[') {
+    std::size_t end = 0;
+    if (auto in = match_set(pattern, p, c, end)) {
+      next = end;
+      return *in;
+    }
+    next = p + 1;
+    return c == '[';
+  }
+  if (pc == '\\' && p + 1 < pattern.size()) {
+    next = p + 2;
+    return static_cast<unsigned char>(pattern[p + 1]) == c;
+  }
+  next = p + 1;
+  return static_cast<unsigned char>(pc) == c;
+}
+
+bool glob_match(std::string_view pattern, std::string_view text) {
+  std::size_t p = 0;
+  std::size_t t = 0;
+  std::size_t star_p = std::string_view::npos;  // the pattern after the last '*'
+  std::size_t star_t = 0;                       // where that '*' started to match
+  while (t < text.size()) {
+    std::size_t next = 0;
+    if (p < pattern.size() && pattern[p] == '*') {
+      star_p = ++p;
+      star_t = t;
+    } else if (p < pattern.size() && match_one(pattern, p, static_cast<unsigned char>(text[t]), next)) {
+      p = next;
+      ++t;
+    } else if (star_p != std::string_view::npos) {
+      p = star_p;
+      t = ++star_t;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') {
+    ++p;
+  }
+  return p == pattern.size();
+}
+
+bool any_glob(const std::vector<std::string>& patterns, std::string_view text) {
+  return std::ranges::any_of(patterns, [&](const std::string& pattern) { return glob_match(pattern, text); });
+}
+
+bool any_glob_of(const std::vector<std::string>& patterns, const std::optional<std::string>& text) {
+  return text && any_glob(patterns, *text);
+}
+
+bool in_range(const IntRange& range, std::int64_t value) {
+  return (!range.min || value >= *range.min) && (!range.max || value <= *range.max);
+}
+
+bool in_range(const IntRange& range, std::uint64_t value) {
+  if (value > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    return !range.max;  // above every bound that fits in an int64
+  }
+  return in_range(range, static_cast<std::int64_t>(value));
+}
+
+bool holds(const ArgCondition& cond, const std::array<std::uint64_t, 6>& args) {
+  const std::uint64_t arg = args[cond.index < 6 ? cond.index : 0];
+  switch (cond.op) {
+    case CmpOp::Eq:
+      return arg == cond.value;
+    case CmpOp::Ne:
+      return arg != cond.value;
+    case CmpOp::Lt:
+      return arg < cond.value;
+    case CmpOp::Le:
+      return arg <= cond.value;
+    case CmpOp::Gt:
+      return arg > cond.value;
+    case CmpOp::Ge:
+      return arg >= cond.value;
+    case CmpOp::MaskedEq:
+      return (arg & cond.mask) == cond.value;
+  }
+  return false;
+}
+
+bool matches(const DevicePattern& pattern, std::uint32_t major, std::uint32_t minor) {
+  return (!pattern.major || *pattern.major == major) && (!pattern.minor || *pattern.minor == minor);
+}
+
+bool holds(const Match& m, const Call& call) {
+  if (m.type && call.type != m.type) {
+    return false;
+  }
+  if (!m.devices.empty() && (!call.type || std::ranges::none_of(m.devices, [&](const DevicePattern& d) {
+        return matches(d, call.major, call.minor);
+      }))) {
+    return false;
+  }
+  if (!m.paths.empty() &&
+      std::ranges::none_of(call.paths, [&](const std::string& path) { return any_glob(m.paths, path); })) {
+    return false;
+  }
+  if (!m.fstypes.empty() && !any_glob_of(m.fstypes, call.fstype)) {
+    return false;
+  }
+  if (!m.sources.empty() && !any_glob_of(m.sources, call.source)) {
+    return false;
+  }
+  if (!m.targets.empty() && !any_glob_of(m.targets, call.target)) {
+    return false;
+  }
+  if (m.flags &&
+      (!call.flags || (*call.flags & m.flags->set) != m.flags->set || (*call.flags & m.flags->clear) != 0)) {
+    return false;
+  }
+  if (!m.xattr_names.empty() && !any_glob_of(m.xattr_names, call.xattr_name)) {
+    return false;
+  }
+  if (m.value_size && (!call.value_size || !in_range(*m.value_size, *call.value_size))) {
+    return false;
+  }
+  if (!m.sched_policies.empty() &&
+      (!call.sched_policy ||
+       std::ranges::find(m.sched_policies, *call.sched_policy) == m.sched_policies.end())) {
+    return false;
+  }
+  if (m.priority && (!call.priority || !in_range(*m.priority, *call.priority))) {
+    return false;
+  }
+  if (m.nice && (!call.nice || !in_range(*m.nice, *call.nice))) {
+    return false;
+  }
+  return true;
+}
+
+// The syscall is already known to be one of the rule's.
+bool rule_holds(const Rule& rule, const Call& call) {
+  return std::ranges::all_of(rule.args, [&](const ArgCondition& c) { return holds(c, call.args); }) &&
+         (rule.fields == kFieldNone || holds(rule.match, call));
+}
+
+Decision decision_of(const Rule& rule, std::size_t index) {
+  return Decision{
+      .action = rule.action,
+      .err = rule.action == Action::Deny ? rule.err : 0,
+      .value = rule.action == Action::Return ? rule.value : 0,
+      .audit = rule.audit,
+      .rule_index = static_cast<int>(index),
+  };
+}
+
+bool names(const Rule& rule, int nr) {
+  return std::ranges::find(rule.syscalls, nr) != rule.syscalls.end();
+}
+
+// ======================================== reading ========================================
+
+// Walks one policy document along the schema.
+class PolicyReader : public detail::YamlReader {
+ public:
+  using YamlReader::YamlReader;
+
+  std::optional<Policy> policy(const YAML::Node& root);
+
+ private:
+  std::optional<std::vector<int>> syscalls(const Entry& entry);
+  std::optional<std::vector<ArgCondition>> args(const Entry& entry);
+  std::optional<ArgCondition> arg(const YAML::Node& node, std::size_t index);
+  void match(const Entry& entry, Rule& rule, bool syscalls_known);
+  std::optional<FileType> file_type(const Entry& entry);
+  std::optional<std::vector<DevicePattern>> devices(const Entry& entry);
+  std::optional<DevicePattern> device(const YAML::Node& node);
+  std::optional<std::vector<std::string>> globs(const Entry& entry, bool absolute, const char* what);
+  std::optional<FlagMatch> flags(const Entry& entry, const Rule& rule, bool syscalls_known);
+  std::optional<std::uint64_t> flag_list(const Entry& entry, const Rule& rule, bool syscalls_known);
+  std::optional<IntRange> range(const Entry& entry);
+  std::optional<std::vector<int>> sched_policies(const Entry& entry);
+  std::optional<Action> action(const Entry& entry);
+  std::optional<int> errno_value(const Entry& entry);
+  std::optional<Rule> rule(const YAML::Node& node, std::size_t index);
+  std::vector<Rule> rules(const Entry& entry);
+  void includes(const Entry& entry, Policy& policy);
+};
+
+std::optional<std::vector<int>> PolicyReader::syscalls(const Entry& entry) {
+  if (!entry.value.IsSequence()) {
+    wrong_type(entry, "a list of syscall names");
+    return std::nullopt;
+  }
+  if (entry.value.size() == 0) {
+    fail(ErrorCode::BadValue, entry, "`syscalls` must not be empty");
+    return std::nullopt;
+  }
+  std::vector<int> result;
+  bool ok = true;
+  for (const auto& item : entry.value) {
     if (!item.IsScalar()) {
       fail(ErrorCode::WrongType, item, std::string("a syscall name must be a string, got ") + kind(item));
       ok = false;
       continue;
     }
-    const SyscallInfo* info = find_syscall(item.Scalar());
-    if (info == nullptr) {
+    auto nr = syscall_from_name(item.Scalar());
+    if (!nr) {
       fail(ErrorCode::UnknownSyscall, item,
-           "unknown syscall `" + item.Scalar() + "`; policy v1 can trap: " + syscall_names());
+           "unknown syscall `" + item.Scalar() + "`: libseccomp knows no x86_64 syscall of that name");
       ok = false;
       continue;
     }
-    if (std::ranges::find(result, info->syscall) == result.end()) {
-      result.push_back(info->syscall);
+    if (std::ranges::find(result, *nr) == result.end()) {
+      result.push_back(*nr);
     }
   }
   return ok ? std::optional(std::move(result)) : std::nullopt;
 }
 
-std::optional<FileType> Reader::file_type(const Field& field) {
-  auto text = scalar(field);
+std::optional<ArgCondition> PolicyReader::arg(const YAML::Node& node, std::size_t index) {
+  const std::string what = "argument condition " + std::to_string(index + 1);
+  auto entries = mapping(node, kArgKeys, what);
+  if (!entries) {
+    return std::nullopt;
+  }
+  const std::size_t before = error_count();
+  ArgCondition cond;
+  cond.pos = position(node);
+  if (const Entry* idx = require(*entries, "index", node, what)) {
+    if (auto value = u64(*idx)) {
+      if (*value > 5) {
+        fail(ErrorCode::BadArgument, *idx,
+             "`index` must be 0 to 5 (a syscall has six arguments), got " + idx->value.Scalar());
+      } else {
+        cond.index = static_cast<unsigned>(*value);
+      }
+    }
+  }
+  std::optional<CmpOp> op;
+  if (const Entry* op_entry = require(*entries, "op", node, what)) {
+    if (auto text = string(*op_entry)) {
+      for (const auto& [name, value] : kOps) {
+        if (*text == name) {
+          op = value;
+        }
+      }
+      if (!op) {
+        fail(ErrorCode::BadValue, *op_entry,
+             "unknown op `" + *text + "`; expected eq, ne, lt, le, gt, ge or masked_eq");
+      }
+    }
+  }
+  if (op) {
+    cond.op = *op;
+  }
+  if (const Entry* value = require(*entries, "value", node, what)) {
+    cond.value = u64(*value).value_or(0);
+  }
+  const Entry* mask = find(*entries, "mask");
+  if (op == CmpOp::MaskedEq) {
+    if (mask == nullptr) {
+      fail(ErrorCode::MissingKey, node, "missing key `mask` in " + what + " (`op: masked_eq` needs it)");
+    } else {
+      cond.mask = u64(*mask).value_or(0);
+    }
+  } else if (op && mask != nullptr) {
+    fail(ErrorCode::BadValue, mask->key,
+         std::string("`mask` only goes with `op: masked_eq`, this condition's op is ") + to_string(*op));
+  }
+  if (error_count() != before) {
+    return std::nullopt;
+  }
+  return cond;
+}
+
+std::optional<std::vector<ArgCondition>> PolicyReader::args(const Entry& entry) {
+  if (!entry.value.IsSequence()) {
+    wrong_type(entry, "a list of conditions ({index, op, value})");
+    return std::nullopt;
+  }
+  std::vector<ArgCondition> result;
+  bool ok = true;
+  std::size_t i = 0;
+  for (const auto& item : entry.value) {
+    auto cond = arg(item, i++);
+    if (!cond) {
+      ok = false;
+      continue;
+    }
+    // libseccomp 2.5 compiles at most one comparison per argument in a rule (EINVAL otherwise).
+    auto same = std::ranges::find(result, cond->index, &ArgCondition::index);
+    if (same != result.end()) {
+      fail(ErrorCode::BadArgument, item,
+           "a second condition on argument " + std::to_string(cond->index) + " (the first is at line " +
+               std::to_string(same->pos.line) +
+               "); a rule can compare each argument once: split it into two rules or use masked_eq");
+      ok = false;
+      continue;
+    }
+    result.push_back(*cond);
+  }
+  return ok ? std::optional(std::move(result)) : std::nullopt;
+}
+
+std::optional<FileType> PolicyReader::file_type(const Entry& entry) {
+  auto text = string(entry);
   if (!text) {
     return std::nullopt;
   }
@@ -413,11 +924,11 @@ std::optional<FileType> Reader::file_type(const Field& field) {
   if (*text == "block") {
     return FileType::Block;
   }
-  fail(ErrorCode::BadValue, field, "unknown file type `" + *text + "`; expected char or block");
+  fail(ErrorCode::BadValue, entry, "unknown file type `" + *text + "`; expected char or block");
   return std::nullopt;
 }
 
-std::optional<DevicePattern> Reader::device(const YAML::Node& node) {
+std::optional<DevicePattern> PolicyReader::device(const YAML::Node& node) {
   if (!node.IsScalar()) {
     fail(ErrorCode::WrongType, node,
          std::string("a device must be a \"major:minor\" string, got ") + kind(node));
@@ -444,18 +955,18 @@ std::optional<DevicePattern> Reader::device(const YAML::Node& node) {
   return pattern;
 }
 
-std::optional<std::vector<DevicePattern>> Reader::devices(const Field& field) {
-  if (!field.value.IsSequence()) {
-    wrong_type(field, "a list of \"major:minor\" strings");
+std::optional<std::vector<DevicePattern>> PolicyReader::devices(const Entry& entry) {
+  if (!entry.value.IsSequence()) {
+    wrong_type(entry, "a list of \"major:minor\" strings");
     return std::nullopt;
   }
-  if (field.value.size() == 0) {
-    fail(ErrorCode::BadValue, field, "`devices` must not be empty; leave it out to match any device");
+  if (entry.value.size() == 0) {
+    fail(ErrorCode::BadValue, entry, "`devices` must not be empty; leave it out to match any device");
     return std::nullopt;
   }
   std::vector<DevicePattern> result;
   bool ok = true;
-  for (const auto& item : field.value) {
+  for (const auto& item : entry.value) {
     if (auto pattern = device(item)) {
       result.push_back(*pattern);
     } else {
@@ -465,27 +976,240 @@ std::optional<std::vector<DevicePattern>> Reader::devices(const Field& field) {
   return ok ? std::optional(std::move(result)) : std::nullopt;
 }
 
-void Reader::match(const Field& field, Rule& rule) {
-  if (!field.value.IsMap()) {
-    wrong_type(field, "a mapping (type, devices)");
+std::optional<std::vector<std::string>> PolicyReader::globs(const Entry& entry, bool absolute,
+                                                            const char* what) {
+  auto items = string_list(entry, what);
+  if (!items) {
+    return std::nullopt;
+  }
+  std::vector<std::string> result;
+  bool ok = true;
+  for (auto& [text, node] : *items) {
+    if (text.empty() || text.size() > kMaxPattern || text.find('\0') != std::string::npos) {
+      fail(ErrorCode::BadValue, node,
+           "`" + entry.name + "`: a pattern must be 1 to " + std::to_string(kMaxPattern) +
+               " bytes without NUL");
+      ok = false;
+    } else if (absolute && text.front() != '/') {
+      fail(ErrorCode::BadValue, node,
+           "`" + entry.name + "`: `" + text +
+               "` must be an absolute pattern (start with /): paths are "
+               "matched absolute, inside the container's root");
+      ok = false;
+    } else {
+      result.push_back(std::move(text));
+    }
+  }
+  return ok ? std::optional(std::move(result)) : std::nullopt;
+}
+
+std::optional<std::uint64_t> PolicyReader::flag_list(const Entry& entry, const Rule& rule,
+                                                     bool syscalls_known) {
+  if (!entry.value.IsSequence()) {
+    wrong_type(entry, "a list of flag names");
+    return std::nullopt;
+  }
+  // The tables that apply: a name must be valid for every syscall of the rule.
+  bool need_mount = false;
+  bool need_umount = false;
+  if (syscalls_known) {
+    for (int nr : rule.syscalls) {
+      const SyscallInfo* info = syscall_info(nr);
+      need_mount = need_mount || (info != nullptr && info->family == Family::Mount);
+      need_umount = need_umount || (info != nullptr && info->family == Family::Umount);
+    }
+  }
+  std::uint64_t bits = 0;
+  bool ok = true;
+  for (const auto& item : entry.value) {
+    if (!item.IsScalar()) {
+      fail(ErrorCode::WrongType, item, std::string("a flag name must be a string, got ") + kind(item));
+      ok = false;
+      continue;
+    }
+    const std::string& name = item.Scalar();
+    auto mount = std::ranges::find(kMountFlags, name, &NamedValue::name);
+    auto umount = std::ranges::find(kUmountFlags, name, &NamedValue::name);
+    const bool is_mount = mount != kMountFlags.end();
+    const bool is_umount = umount != kUmountFlags.end();
+    if (!is_mount && !is_umount) {
+      fail(ErrorCode::BadValue, item,
+           "unknown flag `" + name +
+               "`; expected MS_* names (mount) or MNT_FORCE, MNT_DETACH, MNT_EXPIRE, "
+               "UMOUNT_NOFOLLOW (umount2)");
+      ok = false;
+    } else if ((need_mount && !is_mount) || (need_umount && !is_umount)) {
+      fail(ErrorCode::BadValue, item,
+           "flag `" + name + "` is a " + (is_mount ? "mount" : "umount2") +
+               " flag, but this rule also names " + (is_mount ? "umount2" : "mount") +
+               "; write one rule per syscall");
+      ok = false;
+    } else {
+      bits |= is_mount ? mount->value : umount->value;
+    }
+  }
+  return ok ? std::optional(bits) : std::nullopt;
+}
+
+std::optional<FlagMatch> PolicyReader::flags(const Entry& entry, const Rule& rule, bool syscalls_known) {
+  if (!entry.value.IsMap()) {
+    wrong_type(entry, "a mapping ({set: [...], clear: [...]})");
+    return std::nullopt;
+  }
+  auto entries = mapping(entry.value, kFlagKeys, "`flags`");
+  if (!entries) {
+    return std::nullopt;
+  }
+  if (entries->empty()) {
+    fail(ErrorCode::MissingKey, entry.value, "`flags` needs `set`, `clear` or both");
+    return std::nullopt;
+  }
+  FlagMatch result;
+  bool ok = true;
+  if (const Entry* set = find(*entries, "set")) {
+    auto bits = flag_list(*set, rule, syscalls_known);
+    ok = ok && bits;
+    result.set = bits.value_or(0);
+  }
+  if (const Entry* clear = find(*entries, "clear")) {
+    auto bits = flag_list(*clear, rule, syscalls_known);
+    ok = ok && bits;
+    result.clear = bits.value_or(0);
+  }
+  return ok ? std::optional(result) : std::nullopt;
+}
+
+std::optional<IntRange> PolicyReader::range(const Entry& entry) {
+  if (!entry.value.IsMap()) {
+    wrong_type(entry, "a mapping ({min: N, max: N})");
+    return std::nullopt;
+  }
+  auto entries = mapping(entry.value, kRangeKeys, "`" + entry.name + "`");
+  if (!entries) {
+    return std::nullopt;
+  }
+  if (entries->empty()) {
+    fail(ErrorCode::MissingKey, entry.value, "`" + entry.name + "` needs `min`, `max` or both");
+    return std::nullopt;
+  }
+  IntRange result;
+  bool ok = true;
+  if (const Entry* min = find(*entries, "min")) {
+    result.min = i64(*min);
+    ok = ok && result.min;
+  }
+  if (const Entry* max = find(*entries, "max")) {
+    result.max = i64(*max);
+    ok = ok && result.max;
+  }
+  return ok ? std::optional(result) : std::nullopt;
+}
+
+std::optional<std::vector<int>> PolicyReader::sched_policies(const Entry& entry) {
+  auto items = string_list(entry, "a list of SCHED_* names");
+  if (!items) {
+    return std::nullopt;
+  }
+  std::vector<int> result;
+  bool ok = true;
+  for (const auto& [name, node] : *items) {
+    auto it = std::ranges::find(kSchedPolicies, name, &NamedValue::name);
+    if (it == kSchedPolicies.end()) {
+      fail(ErrorCode::BadValue, node,
+           "unknown scheduling policy `" + name +
+               "`; expected SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE or SCHED_DEADLINE");
+      ok = false;
+    } else if (std::ranges::find(result, static_cast<int>(it->value)) == result.end()) {
+      result.push_back(static_cast<int>(it->value));
+    }
+  }
+  return ok ? std::optional(std::move(result)) : std::nullopt;
+}
+
+// The syscalls of `rule` a matcher reading `field` cannot apply to, for BadMatcher.
+std::string unsupported(const Rule& rule, std::uint32_t field) {
+  std::string names;
+  for (int nr : rule.syscalls) {
+    const SyscallInfo* info = syscall_info(nr);
+    if (info == nullptr || (info->fields & field) == 0) {
+      names += names.empty() ? "" : ", ";
+      names += syscall_name(nr);
+    }
+  }
+  return names;
+}
+
+// The syscalls a matcher reading `field` applies to (the first few), for BadMatcher.
+std::string supported(std::uint32_t field) {
+  std::string names;
+  int count = 0;
+  for (int nr = 0; nr < 1024; ++nr) {
+    const SyscallInfo* info = syscall_info(nr);
+    if (info != nullptr && (info->fields & field) != 0) {
+      if (++count > 8) {
+        return names + ", ...";
+      }
+      names += names.empty() ? "" : ", ";
+      names += info->name;
+    }
+  }
+  return names;
+}
+
+void PolicyReader::match(const Entry& entry, Rule& rule, bool syscalls_known) {
+  if (entry.value.IsNull()) {
+    return;  // `match:` with nothing: no typed matcher, as in v1
+  }
+  if (!entry.value.IsMap()) {
+    wrong_type(entry, "a mapping (type, devices, path, ...)");
     return;
   }
-  auto fields = mapping(field.value, kMatchKeys, "`match`");
-  if (!fields) {
+  auto entries = mapping(entry.value, kMatchKeys, "`match`");
+  if (!entries) {
     return;
   }
-  if (const Field* type = find(*fields, "type")) {
-    rule.type = file_type(*type);
-  }
-  if (const Field* devs = find(*fields, "devices")) {
-    if (auto patterns = devices(*devs)) {
-      rule.devices = std::move(*patterns);
+  Match& m = rule.match;
+  for (const auto& [name, key] : *entries) {
+    const std::uint32_t field = field_of(name);
+    rule.fields |= field;
+    if (syscalls_known) {
+      if (std::string bad = unsupported(rule, field); !bad.empty()) {
+        fail(ErrorCode::BadMatcher, key.key,
+             "`" + name + "` does not apply to " + bad + "; it matches calls of " + supported(field));
+        continue;
+      }
+    }
+    if (name == "type") {
+      m.type = file_type(key);
+    } else if (name == "devices") {
+      m.devices = devices(key).value_or(std::vector<DevicePattern>{});
+    } else if (name == "path") {
+      m.paths = globs(key, true, "a list of absolute path patterns").value_or(std::vector<std::string>{});
+    } else if (name == "fstype") {
+      m.fstypes = globs(key, false, "a list of filesystem types").value_or(std::vector<std::string>{});
+    } else if (name == "source") {
+      m.sources = globs(key, false, "a list of source patterns").value_or(std::vector<std::string>{});
+    } else if (name == "target") {
+      m.targets = globs(key, true, "a list of absolute target patterns").value_or(std::vector<std::string>{});
+    } else if (name == "flags") {
+      m.flags = flags(key, rule, syscalls_known);
+    } else if (name == "xattr") {
+      m.xattr_names =
+          globs(key, false, "a list of attribute name patterns").value_or(std::vector<std::string>{});
+    } else if (name == "value_size") {
+      m.value_size = range(key);
+    } else if (name == "sched_policy") {
+      m.sched_policies = sched_policies(key).value_or(std::vector<int>{});
+    } else if (name == "priority") {
+      m.priority = range(key);
+    } else if (name == "nice") {
+      m.nice = range(key);
     }
   }
 }
 
-std::optional<Action> Reader::action(const Field& field) {
-  auto text = scalar(field);
+std::optional<Action> PolicyReader::action(const Entry& entry) {
+  auto text = string(entry);
   if (!text) {
     return std::nullopt;
   }
@@ -494,86 +1218,95 @@ std::optional<Action> Reader::action(const Field& field) {
       return value;
     }
   }
-  fail(ErrorCode::BadValue, field, "unknown action `" + *text + "`; expected emulate, allow, deny or kill");
+  fail(ErrorCode::BadValue, entry,
+       "unknown action `" + *text + "`; expected emulate, allow, deny, return, kill or kill-container");
   return std::nullopt;
 }
 
-std::optional<int> Reader::errno_value(const Field& field) {
-  auto text = scalar(field);
+std::optional<int> PolicyReader::errno_value(const Entry& entry) {
+  auto text = string(entry);
   if (!text) {
     return std::nullopt;
   }
   auto value = errno_from_name(*text);
   if (!value) {
-    fail(ErrorCode::UnknownErrno, field,
+    fail(ErrorCode::UnknownErrno, entry,
          "unknown errno name `" + *text + "` (expected a name such as EPERM)");
   }
   return value;
 }
 
-void Reader::check_emulators(const Field& action_field, const Rule& rule) {
-  for (Syscall syscall : rule.syscalls) {
-    if (!syscall_info(syscall).has_emulator) {
-      fail(ErrorCode::NoEmulator, action_field,
-           std::string("`emulate` is not available for ") + to_string(syscall) +
-               ": sysvisor has no emulator for it; use allow, deny or kill");
-    }
-  }
-}
-
-std::optional<Rule> Reader::rule(const YAML::Node& node, std::size_t index) {
+std::optional<Rule> PolicyReader::rule(const YAML::Node& node, std::size_t index) {
   const std::string what = "rule " + std::to_string(index + 1);
-  auto fields = mapping(node, kRuleKeys, what);
-  if (!fields) {
+  auto entries = mapping(node, kRuleKeys, what);
+  if (!entries) {
     return std::nullopt;
   }
-  const std::size_t errors_before = errors_.size();
+  const std::size_t errors_before = error_count();
   Rule rule;
   rule.name = what;
-  rule.pos = position(node.Mark());
-  if (const Field* name = find(*fields, "name")) {
-    rule.name = scalar(*name).value_or(what);
+  rule.pos = position(node);
+  if (const Entry* name = find(*entries, "name")) {
+    rule.name = string(*name).value_or(what);
   }
-  if (const Field* calls = require(*fields, "syscalls", node, what)) {
-    rule.syscalls = syscalls(*calls).value_or(std::vector<Syscall>{});
-  }
-  if (const Field* match_field = find(*fields, "match")) {
-    match(*match_field, rule);
-  }
-  if (const Field* audit = find(*fields, "audit")) {
-    rule.audit = boolean(*audit).value_or(false);
-  }
-  const Field* action_field = require(*fields, "action", node, what);
-  std::optional<Action> parsed_action = action_field ? action(*action_field) : std::nullopt;
-  if (parsed_action) {
-    rule.action = *parsed_action;
-    if (rule.action == Action::Emulate) {
-      check_emulators(*action_field, rule);
+  bool syscalls_known = false;
+  if (const Entry* calls = require(*entries, "syscalls", node, what)) {
+    if (auto parsed = syscalls(*calls)) {
+      rule.syscalls = std::move(*parsed);
+      syscalls_known = true;
     }
   }
-  if (const Field* errno_field = find(*fields, "errno")) {
-    if (parsed_action && *parsed_action != Action::Deny) {
-      fail(ErrorCode::BadValue, errno_field->key,
+  if (const Entry* conditions = find(*entries, "args")) {
+    rule.args = args(*conditions).value_or(std::vector<ArgCondition>{});
+  }
+  if (const Entry* match_entry = find(*entries, "match")) {
+    match(*match_entry, rule, syscalls_known);
+  }
+  if (const Entry* audit = find(*entries, "audit")) {
+    rule.audit = boolean(*audit).value_or(false);
+  }
+  // Without a valid action, errno and value are only checked on their own.
+  const Entry* action_entry = require(*entries, "action", node, what);
+  const std::optional<Action> parsed_action = action_entry ? action(*action_entry) : std::nullopt;
+  const bool known = parsed_action.has_value();
+  rule.action = parsed_action.value_or(Action::Allow);
+  if (const Entry* errno_entry = find(*entries, "errno")) {
+    if (known && rule.action != Action::Deny) {
+      fail(ErrorCode::BadValue, errno_entry->key,
            std::string("`errno` only goes with `action: deny`, this rule's action is ") +
-               to_string(*parsed_action));
-    } else if (auto value = errno_value(*errno_field)) {
+               to_string(rule.action));
+    } else if (auto value = errno_value(*errno_entry)) {
       rule.err = *value;
     }
   }
-  if (errors_.size() != errors_before) {
+  const Entry* value = find(*entries, "value");
+  if (known && rule.action == Action::Return && value == nullptr) {
+    fail(ErrorCode::MissingKey, node, "missing key `value` in " + what + " (`action: return` needs it)");
+  } else if (known && rule.action != Action::Return && value != nullptr) {
+    fail(ErrorCode::BadValue, value->key,
+         std::string("`value` only goes with `action: return`, this rule's action is ") +
+             to_string(rule.action));
+  } else if (value != nullptr) {
+    rule.value = i64(*value).value_or(0);
+  }
+  if (error_count() != errors_before) {
     return std::nullopt;
   }
   return rule;
 }
 
-std::vector<Rule> Reader::rules(const Field& field) {
+std::vector<Rule> PolicyReader::rules(const Entry& entry) {
   std::vector<Rule> result;
-  if (!field.value.IsSequence()) {
-    wrong_type(field, "a list of rules");
+  if (!entry.value.IsSequence()) {
+    wrong_type(entry, "a list of rules");
+    return result;
+  }
+  if (entry.value.size() > kMaxRules) {
+    fail(ErrorCode::BadValue, entry, "more than " + std::to_string(kMaxRules) + " rules in one policy");
     return result;
   }
   std::size_t index = 0;
-  for (const auto& item : field.value) {
+  for (const auto& item : entry.value) {
     if (auto parsed = rule(item, index)) {
       result.push_back(std::move(*parsed));
     }
@@ -582,38 +1315,32 @@ std::vector<Rule> Reader::rules(const Field& field) {
   return result;
 }
 
-std::optional<Policy> Reader::read(const std::string& text) {
-  const Documents docs = scan_documents(text);
-  const std::vector<YAML::Mark>& starts = docs.starts;
-  if (starts.empty()) {
-    fail(ErrorCode::WrongType, Position{file_, 1, 1},
-         "the file is empty; a policy is a mapping with name and rules");
-    return std::nullopt;
+void PolicyReader::includes(const Entry& entry, Policy& policy) {
+  auto items = string_list(entry, "a list of policy names");
+  if (!items) {
+    return;
   }
-  if (docs.stuck) {
-    fail(ErrorCode::YamlParse, position(starts.back()),
-         "unexpected " + describe_char(text, starts.back().pos));
-    return std::nullopt;
+  for (const auto& [name, node] : *items) {
+    if (!valid_policy_name(name)) {
+      fail(ErrorCode::BadValue, node, "`" + name + "` is not a policy name ([a-z0-9][a-z0-9-_.]*)");
+      continue;
+    }
+    policy.includes.push_back(name);
+    policy.include_pos.push_back(position(node));
   }
-  for (std::size_t i = 1; i < starts.size(); ++i) {
-    fail(ErrorCode::BadValue, position(starts[i]),
-         "a second YAML document starts here; a file holds exactly one policy");
-  }
-  // YAML::Load() makes one call to HandleNextDocument(): it cannot loop.
-  return policy(YAML::Load(text));
 }
 
-std::optional<Policy> Reader::policy(const YAML::Node& root) {
-  auto fields = mapping(root, kPolicyKeys, "the policy");
-  if (!fields) {
+std::optional<Policy> PolicyReader::policy(const YAML::Node& root) {
+  auto entries = mapping(root, kPolicyKeys, "the policy");
+  if (!entries) {
     return std::nullopt;
   }
   Policy result;
-  result.pos = position(root.Mark());
-  if (const Field* name = require(*fields, "name", root, "the policy")) {
+  result.pos = position(root);
+  if (const Entry* name = require(*entries, "name", root, "the policy")) {
     // The name is what identifies a policy, so a policy's position is that of its name.
-    result.pos = position(name->key.Mark());
-    if (auto text = scalar(*name)) {
+    result.pos = position(name->key);
+    if (auto text = string(*name)) {
       if (valid_policy_name(*text)) {
         result.name = *text;
       } else {
@@ -622,11 +1349,17 @@ std::optional<Policy> Reader::policy(const YAML::Node& root) {
       }
     }
   }
-  if (const Field* description = find(*fields, "description")) {
-    result.description = scalar(*description).value_or("");
+  if (const Entry* description = find(*entries, "description")) {
+    result.description = string(*description).value_or("");
   }
-  if (const Field* rule_list = require(*fields, "rules", root, "the policy")) {
-    result.rules = rules(*rule_list);
+  if (const Entry* include = find(*entries, "include")) {
+    includes(*include, result);
+  }
+  if (const Entry* rule_list = require(*entries, "rules", root, "the policy")) {
+    result.own_rules = rules(*rule_list);
+  }
+  for (Rule& rule : result.own_rules) {
+    rule.origin = result.name;
   }
   if (failed()) {
     return std::nullopt;
@@ -634,36 +1367,379 @@ std::optional<Policy> Reader::policy(const YAML::Node& root) {
   return result;
 }
 
-std::string io_message(const char* what, int err) {
-  return std::string(what) + ": " + std::error_code(err, std::generic_category()).message();
+// ======================================== resolving ========================================
+
+std::uint64_t fnv1a(std::uint64_t hash, std::string_view bytes) {
+  for (char c : bytes) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 0x100000001b3ULL;
+  }
+  return hash;
 }
 
-// The whole file, or an Io error. A directory fails in read() with EISDIR.
-std::expected<std::string, LoadError> read_file(const std::filesystem::path& path) {
-  const Position pos{path.string(), 0, 0};
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
-  if (!fd) {
-    return std::unexpected(LoadError{ErrorCode::Io, io_message("open", errno), pos});
+std::string hex16(std::uint64_t value) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string text(16, '0');
+  for (int i = 15; i >= 0; --i) {
+    text[static_cast<std::size_t>(i)] = kHex[value & 0xf];
+    value >>= 4;
   }
-  std::string text;
-  std::array<char, 16384> buffer{};
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) {
+  return text;
+}
+
+bool same_devices(const std::vector<DevicePattern>& a, const std::vector<DevicePattern>& b) {
+  return std::ranges::equal(a, b, [](const DevicePattern& x, const DevicePattern& y) {
+    return x.major == y.major && x.minor == y.minor;
+  });
+}
+
+bool same_range(const std::optional<IntRange>& a, const std::optional<IntRange>& b) {
+  return a.has_value() == b.has_value() && (!a || (a->min == b->min && a->max == b->max));
+}
+
+bool same_match(const Match& a, const Match& b) {
+  const bool same_flags = a.flags.has_value() == b.flags.has_value() &&
+                          (!a.flags || (a.flags->set == b.flags->set && a.flags->clear == b.flags->clear));
+  return a.type == b.type && same_devices(a.devices, b.devices) && a.paths == b.paths &&
+         a.fstypes == b.fstypes && a.sources == b.sources && a.targets == b.targets && same_flags &&
+         a.xattr_names == b.xattr_names && same_range(a.value_size, b.value_size) &&
+         a.sched_policies == b.sched_policies && same_range(a.priority, b.priority) &&
+         same_range(a.nice, b.nice);
+}
+
+bool same_args(const std::vector<ArgCondition>& a, const std::vector<ArgCondition>& b) {
+  auto key = [](const ArgCondition& c) { return std::tuple(c.index, c.op, c.value, c.mask); };
+  if (a.size() != b.size()) {
+    return false;
+  }
+  return std::ranges::all_of(a, [&](const ArgCondition& x) {
+    return std::ranges::any_of(b, [&](const ArgCondition& y) { return key(x) == key(y); });
+  });
+}
+
+// No condition at all: the rule decides every call of its syscalls.
+bool unconditional(const Rule& rule) {
+  return rule.args.empty() && rule.match.empty();
+}
+
+// `earlier` decides every call `later` would match.
+bool covers(const Rule& earlier, const Rule& later) {
+  return std::ranges::all_of(later.syscalls, [&](int nr) { return names(earlier, nr); }) &&
+         (earlier.args.empty() || same_args(earlier.args, later.args)) &&
+         (earlier.match.empty() || same_match(earlier.match, later.match));
+}
+
+std::string describe_rule(const Rule& rule) {
+  return "rule `" + rule.name + "` of policy " + rule.origin + " (" + format_position(rule.pos) + ")";
+}
+
+// Why `rule` can match no call, or empty.
+std::string contradiction(const Rule& rule) {
+  for (const ArgCondition& c : rule.args) {
+    const std::string arg = "argument " + std::to_string(c.index);
+    if (c.op == CmpOp::MaskedEq && (c.value & ~c.mask) != 0) {
+      return arg + ": masked_eq value has bits outside its mask, so (arg & mask) never equals it";
+    }
+    if (c.op == CmpOp::Lt && c.value == 0) {
+      return arg + ": no unsigned value is lt 0";
+    }
+    if (c.op == CmpOp::Gt && c.value == std::numeric_limits<std::uint64_t>::max()) {
+      return arg + ": no 64-bit value is gt 0xffffffffffffffff";
+    }
+  }
+  const Match& m = rule.match;
+  for (const auto& [name, range] : {std::pair{"value_size", &m.value_size},
+                                    std::pair{"priority", &m.priority}, std::pair{"nice", &m.nice}}) {
+    if (*range && (*range)->min && (*range)->max && *(*range)->min > *(*range)->max) {
+      return std::string("`") + name + "`: min is greater than max";
+    }
+  }
+  if (m.value_size && m.value_size->max && *m.value_size->max < 0) {
+    return "`value_size`: a size is never negative";
+  }
+  if (m.flags && (m.flags->set & m.flags->clear) != 0) {
+    return "`flags`: a flag is both in `set` and in `clear`";
+  }
+  // `type` against a raw condition that pins the file type in the mode argument of mknod(at).
+  if (m.type) {
+    const std::uint64_t want = *m.type == FileType::Char ? S_IFCHR : S_IFBLK;
+    bool every_call_excluded = !rule.syscalls.empty();
+    for (int nr : rule.syscalls) {
+      const SyscallInfo* info = syscall_info(nr);
+      const unsigned mode_index =
+          info != nullptr && info->family == Family::Mknod ? (nr == SYS_mknod ? 1U : 2U) : 6U;
+      bool excluded = false;
+      for (const ArgCondition& c : rule.args) {
+        if (c.index != mode_index) {
+          continue;
+        }
+        if (c.op == CmpOp::MaskedEq && c.mask == S_IFMT && c.value != want) {
+          excluded = true;
+        }
+        if (c.op == CmpOp::Eq && (c.value & S_IFMT) != want) {
+          excluded = true;
+        }
+      }
+      every_call_excluded = every_call_excluded && excluded;
+    }
+    if (every_call_excluded) {
+      return std::string("`type: ") + to_string(*m.type) +
+             "` contradicts the file type the mode condition requires";
+    }
+  }
+  return {};
+}
+
+// Collects errors and warnings without repeating one (a policy's rules are checked again in
+// every policy that includes it).
+struct Findings {
+  std::vector<LoadError> errors;
+  std::vector<Warning> warnings;
+  std::set<std::tuple<int, std::string, int, int, std::string>> seen;
+
+  void error(ErrorCode code, const Position& pos, std::string message) {
+    if (seen.emplace(static_cast<int>(code), pos.file, pos.line, pos.column, message).second) {
+      errors.push_back(LoadError{code, std::move(message), pos});
+    }
+  }
+  void warning(WarningCode code, const Position& pos, std::string message) {
+    if (seen.emplace(100 + static_cast<int>(code), pos.file, pos.line, pos.column, message).second) {
+      warnings.push_back(Warning{code, std::move(message), pos});
+    }
+  }
+};
+
+// Checks of one policy's own rules.
+void check_own_rules(const Policy& policy, Findings& found) {
+  for (const Rule& rule : policy.own_rules) {
+    if (rule.action == Action::Emulate) {
+      for (int nr : rule.syscalls) {
+        const SyscallInfo* info = syscall_info(nr);
+        if (info == nullptr || !info->emulator) {
+          found.error(ErrorCode::NoEmulator, rule.pos,
+                      "rule `" + rule.name + "`: `emulate` is not available for " + syscall_name(nr) +
+                          ": sysvisor has no emulator for it; use allow, deny, return or kill");
+        }
+      }
+    }
+    if (rule.action == Action::Allow && (rule.fields & kMemoryFields) != 0) {
+      found.error(ErrorCode::UnsafeAllow, rule.pos,
+                  "rule `" + rule.name +
+                      "` allows a call on what it read from the caller's memory, but the kernel reads that "
+                      "memory again after the check (another thread can change it): a rule that matches a "
+                      "path, a name or scheduling parameters must deny, kill, emulate or return");
+    }
+    if (std::string why = contradiction(rule); !why.empty()) {
+      found.warning(WarningCode::NeverMatch, rule.pos, "rule `" + rule.name + "` never matches: " + why);
+    }
+  }
+}
+
+// Checks of a policy's effective rules (its own, then its includes').
+void check_effective_rules(const Policy& policy, Findings& found) {
+  const std::vector<Rule>& rules = policy.rules;
+  const std::string context = policy.includes.empty() ? "" : " (in policy " + policy.name + ")";
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    const Rule& rule = rules[i];
+    // Shadowed.
+    for (std::size_t j = 0; j < i; ++j) {
+      if (covers(rules[j], rule)) {
+        found.warning(WarningCode::Shadowed, rule.pos,
+                      "rule `" + rule.name + "` never decides a call" +
+                          (rules[j].origin == rule.origin ? "" : context) + ": " + describe_rule(rules[j]) +
+                          " comes first and matches every call it matches");
+        break;
+      }
+    }
+    // Memory-dependent decisions must not fall through to allow.
+    if ((rule.fields & kMemoryFields) == 0 || rule.action == Action::Allow) {
+      continue;  // an allow on memory is reported by check_own_rules
+    }
+    for (int nr : rule.syscalls) {
+      const bool dead =
+          std::any_of(rules.begin(), rules.begin() + static_cast<std::ptrdiff_t>(i),
+                      [&](const Rule& earlier) { return names(earlier, nr) && unconditional(earlier); });
+      if (dead) {
+        continue;
+      }
+      const Rule* catch_all = nullptr;
+      const Rule* allow = nullptr;
+      for (std::size_t j = i + 1; j < rules.size() && catch_all == nullptr && allow == nullptr; ++j) {
+        if (!names(rules[j], nr)) {
+          continue;
+        }
+        if (rules[j].action == Action::Allow) {
+          allow = &rules[j];
+        } else if (unconditional(rules[j])) {
+          catch_all = &rules[j];
+        }
+      }
+      const std::string call = syscall_name(nr);
+      if (allow != nullptr) {
+        found.error(ErrorCode::UnsafeAllow, rule.pos,
+                    "rule `" + rule.name + "` decides on memory the caller can still change" + context +
+                        ", and calls of " + call + " that it does not match go on to allow at " +
+                        describe_rule(*allow) +
+                        ", where the kernel re-reads the path: put a catch-all rule for " + call +
+                        " with deny/kill/emulate/return before it");
+      } else if (catch_all == nullptr) {
+        found.error(
+            ErrorCode::UnsafeAllow, rule.pos,
+            "rule `" + rule.name + "` decides on memory the caller can still change" + context +
+                ", and calls of " + call +
+                " that match no rule fall through to allow, where the kernel re-reads the path: add a "
+                "catch-all rule for " +
+                call + " with deny/kill/emulate/return (no match, no args) after it");
+      }
+    }
+  }
+}
+
+struct ResolveOptions {
+  bool report_unknown_includes = true;
+};
+
+std::expected<LoadResult, std::vector<LoadError>> resolve_set(std::vector<Policy> parsed,
+                                                              ResolveOptions options) {
+  Findings found;
+  // Names.
+  std::map<std::string, std::size_t, std::less<>> by_name;
+  std::vector<bool> duplicate(parsed.size(), false);
+  for (std::size_t i = 0; i < parsed.size(); ++i) {
+    auto [it, inserted] = by_name.try_emplace(parsed[i].name, i);
+    if (!inserted) {
+      duplicate[i] = true;
+      found.error(
+          ErrorCode::DuplicatePolicy, parsed[i].pos,
+          "policy `" + parsed[i].name + "` is already defined at " + format_position(parsed[it->second].pos));
+    }
+  }
+  // The include graph.
+  std::vector<std::vector<std::size_t>> edges(parsed.size());
+  for (std::size_t i = 0; i < parsed.size(); ++i) {
+    if (duplicate[i]) {
       continue;
     }
-    if (n < 0) {
-      return std::unexpected(LoadError{ErrorCode::Io, io_message("read", errno), pos});
+    const Policy& policy = parsed[i];
+    for (std::size_t k = 0; k < policy.includes.size(); ++k) {
+      auto it = by_name.find(policy.includes[k]);
+      const Position& pos = k < policy.include_pos.size() ? policy.include_pos[k] : policy.pos;
+      if (it == by_name.end()) {
+        if (options.report_unknown_includes) {
+          found.error(ErrorCode::BadInclude, pos,
+                      "policy `" + policy.name + "` includes `" + policy.includes[k] +
+                          "`, but no policy of that name is loaded");
+        }
+        continue;
+      }
+      edges[i].push_back(it->second);
     }
-    if (n == 0) {
-      return text;
-    }
-    text.append(buffer.data(), static_cast<std::size_t>(n));
   }
+  // Cycles: an iterative depth-first search (the set can be large; no recursion on input).
+  enum Colour : std::uint8_t { White, Grey, Black };
+  std::vector<Colour> colour(parsed.size(), White);
+  for (std::size_t root = 0; root < parsed.size(); ++root) {
+    if (colour[root] != White) {
+      continue;
+    }
+    std::vector<std::pair<std::size_t, std::size_t>> stack{{root, 0}};  // node, next edge
+    colour[root] = Grey;
+    while (!stack.empty()) {
+      auto& [node, next] = stack.back();
+      if (next == edges[node].size()) {
+        colour[node] = Black;
+        stack.pop_back();
+        continue;
+      }
+      const std::size_t edge = next++;
+      const std::size_t target = edges[node][edge];
+      if (colour[target] == Grey) {
+        // Find the include entry of this edge for its position.
+        const Policy& from = parsed[node];
+        Position pos = from.pos;
+        for (std::size_t k = 0, seen_edges = 0; k < from.includes.size(); ++k) {
+          if (by_name.contains(from.includes[k])) {
+            if (seen_edges++ == edge) {
+              pos = k < from.include_pos.size() ? from.include_pos[k] : from.pos;
+              break;
+            }
+          }
+        }
+        found.error(ErrorCode::BadInclude, pos,
+                    target == node ? "include cycle: policy `" + from.name + "` includes itself"
+                                   : "include cycle: policy `" + from.name + "` includes `" +
+                                         parsed[target].name + "`, which includes `" + from.name +
+                                         "` again (directly or through "
+                                         "other policies)");
+      } else if (colour[target] == White) {
+        colour[target] = Grey;
+        stack.emplace_back(target, 0);  // invalidates node/next: they are not used again
+      }
+    }
+  }
+  // Flatten: own rules, then each include's effective rules, depth first, each policy once.
+  for (std::size_t i = 0; i < parsed.size(); ++i) {
+    std::vector<bool> visited(parsed.size(), false);
+    std::vector<std::size_t> order;
+    std::vector<std::size_t> stack{i};
+    while (!stack.empty()) {
+      const std::size_t p = stack.back();
+      stack.pop_back();
+      if (visited[p]) {
+        continue;
+      }
+      visited[p] = true;
+      order.push_back(p);
+      for (auto it = edges[p].rbegin(); it != edges[p].rend(); ++it) {
+        if (!visited[*it]) {
+          stack.push_back(*it);
+        }
+      }
+    }
+    Policy& policy = parsed[i];
+    policy.rules.clear();
+    std::uint64_t hash = 0xcbf29ce484222325ULL;
+    for (std::size_t p : order) {
+      const Policy& part = parsed[p];
+      policy.rules.insert(policy.rules.end(), part.own_rules.begin(), part.own_rules.end());
+      // Each text is preceded by its length, so that moving bytes between texts changes the hash.
+      const std::string length = std::to_string(part.source.size()) + ":";
+      hash = fnv1a(fnv1a(hash, length), part.source);
+    }
+    policy.version = hex16(hash);
+  }
+  for (const Policy& policy : parsed) {
+    check_own_rules(policy, found);
+  }
+  for (const Policy& policy : parsed) {
+    check_effective_rules(policy, found);
+  }
+  if (!found.errors.empty()) {
+    return std::unexpected(std::move(found.errors));
+  }
+  LoadResult result;
+  for (std::size_t i = 0; i < parsed.size(); ++i) {
+    Policy& policy = parsed[i];
+    policy.build_index();
+    std::string name = policy.name;
+    result.policies.emplace(std::move(name), std::make_shared<const Policy>(std::move(policy)));
+  }
+  result.warnings = std::move(found.warnings);
+  return result;
+}
+
+// ======================================== files ========================================
+
+bool ends_with(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
 }
 
 bool is_policy_file(const std::filesystem::directory_entry& entry) {
   std::error_code ec;
+  const std::string name = entry.path().filename().string();
+  if (ends_with(name, ".cases.yaml") || ends_with(name, ".cases.yml")) {
+    return false;  // decision cases for `sysvisor policy test`, not policies
+  }
   const auto ext = entry.path().extension();
   return (ext == ".yaml" || ext == ".yml") && entry.is_regular_file(ec);
 }
@@ -686,15 +1762,15 @@ std::expected<std::vector<std::filesystem::path>, LoadError> policy_files(const 
   return files;
 }
 
-std::string format_position(const Position& pos) {
-  std::string text = pos.file;
-  if (pos.line > 0) {
-    text += ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column);
-  }
-  return text;
+template <typename T>
+std::expected<T, std::vector<LoadError>> io_failure(const std::exception& e,
+                                                    const std::filesystem::path& where) {
+  return std::unexpected(std::vector{LoadError{ErrorCode::Io, e.what(), Position{where.string(), 0, 0}}});
 }
 
 }  // namespace
+
+// ======================================== public API ========================================
 
 const char* to_string(ErrorCode code) {
   switch (code) {
@@ -720,13 +1796,36 @@ const char* to_string(ErrorCode code) {
       return "no-emulator";
     case ErrorCode::DuplicatePolicy:
       return "duplicate-policy";
+    case ErrorCode::BadMatcher:
+      return "bad-matcher";
+    case ErrorCode::UnsafeAllow:
+      return "unsafe-allow";
+    case ErrorCode::BadInclude:
+      return "bad-include";
+    case ErrorCode::BadArgument:
+      return "bad-argument";
   }
   return "unknown-error";
+}
+
+const char* to_string(WarningCode code) {
+  switch (code) {
+    case WarningCode::Shadowed:
+      return "shadowed";
+    case WarningCode::NeverMatch:
+      return "never-match";
+  }
+  return "unknown-warning";
 }
 
 std::string LoadError::format() const {
   std::string where = format_position(pos);
   return where.empty() ? message : where + ": " + message;
+}
+
+std::string Warning::format() const {
+  std::string where = format_position(pos);
+  return (where.empty() ? "" : where + ": ") + "warning: " + message;
 }
 
 const char* to_string(Action action) {
@@ -737,8 +1836,12 @@ const char* to_string(Action action) {
       return "emulate";
     case Action::Deny:
       return "deny";
+    case Action::Return:
+      return "return";
     case Action::Kill:
       return "kill";
+    case Action::KillContainer:
+      return "kill-container";
   }
   return "?";
 }
@@ -753,85 +1856,241 @@ const char* to_string(FileType type) {
   return "?";
 }
 
-const char* to_string(Syscall syscall) {
-  return syscall_info(syscall).name;
+const char* to_string(CmpOp op) {
+  for (const auto& [name, value] : kOps) {
+    if (value == op) {
+      return name;
+    }
+  }
+  return "?";
 }
 
-Decision decide(const Policy& policy, const MknodArgs& args) {
+bool Match::empty() const {
+  return !type && devices.empty() && paths.empty() && fstypes.empty() && sources.empty() && targets.empty() &&
+         !flags && xattr_names.empty() && !value_size && sched_policies.empty() && !priority && !nice;
+}
+
+std::vector<int> Policy::syscalls() const {
+  std::vector<int> result;
+  for (const Rule& rule : rules) {
+    result.insert(result.end(), rule.syscalls.begin(), rule.syscalls.end());
+  }
+  std::ranges::sort(result);
+  auto [first, last] = std::ranges::unique(result);
+  result.erase(first, last);
+  return result;
+}
+
+std::uint32_t Policy::fields_for(int nr) const {
+  std::uint32_t fields = kFieldNone;
+  for (const Rule& rule : rules) {
+    if (names(rule, nr)) {
+      fields |= rule.fields;
+    }
+  }
+  return fields;
+}
+
+void Policy::build_index() {
+  by_syscall.clear();
+  rule_order.clear();
+  for (int nr : syscalls()) {
+    SyscallRules entry{nr, static_cast<std::uint32_t>(rule_order.size()), 0, kFieldNone};
+    for (std::size_t i = 0; i < rules.size(); ++i) {
+      if (names(rules[i], nr)) {
+        rule_order.push_back(static_cast<std::uint32_t>(i));
+        entry.fields |= rules[i].fields;
+        ++entry.count;
+      }
+    }
+    by_syscall.push_back(entry);
+  }
+  indexed_rules = rules.size();
+}
+
+Decision decide(const Policy& policy, const Call& call) {
+  if (policy.indexed_rules == policy.rules.size()) {
+    auto it = std::ranges::lower_bound(policy.by_syscall, call.nr, {}, &Policy::SyscallRules::nr);
+    if (it == policy.by_syscall.end() || it->nr != call.nr) {
+      return Decision{};
+    }
+    for (std::uint32_t k = it->first; k < it->first + it->count && k < policy.rule_order.size(); ++k) {
+      const std::uint32_t i = policy.rule_order[k];
+      if (i < policy.rules.size() && rule_holds(policy.rules[i], call)) {
+        return decision_of(policy.rules[i], i);
+      }
+    }
+    return Decision{};
+  }
   for (std::size_t i = 0; i < policy.rules.size(); ++i) {
     const Rule& rule = policy.rules[i];
-    if (matches(rule, args)) {
-      return Decision{
-          .action = rule.action,
-          .err = rule.action == Action::Deny ? rule.err : 0,
-          .audit = rule.audit,
-          .rule_index = static_cast<int>(i),
-      };
+    if (names(rule, call.nr) && rule_holds(rule, call)) {
+      return decision_of(rule, i);
     }
   }
   return Decision{};
 }
 
 std::expected<Policy, std::vector<LoadError>> parse_policy(std::string_view text, const std::string& file) {
-  Reader reader(file);
+  PolicyReader reader(file);
   std::optional<Policy> policy;
-  try {
-    policy = reader.read(std::string(text));
-  } catch (const YAML::DeepRecursion& e) {
-    // Its own message says "bad file".
-    reader.fail(ErrorCode::YamlParse, reader.position(e.mark), "YAML nested too deeply");
-  } catch (const YAML::Exception& e) {
-    reader.fail(ErrorCode::YamlParse, reader.position(e.mark), e.msg);
-  } catch (const std::exception& e) {
-    reader.fail(ErrorCode::YamlParse, Position{file, 0, 0}, e.what());
-  }
+  detail::guarded(reader, [&] {
+    if (auto root = reader.document(text, "policy (a mapping with name and rules)")) {
+      policy = reader.policy(*root);
+    }
+  });
   if (reader.failed() || !policy) {
-    return std::unexpected(reader.take_errors());
+    auto errors = reader.take_errors();
+    if (errors.empty()) {
+      errors.push_back(LoadError{ErrorCode::YamlParse, "not a policy", Position{file, 0, 0}});
+    }
+    return std::unexpected(std::move(errors));
   }
+  policy->source = std::string(text);
   return std::move(*policy);
 }
 
 std::expected<Policy, std::vector<LoadError>> load_policy_file(const std::filesystem::path& path) {
   try {
-    auto text = read_file(path);
+    LoadError error;
+    auto text = detail::read_text(path.string(), error);
     if (!text) {
-      return std::unexpected(std::vector{std::move(text.error())});
+      return std::unexpected(std::vector{std::move(error)});
     }
     return parse_policy(*text, path.string());
   } catch (const std::exception& e) {
-    return std::unexpected(std::vector{LoadError{ErrorCode::Io, e.what(), Position{path.string(), 0, 0}}});
+    return io_failure<Policy>(e, path);
   }
 }
 
-std::expected<PolicyMap, std::vector<LoadError>> load_policy_dir(const std::filesystem::path& dir) {
+std::expected<LoadResult, std::vector<LoadError>> resolve(std::vector<Policy> parsed) {
+  try {
+    return resolve_set(std::move(parsed), ResolveOptions{});
+  } catch (const std::exception& e) {
+    return io_failure<LoadResult>(e, "resolve");
+  }
+}
+
+std::expected<LoadResult, std::vector<LoadError>> load_policy_dir(const std::filesystem::path& dir) {
   try {
     auto files = policy_files(dir);
     if (!files) {
       return std::unexpected(std::vector{std::move(files.error())});
     }
     std::vector<LoadError> errors;
-    PolicyMap policies;
+    std::vector<Policy> parsed;
     for (const auto& path : *files) {
       auto loaded = load_policy_file(path);
       if (!loaded) {
         std::ranges::move(loaded.error(), std::back_inserter(errors));
         continue;
       }
-      auto policy = std::make_shared<const Policy>(std::move(*loaded));
-      auto [it, inserted] = policies.try_emplace(policy->name, policy);
-      if (!inserted) {
-        errors.push_back(LoadError{
-            ErrorCode::DuplicatePolicy,
-            "policy `" + policy->name + "` is already defined at " + format_position(it->second->pos),
-            policy->pos});
-      }
+      parsed.push_back(std::move(*loaded));
+    }
+    // A policy whose file failed to load may be what an include names: say nothing about that.
+    auto resolved = resolve_set(std::move(parsed), ResolveOptions{.report_unknown_includes = errors.empty()});
+    if (!resolved) {
+      std::ranges::move(resolved.error(), std::back_inserter(errors));
     }
     if (!errors.empty()) {
       return std::unexpected(std::move(errors));
     }
-    return policies;
+    return std::move(*resolved);
   } catch (const std::exception& e) {
-    return std::unexpected(std::vector{LoadError{ErrorCode::Io, e.what(), Position{dir.string(), 0, 0}}});
+    return io_failure<LoadResult>(e, dir);
+  }
+}
+
+std::expected<LoadResult, std::vector<LoadError>> load_policy_files(
+    const std::vector<std::filesystem::path>& files) {
+  try {
+    std::vector<LoadError> errors;
+    std::vector<Policy> set;       // what resolve() gets
+    std::set<std::string> in_set;  // the files in `set`, by path
+    std::set<std::string, std::less<>> names_in_set;
+    // Per directory: the siblings parsed so far, by policy name (lazily, only to find includes).
+    std::map<std::string, std::map<std::string, std::pair<std::string, Policy>, std::less<>>> siblings;
+    std::map<std::string, std::set<std::string>> tried;  // per directory: files parsed or failed
+
+    auto add = [&](Policy policy, const std::string& path) {
+      in_set.insert(path);
+      names_in_set.insert(policy.name);
+      set.push_back(std::move(policy));
+    };
+    for (const auto& file : files) {
+      auto loaded = load_policy_file(file);
+      if (!loaded) {
+        std::ranges::move(loaded.error(), std::back_inserter(errors));
+        continue;
+      }
+      if (in_set.contains(file.string())) {
+        continue;
+      }
+      add(std::move(*loaded), file.string());
+    }
+    // Find each include among the siblings of the file that names it.
+    for (std::size_t i = 0; i < set.size(); ++i) {  // `set` grows as includes are found
+      const std::filesystem::path dir = std::filesystem::path(set[i].pos.file).parent_path();
+      const std::string dir_key = dir.string();
+      const std::vector<std::string> wanted = set[i].includes;
+      for (const std::string& name : wanted) {
+        if (names_in_set.contains(name)) {
+          continue;
+        }
+        auto& known = siblings[dir_key];
+        auto& done = tried[dir_key];
+        auto try_file = [&](const std::filesystem::path& path, bool report) {
+          if (!done.insert(path.string()).second) {
+            return;
+          }
+          std::error_code ec;
+          if (!std::filesystem::is_regular_file(path, ec)) {
+            return;
+          }
+          auto loaded = load_policy_file(path);
+          if (!loaded) {
+            if (report) {  // NAME.yaml is surely the include: its errors matter
+              std::ranges::move(loaded.error(), std::back_inserter(errors));
+            }
+            return;
+          }
+          std::string policy_name = loaded->name;
+          known.try_emplace(policy_name, path.string(), std::move(*loaded));
+        };
+        // NAME.yaml and NAME.yml first; then any other file of the directory, in name order.
+        for (const char* ext : {".yaml", ".yml"}) {
+          if (!known.contains(name)) {
+            try_file(dir / (name + ext), true);
+          }
+        }
+        if (!known.contains(name)) {
+          auto all = policy_files(dir.empty() ? std::filesystem::path(".") : dir);
+          if (all) {
+            for (const auto& path : *all) {
+              const std::filesystem::path candidate = dir.empty() ? path.filename() : path;
+              if (known.contains(name)) {
+                break;
+              }
+              try_file(candidate, false);
+            }
+          }
+        }
+        auto it = known.find(name);
+        if (it != known.end() && !in_set.contains(it->second.first)) {
+          add(it->second.second, it->second.first);
+        }
+      }
+    }
+    auto resolved = resolve_set(std::move(set), ResolveOptions{});
+    if (!resolved) {
+      std::ranges::move(resolved.error(), std::back_inserter(errors));
+    }
+    if (!errors.empty()) {
+      return std::unexpected(std::move(errors));
+    }
+    return std::move(*resolved);
+  } catch (const std::exception& e) {
+    return io_failure<LoadResult>(e, files.empty() ? std::filesystem::path() : files.front());
   }
 }
 
@@ -846,6 +2105,27 @@ std::optional<int> errno_from_name(std::string_view name) {
 const char* errno_name(int err) {
   auto it = std::ranges::find(kErrnos, err, &ErrnoInfo::value);
   return it == std::ranges::end(kErrnos) ? "E?" : it->name;
+}
+
+std::optional<int> syscall_from_name(std::string_view name) {
+  if (name.empty() || name.size() > 64 || name.find('\0') != std::string_view::npos) {
+    return std::nullopt;
+  }
+  const std::string text(name);
+  const int nr = seccomp_syscall_resolve_name_arch(SCMP_ARCH_X86_64, text.c_str());
+  // Negative: unknown (__NR_SCMP_ERROR) or a pseudo number for a call x86_64 does not have.
+  return nr >= 0 ? std::optional(nr) : std::nullopt;
+}
+
+std::string syscall_name(int nr) {
+  if (nr >= 0) {
+    if (char* name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, nr)) {
+      std::string result(name);
+      std::free(name);  // NOLINT(cppcoreguidelines-no-malloc): libseccomp's allocation
+      return result;
+    }
+  }
+  return "syscall_" + std::to_string(nr);
 }
 
 }  // namespace sysvisor::policy

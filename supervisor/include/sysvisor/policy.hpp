@@ -161,6 +161,7 @@ struct Policy {
   std::string name;
   std::string description;
   std::vector<std::string> includes;  // as written
+  std::vector<Position> include_pos;  // where each of `includes` is written (same length)
   std::vector<Rule> own_rules;        // as written in this policy's file
   // Effective rules, in evaluation order: own rules, then each include's effective rules in
   // the order listed (a policy reached twice contributes once, at its first place).
@@ -173,6 +174,20 @@ struct Policy {
   [[nodiscard]] std::vector<int> syscalls() const;
   // What decide() needs decoded for this syscall: the union of the fields its rules read.
   [[nodiscard]] std::uint32_t fields_for(int nr) const;
+
+  // decide()'s index of `rules` by syscall, built by resolve(). Whoever changes `rules` after
+  // that calls build_index() again; decide() falls back to scanning every rule when the index
+  // was built for a different number of rules.
+  struct SyscallRules {
+    int nr = -1;
+    std::uint32_t first = 0;  // into rule_order
+    std::uint32_t count = 0;
+    std::uint32_t fields = kFieldNone;  // fields_for(nr)
+  };
+  std::vector<SyscallRules> by_syscall;   // sorted by nr
+  std::vector<std::uint32_t> rule_order;  // indices into `rules`, grouped by syscall, in order
+  std::size_t indexed_rules = 0;          // rules.size() when the index was built
+  void build_index();
 };
 
 using PolicyMap = std::map<std::string, std::shared_ptr<const Policy>, std::less<>>;
