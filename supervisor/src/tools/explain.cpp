@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 
+#include "sysvisor/syscalls.hpp"
 #include "sysvisor/tools.hpp"
 
 namespace sysvisor::tools {
@@ -78,8 +79,12 @@ std::string outcome(const Rule& r) {
   return out;
 }
 
-std::string conditions(const Rule& r) {
+std::string conditions(const Rule& r, int nr) {
   std::vector<std::string> parts;
+  const policy::SyscallInfo* info = policy::syscall_info(nr);
+  if (info != nullptr && info->family == policy::Family::Mknod && !r.match.type) {
+    parts.emplace_back("type char or block");  // only device nodes are trapped
+  }
   for (const auto& a : r.args) parts.push_back(describe(a));
   for (auto& m : matchers(r.match)) parts.push_back(std::move(m));
   return parts.empty() ? "always" : join(parts, " && ");
@@ -149,7 +154,7 @@ json model(const policy::Policy& p, std::size_t bpf_instructions) {
     for (std::size_t i = 0; i < p.rules.size(); ++i) {
       const Rule& r = p.rules[i];
       if (std::ranges::find(r.syscalls, nr) == r.syscalls.end()) continue;
-      rows.push_back({{"rule", r.name}, {"index", i}, {"when", conditions(r)}, {"then", outcome(r)}});
+      rows.push_back({{"rule", r.name}, {"index", i}, {"when", conditions(r, nr)}, {"then", outcome(r)}});
     }
     rows.push_back({{"rule", nullptr}, {"when", "otherwise"}, {"then", "allow (kernel decides)"}});
     j["decisions"].push_back({{"syscall", policy::syscall_name(nr)}, {"rows", rows}});
