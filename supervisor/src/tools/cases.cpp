@@ -214,13 +214,15 @@ class CaseParser {
             "a case is a string 'CALL -> OUTCOME' or a mapping with `call:` and `expect:`", item.Mark());
       return std::nullopt;
     }
-    auto trim = [](std::string& s) {
+    // Trimmed; the position follows the text's first character.
+    auto trim = [](std::string& s, Position& p) {
       const auto b = s.find_first_not_of(" \t");
       const auto e = s.find_last_not_of(" \t");
+      p.column += static_cast<int>(b == std::string::npos ? 0 : b);
       s = b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
     };
-    trim(c.call_text);
-    trim(c.expect_text);
+    trim(c.call_text, call_pos);
+    trim(c.expect_text, expect_pos);
     bool ok = true;
     auto literal_error = [&](const LiteralError& e, Position p, std::string_view what) {
       if (e.column > 0) p.column += e.column - 1;

@@ -532,7 +532,7 @@ class Decoder {
     if (lit_.name == "umount2") {
       auto flags = need(1);
       if (!flags) return std::unexpected(flags.error());
-      call_.flags = call_.args[1];
+      call_.flags = call_.args[1] & 0xffffffffU;  // an int in the kernel
     } else {
       call_.flags = 0;
     }
