@@ -232,6 +232,9 @@ TEST(CallFromLiteral, PathsAreAbsoluteAndNormalised) {
   auto null_path = call_from_literal(*parse_call("mknod(NULL, S_IFCHR, 1:3)"), ctx);
   ASSERT_FALSE(null_path.has_value());
   EXPECT_EQ(null_path.error().column, 7);
+  auto empty = call_from_literal(*parse_call(R"(mknod("", S_IFCHR, 1:3))"), ctx);
+  ASSERT_FALSE(empty.has_value());
+  EXPECT_NE(empty.error().message.find("ENOENT"), std::string::npos) << empty.error().message;
   auto short_call = call_from_literal(*parse_call(R"(mknod("/x", S_IFCHR))"), ctx);
   ASSERT_FALSE(short_call.has_value());
   EXPECT_NE(short_call.error().message.find("argument 3"), std::string::npos) << short_call.error().message;

@@ -476,7 +476,8 @@ class Decoder {
     if (!s) return std::unexpected(s.error());
     if (!*s) return at(index, "a path argument cannot be NULL");
     const std::string& p = **s;
-    if (!p.empty() && p.front() == '/') return normalize_path("/", p);
+    if (p.empty()) return at(index, "an empty path: the supervisor answers ENOENT without a decision");
+    if (p.front() == '/') return normalize_path("/", p);
     if (slot.dirfd >= 0) {
       const auto dirfd = static_cast<std::size_t>(slot.dirfd);
       auto a = need(dirfd);
