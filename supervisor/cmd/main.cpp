@@ -12,8 +12,8 @@
 #include <exception>
 #include <stdexcept>
 
+#include "policy_cmd.hpp"
 #include "sysvisor/audit.hpp"
-#include "sysvisor/filter.hpp"
 #include "sysvisor/mknod.hpp"
 #include "sysvisor/policy.hpp"
 #include "sysvisor/server.hpp"
@@ -79,32 +79,6 @@ int serve(sysvisor::ServerConfig server) {
   return 0;
 }
 
-int policy_check(const std::vector<std::string>& files) {
-  int errors = 0;
-  for (const auto& file : files) {
-    auto set = sysvisor::policy::load_policy_files({file});
-    if (!set) {
-      for (const auto& e : set.error()) std::printf("%s\n", e.format().c_str());
-      errors += static_cast<int>(set.error().size());
-      continue;
-    }
-    const sysvisor::policy::Policy* loaded = nullptr;
-    for (const auto& [name, p] : set->policies) {
-      if (p->pos.file == file) loaded = p.get();
-    }
-    if (loaded == nullptr) continue;
-    auto bpf = sysvisor::filter::compile(*loaded);
-    if (!bpf) {
-      std::printf("%s: compile filter: %s\n", file.c_str(), bpf.error().message().c_str());
-      ++errors;
-      continue;
-    }
-    std::printf("%s: ok: policy `%s`, %zu rule(s), %zu BPF instructions\n", file.c_str(),
-                loaded->name.c_str(), loaded->rules.size(), bpf->size());
-  }
-  return errors == 0 ? 0 : 1;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -146,15 +120,13 @@ int main(int argc, char** argv) {
                         "Policy for OCI runtimes (oci.sock) whose profile names none (default: "
                         "default_policy of the configuration; none: such handoffs are refused)");
 
-  auto* policy_cmd = app.add_subcommand("policy", "Policy tools");
-  policy_cmd->require_subcommand(1);
-  std::vector<std::string> check_files;
-  auto* check_cmd = policy_cmd->add_subcommand("check",
-                                               "Validate policy files: prints FILE:LINE:COL: message for "
-                                               "each error; exit 0 when all are valid, 1 otherwise");
-  check_cmd->add_option("FILE", check_files, "Policy files")->required()->check(CLI::ExistingFile);
+  sysvisor::cmd::add_policy_commands(app);
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return sysvisor::cmd::exit_status(app, e);  // also how the policy commands end
+  }
   setup_logging(log_level);
   try {
     if (*serve_cmd) {
@@ -173,7 +145,6 @@ int main(int argc, char** argv) {
       if (!default_policy.empty()) server.default_policy_override = default_policy;
       return serve(server);
     }
-    if (*check_cmd) return policy_check(check_files);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sysvisor: %s\n", e.what());
     return 1;

@@ -18,7 +18,7 @@ void write(const fs::path& p, const std::string& text) {
 
 TEST(Cli, PolicyCheckAcceptsTheShippedPolicies) {
   for (const auto& e : fs::directory_iterator(source_dir() / "policies")) {
-    if (e.path().extension() != ".yaml") continue;
+    if (e.path().extension() != ".yaml" || e.path().string().ends_with(".cases.yaml")) continue;
     const auto o = run({kSysvisor.string(), "policy", "check", e.path().string()});
     EXPECT_EQ(o.status, 0) << e.path() << o.out << o.err;
   }

@@ -728,7 +728,7 @@ TEST_F(OciPeers, UnknownPolicyIsRefusedAndSaysWhatFollows) {
   EXPECT_EQ(child->mknod_errno(), ENOSYS) << "nobody supervises the listener any more";
   expect_log("refused container `lost-box`: unknown policy `no-such` (named by the listenerMetadata)");
   expect_log(
-      "loaded: deny-devices, kill-block, rootless-devices; the listener is closed, so the calls the "
+      "kill-block, rootless-devices; the listener is closed, so the calls the "
       "runtime's filter traps in this process now fail with ENOSYS");
 }
 
