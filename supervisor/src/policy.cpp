@@ -1060,7 +1060,7 @@ std::optional<FlagMatch> PolicyReader::flags(const Entry& entry, const Rule& rul
   if (!entries) {
     return std::nullopt;
   }
-  if (entries->empty()) {
+  if (entries->empty() && entry.value.size() == 0) {
     fail(ErrorCode::MissingKey, entry.value, "`flags` needs `set`, `clear` or both");
     return std::nullopt;
   }
@@ -1088,7 +1088,7 @@ std::optional<IntRange> PolicyReader::range(const Entry& entry) {
   if (!entries) {
     return std::nullopt;
   }
-  if (entries->empty()) {
+  if (entries->empty() && entry.value.size() == 0) {
     fail(ErrorCode::MissingKey, entry.value, "`" + entry.name + "` needs `min`, `max` or both");
     return std::nullopt;
   }
@@ -1316,6 +1316,9 @@ std::vector<Rule> PolicyReader::rules(const Entry& entry) {
 }
 
 void PolicyReader::includes(const Entry& entry, Policy& policy) {
+  if (entry.value.IsSequence() && entry.value.size() == 0) {
+    return;  // `include: []`
+  }
   auto items = string_list(entry, "a list of policy names");
   if (!items) {
     return;
@@ -1535,13 +1538,12 @@ void check_own_rules(const Policy& policy, Findings& found) {
   }
 }
 
-// Checks of a policy's effective rules (its own, then its includes').
-void check_effective_rules(const Policy& policy, Findings& found) {
+// Shadowed rules among a policy's effective rules (its own, then its includes').
+void check_shadowing(const Policy& policy, Findings& found) {
   const std::vector<Rule>& rules = policy.rules;
-  const std::string context = policy.includes.empty() ? "" : " (in policy " + policy.name + ")";
+  const std::string context = " (in policy " + policy.name + ")";
   for (std::size_t i = 0; i < rules.size(); ++i) {
     const Rule& rule = rules[i];
-    // Shadowed.
     for (std::size_t j = 0; j < i; ++j) {
       if (covers(rules[j], rule)) {
         found.warning(WarningCode::Shadowed, rule.pos,
@@ -1551,7 +1553,25 @@ void check_effective_rules(const Policy& policy, Findings& found) {
         break;
       }
     }
-    // Memory-dependent decisions must not fall through to allow.
+  }
+}
+
+// A rule that decides on memory, and where calls of `nr` it does not match end: in an allow
+// rule, or (allow == nullptr) in the default allow.
+struct FallThrough {
+  std::size_t policy;  // whose effective rules
+  const Rule* rule;
+  int nr;
+  const Rule* allow;
+};
+
+// Memory-dependent decisions must not fall through to CONTINUE: after each rule that reads
+// memory, the first rule for the same syscall that is unconditional must not allow, and no
+// allow rule for it may come before that one.
+void find_fall_throughs(const Policy& policy, std::size_t index, std::vector<FallThrough>& out) {
+  const std::vector<Rule>& rules = policy.rules;
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    const Rule& rule = rules[i];
     if ((rule.fields & kMemoryFields) == 0 || rule.action == Action::Allow) {
       continue;  // an allow on memory is reported by check_own_rules
     }
@@ -1560,7 +1580,7 @@ void check_effective_rules(const Policy& policy, Findings& found) {
           std::any_of(rules.begin(), rules.begin() + static_cast<std::ptrdiff_t>(i),
                       [&](const Rule& earlier) { return names(earlier, nr) && unconditional(earlier); });
       if (dead) {
-        continue;
+        continue;  // an earlier rule decides every call of nr
       }
       const Rule* catch_all = nullptr;
       const Rule* allow = nullptr;
@@ -1574,23 +1594,50 @@ void check_effective_rules(const Policy& policy, Findings& found) {
           catch_all = &rules[j];
         }
       }
-      const std::string call = syscall_name(nr);
-      if (allow != nullptr) {
-        found.error(ErrorCode::UnsafeAllow, rule.pos,
-                    "rule `" + rule.name + "` decides on memory the caller can still change" + context +
-                        ", and calls of " + call + " that it does not match go on to allow at " +
-                        describe_rule(*allow) +
-                        ", where the kernel re-reads the path: put a catch-all rule for " + call +
-                        " with deny/kill/emulate/return before it");
-      } else if (catch_all == nullptr) {
-        found.error(
-            ErrorCode::UnsafeAllow, rule.pos,
-            "rule `" + rule.name + "` decides on memory the caller can still change" + context +
-                ", and calls of " + call +
-                " that match no rule fall through to allow, where the kernel re-reads the path: add a "
-                "catch-all rule for " +
-                call + " with deny/kill/emulate/return (no match, no args) after it");
+      if (catch_all == nullptr) {
+        out.push_back(FallThrough{index, &rule, nr, allow});
       }
+    }
+  }
+}
+
+// Reports each fall-through once: in the policy that wrote the rule when it is unsafe there
+// already, else in each including policy that makes it unsafe.
+void report_fall_throughs(const std::vector<Policy>& parsed, const std::vector<FallThrough>& falls,
+                          Findings& found) {
+  using Key = std::tuple<std::string, std::string, int, int, int>;
+  auto key = [](const FallThrough& f) {
+    return Key{f.rule->origin, f.rule->pos.file, f.rule->pos.line, f.rule->pos.column, f.nr};
+  };
+  std::set<Key> in_origin;
+  for (const FallThrough& f : falls) {
+    if (parsed[f.policy].name == f.rule->origin) {
+      in_origin.insert(key(f));
+    }
+  }
+  for (const FallThrough& f : falls) {
+    const Policy& policy = parsed[f.policy];
+    const bool own = policy.name == f.rule->origin;
+    if (!own && in_origin.contains(key(f))) {
+      continue;
+    }
+    const std::string context = own ? "" : " (in policy " + policy.name + ")";
+    const std::string call = syscall_name(f.nr);
+    const Rule& rule = *f.rule;
+    if (f.allow != nullptr) {
+      found.error(ErrorCode::UnsafeAllow, rule.pos,
+                  "rule `" + rule.name + "` decides on memory the caller can still change" + context +
+                      ", and calls of " + call + " that it does not match go on to allow at " +
+                      describe_rule(*f.allow) +
+                      ", where the kernel re-reads the path: put a catch-all rule for " + call +
+                      " with deny/kill/emulate/return before that one");
+    } else {
+      found.error(ErrorCode::UnsafeAllow, rule.pos,
+                  "rule `" + rule.name + "` decides on memory the caller can still change" + context +
+                      ", and calls of " + call +
+                      " that match no rule fall through to allow, where the kernel re-reads the path: add a "
+                      "catch-all rule for " +
+                      call + " with deny/kill/emulate/return (no match, no args) after it");
     }
   }
 }
@@ -1615,6 +1662,7 @@ std::expected<LoadResult, std::vector<LoadError>> resolve_set(std::vector<Policy
     }
   }
   // The include graph.
+  bool graph_broken = false;  // an unknown include or a cycle
   std::vector<std::vector<std::size_t>> edges(parsed.size());
   for (std::size_t i = 0; i < parsed.size(); ++i) {
     if (duplicate[i]) {
@@ -1625,6 +1673,7 @@ std::expected<LoadResult, std::vector<LoadError>> resolve_set(std::vector<Policy
       auto it = by_name.find(policy.includes[k]);
       const Position& pos = k < policy.include_pos.size() ? policy.include_pos[k] : policy.pos;
       if (it == by_name.end()) {
+        graph_broken = true;
         if (options.report_unknown_includes) {
           found.error(ErrorCode::BadInclude, pos,
                       "policy `" + policy.name + "` includes `" + policy.includes[k] +
@@ -1654,6 +1703,7 @@ std::expected<LoadResult, std::vector<LoadError>> resolve_set(std::vector<Policy
       const std::size_t edge = next++;
       const std::size_t target = edges[node][edge];
       if (colour[target] == Grey) {
+        graph_broken = true;
         // Find the include entry of this edge for its position.
         const Policy& from = parsed[node];
         Position pos = from.pos;
@@ -1678,20 +1728,20 @@ std::expected<LoadResult, std::vector<LoadError>> resolve_set(std::vector<Policy
     }
   }
   // Flatten: own rules, then each include's effective rules, depth first, each policy once.
-  for (std::size_t i = 0; i < parsed.size(); ++i) {
-    std::vector<bool> visited(parsed.size(), false);
+  std::vector<std::size_t> visited(parsed.size(), 0);  // == i + 1: visited while flattening i
+  for (std::size_t i = 0; i < parsed.size() && !graph_broken; ++i) {
     std::vector<std::size_t> order;
     std::vector<std::size_t> stack{i};
     while (!stack.empty()) {
       const std::size_t p = stack.back();
       stack.pop_back();
-      if (visited[p]) {
+      if (visited[p] == i + 1) {
         continue;
       }
-      visited[p] = true;
+      visited[p] = i + 1;
       order.push_back(p);
       for (auto it = edges[p].rbegin(); it != edges[p].rend(); ++it) {
-        if (!visited[*it]) {
+        if (visited[*it] != i + 1) {
           stack.push_back(*it);
         }
       }
@@ -1711,9 +1761,14 @@ std::expected<LoadResult, std::vector<LoadError>> resolve_set(std::vector<Policy
   for (const Policy& policy : parsed) {
     check_own_rules(policy, found);
   }
-  for (const Policy& policy : parsed) {
-    check_effective_rules(policy, found);
+  // With a missing include or a cycle the effective rules are not known: checking them would
+  // only add confusing errors to the one that matters.
+  std::vector<FallThrough> falls;
+  for (std::size_t i = 0; i < parsed.size() && !graph_broken; ++i) {
+    check_shadowing(parsed[i], found);
+    find_fall_throughs(parsed[i], i, falls);
   }
+  report_fall_throughs(parsed, falls, found);
   if (!found.errors.empty()) {
     return std::unexpected(std::move(found.errors));
   }
