@@ -1,0 +1,8 @@
+#include "sysvisor/emulator.hpp"
+
+namespace sysvisor::emul::xattr {
+Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& /*info*/, const task::TaskHandle& /*task*/,
+                                           const policy::Call& /*call*/) {
+  return std::unique_ptr<Emulation>{};
+}
+}  // namespace sysvisor::emul::xattr
