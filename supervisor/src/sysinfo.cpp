@@ -41,48 +41,6 @@ std::optional<std::uint64_t> number(std::string_view s) {
 
 }  // namespace
 
-CgroupPaths parse_proc_cgroup(std::string_view text) {
-  CgroupPaths out;
-  for (std::string_view line : split(text, '\n')) {
-    if (line.empty()) continue;
-    const auto c1 = line.find(':');
-    const auto c2 = c1 == std::string_view::npos ? c1 : line.find(':', c1 + 1);
-    if (c2 == std::string_view::npos) continue;
-    const std::string_view id = line.substr(0, c1);
-    const std::string_view controllers = line.substr(c1 + 1, c2 - c1 - 1);
-    const std::string path(line.substr(c2 + 1));
-    if (id == "0" && controllers.empty()) {
-      out.v2 = path;
-      continue;
-    }
-    for (std::string_view c : split(controllers, ',')) {
-      if (!c.empty()) out.v1.emplace(std::string(c), path);
-    }
-  }
-  return out;
-}
-
-CgroupMounts parse_cgroup_mounts(std::string_view mountinfo) {
-  CgroupMounts out;
-  for (std::string_view line : split(mountinfo, '\n')) {
-    const auto dash = line.find(" - ");
-    if (dash == std::string_view::npos) continue;
-    const auto left = split(line.substr(0, dash), ' ');
-    const auto right = split(line.substr(dash + 3), ' ');
-    if (left.size() < 5 || right.size() < 3 || left[3] != "/") continue;  // a cgroup's root, not a bind of a subtree
-    const std::string mountpoint(left[4]);
-    if (right[0] == "cgroup2") {
-      if (!out.v2) out.v2 = mountpoint;
-    } else if (right[0] == "cgroup") {
-      for (std::string_view opt : split(right[2], ',')) {
-        if (opt == "rw" || opt == "ro" || opt.empty()) continue;
-        out.v1.emplace(std::string(opt), mountpoint);
-      }
-    }
-  }
-  return out;
-}
-
 std::optional<std::uint64_t> parse_limit(std::string_view text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
   if (text == "max") return kNoLimit;
@@ -250,7 +208,7 @@ Usage read_usage(const CgroupPaths& paths) {
   Usage u;
   auto mountinfo = read_text("/proc/self/mountinfo");
   if (!mountinfo) return u;
-  const CgroupMounts mounts = parse_cgroup_mounts(*mountinfo);
+  const CgroupMounts mounts = cgroup::parse_cgroup_mounts(*mountinfo);
   const auto v2 = where(mounts, paths, nullptr);
   // A leaf's cgroup.controllers lists what its parent enabled for it.
   if (v2 && v2_has(v2->second, "memory")) {
@@ -321,7 +279,7 @@ Result<std::unique_ptr<Emulation>> prepare(const task::TaskHandle& task) {
   // the caller's own start is the fallback (`exec` mode).
   std::optional<std::uint64_t> start;
   if (auto stat = task::read_file_at(task.proc_dir(), "stat")) start = parse_start_ticks(*stat);
-  return std::make_unique<Sysinfo>(std::move(mem), parse_proc_cgroup(*cgroup), start);
+  return std::make_unique<Sysinfo>(std::move(mem), cgroup::parse_proc_cgroup(*cgroup), start);
 }
 
 }  // namespace sysvisor::emul::sysinfo

@@ -12,23 +12,12 @@
 #include <string_view>
 #include <vector>
 
+#include "sysvisor/cgroup.hpp"
+
 namespace sysvisor::emul::sysinfo {
 
-// /proc/TID/cgroup: the unified (v2) path and each v1 controller's path ("memory" -> "/a/b").
-// A v1 line lists its controllers comma-separated ("cpu,cpuacct"); named hierarchies
-// ("name=systemd") are kept by name.
-struct CgroupPaths {
-  std::optional<std::string> v2;
-  std::map<std::string, std::string, std::less<>> v1;
-};
-[[nodiscard]] CgroupPaths parse_proc_cgroup(std::string_view text);
-
-// The cgroup mounts of /proc/self/mountinfo: where the v2 hierarchy is, and each v1 controller.
-struct CgroupMounts {
-  std::optional<std::string> v2;
-  std::map<std::string, std::string, std::less<>> v1;
-};
-[[nodiscard]] CgroupMounts parse_cgroup_mounts(std::string_view mountinfo);
+using CgroupPaths = cgroup::Paths;
+using CgroupMounts = cgroup::Mounts;
 
 // A limit file: a number, or "max" (v2) -> nullopt-free UINT64_MAX. nullopt: not a limit.
 [[nodiscard]] std::optional<std::uint64_t> parse_limit(std::string_view text);
