@@ -1388,7 +1388,8 @@ TEST(SyscallTable, Rows) {
 
 TEST(SyscallTable, NamesAgreeWithLibseccompAndEmulatorsAreMarked) {
   const std::set<int> emulated{SYS_mknod, SYS_mknodat, SYS_sysinfo, SYS_setpriority, SYS_sched_setscheduler,
-                               SYS_sched_setattr};
+                               SYS_sched_setattr, SYS_setxattr, SYS_lsetxattr, SYS_fsetxattr, SYS_removexattr,
+                               SYS_lremovexattr, SYS_fremovexattr};
   int rows = 0;
   for (int nr = -5; nr < 1024; ++nr) {
     const SyscallInfo* info = syscall_info(nr);
