@@ -141,6 +141,10 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--audit", audit_to,
                         "Audit log: a file to append JSON lines to, or - for stdout (default: audit of "
                         "the configuration, -)");
+  std::string default_policy;
+  serve_cmd->add_option("--default-policy", default_policy,
+                        "Policy for OCI runtimes (oci.sock) whose profile names none (default: "
+                        "default_policy of the configuration; none: such handoffs are refused)");
 
   auto* policy_cmd = app.add_subcommand("policy", "Policy tools");
   policy_cmd->require_subcommand(1);
@@ -166,6 +170,7 @@ int main(int argc, char** argv) {
       if (!policies_dir.empty()) server.policies_override = policies_dir;
       if (!audit_to.empty()) server.audit_override = audit_to;
       if (!runtime_dir.empty()) server.runtime_override = runtime_dir;
+      if (!default_policy.empty()) server.default_policy_override = default_policy;
       return serve(server);
     }
     if (*check_cmd) return policy_check(check_files);

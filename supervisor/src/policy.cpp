@@ -241,8 +241,8 @@ void YamlReader::wrong_type(const Entry& entry, const char* expected) {
 std::optional<YAML::Node> YamlReader::document(std::string_view view, const char* what) {
   if (view.size() > kMaxInputBytes) {
     fail(ErrorCode::BadValue, Position{file_, 0, 0},
-         "the file is larger than " + std::to_string(kMaxInputBytes >> 20) + " MiB; " + what +
-             " is a few KiB");
+         "the file is " + std::to_string(view.size()) + " bytes, more than the limit of " +
+             std::to_string(kMaxInputBytes >> 10) + " KiB");
     return std::nullopt;
   }
   std::optional<YAML::Node> root;
@@ -990,6 +990,11 @@ std::optional<std::vector<std::string>> PolicyReader::globs(const Entry& entry, 
            "`" + entry.name + "`: a pattern must be 1 to " + std::to_string(kMaxPattern) +
                " bytes without NUL");
       ok = false;
+    } else if (text.find("[:") != std::string::npos) {
+      fail(ErrorCode::BadValue, node,
+           "`" + entry.name + "`: `" + text +
+               "`: character classes such as [[:alpha:]] are not supported; list the characters");
+      ok = false;
     } else if (absolute && text.front() != '/') {
       fail(ErrorCode::BadValue, node,
            "`" + entry.name + "`: `" + text +
@@ -1566,8 +1571,9 @@ struct FallThrough {
 };
 
 // Memory-dependent decisions must not fall through to CONTINUE: after each rule that reads
-// memory, the first rule for the same syscall that is unconditional must not allow, and no
-// allow rule for it may come before that one.
+// memory, a catch-all for the same syscall (no match; no args, or the rule's own args, so that
+// it decides every call that got past the rule's registers) must come, with no allow rule for
+// that syscall before it.
 void find_fall_throughs(const Policy& policy, std::size_t index, std::vector<FallThrough>& out) {
   const std::vector<Rule>& rules = policy.rules;
   for (std::size_t i = 0; i < rules.size(); ++i) {
@@ -1590,8 +1596,8 @@ void find_fall_throughs(const Policy& policy, std::size_t index, std::vector<Fal
         }
         if (rules[j].action == Action::Allow) {
           allow = &rules[j];
-        } else if (unconditional(rules[j])) {
-          catch_all = &rules[j];
+        } else if (rules[j].match.empty() && (rules[j].args.empty() || same_args(rules[j].args, rule.args))) {
+          catch_all = &rules[j];  // decides every call that passed `rule`'s registers
         }
       }
       if (catch_all == nullptr) {
@@ -1937,6 +1943,10 @@ std::vector<int> Policy::syscalls() const {
 }
 
 std::uint32_t Policy::fields_for(int nr) const {
+  if (indexed_rules == rules.size()) {
+    auto it = std::ranges::lower_bound(by_syscall, nr, {}, &SyscallRules::nr);
+    return it != by_syscall.end() && it->nr == nr ? it->fields : kFieldNone;
+  }
   std::uint32_t fields = kFieldNone;
   for (const Rule& rule : rules) {
     if (names(rule, nr)) {

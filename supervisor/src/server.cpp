@@ -14,34 +14,12 @@
 
 #include "agent.pb.h"
 #include "sysvisor/filter.hpp"
+#include "sysvisor/listen.hpp"
 #include "sysvisor/notify.hpp"
 #include "sysvisor/wire.hpp"
 
 namespace sysvisor {
 namespace {
-
-// SO_PEERCRED, and SO_PEERGROUPS for the supplementary groups a grant may name. A peer
-// whose credentials cannot be read gets uid/gid 65534 (nobody), which no default grants.
-config::Peer peer_credentials(int fd) {
-  config::Peer peer{0, 65534, 65534, {}};
-  ucred cred{};
-  socklen_t len = sizeof cred;
-  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-    peer.pid = cred.pid;
-    peer.uid = cred.uid;
-    peer.gid = cred.gid;
-  }
-  std::vector<gid_t> groups(64);
-  len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
-  if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0 && errno == ERANGE) {
-    groups.resize(len / sizeof(gid_t));
-    len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0) len = 0;
-  }
-  groups.resize(len / sizeof(gid_t));
-  peer.groups = std::move(groups);
-  return peer;
-}
 
 bool valid_container_id(const std::string& id) {
   if (id.empty() || id.size() > 128) return false;
@@ -270,6 +248,7 @@ std::expected<std::pair<config::Config, PolicySet>, std::vector<std::string>> lo
   if (server.policies_override) cfg.policies_dir = *server.policies_override;
   if (server.audit_override) cfg.audit = *server.audit_override;
   if (server.runtime_override) cfg.runtime_dir = *server.runtime_override;
+  if (server.default_policy_override) cfg.default_policy = *server.default_policy_override;
   auto policies = load_policies(cfg.policies_dir);
   if (!policies) return std::unexpected(policies.error());
   if (!cfg.default_policy.empty() && !policies->contains(cfg.default_policy)) {
@@ -296,40 +275,13 @@ Server::Server(boost::asio::io_context& io, ServerConfig config, PolicySet polic
 }
 
 void Server::bind_socket() {
-  const std::string path = socket_path_.string();
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) {
-    throw std::runtime_error("socket path `" + path + "` is longer than " +
-                             std::to_string(sizeof addr.sun_path - 1) +
-                             " bytes: choose a shorter runtime directory");
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!sock) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-  // A live socket means another daemon: refuse rather than steal it. A dead one is stale.
-  {
-    UniqueFd probe(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
-      throw std::runtime_error("another supervisor is already serving `" + path + "`");
-    }
-    ::unlink(path.c_str());
-  }
-  if (::bind(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    throw std::runtime_error("bind `" + path + "`: " + std::strerror(errno));
-  }
-  // Who may connect is the socket's mode and group; what a peer may ask for is `access:`.
   const config::Config& cfg = config_.config;
-  if (cfg.socket_group && ::chown(path.c_str(), 0, *cfg.socket_group) != 0) {
-    throw std::runtime_error("chown `" + path + "` to group " + std::to_string(*cfg.socket_group) + ": " +
-                             std::strerror(errno));
-  }
-  if (::chmod(path.c_str(), cfg.socket_mode) != 0) {
-    throw std::runtime_error("chmod `" + path + "`: " + std::strerror(errno));
-  }
-  if (::listen(sock.get(), 128) != 0)
-    throw std::runtime_error("listen `" + path + "`: " + std::strerror(errno));
-  listener_.assign(sock.release());
+  listener_.assign(listen_unix(socket_path_, SOCK_SEQPACKET, cfg.socket_mode, cfg.socket_group).release());
+  oci_ = std::make_unique<OciIntake>(
+      io_,
+      OciIntake::Config{cfg.runtime_dir / "oci.sock", cfg.default_policy, cfg.socket_mode, cfg.socket_group,
+                        config_.handshake_timeout, config_.max_connections},
+      [this](OciHandoff handoff) { return adopt(std::move(handoff)); });
 }
 
 Server::~Server() {
@@ -345,6 +297,7 @@ void Server::start() {
   });
   wait_for_hangup();
   accept_next();
+  oci_->start();
   std::string names;
   for (const auto& [name, p] : registry_.all()) {
     names += (names.empty() ? "" : ", ") + name + " v" + p.policy->version + " (" +
@@ -425,6 +378,7 @@ bool Server::reload() {
     names += (names.empty() ? "" : ", ") + name + " v" + p.policy->version;
   config_.config = std::move(cfg);
   registry_.replace(std::move(policies));
+  oci_->set_default_policy(config_.config.default_policy);
   spdlog::info("reload: in force: {}", names.empty() ? "no policies" : names);
   return true;
 }
@@ -437,6 +391,7 @@ void Server::shutdown() {
   signals_.cancel(ec);
   hangups_.cancel(ec);
   ::unlink(socket_path_.c_str());
+  oci_->shutdown();
   for (auto& [c, conn] : connections_) conn->drop("supervisor shutting down");
   auto sessions = sessions_;
   for (auto& [id, s] : sessions) s.session->stop();
@@ -475,6 +430,44 @@ void Server::on_connection_done(Connection* conn) {
 
 void Server::on_session_closed(const std::string& session_id) {
   sessions_.erase(session_id);
+}
+
+std::expected<std::string, std::string> Server::adopt(OciHandoff handoff) {
+  if (stopping_) return std::unexpected("the supervisor is shutting down");
+  const LoadedPolicy* loaded = registry_.find(handoff.policy);
+  if (loaded == nullptr) {
+    return std::unexpected(
+        "unknown policy `" + handoff.policy + "` (named by the " + oci::to_string(handoff.policy_source) +
+        "). To fix it, name a loaded policy in the profile's listenerMetadata "
+        "(`policy=NAME`) or add the policy to the supervisor's policy directory; loaded: " +
+        registry_.names());
+  }
+  if (auto why = config::refusal(config_.config, handoff.peer, handoff.policy); !why.empty()) {
+    return std::unexpected(why);
+  }
+  const std::string container_id = handoff.identity.id;
+  const std::string session_id = "s" + std::to_string(++next_session_);
+  Session::Identity identity{session_id,       container_id,     handoff.peer.pid,
+                             handoff.peer.uid, handoff.init_pid, handoff.identity.engine};
+  auto session = std::make_shared<Session>(
+      io_, SessionServices{&devices_, &audit_}, identity, registry_, loaded->policy,
+      std::move(handoff.listener), [this, container_id](const std::string& id) {
+        if (auto group = oci_containers_.find(container_id); group != oci_containers_.end()) {
+          group->second.erase(id);
+          if (group->second.empty()) oci_containers_.erase(group);
+        }
+        on_session_closed(id);
+      });
+  // The runtime's filter, not ours: nothing to compare at a reload.
+  sessions_.emplace(session_id, Supervised{session, {}});
+  auto& group = oci_containers_[container_id];
+  group.insert(session_id);
+  session->start();
+  if (group.size() > 1) {
+    spdlog::info("[c={}] process {} joins the container ({} supervised processes)", container_id, handoff.pid,
+                 group.size());
+  }
+  return session_id;
 }
 
 }  // namespace sysvisor

@@ -418,12 +418,29 @@ void Session::emulate(Result<std::unique_ptr<emul::Emulation>> prepared, std::ui
     it->second->timed_out = true;
     it->second->job->kill();
   });
-  p->exited.async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                       [self = shared_from_this(), id](const boost::system::error_code& ec) {
-                         if (ec) return;  // only when the io_context goes away; the destructor reaps the helper
-                         self->finish_emulation(id);
-                       });
-  pending_.emplace(id, std::move(p));  // answered when the helper exits
+  pending_.emplace(id, std::move(p));
+  wait_for_helper(id);  // answered when the helper exits
+}
+
+void Session::wait_for_helper(std::uint64_t id) {
+  const auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  it->second->exited.async_wait(
+      boost::asio::posix::stream_descriptor::wait_read,
+      [self = shared_from_this(), id](const boost::system::error_code& ec) {
+        if (ec) return;  // only when the io_context goes away; the destructor reaps the helper
+        const auto pending = self->pending_.find(id);
+        if (pending == self->pending_.end()) return;
+        // Asio 1.74's epoll reactor can hand a descriptor state that was just freed (another
+        // fd closed in the same turn) to this new pidfd with the old fd's readiness still
+        // queued: a wake-up is only an exit when the pidfd says so.
+        pollfd pfd{pending->second->job->pidfd(), POLLIN, 0};
+        if (::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN) != 0) {
+          self->finish_emulation(id);
+        } else {
+          self->wait_for_helper(id);
+        }
+      });
 }
 
 void Session::finish_emulation(std::uint64_t id) {

@@ -22,7 +22,7 @@
 namespace sysvisor::policy::detail {
 
 // Larger files are refused before YAML sees them: a policy or a configuration is a few KiB.
-inline constexpr std::size_t kMaxInputBytes = std::size_t{1} << 20;
+inline constexpr std::size_t kMaxInputBytes = std::size_t{256} << 10;
 // After this many errors in one file the reader stops adding more (a last error says so).
 inline constexpr std::size_t kMaxErrors = 100;
 

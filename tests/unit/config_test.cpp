@@ -129,7 +129,7 @@ TEST(Config, Errors) {
   expect_one_error("", ErrorCode::WrongType, 1, 1);
   expect_one_error(",", ErrorCode::YamlParse, 1, 1);
   expect_one_error("access: [" + std::string(100000, '[') + "\n", ErrorCode::YamlParse, 2, 1);
-  expect_one_error(std::string(2 << 20, '#'), ErrorCode::BadValue, 0, 0);
+  expect_one_error(std::string(300 << 10, '#'), ErrorCode::BadValue, 0, 0);
 
   // Unknown user and group names are named in the message.
   auto config = parse_config(

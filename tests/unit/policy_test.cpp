@@ -548,6 +548,7 @@ TEST(PolicyErrors, BadValue) {
       {"openat", "{path: [\"etc/*\"]}"},
       {"openat", "{path: [\"\"]}"},
       {"openat", "{path: []}"},
+      {"openat", "{path: [\"/dev/[[:digit:]]\"]}"},
       {"mount", "{target: [mnt]}"},
       {"mount", "{fstype: []}"},
       {"mount", "{flags: {set: [MS_NOPE]}}"},
@@ -813,6 +814,30 @@ rules:
   - syscalls: [mknod]
     action: emulate
 )");
+  // A catch-all with exactly the rule's args catches what the rule's matchers let through.
+  policy_ok(R"(name: p
+rules:
+  - syscalls: [openat]
+    args: [{index: 2, op: masked_eq, mask: 3, value: 1}]
+    match: {path: ["/etc/*"]}
+    action: deny
+  - syscalls: [openat]
+    args: [{index: 2, op: masked_eq, mask: 3, value: 1}]
+    action: return
+    value: -13
+)");
+  errors = resolve_errors({R"(name: p
+rules:
+  - syscalls: [openat]
+    args: [{index: 2, op: masked_eq, mask: 3, value: 1}]
+    match: {path: ["/etc/*"]}
+    action: deny
+  - syscalls: [openat]
+    args: [{index: 2, op: masked_eq, mask: 3, value: 2}]
+    action: deny
+)"});
+  ASSERT_EQ(errors.size(), 1u) << describe(errors);
+  EXPECT_EQ(errors[0].code, ErrorCode::UnsafeAllow);
   // A rule after an unconditional rule for the same syscall never decides: no fall-through.
   auto shadowed = resolve_texts({R"(name: p
 rules:
@@ -1125,6 +1150,7 @@ rules:
       EXPECT_EQ(a.value, b.value);
     }
   }
+  EXPECT_EQ(unindexed.fields_for(1), policy.fields_for(1));
   Call read;
   read.nr = 0;
   Decision d = decide(policy, read);
@@ -1416,7 +1442,7 @@ TEST(PolicyGlob, AgreesWithFnmatch) {
   std::uniform_int_distribution<std::size_t> pick(0, sizeof(alphabet) - 2);
   std::uniform_int_distribution<int> length(0, 8);
   int checked = 0;
-  for (int round = 0; round < 20000; ++round) {
+  for (int round = 0; round < 6000; ++round) {
     std::string pattern = "/";
     std::string text = "/";
     for (int i = length(rng); i > 0; --i) {
@@ -1440,7 +1466,7 @@ TEST(PolicyGlob, AgreesWithFnmatch) {
     ASSERT_EQ(ours, theirs) << "pattern " << pattern << " text " << text;
     ++checked;
   }
-  EXPECT_GT(checked, 10000);
+  EXPECT_GT(checked, 3000);
 }
 
 TEST(PolicyGlob, StaysFastOnHostilePaths) {
@@ -1543,18 +1569,18 @@ TEST(PolicyHostile, HugeInputIsRefusedQuickly) {
   EXPECT_EQ(errors[0].code, ErrorCode::BadValue);
   // Just under the limit, with a huge rule list and many errors: bounded output, still quick.
   std::string many = "name: p\nrules:\n";
-  while (many.size() < (1 << 20) - 100) {
+  while (many.size() < (250 << 10)) {
     many += "  - {syscalls: [opne], action: deny}\n";
   }
   errors = parse_errors(many);
   EXPECT_LE(errors.size(), 101u);
   std::string flows = "name: p\nrules: [";
-  while (flows.size() < (1 << 20) - 100) {
+  while (flows.size() < (250 << 10)) {
     flows += "{a: [b, {c: d}]}, ";
   }
   errors = parse_errors(flows + "]\n");
   EXPECT_LE(errors.size(), 101u);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
 TEST(PolicyHostile, GarbageBytes) {

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "sysvisor/audit.hpp"
 #include "sysvisor/config.hpp"
 #include "sysvisor/mknod.hpp"
+#include "sysvisor/oci_intake.hpp"
 #include "sysvisor/policy.hpp"
 #include "sysvisor/registry.hpp"
 #include "sysvisor/session.hpp"
@@ -33,6 +35,7 @@ struct ServerConfig {
   std::optional<std::filesystem::path> policies_override;
   std::optional<std::string> audit_override;
   std::optional<std::filesystem::path> runtime_override;
+  std::optional<std::string> default_policy_override;
   std::chrono::milliseconds handshake_timeout{10000};
   std::size_t max_connections = 256;  // handshakes in progress at once
 };
@@ -53,6 +56,11 @@ class Server {
   // SIGHUP: re-read the configuration and the policies; all or nothing. On any error the
   // running set stays and every error is logged. True when the new set is in force.
   bool reload();
+
+  // An OCI runtime's listener (from oci.sock): a session in the container's group. Every
+  // process of one container id (run, each exec) joins the same group. The error is the
+  // refusal, for the intake's log line.
+  [[nodiscard]] std::expected<std::string, std::string> adopt(OciHandoff handoff);
 
  private:
   class Connection;
@@ -81,6 +89,9 @@ class Server {
   std::map<std::string, Supervised> sessions_;
   std::uint64_t next_session_ = 0;
   bool stopping_ = false;
+  // OCI: container id -> its sessions (one per process); the intake of oci.sock.
+  std::map<std::string, std::set<std::string>, std::less<>> oci_containers_;
+  std::unique_ptr<OciIntake> oci_;
 };
 
 // Loads and compiles every policy in `dir`; all errors, formatted FILE:LINE:COL: message.

@@ -76,6 +76,7 @@ class Session : public std::enable_shared_from_this<Session> {
                const Result<void>& copied, const std::string& raw_path, bool compat32, audit::Event event,
                std::chrono::steady_clock::time_point started);
   void send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event);
+  void wait_for_helper(std::uint64_t id);
   void finish_emulation(std::uint64_t id);
   void write_audit(audit::Event& event, std::chrono::steady_clock::time_point started);
   // SEND's failure is logged, except ENOENT: the task is gone, nobody is waiting.

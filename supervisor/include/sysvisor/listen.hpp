@@ -1,0 +1,24 @@
+// The daemon's listening sockets (agent.sock, oci.sock) and who is at the other end.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <optional>
+
+#include "sysvisor/config.hpp"
+#include "sysvisor/unique_fd.hpp"
+
+namespace sysvisor {
+
+// A listening unix socket at `path` (SOCK_SEQPACKET or SOCK_STREAM), non-blocking, with
+// `mode` and `group`. A live socket there means another supervisor: refuse rather than steal
+// it; a dead one is stale and replaced. Throws std::runtime_error naming the path.
+[[nodiscard]] UniqueFd listen_unix(const std::filesystem::path& path, int type, mode_t mode,
+                                   std::optional<gid_t> group);
+
+// SO_PEERCRED, and SO_PEERGROUPS for the supplementary groups a grant may name. A peer whose
+// credentials cannot be read is uid/gid 65534 (nobody), which no default grants anything.
+[[nodiscard]] config::Peer peer_credentials(int fd);
+
+}  // namespace sysvisor
