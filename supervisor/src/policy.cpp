@@ -1570,15 +1570,18 @@ struct FallThrough {
   const Rule* allow;
 };
 
-// Memory-dependent decisions must not fall through to CONTINUE: after each rule that reads
-// memory, a catch-all for the same syscall (no match; no args, or the rule's own args, so that
-// it decides every call that got past the rule's registers) must come, with no allow rule for
-// that syscall before it.
+// Memory-dependent refusals must not fall through to CONTINUE: after each deny, return or kill
+// rule that reads memory, a catch-all for the same syscall (no match; no args, or the rule's
+// own args, so that it decides every call that got past the rule's registers) must come, with
+// no allow rule for that syscall before it. `emulate` is exempt: it acts on the supervisor's
+// copy, and a call that a racing thread steers past it to CONTINUE gets only what the kernel
+// grants the caller anyway, which the emulation rule never took away.
 void find_fall_throughs(const Policy& policy, std::size_t index, std::vector<FallThrough>& out) {
   const std::vector<Rule>& rules = policy.rules;
   for (std::size_t i = 0; i < rules.size(); ++i) {
     const Rule& rule = rules[i];
-    if ((rule.fields & kMemoryFields) == 0 || rule.action == Action::Allow) {
+    if ((rule.fields & kMemoryFields) == 0 || rule.action == Action::Allow ||
+        rule.action == Action::Emulate) {
       continue;  // an allow on memory is reported by check_own_rules
     }
     for (int nr : rule.syscalls) {

@@ -752,6 +752,30 @@ rules:
   policy_ok(one_rule("syscalls: [umount2]\n    match: {flags: {set: [MNT_DETACH]}}\n    action: allow\n"));
 }
 
+TEST(PolicyResolve, AnEmulationOnMemoryMayFallThroughToTheKernel) {
+  // The emulation acts on the supervisor's copy; a racing thread that steers a call past it
+  // only reaches the kernel with the caller's own rights, which nothing here took away.
+  policy_ok(R"(name: p
+rules:
+  - syscalls: [mknod, mknodat]
+    match: {type: char, devices: ["1:3"], path: ["/dev/*"]}
+    action: emulate
+)");
+  // A refusal on memory still needs its catch-all, emulation or not before it.
+  auto errors = resolve_errors({R"(name: p
+rules:
+  - syscalls: [mknod]
+    match: {path: ["/dev/*"]}
+    action: emulate
+  - syscalls: [mknod]
+    match: {path: ["/etc/*"]}
+    action: deny
+)"});
+  ASSERT_EQ(errors.size(), 1u) << describe(errors);
+  EXPECT_EQ(errors[0].code, ErrorCode::UnsafeAllow);
+  EXPECT_EQ(errors[0].pos.line, 6);
+}
+
 TEST(PolicyResolve, UnsafeFallThroughWithoutCatchAll) {
   auto errors = resolve_errors({R"(name: p
 rules:
