@@ -53,8 +53,8 @@ std::string join(const std::string& mount, const std::string& path) {
 }
 
 // v2: the agent's own cgroup must offer the controllers to a child.
-Result<std::string> create_v2(const cgroup::Mounts& mounts, const cgroup::Paths& paths, const std::string& name,
-                              const CgroupLimits& limits) {
+Result<std::string> create_v2(const cgroup::Mounts& mounts, const cgroup::Paths& paths,
+                              const std::string& name, const CgroupLimits& limits) {
   if (!mounts.v2 || !paths.v2) return plain_error("no cgroup v2 hierarchy");
   const std::string parent = join(*mounts.v2, *paths.v2);
   auto offered = read_text(parent + "/cgroup.controllers");
@@ -65,7 +65,8 @@ Result<std::string> create_v2(const cgroup::Mounts& mounts, const cgroup::Paths&
   std::string enable;
   if (limits.memory) enable += "+memory ";
   if (limits.pids) enable += "+pids";
-  if (auto ok = write_text(parent + "/cgroup.subtree_control", enable); !ok) return std::unexpected(ok.error());
+  if (auto ok = write_text(parent + "/cgroup.subtree_control", enable); !ok)
+    return std::unexpected(ok.error());
   const std::string dir = parent + "/" + name;
   if (::mkdir(dir.c_str(), 0755) != 0) return sys_error("create `" + dir + "`");
   Result<void> ok{};
@@ -79,8 +80,8 @@ Result<std::string> create_v2(const cgroup::Mounts& mounts, const cgroup::Paths&
   return dir;
 }
 
-Result<std::string> create_v1(const cgroup::Mounts& mounts, const cgroup::Paths& paths, const char* controller,
-                              const std::string& name) {
+Result<std::string> create_v1(const cgroup::Mounts& mounts, const cgroup::Paths& paths,
+                              const char* controller, const std::string& name) {
   const auto m = mounts.v1.find(controller);
   const auto p = paths.v1.find(controller);
   if (m == mounts.v1.end() || p == paths.v1.end()) {

@@ -70,12 +70,28 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
   unsigned shift = 0;
   if (!unit.empty()) {
     switch (unit.front()) {
-      case 'k': case 'K': shift = 10; break;
-      case 'm': case 'M': shift = 20; break;
-      case 'g': case 'G': shift = 30; break;
-      case 't': case 'T': shift = 40; break;
-      case 'b': case 'B': shift = 0; break;
-      default: return std::nullopt;
+      case 'k':
+      case 'K':
+        shift = 10;
+        break;
+      case 'm':
+      case 'M':
+        shift = 20;
+        break;
+      case 'g':
+      case 'G':
+        shift = 30;
+        break;
+      case 't':
+      case 'T':
+        shift = 40;
+        break;
+      case 'b':
+      case 'B':
+        shift = 0;
+        break;
+      default:
+        return std::nullopt;
     }
     if (unit.front() != 'b' && unit.front() != 'B') {
       unit.remove_prefix(1);

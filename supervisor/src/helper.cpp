@@ -81,7 +81,8 @@ int become_caller(const Caller& c, bool join_mnt, const char** stage) noexcept {
     return failed("chdir /");
   }
   if (::setgroups(0, nullptr) != 0) return failed("drop supplementary groups");
-  if (c.join_user_ns && ::setns(c.user_ns_fd, CLONE_NEWUSER) != 0) return failed("join the caller's user namespace");
+  if (c.join_user_ns && ::setns(c.user_ns_fd, CLONE_NEWUSER) != 0)
+    return failed("join the caller's user namespace");
   // setgroups "deny" in the caller's namespace leaves us with none: fewer rights, never more.
   if (::setgroups(c.ngroups, c.groups.data()) != 0 && !(c.join_user_ns && errno == EPERM))
     return failed("set the caller's groups");

@@ -11,6 +11,8 @@
 //     rule with `priority: {max: N}`, a negative nice only under `nice: {min: N}`. SCHED_DEADLINE
 //     and sched_attr flags other than SCHED_FLAG_RESET_ON_FORK are not emulated (EPERM).
 // No file system work: the answer is immediate.
+#include "sysvisor/sched.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -25,7 +27,6 @@
 #include <limits>
 
 #include "sysvisor/emulator.hpp"
-#include "sysvisor/sched.hpp"
 
 namespace sysvisor::emul::sched {
 
@@ -232,7 +233,8 @@ class Sched final : public Emulation {
 
     long rc = 0;
     if (info_.name == "setpriority") {
-      rc = ::setpriority(PRIO_PROCESS, static_cast<id_t>(target), static_cast<int>(std::clamp<std::int64_t>(*req.nice, -20, 19)));
+      rc = ::setpriority(PRIO_PROCESS, static_cast<id_t>(target),
+                         static_cast<int>(std::clamp<std::int64_t>(*req.nice, -20, 19)));
     } else if (info_.name == "sched_setscheduler") {
       sched_param param{};
       param.sched_priority = static_cast<int>(req.priority);

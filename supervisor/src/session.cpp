@@ -367,9 +367,10 @@ void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event&
 }
 
 void Session::emulate(Result<std::unique_ptr<emul::Emulation>> prepared, std::uint64_t id,
-                      const task::TaskHandle& task, const policy::Call& call, const policy::Decision& decision,
-                      const Result<void>& copied, const std::string& raw_path, bool compat32,
-                      audit::Event event, Clock::time_point started) {
+                      const task::TaskHandle& task, const policy::Call& call,
+                      const policy::Decision& decision, const Result<void>& copied,
+                      const std::string& raw_path, bool compat32, audit::Event event,
+                      Clock::time_point started) {
   const auto answer = [&](const emul::Answer& a) {
     send_answer(id, a, event);
     if (decision.audit) write_audit(event, started);
@@ -451,8 +452,8 @@ void Session::finish_emulation(std::uint64_t id) {
   p->deadline.cancel();
   const emul::Answer outcome = p->job->finish(state_);
   if (p->timed_out) {
-    spdlog::warn("[c={} tid={}] {}: the helper timed out and was killed", identity_.container_id, p->event.pid,
-                 p->event.syscall);
+    spdlog::warn("[c={} tid={}] {}: the helper timed out and was killed", identity_.container_id,
+                 p->event.pid, p->event.syscall);
   }
   send_answer(id, outcome, p->event);
   if (p->audit) write_audit(p->event, p->started);

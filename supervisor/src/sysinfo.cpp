@@ -120,7 +120,7 @@ std::vector<unsigned char> encode(const struct ::sysinfo& info, bool compat32) {
   // The kernel's scaling (kernel/sys.c do_compat_sysinfo): when a total needs more than 32
   // bits, mem_unit grows to the page size and every size shrinks by as many bits.
   std::uint64_t unit = info.mem_unit == 0 ? 1 : info.mem_unit;
-  const std::array<std::uint64_t, 6> v{info.totalram, info.freeram,  info.sharedram,
+  const std::array<std::uint64_t, 6> v{info.totalram,  info.freeram,   info.sharedram,
                                        info.bufferram, info.totalswap, info.freeswap};
   unsigned shift = 0;
   if (std::max(info.totalram, info.totalswap) > 0xffffffffULL) {
@@ -223,8 +223,10 @@ Usage read_usage(const CgroupPaths& paths) {
     if (auto stat = read_text(v1->second + "/memory.stat")) u.shmem = stat_value(*stat, "total_shmem");
     const auto memsw = smallest_limit(v1->first, v1->second, "memory.memsw.limit_in_bytes");
     const auto memsw_usage = read_limit(v1->second + "/memory.memsw.usage_in_bytes");
-    if (memsw && u.mem_limit && *memsw != kNoLimit && *memsw >= *u.mem_limit) u.swap_limit = *memsw - *u.mem_limit;
-    if (memsw_usage && u.mem_usage && *memsw_usage >= *u.mem_usage) u.swap_usage = *memsw_usage - *u.mem_usage;
+    if (memsw && u.mem_limit && *memsw != kNoLimit && *memsw >= *u.mem_limit)
+      u.swap_limit = *memsw - *u.mem_limit;
+    if (memsw_usage && u.mem_usage && *memsw_usage >= *u.mem_usage)
+      u.swap_usage = *memsw_usage - *u.mem_usage;
   }
   if (v2 && v2_has(v2->second, "pids")) {
     u.tasks = read_limit(v2->second + "/pids.current");
@@ -241,7 +243,8 @@ class Sysinfo final : public Emulation {
 
   Started start(const Context& ctx) override {
     const std::uint64_t at = ctx.call.args[0];
-    if (at == 0 || at > static_cast<std::uint64_t>(std::numeric_limits<off_t>::max())) return Answer::error(EFAULT);
+    if (at == 0 || at > static_cast<std::uint64_t>(std::numeric_limits<off_t>::max()))
+      return Answer::error(EFAULT);
     struct ::sysinfo host {};
     if (::sysinfo(&host) != 0) return Answer::error(EPERM, std::string("sysinfo: ") + std::strerror(errno));
     Usage usage = read_usage(paths_);
@@ -254,7 +257,8 @@ class Sysinfo final : public Emulation {
     }
     if (start) {
       const long hz = ::sysconf(_SC_CLK_TCK);
-      if (hz > 0) usage.uptime = host.uptime - static_cast<std::int64_t>(*start / static_cast<std::uint64_t>(hz));
+      if (hz > 0)
+        usage.uptime = host.uptime - static_cast<std::int64_t>(*start / static_cast<std::uint64_t>(hz));
     }
     const auto bytes = encode(compute(host, usage), ctx.compat32);
     const ssize_t n = ::pwrite(mem_.get(), bytes.data(), bytes.size(), static_cast<off_t>(at));

@@ -243,8 +243,8 @@ class Xattr final : public Emulation {
     p->by_fd = by_fd;
     p->file_fd = by_fd ? file_->get() : -1;
     // Granted only by a rule that names the attributes, and never the dangerous ones.
-    p->privileged = !ctx.rule->match.xattr_names.empty() && name != "security.capability" &&
-                    !name.starts_with("system.");
+    p->privileged =
+        !ctx.rule->match.xattr_names.empty() && name != "security.capability" && !name.starts_with("system.");
     p->cap_fowner = (req_->creds.cap_effective & (std::uint64_t{1} << kCapFowner)) != 0;
     for (const auto& r : req_->uid_map) {
       if (p->uid_ranges == kMaxRanges) break;

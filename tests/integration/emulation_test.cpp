@@ -55,7 +55,8 @@ rules:
 std::string host_xattr(const fs::path& p, const char* name) {
   std::array<char, 256> buf{};
   const ssize_t n = ::lgetxattr(p.c_str(), name, buf.data(), buf.size());
-  return n < 0 ? std::string("errno ") + std::to_string(errno) : std::string(buf.data(), static_cast<std::size_t>(n));
+  return n < 0 ? std::string("errno ") + std::to_string(errno)
+               : std::string(buf.data(), static_cast<std::size_t>(n));
 }
 
 std::vector<std::string> words(const std::string& line) {
@@ -142,9 +143,11 @@ TEST_F(Emulation, RealTimePriorityWithinTheLimitIsGrantedAboveItRefused) {
 }
 
 TEST_F(Emulation, NegativeNiceWithinTheLimit) {
-  const auto o = container("probe nice -5 $$; probe getsched $$; probe nice -6 $$; probe getsched $$; "
-                           "probe nice 3 $$; probe getsched $$");
-  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ok", "0 0 -5", "EPERM", "0 0 -5", "ok", "0 0 3"})) << o.err;
+  const auto o = container(
+      "probe nice -5 $$; probe getsched $$; probe nice -6 $$; probe getsched $$; "
+      "probe nice 3 $$; probe getsched $$");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ok", "0 0 -5", "EPERM", "0 0 -5", "ok", "0 0 3"}))
+      << o.err;
 }
 
 TEST_F(Emulation, SchedOnlyForTasksOfTheSameContainerAndOwner) {
@@ -205,7 +208,8 @@ TEST_F(Emulation, TrustedOverlayXattrIsSetAnotherTrustedNameRefused) {
   const auto o = container(
       "touch /tmp/f /tmp/g && mkdir /tmp/d && "
       "probe setxattr /tmp/f trusted.overlay.opaque y; probe setxattr /tmp/f trusted.other y; "
-      "probe setxattr /tmp/g trusted.overlay.redirect /x f; cd /tmp && probe setxattr d trusted.overlay.opaque y l; "
+      "probe setxattr /tmp/g trusted.overlay.redirect /x f; cd /tmp && probe setxattr d "
+      "trusted.overlay.opaque y l; "
       "probe setxattr /tmp/f user.note hello; probe getxattr /tmp/f user.note; "
       "probe setxattr /tmp/g trusted.overlay.gone y && probe removexattr /tmp/g trusted.overlay.gone");
   EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ok", "EPERM", "ok", "ok", "ok", "hello", "ok", "ok"}))
@@ -224,11 +228,14 @@ TEST_F(Emulation, XattrNeedsTheOwnerOrCapFownerAndStaysInsideTheRoot) {
   const fs::path victim = rootfs_holder_->path() / "victim";
   std::ofstream(victim) << "x";
   const auto o = container(
-      "touch /tmp/root-owned; ln -s " + victim.string() + " /tmp/out; ln -s ../../../../../victim /tmp/up; "
+      "touch /tmp/root-owned; ln -s " + victim.string() +
+      " /tmp/out; ln -s ../../../../../victim /tmp/up; "
       "probe setxattr /tmp/out trusted.overlay.opaque y; probe setxattr /tmp/up trusted.overlay.opaque y; "
       "probe as 1000 1000 0 -- probe setxattr /tmp/root-owned trusted.overlay.opaque y; "
-      "probe setxattr /tmp/out trusted.overlay.opaque y l; probe setxattr /nonexistent trusted.overlay.opaque y");
-  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ENOENT", "ENOENT", "EPERM", "EPERM", "ENOENT"})) << o.err;
+      "probe setxattr /tmp/out trusted.overlay.opaque y l; probe setxattr /nonexistent "
+      "trusted.overlay.opaque y");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ENOENT", "ENOENT", "EPERM", "EPERM", "ENOENT"}))
+      << o.err;
   EXPECT_EQ(host_xattr(victim, "trusted.overlay.opaque"), "errno " + std::to_string(ENODATA));
   EXPECT_EQ(host_xattr(rootfs_ / "tmp" / "root-owned", "trusted.overlay.opaque"),
             "errno " + std::to_string(ENODATA));
@@ -240,7 +247,8 @@ TEST_F(Emulation, XattrHostileArguments) {
   const auto o = container(
       "touch /tmp/f; probe xattr-badptr /tmp/f; probe xattr-longname /tmp/f; "
       "probe xattr-race /tmp/f trusted.overlay.aa trusted.xxxxxxx.aa 300");
-  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"EFAULT", "EFAULT", "EFAULT", "ERANGE", "done"})) << o.err;
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"EFAULT", "EFAULT", "EFAULT", "ERANGE", "done"}))
+      << o.err;
   EXPECT_EQ(host_xattr(rootfs_ / "tmp" / "f", "trusted.xxxxxxx.aa"), "errno " + std::to_string(ENODATA))
       << "a name the policy refuses was set";
   EXPECT_EQ(host_xattr(rootfs_ / "tmp" / "f", "trusted.overlay.aa"), "y");

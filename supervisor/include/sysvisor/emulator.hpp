@@ -15,7 +15,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <set>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -35,8 +34,7 @@ struct SessionState {
   std::string container_id;
   pid_t container_pid = 0;  // its init, host view (0: unknown, `exec` mode)
   mknod::DeviceStore* devices = nullptr;
-  std::vector<std::string> nodes;     // device nodes made for it, removed with the session
-  std::set<std::uint64_t> mount_ids;  // mounts sysvisor made in its mount namespace (umount2 may undo them)
+  std::vector<std::string> nodes;  // device nodes made for it, removed with the session
 };
 
 struct Answer {
@@ -65,10 +63,10 @@ using Started = std::variant<Answer, std::unique_ptr<Job>>;
 
 struct Context {
   const task::TaskHandle& task;
-  const policy::Call& call;      // the decided copies
-  const policy::Rule* rule;      // the rule that said `emulate` (never null in start())
-  const std::string& raw_path;   // the first path argument as the caller passed it ("" if none)
-  bool compat32 = false;         // i386 ABI: 32-bit structures in the caller's memory
+  const policy::Call& call;     // the decided copies
+  const policy::Rule* rule;     // the rule that said `emulate` (never null in start())
+  const std::string& raw_path;  // the first path argument as the caller passed it ("" if none)
+  bool compat32 = false;        // i386 ABI: 32-bit structures in the caller's memory
   SessionState& state;
 };
 
@@ -91,27 +89,27 @@ class Emulation {
 // Before the first ID_VALID, for a call that may be emulated: the emulation of its family with
 // the task's fds opened. nullptr when the syscall has no emulator. `call` holds registers only.
 [[nodiscard]] Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info,
-                                                         const task::TaskHandle& task, const policy::Call& call);
+                                                         const task::TaskHandle& task,
+                                                         const policy::Call& call);
 
 // The families (one file each).
 namespace mknod_emul {
 [[nodiscard]] Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info,
-                                                         const task::TaskHandle& task, const policy::Call& call);
+                                                         const task::TaskHandle& task,
+                                                         const policy::Call& call);
 }
 namespace sched {
 [[nodiscard]] Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info,
-                                                         const task::TaskHandle& task, const policy::Call& call);
+                                                         const task::TaskHandle& task,
+                                                         const policy::Call& call);
 }
 namespace sysinfo {
 [[nodiscard]] Result<std::unique_ptr<Emulation>> prepare(const task::TaskHandle& task);
 }
 namespace xattr {
 [[nodiscard]] Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info,
-                                                         const task::TaskHandle& task, const policy::Call& call);
-}
-namespace mount {
-[[nodiscard]] Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info,
-                                                         const task::TaskHandle& task, const policy::Call& call);
+                                                         const task::TaskHandle& task,
+                                                         const policy::Call& call);
 }
 
 }  // namespace sysvisor::emul

@@ -27,7 +27,7 @@ struct Caller {
   int user_ns_fd = -1;
   int mnt_ns_fd = -1;
   bool join_user_ns = false;
-  bool relative = false;  // chdir to start_fd (else to "/")
+  bool relative = false;               // chdir to start_fd (else to "/")
   std::array<std::uint32_t, 4> uid{};  // as the caller's user namespace sees them
   std::array<std::uint32_t, 4> gid{};
   std::array<gid_t, kMaxGroups> groups{};

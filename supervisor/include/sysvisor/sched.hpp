@@ -19,10 +19,10 @@ inline constexpr int kResetOnFork = 0x40000000;  // SCHED_RESET_ON_FORK, or'ed i
 
 // A request as the emulator checks it against the rule that said `emulate`.
 struct Request {
-  int policy = 0;                   // SCHED_*; -1: unchanged (setpriority)
-  std::int64_t priority = 0;        // sched_priority
+  int policy = 0;                    // SCHED_*; -1: unchanged (setpriority)
+  std::int64_t priority = 0;         // sched_priority
   std::optional<std::int64_t> nice;  // nice to set, if any
-  bool clamp_nice = false;          // setpriority clamps to -20..19; sched_setattr refuses
+  bool clamp_nice = false;           // setpriority clamps to -20..19; sched_setattr refuses
 };
 struct Verdict {
   int err = 0;  // 0: may be done; else the caller's errno

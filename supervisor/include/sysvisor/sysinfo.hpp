@@ -26,13 +26,13 @@ using CgroupMounts = cgroup::Mounts;
 
 // What the container's cgroups say, in bytes (UINT64_MAX or absent: no limit / unknown).
 struct Usage {
-  std::optional<std::uint64_t> mem_limit;   // the smallest along the cgroup's ancestors
+  std::optional<std::uint64_t> mem_limit;  // the smallest along the cgroup's ancestors
   std::optional<std::uint64_t> mem_usage;
   std::optional<std::uint64_t> shmem;
   std::optional<std::uint64_t> swap_limit;  // swap alone (v1: memsw minus memory)
   std::optional<std::uint64_t> swap_usage;
   std::optional<std::uint64_t> tasks;
-  std::optional<std::int64_t> uptime;       // seconds since the container started
+  std::optional<std::int64_t> uptime;  // seconds since the container started
 };
 
 // The host's sysinfo narrowed to the container: totals never above the host's, frees never
