@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cgroup_setup.hpp"
 #include "container_setup.hpp"
 #include "exit_codes.hpp"
 #include "failure.hpp"
@@ -303,6 +304,13 @@ Result<int> run_container(const RunOptions& opts, UniqueFd sock, const Filter& f
     return sys_error("create a signalfd");
   }
 
+  // The container's cgroup exists before the init does; it is removed after the init is reaped.
+  auto cgroup = ContainerCgroup::create("sysvisor-" + opts.common.id + "-" + std::to_string(::getpid()),
+                                        CgroupLimits{opts.memory, opts.pids});
+  if (!cgroup) {
+    return std::unexpected(cgroup.error());
+  }
+
   InitContext ctx;
   ctx.opts = &opts;
   ctx.filter = &filter;
@@ -344,6 +352,10 @@ Result<int> run_container(const RunOptions& opts, UniqueFd sock, const Filter& f
   if (auto mapped = write_id_maps(pid, opts.userns, signals.saved_mask()); !mapped) {
     abort_init();
     return std::unexpected(mapped.error());
+  }
+  if (auto joined = cgroup->add(pid); !joined) {
+    abort_init();
+    return std::unexpected(joined.error());
   }
   const auto host_pid = static_cast<std::uint32_t>(pid);
   if (::send(sync_write.get(), &host_pid, sizeof(host_pid), MSG_NOSIGNAL) !=

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "commands.hpp"
+#include "sysvisor/cgroup.hpp"
 #include "exit_codes.hpp"
 #include "failure.hpp"
 #include "idmap.hpp"
@@ -117,6 +118,16 @@ int main(int argc, char** argv) {
                   "(repeatable)")
       ->type_name("KEY[=VALUE]")
       ->allow_extra_args(false);
+  std::string memory_text;
+  std::uint64_t pids_limit = 0;
+  run->add_option("--memory", memory_text,
+                  "Memory limit of the container (e.g. 256M, 1G), in a cgroup of its own (v2 where the "
+                  "controllers are available, else v1); sysinfo and `free` inside show it when the policy "
+                  "emulates sysinfo")
+      ->type_name("SIZE");
+  run->add_option("--pids", pids_limit, "Limit on the number of tasks of the container, in its cgroup")
+      ->type_name("N")
+      ->check(CLI::PositiveNumber);
 
   ExecOptions exec_opts;
   CLI::App* exec =
@@ -151,6 +162,14 @@ int main(int argc, char** argv) {
         problem = range.error().message();
       }
     }
+    if (problem.empty() && !memory_text.empty()) {
+      if (auto bytes = sysvisor::cgroup::parse_size(memory_text); bytes && *bytes > 0) {
+        run_opts.memory = *bytes;
+      } else {
+        problem = "--memory `" + memory_text + "`: expected a size such as 256M or 1G";
+      }
+    }
+    if (pids_limit > 0) run_opts.pids = pids_limit;
     if (problem.empty()) {
       // Absolute and without symlinks: the supervisor gets it as a label, the init binds it.
       char* resolved = ::realpath(run_opts.rootfs.c_str(), nullptr);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,8 @@ struct RunOptions {
   std::string rootfs;  // absolute, resolved
   IdMapRange userns;
   std::vector<std::string> env;  // KEY=VALUE, added to the container's default environment
+  std::optional<std::uint64_t> memory;  // --memory: bytes, in a cgroup of the container's own
+  std::optional<std::uint64_t> pids;    // --pids
 };
 
 struct ExecOptions {

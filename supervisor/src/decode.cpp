@@ -107,6 +107,7 @@ void from_registers(policy::Call& call, const policy::SyscallInfo& info, std::ui
         call.sched_policy = static_cast<std::int32_t>(call.args[1]);
       }
       break;
+    case policy::Family::Sysinfo:
     case policy::Family::None:
       break;
   }

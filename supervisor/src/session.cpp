@@ -32,7 +32,7 @@ bool gone(const SysError& e) {
 }  // namespace
 
 struct Session::Pending {
-  mknod::Running run;
+  std::unique_ptr<emul::Job> job;
   boost::asio::posix::stream_descriptor exited;
   boost::asio::steady_timer deadline;
   audit::Event event;
@@ -40,8 +40,8 @@ struct Session::Pending {
   Clock::time_point started;
   bool timed_out = false;
 
-  Pending(boost::asio::io_context& io, mknod::Running r)
-      : run(std::move(r)), exited(io, ::dup(run.pidfd.get())), deadline(io) {}
+  Pending(boost::asio::io_context& io, std::unique_ptr<emul::Job> j)
+      : job(std::move(j)), exited(io, ::dup(job->pidfd())), deadline(io) {}
 };
 
 Session::Session(boost::asio::io_context& io, SessionServices services, Identity identity,
@@ -56,6 +56,10 @@ Session::Session(boost::asio::io_context& io, SessionServices services, Identity
       listener_(std::move(listener)),
       readable_(io, listener_.get()),
       on_closed_(std::move(on_closed)) {
+  state_.session_id = identity_.session_id;
+  state_.container_id = identity_.container_id;
+  state_.container_pid = identity_.container_pid;
+  state_.devices = services_.devices;
   if (identity_.container_pid > 0) {
     container_pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, identity_.container_pid, 0)));
   }
@@ -67,12 +71,10 @@ Session::~Session() {
   readable_.cancel(ec);
   [[maybe_unused]] const int fd = readable_.release();
   for (auto& [id, p] : pending_) {
-    mknod::kill(p->run);
-    if (mknod::finish(p->run, *services_.devices).err == 0 && !p->run.node_name.empty()) {
-      nodes_.push_back(p->run.node_name);
-    }
+    p->job->kill();
+    (void)p->job->finish(state_);
   }
-  for (const auto& node : nodes_) services_.devices->remove_node(node);
+  for (const auto& node : state_.nodes) services_.devices->remove_node(node);
 }
 
 void Session::start() {
@@ -133,7 +135,7 @@ void Session::close() {
   readable_.cancel(ec);
   for (auto& [id, p] : pending_) {
     p->deadline.cancel();
-    mknod::kill(p->run);
+    p->job->kill();
   }
   // Post: on_closed_ drops the daemon's reference, which may be the last one.
   boost::asio::post(io_, [self = shared_from_this()] { self->on_closed_(self->identity_.session_id); });
@@ -232,12 +234,11 @@ void Session::dispatch(const seccomp_notif& n) {
   const bool mknod_family = info != nullptr && info->family == policy::Family::Mknod;
   const std::size_t first = mknod_family && info->paths[0].dirfd >= 0 ? 1 : 0;
   const auto mode = static_cast<mode_t>(static_cast<std::uint16_t>(call.args[first + 1]));
-  std::optional<Result<mknod::Request>> request;
-  if (mknod_family && (from_memory || decision.action == policy::Action::Emulate)) {
-    // Emulation may follow: its fds must be opened before ID_VALID vouches for them.
-    request =
-        mknod::prepare(*task, mode, static_cast<std::uint32_t>(call.args[first + 2]),
-                       first == 1 ? static_cast<int>(static_cast<std::int32_t>(call.args[0])) : AT_FDCWD);
+  Result<std::unique_ptr<emul::Emulation>> emulation{};
+  if (info != nullptr && info->emulator && (from_memory || decision.action == policy::Action::Emulate)) {
+    // Emulation may follow: its fds must be opened before ID_VALID vouches for them. A failure
+    // matters only if the decision is `emulate`.
+    emulation = emul::prepare(*info, *task, call);
   }
   UniqueFd victim;
   if (from_memory || decision.action == policy::Action::Kill ||
@@ -253,7 +254,9 @@ void Session::dispatch(const seccomp_notif& n) {
   std::string raw_path;
   Result<void> copied{};
   if (info != nullptr) {
-    const std::uint32_t wanted = fields | (mknod_family ? policy::kFieldPath : 0U);
+    // mknod's path is read for the audit record too, whatever the decision.
+    const std::uint32_t wanted = fields | (mknod_family ? policy::kFieldPath : 0U) |
+                                 (emulation && *emulation ? (*emulation)->fields() : 0U);
     copied = decode::from_memory(call, *info, wanted, *task, &raw_path);
   }
   if (auto v = listener_.id_valid(id); !v) return;
@@ -333,56 +336,91 @@ void Session::dispatch(const seccomp_notif& n) {
       event.err = ENOSYS;
       break;
     case policy::Action::Emulate: {
-      int err = 0;
-      if (mknod_family && !call.type) {
-        // A FIFO, socket or regular file: unprivileged callers may make those themselves.
-        let_kernel_decide();
-        event.continued = true;
-        break;
-      }
-      if (!mknod_family || !request) {
-        // The loader accepts `emulate` only where an emulator exists.
-        spdlog::error("[c={} tid={}] no emulator for {}", identity_.container_id, tid, event.syscall);
-        err = ENOSYS;
-      } else if (!copied) {
-        err = copied.error().err;  // EFAULT / ENAMETOOLONG / EBADF: what the kernel would say
-      } else if (raw_path.empty()) {
-        err = ENOENT;
-      } else if (!*request) {
-        spdlog::warn("[c={} tid={}] mknod: {}", identity_.container_id, tid, request->error().message());
-        err = EPERM;
-      }
-      if (err == 0) {
-        auto run = mknod::start(**request, raw_path, *services_.devices, identity_.session_id);
-        if (!run) {
-          // A bad dirfd is the caller's error; anything else is ours, logged, and EPERM.
-          const SysError& e = run.error();
-          err = (e.err == EBADF || e.err == ENOTDIR) ? e.err : EPERM;
-          if (err == EPERM) spdlog::warn("[c={} tid={}] mknod: {}", identity_.container_id, tid, e.message());
-        } else {
-          auto p = std::make_unique<Pending>(io_, std::move(*run));
-          p->event = std::move(event);
-          p->audit = decision.audit;
-          p->started = started;
-          p->deadline.expires_after(services_.emulation_timeout);
-          p->deadline.async_wait([self = shared_from_this(), id](const boost::system::error_code& ec) {
-            if (ec) return;
-            auto it = self->pending_.find(id);
-            if (it == self->pending_.end()) return;
-            it->second->timed_out = true;
-            mknod::kill(it->second->run);
-          });
-          pending_.emplace(id, std::move(p));
-          wait_for_helper(id);
-          return;  // answered when the helper exits
-        }
-      }
-      respond(err);
-      event.err = err;
-      break;
+      emulate(std::move(emulation), id, *task, call, decision, copied, raw_path,
+              filter::is_compat32(n.data.arch), std::move(event), started);
+      return;  // emulate() answers and audits
     }
   }
   if (decision.audit) write_audit(event, started);
+}
+
+void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event) {
+  const pid_t tid = event.pid;
+  if (!a.diagnostic.empty()) {
+    spdlog::warn("[c={} tid={}] {} `{}`: {}", identity_.container_id, tid, event.syscall,
+                 event.path.value_or(""), a.diagnostic);
+  }
+  switch (a.kind) {
+    case emul::Answer::Kind::Continue:
+      warn_unless_gone(listener_.respond_continue(id), tid);
+      event.continued = true;
+      break;
+    case emul::Answer::Kind::Value:
+      warn_unless_gone(listener_.respond_value(id, a.value), tid);
+      event.value = a.value;
+      break;
+    case emul::Answer::Kind::Errno:
+      warn_unless_gone(listener_.respond(id, a.err), tid);
+      event.err = a.err;
+      break;
+  }
+}
+
+void Session::emulate(Result<std::unique_ptr<emul::Emulation>> prepared, std::uint64_t id,
+                      const task::TaskHandle& task, const policy::Call& call,
+                      const policy::Decision& decision, const Result<void>& copied,
+                      const std::string& raw_path, bool compat32, audit::Event event,
+                      Clock::time_point started) {
+  const auto answer = [&](const emul::Answer& a) {
+    send_answer(id, a, event);
+    if (decision.audit) write_audit(event, started);
+  };
+  if (!prepared) {
+    answer(emul::Answer::error(EPERM, prepared.error().message()));
+    return;
+  }
+  std::unique_ptr<emul::Emulation> emulation = std::move(*prepared);
+  if (!emulation) {
+    // The loader accepts `emulate` only where an emulator exists.
+    answer(emul::Answer::error(ENOSYS, "no emulator"));
+    return;
+  }
+  if (!copied) {
+    answer(emul::Answer::error(copied.error().err));  // EFAULT / ENAMETOOLONG / EBADF: the kernel's answer
+    return;
+  }
+  // 4. What else the emulation reads of the caller's memory, then ID_VALID once more.
+  if (auto more = emulation->copy(task, call); !more) {
+    if (listener_.id_valid(id)) answer(emul::Answer::error(more.error().err));
+    return;
+  }
+  if (auto v = listener_.id_valid(id); !v) return;
+  const policy::Rule* rule =
+      decision.rule_index >= 0 ? &policy_->rules[static_cast<std::size_t>(decision.rule_index)] : nullptr;
+  if (rule == nullptr) {
+    answer(emul::Answer::error(ENOSYS, "emulate without a rule"));
+    return;
+  }
+  const emul::Context ctx{task, call, rule, raw_path, compat32, state_};
+  emul::Started started_job = emulation->start(ctx);
+  if (auto* now = std::get_if<emul::Answer>(&started_job)) {
+    answer(*now);
+    return;
+  }
+  auto p = std::make_unique<Pending>(io_, std::move(std::get<std::unique_ptr<emul::Job>>(started_job)));
+  p->event = std::move(event);
+  p->audit = decision.audit;
+  p->started = started;
+  p->deadline.expires_after(services_.emulation_timeout);
+  p->deadline.async_wait([self = shared_from_this(), id](const boost::system::error_code& ec) {
+    if (ec) return;
+    auto it = self->pending_.find(id);
+    if (it == self->pending_.end()) return;
+    it->second->timed_out = true;
+    it->second->job->kill();
+  });
+  pending_.emplace(id, std::move(p));
+  wait_for_helper(id);  // answered when the helper exits
 }
 
 void Session::wait_for_helper(std::uint64_t id) {
@@ -397,7 +435,7 @@ void Session::wait_for_helper(std::uint64_t id) {
         // Asio 1.74's epoll reactor can hand a descriptor state that was just freed (another
         // fd closed in the same turn) to this new pidfd with the old fd's readiness still
         // queued: a wake-up is only an exit when the pidfd says so.
-        pollfd pfd{pending->second->run.pidfd.get(), POLLIN, 0};
+        pollfd pfd{pending->second->job->pidfd(), POLLIN, 0};
         if (::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN) != 0) {
           self->finish_emulation(id);
         } else {
@@ -412,14 +450,12 @@ void Session::finish_emulation(std::uint64_t id) {
   std::unique_ptr<Pending> p = std::move(it->second);
   pending_.erase(it);
   p->deadline.cancel();
-  const mknod::Outcome outcome = mknod::finish(p->run, *services_.devices);
-  if (!outcome.diagnostic.empty()) {
-    spdlog::warn("[c={} tid={}] mknod `{}`: {}{}", identity_.container_id, p->event.pid,
-                 p->event.path.value_or("?"), outcome.diagnostic, p->timed_out ? " (timed out)" : "");
+  const emul::Answer outcome = p->job->finish(state_);
+  if (p->timed_out) {
+    spdlog::warn("[c={} tid={}] {}: the helper timed out and was killed", identity_.container_id,
+                 p->event.pid, p->event.syscall);
   }
-  warn_unless_gone(listener_.respond(id, outcome.err), p->event.pid);
-  if (outcome.err == 0 && !p->run.node_name.empty()) nodes_.push_back(p->run.node_name);
-  p->event.err = outcome.err;
+  send_answer(id, outcome, p->event);
   if (p->audit) write_audit(p->event, p->started);
   if (hung_up_ && pending_.empty()) {
     close();

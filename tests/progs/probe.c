@@ -22,6 +22,32 @@
  *                                                    a second thread keeps rewriting BUF between
  *                                                    PATH_A and PATH_B (same length); prints
  *                                                    "done"
+ *   probe sched POLICY PRIO [PID]                    sched_setscheduler(PID or 0, POLICY, PRIO);
+ *                                                    POLICY: other fifo rr batch idle deadline
+ *   probe setattr POLICY PRIO NICE [PID]             sched_setattr with a struct sched_attr
+ *   probe getsched [PID]                             prints "POLICY PRIO NICE" (numbers)
+ *   probe nice N [PID]                               setpriority(PRIO_PROCESS, PID or 0, N)
+ *   probe sched-badptr                               sched_setscheduler / sched_setattr with an
+ *                                                    unmapped pointer: two results
+ *   probe sched-race LOW HIGH N                      sched_setscheduler(0, FIFO, P) N times while
+ *                                                    a thread flips P between LOW and HIGH; prints
+ *                                                    the highest priority the task ever had
+ *   probe sysinfo                                    prints "TOTALRAM FREERAM PROCS UPTIME" in bytes
+ *   probe sysinfo32                                  the same through int $0x80 (compat layout)
+ *   probe sysinfo-badptr                             sysinfo((void *)8)
+ *   probe setxattr PATH NAME VALUE [l|f]             setxattr / lsetxattr / fsetxattr
+ *   probe getxattr PATH NAME                         prints the value, or the errno
+ *   probe removexattr PATH NAME [l|f]                removexattr / lremovexattr / fremovexattr
+ *   probe xattr-badptr PATH                          setxattr with an unmapped name, then value
+ *   probe xattr-longname PATH                        a name of 300 bytes
+ *   probe xattr-race PATH NAME_A NAME_B N            setxattr(PATH, BUF, "y") N times while a
+ *                                                    thread rewrites BUF between NAME_A and NAME_B
+ *   probe mount SRC TGT TYPE [FLAGS [DATA]]          mount(2); SRC/TYPE "-" for NULL; FLAGS
+ *                                                    a number or names joined by ','
+ *   probe umount TGT [FLAGS]                         umount2(2)
+ *   probe mount-badptr                               mount with unmapped source/target/type
+ *   probe mount-race SRC TGT_A TGT_B TYPE N          mount(SRC, BUF, TYPE) N times while a
+ *                                                    thread rewrites BUF between TGT_A and TGT_B
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,7 +58,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/sysinfo.h>
+#include <sys/xattr.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -55,6 +86,13 @@ static const char *errname(int e) {
     case EROFS: return "EROFS";
     case EINVAL: return "EINVAL";
     case EBUSY: return "EBUSY";
+    case ESRCH: return "ESRCH";
+    case ENODATA: return "ENODATA";
+    case ERANGE: return "ERANGE";
+    case E2BIG: return "E2BIG";
+    case ENODEV: return "ENODEV";
+    case ENOTBLK: return "ENOTBLK";
+    case ENOTSUP: return "ENOTSUP";
     default: {
       static char buf[32];
       snprintf(buf, sizeof buf, "E%d", e);
@@ -127,6 +165,63 @@ static void *race_main(void *p) {
   }
   return NULL;
 }
+
+static int sched_policy_of(const char *name) {
+  if (strcmp(name, "fifo") == 0) return SCHED_FIFO;
+  if (strcmp(name, "rr") == 0) return SCHED_RR;
+  if (strcmp(name, "batch") == 0) return SCHED_BATCH;
+  if (strcmp(name, "idle") == 0) return SCHED_IDLE;
+  if (strcmp(name, "deadline") == 0) return 6;
+  if (strcmp(name, "other") == 0) return SCHED_OTHER;
+  return atoi(name);
+}
+
+struct probe_sched_attr {
+  unsigned size, sched_policy;
+  unsigned long long sched_flags;
+  int sched_nice;
+  unsigned sched_priority;
+  unsigned long long sched_runtime, sched_deadline, sched_period;
+};
+
+struct prio_race {
+  volatile int *prio;
+  int low, high;
+  volatile int stop;
+};
+
+static void *prio_race_main(void *p) {
+  struct prio_race *r = p;
+  /* Each value holds for a while, so that the supervisor's reads see both. */
+  while (!r->stop) {
+    *r->prio = r->high;
+    for (volatile int i = 0; i < 2000; ++i) {
+    }
+    *r->prio = r->low;
+    for (volatile int i = 0; i < 2000; ++i) {
+    }
+  }
+  return NULL;
+}
+
+static unsigned long mount_flags(const char *text) {
+  static const struct { const char *name; unsigned long flag; } names[] = {
+      {"ro", MS_RDONLY}, {"nosuid", MS_NOSUID}, {"nodev", MS_NODEV}, {"noexec", MS_NOEXEC},
+      {"bind", MS_BIND}, {"rec", MS_REC}, {"remount", MS_REMOUNT}, {"private", MS_PRIVATE},
+      {"move", MS_MOVE}, {"detach", MNT_DETACH}, {"force", MNT_FORCE}, {"nofollow", UMOUNT_NOFOLLOW},
+  };
+  if (text[0] >= '0' && text[0] <= '9') return strtoul(text, NULL, 0);
+  unsigned long out = 0;
+  char buf[256];
+  strncpy(buf, text, sizeof buf - 1);
+  buf[sizeof buf - 1] = 0;
+  for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ","))
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i)
+      if (strcmp(tok, names[i].name) == 0) out |= names[i].flag;
+  return out;
+}
+
+static const char *null_if_dash(const char *s) { return strcmp(s, "-") == 0 ? NULL : s; }
 
 static int drop_to(uid_t uid, gid_t gid, int keep_mknod) {
   if (prctl(PR_SET_KEEPCAPS, 1) != 0) return -1;
@@ -233,6 +328,164 @@ static int run(int argc, char **argv) {
     pthread_t t;
     if (pthread_create(&t, NULL, race_main, &r) != 0) return 2;
     for (int i = 0, n = atoi(argv[4]); i < n; ++i) mknod(r.buf, S_IFCHR | 0666, makedev(1, 3));
+    r.stop = 1;
+    pthread_join(t, NULL);
+    printf("done\n");
+    return 0;
+  }
+  if (strcmp(op, "sched") == 0 && argc >= 4) {
+    struct sched_param sp = {.sched_priority = atoi(argv[3])};
+    pid_t pid = argc >= 5 ? atoi(argv[4]) : 0;
+    return finish(syscall(SYS_sched_setscheduler, pid, sched_policy_of(argv[2]), &sp));
+  }
+  if (strcmp(op, "setattr") == 0 && argc >= 5) {
+    struct probe_sched_attr a;
+    memset(&a, 0, sizeof a);
+    a.size = sizeof a;
+    a.sched_policy = (unsigned)sched_policy_of(argv[2]);
+    a.sched_priority = (unsigned)atoi(argv[3]);
+    a.sched_nice = atoi(argv[4]);
+    pid_t pid = argc >= 6 ? atoi(argv[5]) : 0;
+    return finish(syscall(SYS_sched_setattr, pid, &a, 0));
+  }
+  if (strcmp(op, "getsched") == 0) {
+    pid_t pid = argc >= 3 ? atoi(argv[2]) : 0;
+    struct sched_param sp;
+    int pol = sched_getscheduler(pid);
+    if (pol < 0 || sched_getparam(pid, &sp) != 0) return finish(-1);
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, (id_t)pid);
+    printf("%d %d %d\n", pol & ~0x40000000, sp.sched_priority, nice);
+    return 0;
+  }
+  if (strcmp(op, "nice") == 0 && argc >= 3) {
+    pid_t pid = argc >= 4 ? atoi(argv[3]) : 0;
+    return finish(setpriority(PRIO_PROCESS, (id_t)pid, atoi(argv[2])));
+  }
+  if (strcmp(op, "sched-badptr") == 0) {
+    int a = finish(syscall(SYS_sched_setscheduler, 0, SCHED_FIFO, (void *)8));
+    int b = finish(syscall(SYS_sched_setattr, 0, (void *)8, 0));
+    return a | b;
+  }
+  if (strcmp(op, "sched-race") == 0 && argc >= 5) {
+    static volatile int prio;
+    struct prio_race r = {&prio, atoi(argv[2]), atoi(argv[3]), 0};
+    prio = r.low;
+    pthread_t t;
+    if (pthread_create(&t, NULL, prio_race_main, &r) != 0) return 2;
+    int highest = 0;
+    for (int i = 0, n = atoi(argv[4]); i < n; ++i) {
+      syscall(SYS_sched_setscheduler, 0, SCHED_FIFO, (void *)&prio);
+      struct sched_param sp;
+      if (sched_getparam(0, &sp) == 0 && sp.sched_priority > highest) highest = sp.sched_priority;
+    }
+    r.stop = 1;
+    pthread_join(t, NULL);
+    printf("%d\n", highest);
+    return 0;
+  }
+  if (strcmp(op, "sysinfo") == 0) {
+    struct sysinfo si;
+    if (sysinfo(&si) != 0) return finish(-1);
+    printf("%llu %llu %u %ld\n", (unsigned long long)si.totalram * si.mem_unit,
+           (unsigned long long)si.freeram * si.mem_unit, (unsigned)si.procs, si.uptime);
+    return 0;
+  }
+  if (strcmp(op, "sysinfo32") == 0) {
+    unsigned *low = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    if (low == MAP_FAILED) return 2;
+    long rc;
+    __asm__ volatile("int $0x80" : "=a"(rc) : "a"(116 /* i386 sysinfo */), "b"(low) : "memory");
+    if (rc < 0) {
+      errno = (int)-rc;
+      return finish(-1);
+    }
+    /* compat_sysinfo: uptime, loads[3], totalram, freeram, ..., procs at byte 40, mem_unit at 52 */
+    unsigned short procs;
+    memcpy(&procs, (char *)low + 40, sizeof procs);
+    printf("%llu %llu %u %d\n", (unsigned long long)low[4] * low[13], (unsigned long long)low[5] * low[13],
+           (unsigned)procs, (int)low[0]);
+    return 0;
+  }
+  if (strcmp(op, "sysinfo-badptr") == 0) {
+    return finish(syscall(SYS_sysinfo, (void *)8));
+  }
+  if (strcmp(op, "setxattr") == 0 && argc >= 5) {
+    const char *how = argc >= 6 ? argv[5] : "";
+    size_t len = strlen(argv[4]);
+    if (how[0] == 'l') return finish(lsetxattr(argv[2], argv[3], argv[4], len, 0));
+    if (how[0] == 'f') {
+      int fd = open(argv[2], O_RDONLY);
+      if (fd < 0) return finish(-1);
+      return finish(fsetxattr(fd, argv[3], argv[4], len, 0));
+    }
+    return finish(setxattr(argv[2], argv[3], argv[4], len, 0));
+  }
+  if (strcmp(op, "getxattr") == 0 && argc >= 4) {
+    char buf[4096];
+    ssize_t n = getxattr(argv[2], argv[3], buf, sizeof buf - 1);
+    if (n < 0) return finish(-1);
+    buf[n] = 0;
+    printf("%s\n", buf);
+    return 0;
+  }
+  if (strcmp(op, "removexattr") == 0 && argc >= 4) {
+    const char *how = argc >= 5 ? argv[4] : "";
+    if (how[0] == 'l') return finish(lremovexattr(argv[2], argv[3]));
+    if (how[0] == 'f') {
+      int fd = open(argv[2], O_RDONLY);
+      if (fd < 0) return finish(-1);
+      return finish(fremovexattr(fd, argv[3]));
+    }
+    return finish(removexattr(argv[2], argv[3]));
+  }
+  if (strcmp(op, "xattr-badptr") == 0 && argc >= 3) {
+    int a = finish(syscall(SYS_setxattr, argv[2], (void *)8, "v", 1, 0));
+    int b = finish(syscall(SYS_setxattr, argv[2], "trusted.overlay.opaque", (void *)8, 1, 0));
+    int c = finish(syscall(SYS_setxattr, (void *)8, "trusted.overlay.opaque", "y", 1, 0));
+    return a | b | c;
+  }
+  if (strcmp(op, "xattr-longname") == 0 && argc >= 3) {
+    char name[301];
+    memcpy(name, "trusted.", 8);
+    memset(name + 8, 'a', sizeof name - 9);
+    name[300] = 0;
+    return finish(setxattr(argv[2], name, "y", 1, 0));
+  }
+  if (strcmp(op, "xattr-race") == 0 && argc >= 6 && strlen(argv[3]) == strlen(argv[4])) {
+    struct race_args r = {malloc(strlen(argv[3]) + 1), argv[3], argv[4], 0};
+    strcpy(r.buf, argv[3]);
+    pthread_t t;
+    if (pthread_create(&t, NULL, race_main, &r) != 0) return 2;
+    for (int i = 0, n = atoi(argv[5]); i < n; ++i) setxattr(argv[2], r.buf, "y", 1, 0);
+    r.stop = 1;
+    pthread_join(t, NULL);
+    printf("done\n");
+    return 0;
+  }
+  if (strcmp(op, "mount") == 0 && argc >= 5) {
+    unsigned long flags = argc >= 6 ? mount_flags(argv[5]) : 0;
+    const char *data = argc >= 7 ? argv[6] : NULL;
+    return finish(mount(null_if_dash(argv[2]), argv[3], null_if_dash(argv[4]), flags, data));
+  }
+  if (strcmp(op, "umount") == 0 && argc >= 3) {
+    return finish(umount2(argv[2], argc >= 4 ? (int)mount_flags(argv[3]) : 0));
+  }
+  if (strcmp(op, "mount-badptr") == 0) {
+    int a = finish(syscall(SYS_mount, (void *)8, "/mnt", "ext4", 0, NULL));
+    int b = finish(syscall(SYS_mount, "/dev/x", (void *)8, "ext4", 0, NULL));
+    int c = finish(syscall(SYS_mount, "/dev/x", "/mnt", (void *)8, 0, NULL));
+    int d = finish(syscall(SYS_umount2, (void *)8, 0));
+    return a | b | c | d;
+  }
+  if (strcmp(op, "mount-race") == 0 && argc >= 7 && strlen(argv[3]) == strlen(argv[4])) {
+    struct race_args r = {malloc(strlen(argv[3]) + 1), argv[3], argv[4], 0};
+    strcpy(r.buf, argv[3]);
+    pthread_t t;
+    if (pthread_create(&t, NULL, race_main, &r) != 0) return 2;
+    for (int i = 0, n = atoi(argv[6]); i < n; ++i) {
+      if (mount(argv[2], r.buf, argv[5], 0, NULL) == 0) umount2(r.buf, MNT_DETACH);
+    }
     r.stop = 1;
     pthread_join(t, NULL);
     printf("done\n");

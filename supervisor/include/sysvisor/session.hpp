@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "sysvisor/audit.hpp"
+#include "sysvisor/emulator.hpp"
 #include "sysvisor/mknod.hpp"
 #include "sysvisor/notify.hpp"
 #include "sysvisor/policy.hpp"
@@ -68,6 +69,13 @@ class Session : public std::enable_shared_from_this<Session> {
   void dispatch(const seccomp_notif& n);
   void follow_registry();
   void kill_container(pid_t tid);
+  // The Emulate branch of dispatch(): the emulation's copy, ID_VALID, start, and either the
+  // answer now or a Pending job answered by finish_emulation().
+  void emulate(Result<std::unique_ptr<emul::Emulation>> prepared, std::uint64_t id,
+               const task::TaskHandle& task, const policy::Call& call, const policy::Decision& decision,
+               const Result<void>& copied, const std::string& raw_path, bool compat32, audit::Event event,
+               std::chrono::steady_clock::time_point started);
+  void send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event);
   void wait_for_helper(std::uint64_t id);
   void finish_emulation(std::uint64_t id);
   void write_audit(audit::Event& event, std::chrono::steady_clock::time_point started);
@@ -86,7 +94,7 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::posix::stream_descriptor readable_;
   std::function<void(const std::string&)> on_closed_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> pending_;
-  std::vector<std::string> nodes_;  // device nodes made for this container, removed with it
+  emul::SessionState state_;  // device nodes and mounts made for this container
   bool armed_ = false;
   bool closed_ = false;
   bool hung_up_ = false;

@@ -1,0 +1,258 @@
+// The emulators beyond mknod, on the real kernel: sched_setscheduler / sched_setattr /
+// setpriority, sysinfo from the container's cgroup, the xattr family, mount and umount2.
+// Each runs in a rootless busybox container under `sysvisor serve`. Needs root.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+
+#include "harness.hpp"
+
+namespace sysvisor::it {
+namespace {
+
+constexpr uid_t kHostRoot = 100000;
+
+constexpr const char* kEmul = R"(name: emul-test
+rules:
+  - name: sysinfo-from-cgroup
+    syscalls: [sysinfo]
+    action: emulate
+  - name: rt-up-to-10
+    syscalls: [sched_setscheduler, sched_setattr]
+    match: {sched_policy: [SCHED_FIFO, SCHED_RR, SCHED_OTHER], priority: {max: 10}}
+    action: emulate
+    audit: true
+  - name: nice-down-to-minus-5
+    syscalls: [setpriority]
+    match: {nice: {min: -5}}
+    action: emulate
+  - name: other-sched
+    syscalls: [sched_setscheduler, sched_setattr, setpriority]
+    action: deny
+    audit: true
+  - name: overlay-xattrs
+    syscalls: [setxattr, lsetxattr, fsetxattr]
+    match: {xattr: ["trusted.overlay.*"], value_size: {max: 4096}}
+    action: emulate
+    audit: true
+  - name: overlay-xattrs-removed
+    syscalls: [removexattr, lremovexattr, fremovexattr]
+    match: {xattr: ["trusted.overlay.*"]}
+    action: emulate
+  - name: other-xattrs-as-the-caller
+    syscalls: [setxattr, lsetxattr, fsetxattr, removexattr, lremovexattr, fremovexattr]
+    action: emulate
+)";
+
+std::string host_xattr(const fs::path& p, const char* name) {
+  std::array<char, 256> buf{};
+  const ssize_t n = ::lgetxattr(p.c_str(), name, buf.data(), buf.size());
+  return n < 0 ? std::string("errno ") + std::to_string(errno)
+               : std::string(buf.data(), static_cast<std::size_t>(n));
+}
+
+std::vector<std::string> words(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> out;
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+class Emulation : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (::geteuid() != 0) GTEST_SKIP() << "integration tests need root";
+    dir_ = new TempDir("sysvisor-emul");
+    fs::create_directories(policies());
+    for (const auto& e : fs::directory_iterator(source_dir() / "policies")) {
+      if (e.path().extension() == ".yaml" && !e.path().string().ends_with(".cases.yaml")) {
+        fs::copy_file(e.path(), policies() / e.path().filename());
+      }
+    }
+    std::ofstream(policies() / "emul-test.yaml") << kEmul;
+    daemon_ = new Daemon(runtime(), policies(), audit_log(), daemon_log());
+    ASSERT_TRUE(daemon_->ready()) << read_file(daemon_log());
+  }
+  static void TearDownTestSuite() {
+    if (daemon_ != nullptr) {
+      EXPECT_EQ(daemon_->stop(SIGTERM), 0);
+    }
+    delete daemon_;
+    delete dir_;
+    daemon_ = nullptr;
+    dir_ = nullptr;
+  }
+
+  void SetUp() override {
+    rootfs_holder_ = std::make_unique<TempDir>("sysvisor-rootfs");
+    rootfs_ = rootfs_holder_->path() / "rootfs";
+    fs::create_directories(rootfs_);
+    make_rootfs(rootfs_, kHostRoot);
+  }
+
+  static fs::path runtime() { return dir_->path() / "run"; }
+  static fs::path policies() { return dir_->path() / "policies"; }
+  static fs::path audit_log() { return dir_->path() / "audit.jsonl"; }
+  static fs::path daemon_log() { return dir_->path() / "daemon.log"; }
+
+  Outcome container(const std::string& script, const std::string& policy = "emul-test",
+                    const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv{(bin_dir() / "sysvisor-agent").string(),
+                                  "run",
+                                  "--runtime-dir",
+                                  runtime().string(),
+                                  "--policy",
+                                  policy,
+                                  "--rootfs",
+                                  rootfs_.string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.insert(argv.end(), {"--", "/bin/sh", "-c", script});
+    auto o = run(argv, std::chrono::seconds(120));
+    if (o.timed_out) ADD_FAILURE() << "container timed out: " << script << "\n" << o.err;
+    return o;
+  }
+
+  static TempDir* dir_;
+  static Daemon* daemon_;
+  std::unique_ptr<TempDir> rootfs_holder_;
+  fs::path rootfs_;
+};
+
+TempDir* Emulation::dir_ = nullptr;
+Daemon* Emulation::daemon_ = nullptr;
+
+// ---- sched_setscheduler, sched_setattr, setpriority -------------------------------------------
+
+TEST_F(Emulation, RealTimePriorityWithinTheLimitIsGrantedAboveItRefused) {
+  // $$ is the shell, pid 1 of the container: a pid of the caller's namespace, not the host's.
+  const auto o = container(
+      "probe sched fifo 5 $$; probe getsched $$; probe sched fifo 11 $$; probe getsched $$; "
+      "probe sched rr 10 $$; probe getsched $$; probe setattr fifo 7 0 $$; probe getsched $$; "
+      "probe setattr fifo 70 0 $$; probe sched other 0 $$; probe getsched $$");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ok", "1 5 0", "EPERM", "1 5 0", "ok", "2 10 0", "ok",
+                                                    "1 7 0", "EPERM", "ok", "0 0 0"}))
+      << o.err;
+}
+
+TEST_F(Emulation, NegativeNiceWithinTheLimit) {
+  const auto o = container(
+      "probe nice -5 $$; probe getsched $$; probe nice -6 $$; probe getsched $$; "
+      "probe nice 3 $$; probe getsched $$");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ok", "0 0 -5", "EPERM", "0 0 -5", "ok", "0 0 3"}))
+      << o.err;
+}
+
+TEST_F(Emulation, SchedOnlyForTasksOfTheSameContainerAndOwner) {
+  // A pid that does not exist in the container; a host pid (the daemon's) named from inside; and
+  // an unprivileged user of the container on root's shell.
+  const auto o = container("probe sched fifo 3 999; probe sched fifo 3 " + std::to_string(daemon_->pid()) +
+                           "; probe as 1000 1000 0 -- probe sched fifo 3 $$; probe getsched $$");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ESRCH", "ESRCH", "EPERM", "0 0 0"})) << o.err;
+  const std::string stat = read_file("/proc/" + std::to_string(daemon_->pid()) + "/stat");
+  EXPECT_EQ(words(stat.substr(stat.rfind(')') + 2))[38], "0") << "the daemon's policy changed: " << stat;
+}
+
+TEST_F(Emulation, SchedHostileArguments) {
+  // Bad pointers: EFAULT. A thread flipping the priority between 5 and 50 while the call is
+  // trapped: the task never runs above the limit of 10.
+  const auto o = container("probe sched-badptr; probe sched-race 5 50 300");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"EFAULT", "EFAULT", "5"})) << o.err;
+}
+
+// ---- sysinfo ------------------------------------------------------------------------------------
+
+TEST_F(Emulation, FreeShowsTheContainersMemoryLimit) {
+  const auto o = container("free | sed -n 2p; probe sysinfo; probe sysinfo32", "emul-test",
+                           {"--memory", "256M", "--pids", "64"});
+  const auto out = lines(o.out);
+  ASSERT_EQ(out.size(), 3U) << o.out << o.err;
+  // free's total, in KiB. (Its "used" column subtracts the host's page cache from
+  // /proc/meminfo, which sysvisor does not emulate, and can overflow into the total's column.)
+  ASSERT_GE(words(out[0]).size(), 2U) << out[0];
+  EXPECT_EQ(words(out[0])[0], "Mem:");
+  EXPECT_TRUE(words(out[0])[1].starts_with("262144")) << "free's total in KiB: " << out[0];
+  for (const std::string& line : {out[1], out[2]}) {
+    const auto w = words(line);
+    ASSERT_EQ(w.size(), 4U) << line;
+    EXPECT_EQ(w[0], "268435456") << line;
+    EXPECT_LE(std::stoull(w[1]), 268435456ULL) << line;
+    EXPECT_GT(std::stoull(w[1]), 0ULL) << line;
+    EXPECT_LE(std::stoul(w[2]), 64UL) << "procs from the container's pids cgroup: " << line;
+    EXPECT_LE(std::stol(w[3]), 60L) << "uptime is the container's: " << line;
+  }
+}
+
+TEST_F(Emulation, SysinfoWithoutALimitAndABadPointer) {
+  struct ::sysinfo host {};
+  ASSERT_EQ(::sysinfo(&host), 0);
+  const auto o = container("probe sysinfo; probe sysinfo-badptr");
+  const auto out = lines(o.out);
+  ASSERT_EQ(out.size(), 2U) << o.out << o.err;
+  // The test's own cgroup may be limited: never more than the host, never the 256 MiB of above.
+  EXPECT_LE(std::stoull(words(out[0])[0]), std::uint64_t{host.totalram} * host.mem_unit);
+  EXPECT_GT(std::stoull(words(out[0])[0]), 268435456ULL);
+  EXPECT_EQ(out[1], "EFAULT");
+}
+
+// ---- the xattr family ----------------------------------------------------------------------------
+
+TEST_F(Emulation, TrustedOverlayXattrIsSetAnotherTrustedNameRefused) {
+  const auto o = container(
+      "touch /tmp/f /tmp/g && mkdir /tmp/d && "
+      "probe setxattr /tmp/f trusted.overlay.opaque y; probe setxattr /tmp/f trusted.other y; "
+      "probe setxattr /tmp/g trusted.overlay.redirect /x f; cd /tmp && probe setxattr d "
+      "trusted.overlay.opaque y l; "
+      "probe setxattr /tmp/f user.note hello; probe getxattr /tmp/f user.note; "
+      "probe setxattr /tmp/g trusted.overlay.gone y && probe removexattr /tmp/g trusted.overlay.gone");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ok", "EPERM", "ok", "ok", "ok", "hello", "ok", "ok"}))
+      << o.err;
+  // Read back on the host: trusted.* is visible only to init-namespace CAP_SYS_ADMIN.
+  EXPECT_EQ(host_xattr(rootfs_ / "tmp" / "f", "trusted.overlay.opaque"), "y");
+  EXPECT_EQ(host_xattr(rootfs_ / "tmp" / "f", "trusted.other"), "errno " + std::to_string(ENODATA));
+  EXPECT_EQ(host_xattr(rootfs_ / "tmp" / "g", "trusted.overlay.redirect"), "/x");
+  EXPECT_EQ(host_xattr(rootfs_ / "tmp" / "g", "trusted.overlay.gone"), "errno " + std::to_string(ENODATA));
+  EXPECT_EQ(host_xattr(rootfs_ / "tmp" / "d", "trusted.overlay.opaque"), "y");
+}
+
+TEST_F(Emulation, XattrNeedsTheOwnerOrCapFownerAndStaysInsideTheRoot) {
+  // A host file reached through a symlink: resolved inside the container, where it is missing.
+  // A user of the container on root's file; a symlink's own attributes; a missing file.
+  const fs::path victim = rootfs_holder_->path() / "victim";
+  std::ofstream(victim) << "x";
+  const auto o = container(
+      "touch /tmp/root-owned; ln -s " + victim.string() +
+      " /tmp/out; ln -s ../../../../../victim /tmp/up; "
+      "probe setxattr /tmp/out trusted.overlay.opaque y; probe setxattr /tmp/up trusted.overlay.opaque y; "
+      "probe as 1000 1000 0 -- probe setxattr /tmp/root-owned trusted.overlay.opaque y; "
+      "probe setxattr /tmp/out trusted.overlay.opaque y l; probe setxattr /nonexistent "
+      "trusted.overlay.opaque y");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ENOENT", "ENOENT", "EPERM", "EPERM", "ENOENT"}))
+      << o.err;
+  EXPECT_EQ(host_xattr(victim, "trusted.overlay.opaque"), "errno " + std::to_string(ENODATA));
+  EXPECT_EQ(host_xattr(rootfs_ / "tmp" / "root-owned", "trusted.overlay.opaque"),
+            "errno " + std::to_string(ENODATA));
+}
+
+TEST_F(Emulation, XattrHostileArguments) {
+  // Bad pointers (name, value, path), a name of 300 bytes, and a thread rewriting the name
+  // between a granted and a refused one while the call is trapped.
+  const auto o = container(
+      "touch /tmp/f; probe xattr-badptr /tmp/f; probe xattr-longname /tmp/f; "
+      "probe xattr-race /tmp/f trusted.overlay.aa trusted.xxxxxxx.aa 300");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"EFAULT", "EFAULT", "EFAULT", "ERANGE", "done"}))
+      << o.err;
+  EXPECT_EQ(host_xattr(rootfs_ / "tmp" / "f", "trusted.xxxxxxx.aa"), "errno " + std::to_string(ENODATA))
+      << "a name the policy refuses was set";
+  EXPECT_EQ(host_xattr(rootfs_ / "tmp" / "f", "trusted.overlay.aa"), "y");
+}
+
+}  // namespace
+}  // namespace sysvisor::it
