@@ -11,12 +11,16 @@
 #include <vector>
 
 namespace sysvisor::decode {
+
+using policy::normalize_path;
+
 namespace {
 
 // The kernel copies mount's type and source with strndup_user(.., PATH_MAX) and xattr
 // names into a buffer of XATTR_NAME_MAX + 1.
 constexpr std::size_t kMountString = PATH_MAX;
 constexpr std::size_t kXattrName = XATTR_NAME_MAX + 1;
+constexpr std::int32_t kSchedResetOnFork = 0x40000000;  // SCHED_RESET_ON_FORK, linux/sched.h
 
 Result<std::string> readlink_at(int dir, const std::string& name) {
   std::array<char, PATH_MAX + 1> buf{};
@@ -104,7 +108,9 @@ void from_registers(policy::Call& call, const policy::SyscallInfo& info, std::ui
         call.nice = static_cast<std::int32_t>(call.args[2]);
       }
       if (info.name == "sched_setscheduler" && (fields & policy::kFieldSched) != 0) {
-        call.sched_policy = static_cast<std::int32_t>(call.args[1]);
+        // The kernel takes SCHED_RESET_ON_FORK off the policy before it looks at it, and so
+        // must a `sched_policy` matcher (or SCHED_FIFO|SCHED_RESET_ON_FORK is no SCHED_FIFO).
+        call.sched_policy = static_cast<std::int32_t>(call.args[1]) & ~kSchedResetOnFork;
       }
       break;
     case policy::Family::Sysinfo:
@@ -199,32 +205,6 @@ Result<void> from_memory(policy::Call& call, const policy::SyscallInfo& info, st
     }
   }
   return {};
-}
-
-std::string normalize_path(std::string_view base, std::string_view path) {
-  std::vector<std::string_view> parts;
-  const auto walk = [&](std::string_view p) {
-    std::size_t i = 0;
-    while (i <= p.size()) {
-      std::size_t j = p.find('/', i);
-      if (j == std::string_view::npos) j = p.size();
-      const std::string_view part = p.substr(i, j - i);
-      if (part == "..") {
-        if (!parts.empty()) parts.pop_back();
-      } else if (!part.empty() && part != ".") {
-        parts.push_back(part);
-      }
-      i = j + 1;
-    }
-  };
-  if (path.empty() || path[0] != '/') walk(base);
-  walk(path);
-  std::string out;
-  for (const std::string_view part : parts) {
-    out.push_back('/');
-    out.append(part);
-  }
-  return out.empty() ? "/" : out;
 }
 
 std::string container_view(std::string_view root, std::string_view host_path) {

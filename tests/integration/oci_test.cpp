@@ -727,9 +727,10 @@ TEST_F(OciPeers, UnknownPolicyIsRefusedAndSaysWhatFollows) {
   child->drop_listener();
   EXPECT_EQ(child->mknod_errno(), ENOSYS) << "nobody supervises the listener any more";
   expect_log("refused container `lost-box`: unknown policy `no-such` (named by the listenerMetadata)");
+  expect_log("policy directory; loaded: audit-dangerous, deny-dangerous, deny-devices, kill-block");
   expect_log(
-      "kill-block, rootless-devices; the listener is closed, so the calls the "
-      "runtime's filter traps in this process now fail with ENOSYS");
+      "; the listener is closed, so the calls the runtime's filter traps in this process now fail with "
+      "ENOSYS");
 }
 
 // A runtime running as a uid the configuration grants nothing: it hands over a listener of

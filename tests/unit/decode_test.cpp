@@ -12,6 +12,8 @@
 namespace sysvisor::decode {
 namespace {
 
+using policy::normalize_path;
+
 TEST(NormalizePath, AbsoluteAndRelative) {
   EXPECT_EQ(normalize_path("/", "/dev/null"), "/dev/null");
   EXPECT_EQ(normalize_path("/dev", "null"), "/dev/null");
@@ -76,6 +78,8 @@ TEST(FromRegisters, FlagsSizesAndNice) {
   EXPECT_EQ(c.nice, -5);
   c = registers(SYS_sched_setscheduler, {0, 1, 0x1000}, policy::kFieldSched);
   EXPECT_EQ(c.sched_policy, 1);
+  c = registers(SYS_sched_setscheduler, {0, 1 | 0x40000000, 0x1000}, policy::kFieldSched);
+  EXPECT_EQ(c.sched_policy, 1) << "SCHED_RESET_ON_FORK is not part of the policy";
   c = registers(SYS_mount, {1, 2, 3, 0x1234, 0}, policy::kFieldNone);
   EXPECT_FALSE(c.flags.has_value()) << "only what the policy asks for";
 }

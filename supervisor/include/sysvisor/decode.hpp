@@ -33,10 +33,6 @@ void from_registers(policy::Call& call, const policy::SyscallInfo& info, std::ui
                                        std::uint32_t fields, const task::TaskHandle& task,
                                        std::string* raw_path);
 
-// `path` made absolute against `base` (an absolute directory) and normalised lexically:
-// no `.`, no `..` above `/`, no repeated or trailing `/`.
-[[nodiscard]] std::string normalize_path(std::string_view base, std::string_view path);
-
 // A host-view path (readlink of /proc/TID/cwd or fd/N) as the container sees it, given the
 // host view of the container's root. A path outside the root keeps the kernel's marker
 // "(unreachable)" in front, so no absolute glob matches it.

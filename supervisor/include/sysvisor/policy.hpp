@@ -225,6 +225,10 @@ struct Decision {
 // (a matcher whose field was not decoded does not hold).
 [[nodiscard]] Decision decide(const Policy& policy, const Call& call);
 
+// `path` made absolute against `base` (an absolute directory) and normalised lexically: no
+// `.`, no `..` above `/`, no repeated or trailing `/`. What `path` matchers are given.
+[[nodiscard]] std::string normalize_path(std::string_view base, std::string_view path);
+
 // ---- Loading ----
 // One document, without resolving includes (rules is empty until resolve()).
 [[nodiscard]] std::expected<Policy, std::vector<LoadError>> parse_policy(std::string_view text,

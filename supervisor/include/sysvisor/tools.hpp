@@ -1,6 +1,6 @@
 // The policy author's tools, as a library: what `sysvisor policy check|explain|test|oci-profile`
 // do, without the command line. Pure: no fds, no JSON library in this header (JSON comes out as
-// text), so the runtime may include it for normalize_path() alone.
+// text).
 #pragma once
 
 #include <linux/filter.h>
@@ -18,12 +18,8 @@
 
 namespace sysvisor::tools {
 
-// ---- Paths (src/normalize.cpp: no dependencies; the runtime decoder uses it too) ----
-
-// `path` made absolute against `base` (itself absolute; "/" when empty) and lexically
-// normalised: "." and empty components dropped, ".." removes the previous component (and
-// stays at "/"), never a trailing "/" except for "/" itself. No symlink is looked at.
-[[nodiscard]] std::string normalize_path(std::string_view base, std::string_view path);
+// Paths in cases are normalised as the runtime normalises a trapped call's (src/paths.cpp).
+using policy::normalize_path;
 
 // ---- Call literals: `mknodat(AT_FDCWD, "/dev/sda", S_IFBLK|0600, 8:0)` ----
 

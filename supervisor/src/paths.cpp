@@ -1,12 +1,12 @@
-// Lexical path normalisation. No dependencies beyond the standard library: the runtime's
-// argument decoder uses it on the copies of a trapped call's paths.
+// Lexical path normalisation, as `path` matchers see paths: the runtime's argument decoder
+// uses it on the copies of a trapped call's paths, `policy test` on the cases' literals.
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "sysvisor/tools.hpp"
+#include "sysvisor/policy.hpp"
 
-namespace sysvisor::tools {
+namespace sysvisor::policy {
 
 std::string normalize_path(std::string_view base, std::string_view path) {
   std::vector<std::string_view> parts;
@@ -35,4 +35,4 @@ std::string normalize_path(std::string_view base, std::string_view path) {
   return out;
 }
 
-}  // namespace sysvisor::tools
+}  // namespace sysvisor::policy
