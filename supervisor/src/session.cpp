@@ -310,20 +310,18 @@ void Session::dispatch(const seccomp_notif& n) {
     event.rule_origin = rule.origin;
   }
 
-  // 3. Act on the copies only.
+  // 3. Act on the copies only. The audit record is written before the answer goes out, so no
+  // decided call is without its record even if the daemon dies right after.
   switch (decision.action) {
     case policy::Action::Allow:
-      let_kernel_decide();
-      event.continued = true;
-      break;
+      send_answer(id, emul::Answer::let_kernel_decide(), event, decision.audit, started);
+      return;
     case policy::Action::Deny:
-      respond(decision.err);
-      event.err = decision.err;
-      break;
+      send_answer(id, emul::Answer::error(decision.err), event, decision.audit, started);
+      return;
     case policy::Action::Return:
-      warn_unless_gone(listener_.respond_value(id, decision.value), tid);
-      event.value = decision.value;
-      break;
+      send_answer(id, emul::Answer::returning(decision.value), event, decision.audit, started);
+      return;
     case policy::Action::Kill:
     case policy::Action::KillContainer:
       if (decision.action == policy::Action::KillContainer) kill_container(tid);
@@ -332,19 +330,17 @@ void Session::dispatch(const seccomp_notif& n) {
       } else {
         ::kill(tid, SIGKILL);  // no pidfd for this thread here; ID_VALID just vouched for tid
       }
-      respond(ENOSYS);
-      event.err = ENOSYS;
-      break;
-    case policy::Action::Emulate: {
+      send_answer(id, emul::Answer::error(ENOSYS), event, decision.audit, started);
+      return;
+    case policy::Action::Emulate:
       emulate(std::move(emulation), id, *task, call, decision, copied, raw_path,
               filter::is_compat32(n.data.arch), std::move(event), started);
       return;  // emulate() answers and audits
-    }
   }
-  if (decision.audit) write_audit(event, started);
 }
 
-void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event) {
+void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event, bool audit,
+                          Clock::time_point started) {
   const pid_t tid = event.pid;
   if (!a.diagnostic.empty()) {
     spdlog::warn("[c={} tid={}] {} `{}`: {}", identity_.container_id, tid, event.syscall,
@@ -352,16 +348,25 @@ void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event&
   }
   switch (a.kind) {
     case emul::Answer::Kind::Continue:
-      warn_unless_gone(listener_.respond_continue(id), tid);
       event.continued = true;
       break;
     case emul::Answer::Kind::Value:
-      warn_unless_gone(listener_.respond_value(id, a.value), tid);
       event.value = a.value;
       break;
     case emul::Answer::Kind::Errno:
-      warn_unless_gone(listener_.respond(id, a.err), tid);
       event.err = a.err;
+      break;
+  }
+  if (audit) write_audit(event, started);
+  switch (a.kind) {
+    case emul::Answer::Kind::Continue:
+      warn_unless_gone(listener_.respond_continue(id), tid);
+      break;
+    case emul::Answer::Kind::Value:
+      warn_unless_gone(listener_.respond_value(id, a.value), tid);
+      break;
+    case emul::Answer::Kind::Errno:
+      warn_unless_gone(listener_.respond(id, a.err), tid);
       break;
   }
 }
@@ -371,10 +376,7 @@ void Session::emulate(Result<std::unique_ptr<emul::Emulation>> prepared, std::ui
                       const policy::Decision& decision, const Result<void>& copied,
                       const std::string& raw_path, bool compat32, audit::Event event,
                       Clock::time_point started) {
-  const auto answer = [&](const emul::Answer& a) {
-    send_answer(id, a, event);
-    if (decision.audit) write_audit(event, started);
-  };
+  const auto answer = [&](const emul::Answer& a) { send_answer(id, a, event, decision.audit, started); };
   if (!prepared) {
     answer(emul::Answer::error(EPERM, prepared.error().message()));
     return;
@@ -455,8 +457,7 @@ void Session::finish_emulation(std::uint64_t id) {
     spdlog::warn("[c={} tid={}] {}: the helper timed out and was killed", identity_.container_id,
                  p->event.pid, p->event.syscall);
   }
-  send_answer(id, outcome, p->event);
-  if (p->audit) write_audit(p->event, p->started);
+  send_answer(id, outcome, p->event, p->audit, p->started);
   if (hung_up_ && pending_.empty()) {
     close();
     return;

@@ -20,6 +20,8 @@ constexpr uid_t kHostRoot = 100000;
 // x86_64 and i386 numbers of the calls the tests make.
 constexpr int kSwapon = 167, kUmask = 95, kSethostname = 170, kAcct = 163;
 constexpr int kSwapon32 = 87, kUmask32 = 60;
+constexpr int kUnshare = 272;
+constexpr const char* kNewUserNs = "0x10000000";  // CLONE_NEWUSER
 
 constexpr const char* kBasics = R"(name: lang-basics
 description: the v2 actions on calls the shipped policies do not touch
@@ -78,7 +80,10 @@ class Language : public ::testing::Test {
     dir_ = new TempDir("sysvisor-lang");
     fs::permissions(dir_->path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
     fs::create_directories(policies());
-    fs::copy_file(source_dir() / "policies" / "rootless-devices.yaml", policies() / "rootless-devices.yaml");
+    for (const char* name : {"rootless-devices", "audit-dangerous", "deny-dangerous"}) {
+      fs::copy_file(source_dir() / "policies" / (std::string(name) + ".yaml"),
+                    policies() / (std::string(name) + ".yaml"));
+    }
     write(policies() / "lang-basics.yaml", kBasics);
     write(policies() / "dev-only.yaml", kDevOnly);
     write(config(),
@@ -164,6 +169,24 @@ TEST_F(Language, ReturnAndRawArgumentConditions) {
   EXPECT_NE(audit[0].find("\"action\":\"return\""), std::string::npos) << audit[0];
   EXPECT_NE(audit[0].find("\"result\":\"return\",\"value\":0"), std::string::npos) << audit[0];
   EXPECT_NE(audit[0].find("\"policy_version\":\""), std::string::npos) << audit[0];
+}
+
+TEST_F(Language, ShippedDangerousPoliciesAuditOrDenyTheDangerousCalls) {
+  // audit-dangerous: the kernel decides (a nested user namespace is allowed), and it is recorded.
+  auto o = container(call(kUnshare, kNewUserNs), "audit-dangerous", "auditor");
+  EXPECT_EQ(o.out, "ok\n") << o.err;
+  auto audit = audit_of("auditor");
+  ASSERT_EQ(audit.size(), 1U) << read_file(audit_log());
+  EXPECT_NE(audit[0].find("\"syscall\":\"unshare\""), std::string::npos) << audit[0];
+  EXPECT_NE(audit[0].find("\"result\":\"continue\""), std::string::npos) << audit[0];
+  // deny-dangerous: refused with EPERM, through the i386 door too, and recorded.
+  o = container(call(kUnshare, kNewUserNs) + call(kSwapon, "s:/x 0") + "probe call32 " +
+                    std::to_string(kSwapon32) + " s:/x 0",
+                "deny-dangerous", "denier");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"EPERM", "EPERM", "EPERM"})) << o.err;
+  audit = audit_of("denier");
+  ASSERT_EQ(audit.size(), 3U) << read_file(audit_log());
+  for (const auto& l : audit) EXPECT_NE(l.find("\"action\":\"deny\""), std::string::npos) << l;
 }
 
 TEST_F(Language, TheI386DoorIsClosedByTheSameRules) {

@@ -47,6 +47,7 @@ struct Answer {
   static Answer ok() { return {}; }
   static Answer error(int e, std::string why = {}) { return Answer{Kind::Errno, e, 0, std::move(why)}; }
   static Answer let_kernel_decide() { return Answer{Kind::Continue, 0, 0, {}}; }
+  static Answer returning(std::int64_t v) { return Answer{Kind::Value, 0, v, {}}; }
 };
 
 // A running helper process.

@@ -75,7 +75,10 @@ class Session : public std::enable_shared_from_this<Session> {
                const task::TaskHandle& task, const policy::Call& call, const policy::Decision& decision,
                const Result<void>& copied, const std::string& raw_path, bool compat32, audit::Event event,
                std::chrono::steady_clock::time_point started);
-  void send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event);
+  // Records the answer in `event`, writes the audit record when asked, then answers: the
+  // record exists before the caller goes on.
+  void send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event, bool audit,
+                   std::chrono::steady_clock::time_point started);
   void wait_for_helper(std::uint64_t id);
   void finish_emulation(std::uint64_t id);
   void write_audit(audit::Event& event, std::chrono::steady_clock::time_point started);
