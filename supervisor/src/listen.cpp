@@ -1,5 +1,6 @@
 #include "sysvisor/listen.hpp"
 
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -41,6 +42,20 @@ UniqueFd listen_unix(const std::filesystem::path& where, int type, mode_t mode, 
   if (::chmod(path.c_str(), mode) != 0) throw fail("chmod");
   if (::listen(sock.get(), 128) != 0) throw fail("listen on");
   return sock;
+}
+
+void accept_pending(int listener, const std::filesystem::path& where,
+                    const std::function<void(UniqueFd)>& take) {
+  for (;;) {
+    UniqueFd sock(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!sock) {
+      if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+        spdlog::warn("accept on {}: {}", where.string(), std::strerror(errno));
+      }
+      return;
+    }
+    take(std::move(sock));
+  }
 }
 
 config::Peer peer_credentials(int fd) {

@@ -377,22 +377,15 @@ void OciIntake::accept_next() {
   listener_.async_wait(
       boost::asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
         if (ec || stopping_) return;
-        for (;;) {
-          UniqueFd sock(::accept4(listener_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-          if (!sock) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-              spdlog::warn("oci: accept on {}: {}", config_.socket_path.string(), errno_text(errno));
-            }
-            break;
-          }
+        accept_pending(listener_.native_handle(), config_.socket_path, [this](UniqueFd sock) {
           if (connections_.size() >= config_.max_pending) {
             spdlog::warn("oci: too many handoffs in progress ({}): connection dropped", connections_.size());
-            continue;
+            return;
           }
           auto conn = std::make_shared<Connection>(*this, std::move(sock));
           connections_.emplace(conn.get(), conn);
           conn->start();
-        }
+        });
         accept_next();
       });
 }

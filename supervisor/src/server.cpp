@@ -400,28 +400,21 @@ void Server::shutdown() {
 
 void Server::accept_next() {
   if (stopping_) return;
-  listener_.async_wait(
-      boost::asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
-        if (ec || stopping_) return;
-        for (;;) {
-          UniqueFd sock(::accept4(listener_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-          if (!sock) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-              spdlog::warn("accept on {}: {}", socket_path_.string(), std::strerror(errno));
-            }
-            break;
-          }
-          if (connections_.size() >= config_.max_connections) {
-            spdlog::warn("too many agent handshakes in progress ({}): connection dropped",
-                         connections_.size());
-            continue;
-          }
-          auto conn = std::make_shared<Connection>(*this, std::move(sock));
-          connections_.emplace(conn.get(), conn);
-          conn->start();
-        }
-        accept_next();
-      });
+  listener_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                       [this](const boost::system::error_code& ec) {
+                         if (ec || stopping_) return;
+                         accept_pending(listener_.native_handle(), socket_path_, [this](UniqueFd sock) {
+                           if (connections_.size() >= config_.max_connections) {
+                             spdlog::warn("too many agent handshakes in progress ({}): connection dropped",
+                                          connections_.size());
+                             return;
+                           }
+                           auto conn = std::make_shared<Connection>(*this, std::move(sock));
+                           connections_.emplace(conn.get(), conn);
+                           conn->start();
+                         });
+                         accept_next();
+                       });
 }
 
 void Server::on_connection_done(Connection* conn) {

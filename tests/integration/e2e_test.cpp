@@ -67,31 +67,11 @@ class E2E : public ::testing::Test {
 
   Outcome container(const std::string& script, const std::string& policy = "rootless-devices",
                     const std::string& id = "", const fs::path& rt = runtime()) {
-    std::vector<std::string> argv{(bin_dir() / "sysvisor-agent").string(),
-                                  "run",
-                                  "--runtime-dir",
-                                  rt.string(),
-                                  "--policy",
-                                  policy,
-                                  "--rootfs",
-                                  rootfs_.string()};
-    if (!id.empty()) {
-      argv.insert(argv.end(), {"--id", id});
-    }
-    argv.insert(argv.end(), {"--", "/bin/sh", "-c", script});
-    auto o = run(argv);
-    if (o.timed_out) ADD_FAILURE() << "container timed out: " << script << "\n" << o.err;
-    return o;
+    return run_container(rt, policy, rootfs_, script, id);
   }
 
   // Audit lines of one container.
-  static std::vector<std::string> audit_of(const std::string& id) {
-    std::vector<std::string> out;
-    for (const auto& l : lines(read_file(audit_log()))) {
-      if (l.find("\"container\":\"" + id + "\"") != std::string::npos) out.push_back(l);
-    }
-    return out;
-  }
+  static std::vector<std::string> audit_of(const std::string& id) { return audit_lines(audit_log(), id); }
 
   static TempDir* dir_;
   static Daemon* daemon_;

@@ -1,6 +1,7 @@
 #include "harness.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -142,6 +143,33 @@ Daemon::Daemon(const fs::path& runtime_dir, const fs::path& policies_dir, const 
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+}
+
+Outcome run_container(const fs::path& runtime_dir, const std::string& policy, const fs::path& rootfs,
+                      const std::string& script, const std::string& id,
+                      const std::vector<std::string>& options) {
+  std::vector<std::string> argv{(bin_dir() / "sysvisor-agent").string(),
+                                "run",
+                                "--runtime-dir",
+                                runtime_dir,
+                                "--policy",
+                                policy,
+                                "--rootfs",
+                                rootfs};
+  if (!id.empty()) argv.insert(argv.end(), {"--id", id});
+  argv.insert(argv.end(), options.begin(), options.end());
+  argv.insert(argv.end(), {"--", "/bin/sh", "-c", script});
+  auto o = run(argv);
+  if (o.timed_out) ADD_FAILURE() << "container timed out: " << script << "\n" << o.err;
+  return o;
+}
+
+std::vector<std::string> audit_lines(const fs::path& audit_log, const std::string& container) {
+  std::vector<std::string> out;
+  for (const auto& l : lines(read_file(audit_log))) {
+    if (l.find("\"container\":\"" + container + "\"") != std::string::npos) out.push_back(l);
+  }
+  return out;
 }
 
 Daemon::~Daemon() {

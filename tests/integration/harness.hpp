@@ -57,6 +57,14 @@ class Daemon {
   bool ready_ = false;
 };
 
+// `sysvisor-agent run` of `/bin/sh -c script` in `rootfs` under `policy`; a timeout is a failure.
+Outcome run_container(const fs::path& runtime_dir, const std::string& policy, const fs::path& rootfs,
+                      const std::string& script, const std::string& id = "",
+                      const std::vector<std::string>& options = {});
+
+// The audit lines of one container.
+[[nodiscard]] std::vector<std::string> audit_lines(const fs::path& audit_log, const std::string& container);
+
 [[nodiscard]] std::string read_file(const fs::path& p);
 [[nodiscard]] std::vector<std::string> lines(const std::string& text);
 [[nodiscard]] fs::path bin_dir();     // build/bin

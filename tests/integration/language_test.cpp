@@ -120,28 +120,10 @@ class Language : public ::testing::Test {
   static fs::path daemon_log() { return dir_->path() / "daemon.log"; }
 
   Outcome container(const std::string& script, const std::string& policy, const std::string& id = "") {
-    std::vector<std::string> argv{(bin_dir() / "sysvisor-agent").string(),
-                                  "run",
-                                  "--runtime-dir",
-                                  runtime().string(),
-                                  "--policy",
-                                  policy,
-                                  "--rootfs",
-                                  rootfs_.string()};
-    if (!id.empty()) argv.insert(argv.end(), {"--id", id});
-    argv.insert(argv.end(), {"--", "/bin/sh", "-c", script});
-    auto o = run(argv);
-    if (o.timed_out) ADD_FAILURE() << "container timed out: " << script << "\n" << o.err;
-    return o;
+    return run_container(runtime(), policy, rootfs_, script, id);
   }
 
-  static std::vector<std::string> audit_of(const std::string& id) {
-    std::vector<std::string> out;
-    for (const auto& l : lines(read_file(audit_log()))) {
-      if (l.find("\"container\":\"" + id + "\"") != std::string::npos) out.push_back(l);
-    }
-    return out;
-  }
+  static std::vector<std::string> audit_of(const std::string& id) { return audit_lines(audit_log(), id); }
 
   static TempDir* dir_;
   static Daemon* daemon_;

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 
 #include "sysvisor/config.hpp"
@@ -16,6 +17,11 @@ namespace sysvisor {
 // it; a dead one is stale and replaced. Throws std::runtime_error naming the path.
 [[nodiscard]] UniqueFd listen_unix(const std::filesystem::path& path, int type, mode_t mode,
                                    std::optional<gid_t> group);
+
+// Accepts every connection waiting on the non-blocking `listener` (until EAGAIN) and hands
+// each to `take`; accept errors other than "nothing more" are logged naming `where`.
+void accept_pending(int listener, const std::filesystem::path& where,
+                    const std::function<void(UniqueFd)>& take);
 
 // SO_PEERCRED, and SO_PEERGROUPS for the supplementary groups a grant may name. A peer whose
 // credentials cannot be read is uid/gid 65534 (nobody), which no default grants anything.
