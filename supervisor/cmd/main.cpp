@@ -100,7 +100,8 @@ int main(int argc, char** argv) {
   std::string audit_to;
   auto* serve_cmd = app.add_subcommand(
       "serve",
-      "Run the daemon: accept agents on RUNTIME_DIR/agent.sock and answer their containers' trapped "
+      "Run the daemon: accept agents on RUNTIME_DIR/agent.sock and OCI runtimes (runc, crun, podman) on "
+      "RUNTIME_DIR/oci.sock, and answer their containers' trapped "
       "calls. SIGHUP reloads the configuration and the policies (all or nothing); SIGTERM or SIGINT "
       "stop it cleanly.");
   serve_cmd->add_option("--config", config_file,
