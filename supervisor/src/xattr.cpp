@@ -235,7 +235,7 @@ class Xattr final : public Emulation {
     }
     if (name.size() >= p->name.size()) return Answer::error(ERANGE);
     std::memcpy(p->name.data(), name.c_str(), name.size() + 1);
-    std::memcpy(p->value.data(), value_.data(), value_.size());
+    if (!value_.empty()) std::memcpy(p->value.data(), value_.data(), value_.size());  // removexattr has none
     p->size = size_;
     p->flags = flags_;
     p->remove = remove_;
