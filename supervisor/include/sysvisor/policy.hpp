@@ -143,6 +143,15 @@ enum Field : std::uint32_t {
 inline constexpr std::uint32_t kMemoryFields =
     kFieldPath | kFieldFstype | kFieldSource | kFieldTarget | kFieldXattrName | kFieldSched;
 
+// `emulate:` of a mount rule: what the emulator may grant beyond the filesystem types the rule's
+// `fstype` names (docs/policy.md, "Emulators").
+struct MountGrant {
+  std::vector<std::string> images;  // image files (globs, absolute in the container) for loop devices
+  bool readonly = false;            // every mount read-only
+  bool allow_suid = false;          // lift the forced nosuid
+  bool allow_dev = false;           // lift the forced nodev
+};
+
 struct Rule {
   std::string name;                // from `name:`, else "rule N" (1-based within its policy)
   std::string origin;              // the policy that wrote the rule (differs after include)
@@ -154,6 +163,7 @@ struct Rule {
   int err = EPERM;         // Deny
   std::int64_t value = 0;  // Return
   bool audit = false;
+  std::optional<MountGrant> mount;  // `emulate:` (mount rules with `action: emulate` only)
   Position pos;  // of the rule's mapping
 };
 
