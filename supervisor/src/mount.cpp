@@ -10,8 +10,13 @@
 //     rule lifts them), mount_setattr(MOUNT_ATTR_IDMAP) to the caller's user namespace, then
 //     setns into the caller's mount namespace and move_mount onto A's target descriptor.
 // The new mount's unique id is recorded for the session. Not emulated (left to the kernel, which
-// checks the caller's own rights): MS_REMOUNT, MS_BIND, MS_MOVE and propagation changes; under a
-// rule without `fstype`. Filesystem-specific options (mount's data) are refused (EINVAL).
+// checks the caller's own rights): MS_REMOUNT, MS_MOVE and propagation changes, MS_BIND of what the
+// rule's `emulate: {bind: [...]}` does not name; under a rule without `fstype`. Filesystem-specific
+// options (mount's data) are refused (EINVAL).
+//
+// Bind mounts: MS_BIND with a source that is a host path the rule's `bind` names: B clones it
+// (open_tree, not recursive), sets nosuid,nodev (unless lifted) and ro (unless `readonly: false`),
+// and attaches it onto A's target, not idmapped.
 //
 // umount2: of a mount sysvisor made for this session (the target, resolved as the caller, is the
 // root of a mount whose id was recorded), A unmounts it as the caller (such a mount is not locked:
@@ -63,6 +68,7 @@ constexpr std::uint64_t kNotEmulated = MS_REMOUNT | MS_BIND | MS_MOVE | MS_SHARE
 struct Params {
   helper::Caller caller;
   bool umount = false;
+  bool bind = false;  // source: a host path the rule grants (open_tree in B)
   std::array<char, PATH_MAX + 1> target{};
   std::array<char, PATH_MAX + 1> source{};
   std::array<char, 256> fstype{};
@@ -122,6 +128,10 @@ int umount_as_caller(const Params& p) {
   const int target = open_in_root(p.target.data(), O_PATH);
   if (target < 0) ::_exit(errno);
   if (on_proc_or_sys(target)) ::_exit(EPERM);
+  if (p.bind) {
+    if (wire::send_with_fd(sock, &byte, 1, target) < 0) ::_exit(EPERM);
+    ::_exit(0);
+  }
   struct stat st {};
   if (::fstat(target, &st) != 0) ::_exit(errno);
   if (!S_ISDIR(st.st_mode)) ::_exit(ENOTDIR);
@@ -217,6 +227,35 @@ int fail_with(int diag, const char* stage, int err) {
   return EPERM;
 }
 
+// Attaches the detached mount `mnt` onto `target` in the caller's mount namespace; records its id.
+int attach(const Params& p, int mnt, int target, int diag) {
+  struct statx stx {};
+  if (::statx(mnt, "", AT_EMPTY_PATH, STATX_MNT_ID_UNIQUE, &stx) != 0 || (stx.stx_mask & STATX_MNT_ID_UNIQUE) == 0)
+    return fail_with(diag, "the mount's id (statx)", errno);
+  if (::setns(p.caller.mnt_ns_fd, CLONE_NEWNS) != 0) return fail_with(diag, "join the caller's mount namespace", errno);
+  if (::syscall(SYS_move_mount, mnt, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0) {
+    const int err = errno;
+    if (err == ENOTDIR || err == EISDIR) return err;  // a file onto a directory, or the reverse
+    return fail_with(diag, "attach the mount (move_mount)", err);
+  }
+  [[maybe_unused]] const ssize_t w = ::write(p.result_fd, &stx.stx_mnt_id, sizeof stx.stx_mnt_id);
+  return 0;
+}
+
+// A bind mount of the host path the rule grants: a clone of it (not recursive), with the
+// forced attributes, not idmapped (host owners stay as the kernel maps them: unmapped owners
+// show as nobody, and the container writes only what its own ids may).
+int do_bind(const Params& p, int target, int diag) {
+  const int tree = static_cast<int>(
+      ::syscall(SYS_open_tree, AT_FDCWD, p.source.data(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  if (tree < 0) return fail_with(diag, "open_tree the host path", errno);
+  mount_attr attr{};
+  attr.attr_set = p.attrs;
+  if (::syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
+    return fail_with(diag, "set the bind mount's attributes", errno);
+  return attach(p, tree, target, diag);
+}
+
 int do_mount(const Params& p, int target, int source, int diag) {
   struct stat st {};
   if (::fstat(source, &st) != 0) return fail_with(diag, "stat the source", errno);
@@ -247,14 +286,7 @@ int do_mount(const Params& p, int target, int source, int diag) {
     if (::syscall(SYS_mount_setattr, mnt, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
       return fail_with(diag, "idmap the mount (mount_setattr)", errno);
   }
-  struct statx stx {};
-  if (::statx(mnt, "", AT_EMPTY_PATH, STATX_MNT_ID_UNIQUE, &stx) != 0 || (stx.stx_mask & STATX_MNT_ID_UNIQUE) == 0)
-    return fail_with(diag, "the mount's id (statx)", errno);
-  if (::setns(p.caller.mnt_ns_fd, CLONE_NEWNS) != 0) return fail_with(diag, "join the caller's mount namespace", errno);
-  if (::syscall(SYS_move_mount, mnt, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0)
-    return fail_with(diag, "attach the mount (move_mount)", errno);
-  [[maybe_unused]] const ssize_t w = ::write(p.result_fd, &stx.stx_mnt_id, sizeof stx.stx_mnt_id);
-  return 0;
+  return attach(p, mnt, target, diag);
 }
 
 // B: the privileged side.
@@ -275,11 +307,11 @@ int privileged(const void* arg, int diag) {
   ::close(sp[1]);
   if (p.umount) return wait_code(child);  // done by the caller itself
   const int target = receive_fd(sp[0]);
-  const int source = target < 0 ? -1 : receive_fd(sp[0]);
+  const int source = target < 0 || p.bind ? -1 : receive_fd(sp[0]);
   const int code = wait_code(child);
   if (code != 0) return code;  // the caller's errno (ENOENT, EACCES, ENOTDIR, EPERM, ...)
-  if (target < 0 || source < 0) return fail_with(diag, "receive the descriptors", EPROTO);
-  return do_mount(p, target, source, diag);
+  if (target < 0 || (!p.bind && source < 0)) return fail_with(diag, "receive the descriptors", EPROTO);
+  return p.bind ? do_bind(p, target, diag) : do_mount(p, target, source, diag);
 }
 
 class MountJob final : public Job {
@@ -353,7 +385,16 @@ class Mount final : public Emulation {
 
   Started start(const Context& ctx) override {
     const std::uint64_t flags = ctx.call.args[umount_ ? 1 : 3];
-    if (!umount_) {
+    const policy::MountGrant grant = ctx.rule->mount.value_or(policy::MountGrant{});
+    const policy::BindGrant* bind = nullptr;
+    if (!umount_ && (flags & MS_BIND) != 0 && (flags & (MS_REMOUNT | MS_MOVE)) == 0 && ctx.call.source &&
+        !ctx.call.source->empty() && ctx.call.source->front() == '/') {
+      const std::string host = policy::normalize_path("/", *ctx.call.source);
+      for (const auto& b : grant.binds) {
+        if (b.host == host) bind = &b;
+      }
+    }
+    if (!umount_ && bind == nullptr) {
       // What a user namespace may do itself, and what the rule does not grant: the kernel's.
       if ((flags & kNotEmulated) != 0 || ctx.rule->match.fstypes.empty()) return Answer::let_kernel_decide();
       if (!ctx.call.fstype || !ctx.call.source) return Answer::error(EFAULT);
@@ -365,7 +406,8 @@ class Mount final : public Emulation {
       return umount_ ? Answer::let_kernel_decide() : Answer::error(EPERM);
     }
     if (!umount_ && (under(*ctx.call.target, "/proc") || under(*ctx.call.target, "/sys"))) return Answer::error(EPERM);
-    const bool relative = ctx.raw_path[0] != '/' || (!umount_ && !ctx.call.source->starts_with('/'));
+    const bool relative =
+        ctx.raw_path[0] != '/' || (!umount_ && bind == nullptr && !ctx.call.source->starts_with('/'));
     auto caller = helper::caller_of(*req_, relative);
     if (!caller) {
       const int err = caller.error().err;
@@ -384,6 +426,15 @@ class Mount final : public Emulation {
         p->ours[p->nours++] = id;
       }
       if (p->nours == 0) return Answer::let_kernel_decide();
+    } else if (bind != nullptr) {
+      p->bind = true;
+      if (bind->host.size() >= p->source.size()) return Answer::error(ENAMETOOLONG);
+      std::memcpy(p->source.data(), bind->host.c_str(), bind->host.size() + 1);
+      p->readonly = bind->readonly || grant.readonly || (flags & MS_RDONLY) != 0;
+      p->attrs = (grant.allow_suid ? 0U : MOUNT_ATTR_NOSUID) | (grant.allow_dev ? 0U : MOUNT_ATTR_NODEV) |
+                 (p->readonly ? MOUNT_ATTR_RDONLY : 0U) | ((flags & MS_NOSUID) != 0 ? MOUNT_ATTR_NOSUID : 0U) |
+                 ((flags & MS_NODEV) != 0 ? MOUNT_ATTR_NODEV : 0U) |
+                 ((flags & MS_NOEXEC) != 0 ? MOUNT_ATTR_NOEXEC : 0U);
     } else {
       const std::string& source = *ctx.call.source;
       const std::string& fstype = *ctx.call.fstype;
@@ -391,7 +442,6 @@ class Mount final : public Emulation {
       if (source.size() >= p->source.size() || fstype.size() >= p->fstype.size()) return Answer::error(ENAMETOOLONG);
       std::memcpy(p->source.data(), source.c_str(), source.size() + 1);
       std::memcpy(p->fstype.data(), fstype.c_str(), fstype.size() + 1);
-      const policy::MountGrant grant = ctx.rule->mount.value_or(policy::MountGrant{});
       p->readonly = (flags & MS_RDONLY) != 0 || grant.readonly;
       p->ext = fstype == "ext2" || fstype == "ext3" || fstype == "ext4";
       p->attrs = (grant.allow_suid ? 0U : MOUNT_ATTR_NOSUID) | (grant.allow_dev ? 0U : MOUNT_ATTR_NODEV) |

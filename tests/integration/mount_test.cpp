@@ -39,6 +39,16 @@ class MountEmulation : public ::testing::Test {
         fs::copy_file(e.path(), policies() / e.path().filename());
       }
     }
+    // Host paths for bind mounts: one read-only (the default), one writable.
+    fs::create_directories(host_ro());
+    fs::create_directories(host_rw());
+    std::ofstream(host_ro() / "hello") << "hello\n";
+    ASSERT_EQ(::chown(host_rw().c_str(), kHostRoot, kHostRoot), 0);
+    std::ofstream(policies() / "mount-bind-test.yaml")
+        << "name: mount-bind-test\ninclude: [mount-images]\nrules:\n"
+           "  - syscalls: [mount]\n    match: {flags: {set: [MS_BIND]}}\n    action: emulate\n"
+           "    emulate: {bind: [{host: \"" << host_ro().string() << "\"}, {host: \"" << host_rw().string()
+        << "\", readonly: false}]}\n";
     daemon_ = new Daemon(runtime(), policies(), audit_log(), daemon_log());
     ASSERT_TRUE(daemon_->ready()) << read_file(daemon_log());
   }
@@ -70,18 +80,20 @@ class MountEmulation : public ::testing::Test {
     ASSERT_EQ(::chown(p.c_str(), owner, owner), 0);
   }
 
+  static fs::path host_ro() { return dir_->path() / "host-ro"; }
+  static fs::path host_rw() { return dir_->path() / "host-rw"; }
   static fs::path runtime() { return dir_->path() / "run"; }
   static fs::path policies() { return dir_->path() / "policies"; }
   static fs::path audit_log() { return dir_->path() / "audit.jsonl"; }
   static fs::path daemon_log() { return dir_->path() / "daemon.log"; }
 
-  Outcome container(const std::string& script) {
+  Outcome container(const std::string& script, const std::string& policy = "mount-images") {
     std::vector<std::string> argv{(bin_dir() / "sysvisor-agent").string(),
                                   "run",
                                   "--runtime-dir",
                                   runtime().string(),
                                   "--policy",
-                                  "mount-images",
+                                  policy,
                                   "--rootfs",
                                   rootfs_.string(),
                                   "--",
@@ -191,6 +203,28 @@ TEST_F(MountEmulation, HostileArguments) {
   EXPECT_EQ(lines(o.out), (std::vector<std::string>{"EFAULT", "EFAULT", "EFAULT", "EFAULT", "ENAMETOOLONG",
                                                     "done", "0"}))
       << o.err << read_file(daemon_log());
+}
+
+TEST_F(MountEmulation, BindMountsOfTheHostPathsThePolicyNames) {
+  const fs::path other = rootfs_holder_->path() / "not-granted";
+  fs::create_directories(other);
+  const auto o = container(
+      "mkdir -p /mnt/r /mnt/w; probe mount " + host_ro().string() + " /mnt/r - bind; cat /mnt/r/hello; "
+      "touch /mnt/r/x 2>/dev/null || echo refused; "
+      "awk '$5==\"/mnt/r\"{print $6}' /proc/self/mountinfo | cut -d, -f1-3; "
+      "probe mount " + host_rw().string() + "/ /mnt/w - bind; touch /mnt/w/made && echo written; "
+      "probe umount /mnt/r; probe umount /mnt/w; "
+      // a host path the policy does not name: the kernel's answer (it does not exist inside)
+      "probe mount " + other.string() + " /mnt/r - bind",
+      "mount-bind-test");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ok", "hello", "refused", "ro,nosuid,nodev", "ok", "written",
+                                                    "ok", "ok", "ENOENT"}))
+      << o.err << read_file(daemon_log());
+  EXPECT_FALSE(fs::exists(host_ro() / "x"));
+  EXPECT_TRUE(fs::exists(host_rw() / "made"));
+  struct stat st {};
+  ASSERT_EQ(::stat((host_rw() / "made").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, kHostRoot) << "not idmapped: the container's root writes as host uid 100000";
 }
 
 }  // namespace

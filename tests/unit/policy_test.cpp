@@ -747,6 +747,15 @@ TEST(PolicyParse, MountEmulateOptions) {
   EXPECT_FALSE(p.rules[0].mount->allow_suid);
   EXPECT_TRUE(p.rules[0].mount->allow_dev);
   EXPECT_FALSE(p.rules[1].mount.has_value());
+  const Policy b = policy_ok(one_rule(
+      "syscalls: [mount]\n    action: emulate\n"
+      "    emulate: {bind: [{host: /srv//data/}, {host: /srv/rw, readonly: false}]}\n"));
+  ASSERT_EQ(b.rules[0].mount->binds.size(), 2u);
+  EXPECT_EQ(b.rules[0].mount->binds[0].host, "/srv/data");
+  EXPECT_TRUE(b.rules[0].mount->binds[0].readonly);
+  EXPECT_FALSE(b.rules[0].mount->binds[1].readonly);
+  expect_one_error(one_rule("syscalls: [mount]\n    action: emulate\n    emulate: {bind: [{host: srv}]}\n"),
+                   ErrorCode::BadValue, 5, 29);
   // Only with `action: emulate`, only for mount alone, absolute patterns, known keys.
   expect_one_error(one_rule("syscalls: [mount]\n    action: deny\n    emulate: {readonly: true}\n"),
                    ErrorCode::BadValue, 5, 5);
@@ -754,7 +763,7 @@ TEST(PolicyParse, MountEmulateOptions) {
                    ErrorCode::BadMatcher, 5, 5);
   expect_one_error(one_rule("syscalls: [mount]\n    action: emulate\n    emulate: {images: [a.img]}\n"),
                    ErrorCode::BadValue, 5, 24);
-  expect_one_error(one_rule("syscalls: [mount]\n    action: emulate\n    emulate: {bind: []}\n"),
+  expect_one_error(one_rule("syscalls: [mount]\n    action: emulate\n    emulate: {binds: []}\n"),
                    ErrorCode::UnknownKey, 5, 15);
 }
 
