@@ -185,12 +185,21 @@ TEST_F(MountEmulation, RefusedTypesImagesTargetsAndSources) {
       "probe as 1000 1000 0 -- probe mount /images/x.img /mnt/a ext4; "
       // umount2 of what sysvisor did not mount: the kernel's answer (not a mount point)
       "probe umount /mnt/a; "
+      // an allowed image that holds no ext4: the kernel's EINVAL, and its loop device released
+      "yes | head -c 262144 > /images/garbage.img; "
+      "probe mount /images/garbage.img /mnt/a ext4; "
       "grep -c /dev/loop /proc/self/mountinfo");
   EXPECT_EQ(lines(o.out), (std::vector<std::string>{"EPERM", "EPERM", "ENOENT", "ENOENT", "EPERM", "EPERM",
-                                                    "EPERM", "ENOENT", "EACCES", "EPERM", "EINVAL", "0"}))
+                                                    "EPERM", "ENOENT", "EACCES", "EPERM", "EINVAL", "EINVAL", "0"}))
       << o.err << read_file(daemon_log());
   EXPECT_TRUE(fs::is_empty(victim));
   EXPECT_EQ(loops_of(image_), "");
+  std::string garbage = loops_of(rootfs_ / "images" / "garbage.img");
+  for (int i = 0; i < 20 && !garbage.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    garbage = loops_of(rootfs_ / "images" / "garbage.img");
+  }
+  EXPECT_EQ(garbage, "") << "a failed mount left its loop device";
 }
 
 TEST_F(MountEmulation, HostileArguments) {
