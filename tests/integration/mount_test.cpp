@@ -214,6 +214,30 @@ TEST_F(MountEmulation, HostileArguments) {
       << o.err << read_file(daemon_log());
 }
 
+TEST_F(MountEmulation, FromABlockDeviceTheCallerCanOpen) {
+  // A loop device the host set up, as a block device node in the container's root: opened by the
+  // caller (mode 0600, owned by the container's root; its user 1000, without CAP_SYS_ADMIN, gets EPERM).
+  const auto setup = run({sbin("losetup"), "-f", "--show", image_.string()});
+  ASSERT_EQ(setup.status, 0) << setup.err;
+  std::string loop = setup.out.substr(0, setup.out.find('\n'));
+  struct stat dev {};
+  ASSERT_EQ(::stat(loop.c_str(), &dev), 0) << loop;
+  fs::create_directories(rootfs_ / "blk");
+  const fs::path node = rootfs_ / "blk" / "disk";
+  ASSERT_EQ(::mknod(node.c_str(), S_IFBLK | 0600, dev.st_rdev), 0);
+  ASSERT_EQ(::chown(node.c_str(), kHostRoot, kHostRoot), 0);
+  const fs::path hosts = rootfs_ / "blk" / "hosts";  // the host's root's: the caller may not open it
+  ASSERT_EQ(::mknod(hosts.c_str(), S_IFBLK | 0600, dev.st_rdev), 0);
+  const auto o = container(
+      "probe mount /blk/hosts /mnt/a ext4; "
+      "probe as 1000 1000 0 -- probe mount /blk/disk /mnt/a ext4; "
+      "probe mount /blk/disk /mnt/a ext4; touch /mnt/a/g && stat -c %u /mnt/a/g; "
+      "awk '$5==\"/mnt/a\"{print $6}' /proc/self/mountinfo | cut -d, -f1-3; probe umount /mnt/a");
+  run({sbin("losetup"), "-d", loop});
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"EACCES", "EPERM", "ok", "0", "rw,nosuid,nodev", "ok"}))
+      << o.err << read_file(daemon_log());
+}
+
 TEST_F(MountEmulation, BindMountsOfTheHostPathsThePolicyNames) {
   const fs::path other = rootfs_holder_->path() / "not-granted";
   fs::create_directories(other);
