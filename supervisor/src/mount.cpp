@@ -62,8 +62,8 @@ constexpr int kLetKernel = 254;  // B's exit code: answer CONTINUE
 constexpr std::size_t kMaxImages = 16;
 constexpr std::size_t kMaxPattern = 256;
 constexpr std::size_t kMaxMounts = 256;
-constexpr std::uint64_t kNotEmulated = MS_REMOUNT | MS_BIND | MS_MOVE | MS_SHARED | MS_PRIVATE | MS_SLAVE |
-                                       MS_UNBINDABLE;
+constexpr std::uint64_t kNotEmulated =
+    MS_REMOUNT | MS_BIND | MS_MOVE | MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE;
 
 struct Params {
   helper::Caller caller;
@@ -106,8 +106,9 @@ int umount_as_caller(const Params& p) {
   const int target = open_in_root(p.target.data(), O_PATH | nofollow);
   if (target < 0) return kLetKernel;  // the kernel's own errno
   struct statx stx {};
-  const bool root = ::statx(target, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID_UNIQUE, &stx) == 0 &&
-                    (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0 && (stx.stx_mask & STATX_MNT_ID_UNIQUE) != 0;
+  const bool root =
+      ::statx(target, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID_UNIQUE, &stx) == 0 &&
+      (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0 && (stx.stx_mask & STATX_MNT_ID_UNIQUE) != 0;
   ::close(target);
   const std::uint64_t* end = p.ours.data() + p.nours;
   if (!root || std::find(p.ours.data(), end, stx.stx_mnt_id) == end) return kLetKernel;
@@ -170,8 +171,8 @@ bool allowed_image(const Params& p, int fd) {
   if (n <= 0) return false;
   const char* inside = host.data();
   if (!(p.root_len == 1 && p.root[0] == '/')) {
-    if (static_cast<std::size_t>(n) <= p.root_len || std::memcmp(host.data(), p.root.data(), p.root_len) != 0 ||
-        host[p.root_len] != '/') {
+    if (static_cast<std::size_t>(n) <= p.root_len ||
+        std::memcmp(host.data(), p.root.data(), p.root_len) != 0 || host[p.root_len] != '/') {
       return false;
     }
     inside = host.data() + p.root_len;
@@ -230,10 +231,13 @@ int fail_with(int diag, const char* stage, int err) {
 // Attaches the detached mount `mnt` onto `target` in the caller's mount namespace; records its id.
 int attach(const Params& p, int mnt, int target, int diag) {
   struct statx stx {};
-  if (::statx(mnt, "", AT_EMPTY_PATH, STATX_MNT_ID_UNIQUE, &stx) != 0 || (stx.stx_mask & STATX_MNT_ID_UNIQUE) == 0)
+  if (::statx(mnt, "", AT_EMPTY_PATH, STATX_MNT_ID_UNIQUE, &stx) != 0 ||
+      (stx.stx_mask & STATX_MNT_ID_UNIQUE) == 0)
     return fail_with(diag, "the mount's id (statx)", errno);
-  if (::setns(p.caller.mnt_ns_fd, CLONE_NEWNS) != 0) return fail_with(diag, "join the caller's mount namespace", errno);
-  if (::syscall(SYS_move_mount, mnt, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0) {
+  if (::setns(p.caller.mnt_ns_fd, CLONE_NEWNS) != 0)
+    return fail_with(diag, "join the caller's mount namespace", errno);
+  if (::syscall(SYS_move_mount, mnt, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) !=
+      0) {
     const int err = errno;
     if (err == ENOTDIR || err == EISDIR) return err;  // a file onto a directory, or the reverse
     return fail_with(diag, "attach the mount (move_mount)", err);
@@ -365,7 +369,8 @@ class Mount final : public Emulation {
       : umount_(info.family == policy::Family::Umount), req_(std::move(req)), root_(std::move(root)) {}
 
   [[nodiscard]] std::uint32_t fields() const override {
-    return policy::kFieldTarget | policy::kFieldPath | (umount_ ? 0U : policy::kFieldSource | policy::kFieldFstype);
+    return policy::kFieldTarget | policy::kFieldPath |
+           (umount_ ? 0U : policy::kFieldSource | policy::kFieldFstype);
   }
 
   Result<void> copy(const task::TaskHandle& task, const policy::Call& call) override {
@@ -405,7 +410,8 @@ class Mount final : public Emulation {
     if ((req_->creds.cap_effective & (std::uint64_t{1} << kCapSysAdmin)) == 0) {
       return umount_ ? Answer::let_kernel_decide() : Answer::error(EPERM);
     }
-    if (!umount_ && (under(*ctx.call.target, "/proc") || under(*ctx.call.target, "/sys"))) return Answer::error(EPERM);
+    if (!umount_ && (under(*ctx.call.target, "/proc") || under(*ctx.call.target, "/sys")))
+      return Answer::error(EPERM);
     const bool relative =
         ctx.raw_path[0] != '/' || (!umount_ && bind == nullptr && !ctx.call.source->starts_with('/'));
     auto caller = helper::caller_of(*req_, relative);
@@ -432,20 +438,23 @@ class Mount final : public Emulation {
       std::memcpy(p->source.data(), bind->host.c_str(), bind->host.size() + 1);
       p->readonly = bind->readonly || grant.readonly || (flags & MS_RDONLY) != 0;
       p->attrs = (grant.allow_suid ? 0U : MOUNT_ATTR_NOSUID) | (grant.allow_dev ? 0U : MOUNT_ATTR_NODEV) |
-                 (p->readonly ? MOUNT_ATTR_RDONLY : 0U) | ((flags & MS_NOSUID) != 0 ? MOUNT_ATTR_NOSUID : 0U) |
+                 (p->readonly ? MOUNT_ATTR_RDONLY : 0U) |
+                 ((flags & MS_NOSUID) != 0 ? MOUNT_ATTR_NOSUID : 0U) |
                  ((flags & MS_NODEV) != 0 ? MOUNT_ATTR_NODEV : 0U) |
                  ((flags & MS_NOEXEC) != 0 ? MOUNT_ATTR_NOEXEC : 0U);
     } else {
       const std::string& source = *ctx.call.source;
       const std::string& fstype = *ctx.call.fstype;
       if (source.empty()) return Answer::error(ENOENT);
-      if (source.size() >= p->source.size() || fstype.size() >= p->fstype.size()) return Answer::error(ENAMETOOLONG);
+      if (source.size() >= p->source.size() || fstype.size() >= p->fstype.size())
+        return Answer::error(ENAMETOOLONG);
       std::memcpy(p->source.data(), source.c_str(), source.size() + 1);
       std::memcpy(p->fstype.data(), fstype.c_str(), fstype.size() + 1);
       p->readonly = (flags & MS_RDONLY) != 0 || grant.readonly;
       p->ext = fstype == "ext2" || fstype == "ext3" || fstype == "ext4";
       p->attrs = (grant.allow_suid ? 0U : MOUNT_ATTR_NOSUID) | (grant.allow_dev ? 0U : MOUNT_ATTR_NODEV) |
-                 (p->readonly ? MOUNT_ATTR_RDONLY : 0U) | ((flags & MS_NOEXEC) != 0 ? MOUNT_ATTR_NOEXEC : 0U) |
+                 (p->readonly ? MOUNT_ATTR_RDONLY : 0U) |
+                 ((flags & MS_NOEXEC) != 0 ? MOUNT_ATTR_NOEXEC : 0U) |
                  ((flags & MS_NOSUID) != 0 ? MOUNT_ATTR_NOSUID : 0U) |
                  ((flags & MS_NODEV) != 0 ? MOUNT_ATTR_NODEV : 0U) |
                  ((flags & MS_NOATIME) != 0 ? MOUNT_ATTR_NOATIME : 0U) |

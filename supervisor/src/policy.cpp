@@ -478,7 +478,8 @@ constexpr std::array kSchedPolicies{
 constexpr std::array<std::string_view, 4> kPolicyKeys{"name", "description", "include", "rules"};
 constexpr std::array<std::string_view, 9> kRuleKeys{"name",  "syscalls", "args",  "match",  "action",
                                                     "errno", "value",    "audit", "emulate"};
-constexpr std::array<std::string_view, 5> kEmulateKeys{"images", "bind", "readonly", "allow_suid", "allow_dev"};
+constexpr std::array<std::string_view, 5> kEmulateKeys{"images", "bind", "readonly", "allow_suid",
+                                                       "allow_dev"};
 constexpr std::array<std::string_view, 2> kBindKeys{"host", "readonly"};
 constexpr std::array<std::string_view, 4> kArgKeys{"index", "op", "value", "mask"};
 constexpr std::array<std::string_view, 12> kMatchKeys{"type",       "devices",      "path",     "fstype",
@@ -1326,7 +1327,8 @@ std::optional<MountGrant> PolicyReader::mount_grant(const Entry& entry) {
   }
   MountGrant grant;
   if (const Entry* images = find(*entries, "images")) {
-    grant.images = globs(*images, true, "a list of absolute image path patterns").value_or(std::vector<std::string>{});
+    grant.images =
+        globs(*images, true, "a list of absolute image path patterns").value_or(std::vector<std::string>{});
   }
   if (const Entry* binds = find(*entries, "bind")) {
     if (!binds->value.IsSequence()) {

@@ -47,8 +47,8 @@ class MountEmulation : public ::testing::Test {
     std::ofstream(policies() / "mount-bind-test.yaml")
         << "name: mount-bind-test\ninclude: [mount-images]\nrules:\n"
            "  - syscalls: [mount]\n    match: {flags: {set: [MS_BIND]}}\n    action: emulate\n"
-           "    emulate: {bind: [{host: \"" << host_ro().string() << "\"}, {host: \"" << host_rw().string()
-        << "\", readonly: false}]}\n";
+           "    emulate: {bind: [{host: \""
+        << host_ro().string() << "\"}, {host: \"" << host_rw().string() << "\", readonly: false}]}\n";
     daemon_ = new Daemon(runtime(), policies(), audit_log(), daemon_log());
     ASSERT_TRUE(daemon_->ready()) << read_file(daemon_log());
   }
@@ -106,7 +106,9 @@ class MountEmulation : public ::testing::Test {
   }
 
   // Loop devices backed by `image`, as the host sees them.
-  static std::string loops_of(const fs::path& image) { return run({sbin("losetup"), "-j", image.string()}).out; }
+  static std::string loops_of(const fs::path& image) {
+    return run({sbin("losetup"), "-j", image.string()}).out;
+  }
 
   static TempDir* dir_;
   static Daemon* daemon_;
@@ -124,13 +126,15 @@ TEST_F(MountEmulation, Ext4ImageMountedIdmappedNosuidNodevAndUnmounted) {
   auto done = std::async(std::launch::async, [&] {
     return container(
         "probe mount /images/x.img /mnt/a ext4; touch /mnt/a/f && mkdir /mnt/a/d; "
-        "stat -c '%u %g' /mnt/a /mnt/a/f; awk '$5==\"/mnt/a\"{for(i=7;$i!=\"-\";i++);print $6, $(i+1), $(i+2)}' /proc/self/mountinfo; "
+        "stat -c '%u %g' /mnt/a /mnt/a/f; awk '$5==\"/mnt/a\"{for(i=7;$i!=\"-\";i++);print $6, $(i+1), "
+        "$(i+2)}' /proc/self/mountinfo; "
         "touch /tmp/mounted; while [ ! -e /tmp/go ]; do sleep 0.1; done; "
         "probe umount /mnt/a; grep -c ' /mnt/a ' /proc/self/mountinfo; touch /tmp/umounted; "
         "while [ ! -e /tmp/go2 ]; do sleep 0.1; done");
   });
   const auto wait_for = [&](const fs::path& p) {
-    for (int i = 0; i < 300 && !fs::exists(p); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (int i = 0; i < 300 && !fs::exists(p); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     return fs::exists(p);
   };
   const bool mounted = wait_for(rootfs_ / "tmp" / "mounted");
@@ -176,7 +180,9 @@ TEST_F(MountEmulation, RefusedTypesImagesTargetsAndSources) {
       // an image outside the policy's pattern
       "probe mount /tmp/y.img /mnt/a ext4; "
       // targets: symlinks out of the root, /proc, /sys, a symlink to /proc
-      "ln -s " + victim.string() + " /mnt/out; ln -s ../../../../../../../victim /mnt/up; ln -s /proc /mnt/p; "
+      "ln -s " +
+      victim.string() +
+      " /mnt/out; ln -s ../../../../../../../victim /mnt/up; ln -s /proc /mnt/p; "
       "probe mount /images/x.img /mnt/out ext4; probe mount /images/x.img /mnt/up ext4; "
       "probe mount /images/x.img /proc ext4; probe mount /images/x.img /sys ext4; "
       "probe mount /images/x.img /mnt/p ext4; "
@@ -189,8 +195,9 @@ TEST_F(MountEmulation, RefusedTypesImagesTargetsAndSources) {
       "yes | head -c 262144 > /images/garbage.img; "
       "probe mount /images/garbage.img /mnt/a ext4; "
       "grep -c /dev/loop /proc/self/mountinfo");
-  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"EPERM", "EPERM", "ENOENT", "ENOENT", "EPERM", "EPERM",
-                                                    "EPERM", "ENOENT", "EACCES", "EPERM", "EINVAL", "EINVAL", "0"}))
+  EXPECT_EQ(lines(o.out),
+            (std::vector<std::string>{"EPERM", "EPERM", "ENOENT", "ENOENT", "EPERM", "EPERM", "EPERM",
+                                      "ENOENT", "EACCES", "EPERM", "EINVAL", "EINVAL", "0"}))
       << o.err << read_file(daemon_log());
   EXPECT_TRUE(fs::is_empty(victim));
   EXPECT_EQ(loops_of(image_), "");
@@ -209,8 +216,8 @@ TEST_F(MountEmulation, HostileArguments) {
       "probe mount-badptr; probe mount /images/x.img /$(printf '%05000d' 0) ext4; "
       "mkdir -p /mnt/aa /sys/fs; probe mount-race /images/x.img /mnt/aa /sys/fs ext4 100; "
       "grep -c /dev/loop /proc/self/mountinfo; grep /dev/loop /proc/self/mountinfo >&2");
-  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"EFAULT", "EFAULT", "EFAULT", "EFAULT", "ENAMETOOLONG",
-                                                    "done", "0"}))
+  EXPECT_EQ(lines(o.out),
+            (std::vector<std::string>{"EFAULT", "EFAULT", "EFAULT", "EFAULT", "ENAMETOOLONG", "done", "0"}))
       << o.err << read_file(daemon_log());
 }
 
@@ -241,17 +248,21 @@ TEST_F(MountEmulation, FromABlockDeviceTheCallerCanOpen) {
 TEST_F(MountEmulation, BindMountsOfTheHostPathsThePolicyNames) {
   const fs::path other = rootfs_holder_->path() / "not-granted";
   fs::create_directories(other);
-  const auto o = container(
-      "mkdir -p /mnt/r /mnt/w; probe mount " + host_ro().string() + " /mnt/r - bind; cat /mnt/r/hello; "
-      "touch /mnt/r/x 2>/dev/null || echo refused; "
-      "awk '$5==\"/mnt/r\"{print $6}' /proc/self/mountinfo | cut -d, -f1-3; "
-      "probe mount " + host_rw().string() + "/ /mnt/w - bind; touch /mnt/w/made && echo written; "
-      "probe umount /mnt/r; probe umount /mnt/w; "
-      // a host path the policy does not name: the kernel's answer (it does not exist inside)
-      "probe mount " + other.string() + " /mnt/r - bind",
-      "mount-bind-test");
-  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ok", "hello", "refused", "ro,nosuid,nodev", "ok", "written",
-                                                    "ok", "ok", "ENOENT"}))
+  const auto o =
+      container("mkdir -p /mnt/r /mnt/w; probe mount " + host_ro().string() +
+                    " /mnt/r - bind; cat /mnt/r/hello; "
+                    "touch /mnt/r/x 2>/dev/null || echo refused; "
+                    "awk '$5==\"/mnt/r\"{print $6}' /proc/self/mountinfo | cut -d, -f1-3; "
+                    "probe mount " +
+                    host_rw().string() +
+                    "/ /mnt/w - bind; touch /mnt/w/made && echo written; "
+                    "probe umount /mnt/r; probe umount /mnt/w; "
+                    // a host path the policy does not name: the kernel's answer (it does not exist inside)
+                    "probe mount " +
+                    other.string() + " /mnt/r - bind",
+                "mount-bind-test");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ok", "hello", "refused", "ro,nosuid,nodev", "ok",
+                                                    "written", "ok", "ok", "ENOENT"}))
       << o.err << read_file(daemon_log());
   EXPECT_FALSE(fs::exists(host_ro() / "x"));
   EXPECT_TRUE(fs::exists(host_rw() / "made"));

@@ -736,10 +736,10 @@ TEST(PolicyResolve, NoEmulator) {
 }
 
 TEST(PolicyParse, MountEmulateOptions) {
-  const Policy p = policy_ok(one_rule(
-      "syscalls: [mount]\n    match: {fstype: [ext4]}\n    action: emulate\n"
-      "    emulate: {images: [\"/images/*.img\"], readonly: true, allow_dev: true}\n"
-      "  - syscalls: [umount2]\n    action: emulate\n"));
+  const Policy p =
+      policy_ok(one_rule("syscalls: [mount]\n    match: {fstype: [ext4]}\n    action: emulate\n"
+                         "    emulate: {images: [\"/images/*.img\"], readonly: true, allow_dev: true}\n"
+                         "  - syscalls: [umount2]\n    action: emulate\n"));
   ASSERT_EQ(p.rules.size(), 2u);
   ASSERT_TRUE(p.rules[0].mount.has_value());
   EXPECT_EQ(p.rules[0].mount->images, (std::vector<std::string>{"/images/*.img"}));
@@ -747,9 +747,9 @@ TEST(PolicyParse, MountEmulateOptions) {
   EXPECT_FALSE(p.rules[0].mount->allow_suid);
   EXPECT_TRUE(p.rules[0].mount->allow_dev);
   EXPECT_FALSE(p.rules[1].mount.has_value());
-  const Policy b = policy_ok(one_rule(
-      "syscalls: [mount]\n    action: emulate\n"
-      "    emulate: {bind: [{host: /srv//data/}, {host: /srv/rw, readonly: false}]}\n"));
+  const Policy b =
+      policy_ok(one_rule("syscalls: [mount]\n    action: emulate\n"
+                         "    emulate: {bind: [{host: /srv//data/}, {host: /srv/rw, readonly: false}]}\n"));
   ASSERT_EQ(b.rules[0].mount->binds.size(), 2u);
   EXPECT_EQ(b.rules[0].mount->binds[0].host, "/srv/data");
   EXPECT_TRUE(b.rules[0].mount->binds[0].readonly);
@@ -759,8 +759,9 @@ TEST(PolicyParse, MountEmulateOptions) {
   // Only with `action: emulate`, only for mount alone, absolute patterns, known keys.
   expect_one_error(one_rule("syscalls: [mount]\n    action: deny\n    emulate: {readonly: true}\n"),
                    ErrorCode::BadValue, 5, 5);
-  expect_one_error(one_rule("syscalls: [mount, umount2]\n    action: emulate\n    emulate: {readonly: true}\n"),
-                   ErrorCode::BadMatcher, 5, 5);
+  expect_one_error(
+      one_rule("syscalls: [mount, umount2]\n    action: emulate\n    emulate: {readonly: true}\n"),
+      ErrorCode::BadMatcher, 5, 5);
   expect_one_error(one_rule("syscalls: [mount]\n    action: emulate\n    emulate: {images: [a.img]}\n"),
                    ErrorCode::BadValue, 5, 24);
   expect_one_error(one_rule("syscalls: [mount]\n    action: emulate\n    emulate: {binds: []}\n"),
@@ -1469,9 +1470,10 @@ TEST(SyscallTable, Rows) {
 }
 
 TEST(SyscallTable, NamesAgreeWithLibseccompAndEmulatorsAreMarked) {
-  const std::set<int> emulated{SYS_mknod, SYS_mknodat, SYS_sysinfo, SYS_setpriority, SYS_sched_setscheduler,
-                               SYS_sched_setattr, SYS_setxattr, SYS_lsetxattr, SYS_fsetxattr, SYS_removexattr,
-                               SYS_lremovexattr, SYS_fremovexattr, SYS_mount, SYS_umount2};
+  const std::set<int> emulated{
+      SYS_mknod,         SYS_mknodat,      SYS_sysinfo,   SYS_setpriority, SYS_sched_setscheduler,
+      SYS_sched_setattr, SYS_setxattr,     SYS_lsetxattr, SYS_fsetxattr,   SYS_removexattr,
+      SYS_lremovexattr,  SYS_fremovexattr, SYS_mount,     SYS_umount2};
   int rows = 0;
   for (int nr = -5; nr < 1024; ++nr) {
     const SyscallInfo* info = syscall_info(nr);
