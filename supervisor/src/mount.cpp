@@ -402,7 +402,9 @@ class Mount final : public Emulation {
     if (!umount_ && bind == nullptr) {
       // What a user namespace may do itself, and what the rule does not grant: the kernel's.
       if ((flags & kNotEmulated) != 0 || ctx.rule->match.fstypes.empty()) return Answer::let_kernel_decide();
-      if (!ctx.call.fstype || !ctx.call.source) return Answer::error(EFAULT);
+      // A NULL source (or type): the kernel says EINVAL ("no source specified"); bad pointers
+      // were answered EFAULT when copied.
+      if (!ctx.call.fstype || !ctx.call.source) return Answer::error(EINVAL);
       if (ctx.call.args[4] != 0 && !data_empty_) return Answer::error(EINVAL, {});
     }
     if (ctx.raw_path.empty() || !ctx.call.target) return Answer::error(ENOENT);

@@ -191,13 +191,15 @@ TEST_F(MountEmulation, RefusedTypesImagesTargetsAndSources) {
       "probe as 1000 1000 0 -- probe mount /images/x.img /mnt/a ext4; "
       // umount2 of what sysvisor did not mount: the kernel's answer (not a mount point)
       "probe umount /mnt/a; "
+      // no source at all: the kernel's EINVAL
+      "probe mount - /mnt/a ext4; "
       // an allowed image that holds no ext4: the kernel's EINVAL, and its loop device released
       "yes | head -c 262144 > /images/garbage.img; "
       "probe mount /images/garbage.img /mnt/a ext4; "
       "grep -c /dev/loop /proc/self/mountinfo");
   EXPECT_EQ(lines(o.out),
             (std::vector<std::string>{"EPERM", "EPERM", "ENOENT", "ENOENT", "EPERM", "EPERM", "EPERM",
-                                      "ENOENT", "EACCES", "EPERM", "EINVAL", "EINVAL", "0"}))
+                                      "ENOENT", "EACCES", "EPERM", "EINVAL", "EINVAL", "EINVAL", "0"}))
       << o.err << read_file(daemon_log());
   EXPECT_TRUE(fs::is_empty(victim));
   EXPECT_EQ(loops_of(image_), "");
