@@ -121,6 +121,9 @@ void from_registers(policy::Call& call, const policy::SyscallInfo& info, std::ui
 
 Result<void> from_memory(policy::Call& call, const policy::SyscallInfo& info, std::uint32_t fields,
                          const task::TaskHandle& task, std::string* raw_path) {
+  // The first path argument as copied: a `target` matcher on the same argument uses this copy,
+  // never a second read (another thread may have rewritten it in between).
+  std::optional<std::string> first_copy;
   if ((fields & policy::kFieldPath) != 0) {
     auto root = readlink_at(task.proc_dir(), "root");
     if (!root) return std::unexpected(root.error());
@@ -134,7 +137,10 @@ Result<void> from_memory(policy::Call& call, const policy::SyscallInfo& info, st
       }
       auto path = string_arg(task, call.args[static_cast<std::size_t>(p.path)], PATH_MAX);
       if (!path) return std::unexpected(path.error());
-      if (raw_path != nullptr && call.paths.empty()) *raw_path = *path;
+      if (call.paths.empty()) {
+        first_copy = *path;
+        if (raw_path != nullptr) *raw_path = *path;
+      }
       if (path->empty()) return sys_error(ENOENT, "empty path");
       if ((*path)[0] == '/') {
         call.paths.push_back(normalize_path("/", *path));
@@ -171,7 +177,7 @@ Result<void> from_memory(policy::Call& call, const policy::SyscallInfo& info, st
   if ((fields & policy::kFieldTarget) != 0) {
     // mount's target is args[1], umount2's args[0]: the table's first path.
     const std::size_t at = static_cast<std::size_t>(info.paths[0].path);
-    auto s = string_arg(task, call.args[at], PATH_MAX);
+    auto s = first_copy ? Result<std::string>(*first_copy) : string_arg(task, call.args[at], PATH_MAX);
     if (!s) return std::unexpected(s.error());
     if (s->empty()) return sys_error(ENOENT, "empty target");
     if ((*s)[0] == '/') {

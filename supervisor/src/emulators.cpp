@@ -19,8 +19,9 @@ Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info, cons
       return sysinfo::prepare(task);
     case policy::Family::Xattr:
       return xattr::prepare(info, task, call);
-    case policy::Family::Mount:  // no emulator yet (the table does not offer one)
+    case policy::Family::Mount:
     case policy::Family::Umount:
+      return mount::prepare(info, task, call);
     case policy::Family::None:
       break;
   }

@@ -476,8 +476,11 @@ constexpr std::array kSchedPolicies{
 // clang-format on
 
 constexpr std::array<std::string_view, 4> kPolicyKeys{"name", "description", "include", "rules"};
-constexpr std::array<std::string_view, 8> kRuleKeys{"name",   "syscalls", "args",  "match",
-                                                    "action", "errno",    "value", "audit"};
+constexpr std::array<std::string_view, 9> kRuleKeys{"name",  "syscalls", "args",  "match",  "action",
+                                                    "errno", "value",    "audit", "emulate"};
+constexpr std::array<std::string_view, 5> kEmulateKeys{"images", "bind", "readonly", "allow_suid",
+                                                       "allow_dev"};
+constexpr std::array<std::string_view, 2> kBindKeys{"host", "readonly"};
 constexpr std::array<std::string_view, 4> kArgKeys{"index", "op", "value", "mask"};
 constexpr std::array<std::string_view, 12> kMatchKeys{"type",       "devices",      "path",     "fstype",
                                                       "source",     "target",       "flags",    "xattr",
@@ -793,6 +796,7 @@ class PolicyReader : public detail::YamlReader {
   std::optional<Action> action(const Entry& entry);
   std::optional<int> errno_value(const Entry& entry);
   std::optional<Rule> rule(const YAML::Node& node, std::size_t index);
+  std::optional<MountGrant> mount_grant(const Entry& entry);
   std::vector<Rule> rules(const Entry& entry);
   void includes(const Entry& entry, Policy& policy);
 };
@@ -1294,10 +1298,68 @@ std::optional<Rule> PolicyReader::rule(const YAML::Node& node, std::size_t index
   } else if (value != nullptr) {
     rule.value = i64(*value).value_or(0);
   }
+  if (const Entry* grant = find(*entries, "emulate")) {
+    const int mount_nr = syscall_from_name("mount").value_or(-1);
+    if (known && rule.action != Action::Emulate) {
+      fail(ErrorCode::BadValue, grant->key,
+           std::string("`emulate` only goes with `action: emulate`, this rule's action is ") +
+               to_string(rule.action));
+    } else if (syscalls_known && (rule.syscalls.size() != 1 || rule.syscalls[0] != mount_nr)) {
+      fail(ErrorCode::BadMatcher, grant->key, "`emulate` options apply to a rule for mount alone");
+    } else {
+      rule.mount = mount_grant(*grant);
+    }
+  }
   if (error_count() != errors_before) {
     return std::nullopt;
   }
   return rule;
+}
+
+std::optional<MountGrant> PolicyReader::mount_grant(const Entry& entry) {
+  if (!entry.value.IsMap()) {
+    wrong_type(entry, "a mapping (images, bind, readonly, allow_suid, allow_dev)");
+    return std::nullopt;
+  }
+  auto entries = mapping(entry.value, kEmulateKeys, "`emulate`");
+  if (!entries) {
+    return std::nullopt;
+  }
+  MountGrant grant;
+  if (const Entry* images = find(*entries, "images")) {
+    grant.images =
+        globs(*images, true, "a list of absolute image path patterns").value_or(std::vector<std::string>{});
+  }
+  if (const Entry* binds = find(*entries, "bind")) {
+    if (!binds->value.IsSequence()) {
+      wrong_type(*binds, "a list of {host, readonly}");
+    } else {
+      std::size_t i = 0;
+      for (const auto& item : binds->value) {
+        const std::string what = "`bind` entry " + std::to_string(++i);
+        auto fields = mapping(item, kBindKeys, what);
+        if (!fields) continue;
+        BindGrant bind;
+        if (const Entry* host = require(*fields, "host", item, what)) {
+          const std::string text = string(*host).value_or("");
+          if (text.empty() || text.front() != '/' || text.size() > kMaxPattern ||
+              text.find('\0') != std::string::npos) {
+            fail(ErrorCode::BadValue, *host, "`host` must be an absolute path on the host");
+            continue;
+          }
+          bind.host = normalize_path("/", text);
+        } else {
+          continue;
+        }
+        if (const Entry* ro = find(*fields, "readonly")) bind.readonly = boolean(*ro).value_or(true);
+        grant.binds.push_back(std::move(bind));
+      }
+    }
+  }
+  if (const Entry* e = find(*entries, "readonly")) grant.readonly = boolean(*e).value_or(false);
+  if (const Entry* e = find(*entries, "allow_suid")) grant.allow_suid = boolean(*e).value_or(false);
+  if (const Entry* e = find(*entries, "allow_dev")) grant.allow_dev = boolean(*e).value_or(false);
+  return grant;
 }
 
 std::vector<Rule> PolicyReader::rules(const Entry& entry) {

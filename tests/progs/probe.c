@@ -47,7 +47,8 @@
  *   probe umount TGT [FLAGS]                         umount2(2)
  *   probe mount-badptr                               mount with unmapped source/target/type
  *   probe mount-race SRC TGT_A TGT_B TYPE N          mount(SRC, BUF, TYPE) N times while a
- *                                                    thread rewrites BUF between TGT_A and TGT_B
+ *                                                    thread rewrites BUF between TGT_A and TGT_B;
+ *                                                    each success is unmounted at TGT_A only
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -484,7 +485,8 @@ static int run(int argc, char **argv) {
     pthread_t t;
     if (pthread_create(&t, NULL, race_main, &r) != 0) return 2;
     for (int i = 0, n = atoi(argv[6]); i < n; ++i) {
-      if (mount(argv[2], r.buf, argv[5], 0, NULL) == 0) umount2(r.buf, MNT_DETACH);
+      /* Only TGT_A is unmounted: a mount that lands on TGT_B stays, for the test to see. */
+      if (mount(argv[2], r.buf, argv[5], 0, NULL) == 0) umount2(argv[3], MNT_DETACH);
     }
     r.stop = 1;
     pthread_join(t, NULL);

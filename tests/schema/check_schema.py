@@ -65,6 +65,10 @@ def main():
                                    "    match: {zz_unknown: 1}\n"),
         "`flags`": (defs["match"]["properties"]["flags"],
                     "name: k\nrules:\n  - syscalls: [mount]\n    action: deny\n    match: {flags: {set: [MS_BIND], zz_unknown: 1}}\n"),
+        "`emulate`": (defs["mountGrant"], "name: k\nrules:\n  - syscalls: [mount]\n    action: emulate\n"
+                                          "    match: {fstype: [ext4]}\n    emulate: {zz_unknown: 1}\n"),
+        "`bind` entry": (defs["bindGrant"], "name: k\nrules:\n  - syscalls: [mount]\n    action: emulate\n"
+                                            "    emulate: {bind: [{host: /srv, zz_unknown: 1}]}\n"),
         "range": (defs["range"], "name: k\nrules:\n  - syscalls: [setpriority]\n    action: deny\n"
                                  "    match: {nice: {min: 1, zz_unknown: 1}}\n"),
     }

@@ -735,6 +735,39 @@ TEST(PolicyResolve, NoEmulator) {
   EXPECT_EQ(errors[0].code, ErrorCode::NoEmulator);
 }
 
+TEST(PolicyParse, MountEmulateOptions) {
+  const Policy p =
+      policy_ok(one_rule("syscalls: [mount]\n    match: {fstype: [ext4]}\n    action: emulate\n"
+                         "    emulate: {images: [\"/images/*.img\"], readonly: true, allow_dev: true}\n"
+                         "  - syscalls: [umount2]\n    action: emulate\n"));
+  ASSERT_EQ(p.rules.size(), 2u);
+  ASSERT_TRUE(p.rules[0].mount.has_value());
+  EXPECT_EQ(p.rules[0].mount->images, (std::vector<std::string>{"/images/*.img"}));
+  EXPECT_TRUE(p.rules[0].mount->readonly);
+  EXPECT_FALSE(p.rules[0].mount->allow_suid);
+  EXPECT_TRUE(p.rules[0].mount->allow_dev);
+  EXPECT_FALSE(p.rules[1].mount.has_value());
+  const Policy b =
+      policy_ok(one_rule("syscalls: [mount]\n    action: emulate\n"
+                         "    emulate: {bind: [{host: /srv//data/}, {host: /srv/rw, readonly: false}]}\n"));
+  ASSERT_EQ(b.rules[0].mount->binds.size(), 2u);
+  EXPECT_EQ(b.rules[0].mount->binds[0].host, "/srv/data");
+  EXPECT_TRUE(b.rules[0].mount->binds[0].readonly);
+  EXPECT_FALSE(b.rules[0].mount->binds[1].readonly);
+  expect_one_error(one_rule("syscalls: [mount]\n    action: emulate\n    emulate: {bind: [{host: srv}]}\n"),
+                   ErrorCode::BadValue, 5, 29);
+  // Only with `action: emulate`, only for mount alone, absolute patterns, known keys.
+  expect_one_error(one_rule("syscalls: [mount]\n    action: deny\n    emulate: {readonly: true}\n"),
+                   ErrorCode::BadValue, 5, 5);
+  expect_one_error(
+      one_rule("syscalls: [mount, umount2]\n    action: emulate\n    emulate: {readonly: true}\n"),
+      ErrorCode::BadMatcher, 5, 5);
+  expect_one_error(one_rule("syscalls: [mount]\n    action: emulate\n    emulate: {images: [a.img]}\n"),
+                   ErrorCode::BadValue, 5, 24);
+  expect_one_error(one_rule("syscalls: [mount]\n    action: emulate\n    emulate: {binds: []}\n"),
+                   ErrorCode::UnknownKey, 5, 15);
+}
+
 TEST(PolicyResolve, UnsafeAllowOnMemory) {
   auto errors = resolve_errors({R"(name: p
 rules:
@@ -1409,7 +1442,7 @@ TEST(SyscallTable, Rows) {
 
   const SyscallInfo* mount = syscall_info(SYS_mount);
   ASSERT_NE(mount, nullptr);
-  EXPECT_FALSE(mount->emulator);
+  EXPECT_TRUE(mount->emulator);
   EXPECT_EQ(mount->paths[0].path, 1);
   EXPECT_EQ(mount->fields, kFieldSource | kFieldTarget | kFieldFstype | kFieldFlags | kFieldPath);
   const SyscallInfo* fsetxattr = syscall_info(SYS_fsetxattr);
@@ -1437,9 +1470,10 @@ TEST(SyscallTable, Rows) {
 }
 
 TEST(SyscallTable, NamesAgreeWithLibseccompAndEmulatorsAreMarked) {
-  const std::set<int> emulated{SYS_mknod, SYS_mknodat, SYS_sysinfo, SYS_setpriority, SYS_sched_setscheduler,
-                               SYS_sched_setattr, SYS_setxattr, SYS_lsetxattr, SYS_fsetxattr, SYS_removexattr,
-                               SYS_lremovexattr, SYS_fremovexattr};
+  const std::set<int> emulated{
+      SYS_mknod,         SYS_mknodat,      SYS_sysinfo,   SYS_setpriority, SYS_sched_setscheduler,
+      SYS_sched_setattr, SYS_setxattr,     SYS_lsetxattr, SYS_fsetxattr,   SYS_removexattr,
+      SYS_lremovexattr,  SYS_fremovexattr, SYS_mount,     SYS_umount2};
   int rows = 0;
   for (int nr = -5; nr < 1024; ++nr) {
     const SyscallInfo* info = syscall_info(nr);

@@ -35,6 +35,7 @@ struct SessionState {
   pid_t container_pid = 0;  // its init, host view (0: unknown, `exec` mode)
   mknod::DeviceStore* devices = nullptr;
   std::vector<std::string> nodes;  // device nodes made for it, removed with the session
+  std::vector<std::uint64_t> mounts;  // unique ids (STATX_MNT_ID_UNIQUE) of the mounts made for it
 };
 
 struct Answer {
@@ -106,6 +107,11 @@ namespace sched {
 }
 namespace sysinfo {
 [[nodiscard]] Result<std::unique_ptr<Emulation>> prepare(const task::TaskHandle& task);
+}
+namespace mount {
+[[nodiscard]] Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info,
+                                                         const task::TaskHandle& task,
+                                                         const policy::Call& call);
 }
 namespace xattr {
 [[nodiscard]] Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info,

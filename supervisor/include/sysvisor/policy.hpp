@@ -143,6 +143,23 @@ enum Field : std::uint32_t {
 inline constexpr std::uint32_t kMemoryFields =
     kFieldPath | kFieldFstype | kFieldSource | kFieldTarget | kFieldXattrName | kFieldSched;
 
+// A host directory or file a container may bind-mount (mount(2) with MS_BIND and this `host`
+// path as its source).
+struct BindGrant {
+  std::string host;      // absolute, normalised, as the supervisor sees it
+  bool readonly = true;  // default: read-only
+};
+
+// `emulate:` of a mount rule: what the emulator may grant beyond the filesystem types the rule's
+// `fstype` names (docs/policy.md, "Emulators").
+struct MountGrant {
+  std::vector<std::string> images;  // image files (globs, absolute in the container) for loop devices
+  std::vector<BindGrant> binds;     // host paths for bind mounts
+  bool readonly = false;            // every mount read-only
+  bool allow_suid = false;          // lift the forced nosuid
+  bool allow_dev = false;           // lift the forced nodev
+};
+
 struct Rule {
   std::string name;                // from `name:`, else "rule N" (1-based within its policy)
   std::string origin;              // the policy that wrote the rule (differs after include)
@@ -154,6 +171,7 @@ struct Rule {
   int err = EPERM;         // Deny
   std::int64_t value = 0;  // Return
   bool audit = false;
+  std::optional<MountGrant> mount;  // `emulate:` (mount rules with `action: emulate` only)
   Position pos;  // of the rule's mapping
 };
 
