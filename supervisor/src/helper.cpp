@@ -15,6 +15,8 @@
 #include <csignal>
 #include <cstring>
 
+#include "sysvisor/wire.hpp"
+
 namespace sysvisor::emul::helper {
 namespace {
 
@@ -154,6 +156,23 @@ Result<Running> spawn(int (*body)(const void* arg, int diag_fd), const void* arg
     return err;
   }
   return run;
+}
+
+int wait_code(pid_t pid) noexcept {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return EPERM;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : EPERM;
+}
+
+int receive_fd(int sock) noexcept {
+  char byte = 0;
+  int fd = -1;
+  std::size_t nfds = 0;
+  int flags = 0;
+  const ssize_t n = wire::receive_with_fds(sock, &byte, 1, &fd, 1, &nfds, &flags);
+  return n > 0 && nfds == 1 ? fd : -1;
 }
 
 Exit reap(Running& run) {

@@ -145,23 +145,6 @@ int umount_as_caller(const Params& p) {
   ::_exit(0);
 }
 
-int wait_code(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return EPERM;
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : EPERM;
-}
-
-int receive_fd(int sock) {
-  char byte = 0;
-  int fd = -1;
-  std::size_t nfds = 0;
-  int flags = 0;
-  const ssize_t n = wire::receive_with_fds(sock, &byte, 1, &fd, 1, &nfds, &flags);
-  return n > 0 && nfds == 1 ? fd : -1;
-}
-
 // The image's path as the container sees it matches one of the rule's patterns.
 bool allowed_image(const Params& p, int fd) {
   std::array<char, 64> self{};
@@ -309,10 +292,10 @@ int privileged(const void* arg, int diag) {
     as_caller(p, sp[1], diag);
   }
   ::close(sp[1]);
-  if (p.umount) return wait_code(child);  // done by the caller itself
-  const int target = receive_fd(sp[0]);
-  const int source = target < 0 || p.bind ? -1 : receive_fd(sp[0]);
-  const int code = wait_code(child);
+  if (p.umount) return helper::wait_code(child);  // done by the caller itself
+  const int target = helper::receive_fd(sp[0]);
+  const int source = target < 0 || p.bind ? -1 : helper::receive_fd(sp[0]);
+  const int code = helper::wait_code(child);
   if (code != 0) return code;  // the caller's errno (ENOENT, EACCES, ENOTDIR, EPERM, ...)
   if (target < 0 || (!p.bind && source < 0)) return fail_with(diag, "receive the descriptors", EPROTO);
   return p.bind ? do_bind(p, target, diag) : do_mount(p, target, source, diag);

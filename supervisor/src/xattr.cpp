@@ -103,14 +103,6 @@ int act_fd(const Params& p, int fd) {
   ::_exit(0);
 }
 
-int wait_code(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return EPERM;
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : EPERM;
-}
-
 // The privileged side: checks ownership and sets or removes the attribute.
 int privileged(const void* arg, int diag) {
   const Params& p = *static_cast<const Params*>(arg);
@@ -136,13 +128,10 @@ int privileged(const void* arg, int diag) {
       as_caller(p, sp[1], diag);
     }
     ::close(sp[1]);
-    char byte = 0;
-    std::size_t nfds = 0;
-    int flags = 0;
-    const ssize_t n = wire::receive_with_fds(sp[0], &byte, 1, &file, 1, &nfds, &flags);
-    const int code = wait_code(child);
-    if (!p.privileged) return code;  // the caller made the call: the kernel's answer
-    if (n <= 0 || nfds != 1) return code == 0 ? EPERM : code;  // the lookup's errno
+    file = helper::receive_fd(sp[0]);
+    const int code = helper::wait_code(child);
+    if (!p.privileged) return code;                 // the caller made the call: the kernel's answer
+    if (file < 0) return code == 0 ? EPERM : code;  // the lookup's errno
   }
   struct stat st {};
   if (::fstat(file, &st) != 0) {

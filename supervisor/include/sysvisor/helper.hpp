@@ -61,6 +61,10 @@ struct Running {
 [[nodiscard]] Result<Running> spawn(int (*body)(const void* arg, int diag_fd), const void* arg);
 // In a helper: records that our machinery failed at `stage` with `err` (not the caller's error).
 void report(int diag_fd, const char* stage, int err) noexcept;
+// In a helper: waits for its own child; the child's exit code, or EPERM if it died otherwise.
+[[nodiscard]] int wait_code(pid_t pid) noexcept;
+// In a helper: one fd sent by its child over `sock` (wire::send_with_fd); -1 when none came.
+[[nodiscard]] int receive_fd(int sock) noexcept;
 // Reaps it (after its pidfd polled readable, or after kill): its exit code, or EPERM when it
 // died by a signal; the diagnostic gathers the report() records.
 struct Exit {
