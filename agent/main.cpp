@@ -10,11 +10,11 @@
 #include <string>
 
 #include "commands.hpp"
-#include "sysvisor/cgroup.hpp"
 #include "exit_codes.hpp"
 #include "failure.hpp"
 #include "idmap.hpp"
 #include "options.hpp"
+#include "sysvisor/cgroup.hpp"
 
 #ifndef SYSVISOR_VERSION
 #define SYSVISOR_VERSION "unknown"

@@ -27,7 +27,7 @@ struct RunOptions {
   CommonOptions common;
   std::string rootfs;  // absolute, resolved
   IdMapRange userns;
-  std::vector<std::string> env;  // KEY=VALUE, added to the container's default environment
+  std::vector<std::string> env;         // KEY=VALUE, added to the container's default environment
   std::optional<std::uint64_t> memory;  // --memory: bytes, in a cgroup of the container's own
   std::optional<std::uint64_t> pids;    // --pids
 };

@@ -56,44 +56,65 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
-#include <sys/resource.h>
-#include <sys/sysinfo.h>
-#include <sys/xattr.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
-static const char *errname(int e) {
+static const char* errname(int e) {
   switch (e) {
-    case 0: return "ok";
-    case EPERM: return "EPERM";
-    case ENOENT: return "ENOENT";
-    case EACCES: return "EACCES";
-    case EEXIST: return "EEXIST";
-    case ENOTDIR: return "ENOTDIR";
-    case EFAULT: return "EFAULT";
-    case ENAMETOOLONG: return "ENAMETOOLONG";
-    case EBADF: return "EBADF";
-    case ENOSYS: return "ENOSYS";
-    case ELOOP: return "ELOOP";
-    case EROFS: return "EROFS";
-    case EINVAL: return "EINVAL";
-    case EBUSY: return "EBUSY";
-    case ESRCH: return "ESRCH";
-    case ENODATA: return "ENODATA";
-    case ERANGE: return "ERANGE";
-    case E2BIG: return "E2BIG";
-    case ENODEV: return "ENODEV";
-    case ENOTBLK: return "ENOTBLK";
-    case ENOTSUP: return "ENOTSUP";
+    case 0:
+      return "ok";
+    case EPERM:
+      return "EPERM";
+    case ENOENT:
+      return "ENOENT";
+    case EACCES:
+      return "EACCES";
+    case EEXIST:
+      return "EEXIST";
+    case ENOTDIR:
+      return "ENOTDIR";
+    case EFAULT:
+      return "EFAULT";
+    case ENAMETOOLONG:
+      return "ENAMETOOLONG";
+    case EBADF:
+      return "EBADF";
+    case ENOSYS:
+      return "ENOSYS";
+    case ELOOP:
+      return "ELOOP";
+    case EROFS:
+      return "EROFS";
+    case EINVAL:
+      return "EINVAL";
+    case EBUSY:
+      return "EBUSY";
+    case ESRCH:
+      return "ESRCH";
+    case ENODATA:
+      return "ENODATA";
+    case ERANGE:
+      return "ERANGE";
+    case E2BIG:
+      return "E2BIG";
+    case ENODEV:
+      return "ENODEV";
+    case ENOTBLK:
+      return "ENOTBLK";
+    case ENOTSUP:
+      return "ENOTSUP";
     default: {
       static char buf[32];
       snprintf(buf, sizeof buf, "E%d", e);
@@ -102,12 +123,16 @@ static const char *errname(int e) {
   }
 }
 
-static mode_t type_of(const char *t) {
+static mode_t type_of(const char* t) {
   switch (t[0]) {
-    case 'c': return S_IFCHR;
-    case 'b': return S_IFBLK;
-    case 'p': return S_IFIFO;
-    default: return S_IFREG;
+    case 'c':
+      return S_IFCHR;
+    case 'b':
+      return S_IFBLK;
+    case 'p':
+      return S_IFIFO;
+    default:
+      return S_IFREG;
   }
 }
 
@@ -118,24 +143,24 @@ static int finish(long rc) {
 }
 
 struct thread_args {
-  const char *path;
+  const char* path;
   mode_t mode;
   dev_t dev;
   int err;
 };
 
-static void *thread_main(void *p) {
-  struct thread_args *a = p;
+static void* thread_main(void* p) {
+  struct thread_args* a = p;
   a->err = mknod(a->path, a->mode, a->dev) == 0 ? 0 : errno;
   return NULL;
 }
 
-static int run(int argc, char **argv);
+static int run(int argc, char** argv);
 
 /* Numbers as they are, strings copied below 4 GiB so that the i386 ABI can take them too. */
-static unsigned long arg_value(const char *a) {
+static unsigned long arg_value(const char* a) {
   if (strncmp(a, "s:", 2) == 0) {
-    char *low = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    char* low = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
     if (low == MAP_FAILED) return 0;
     strncpy(low, a + 2, 4095);
     return (unsigned long)low;
@@ -145,20 +170,22 @@ static unsigned long arg_value(const char *a) {
 
 static int finish_value(long rc) {
   if (rc < 0) return finish(-1);
-  if (rc == 0) printf("ok\n");
-  else printf("ok %ld\n", rc);
+  if (rc == 0)
+    printf("ok\n");
+  else
+    printf("ok %ld\n", rc);
   return 0;
 }
 
 struct race_args {
-  char *buf;
-  const char *a;
-  const char *b;
+  char* buf;
+  const char* a;
+  const char* b;
   volatile int stop;
 };
 
-static void *race_main(void *p) {
-  struct race_args *r = p;
+static void* race_main(void* p) {
+  struct race_args* r = p;
   size_t n = strlen(r->a) + 1;
   while (!r->stop) {
     memcpy(r->buf, r->b, n);
@@ -167,7 +194,7 @@ static void *race_main(void *p) {
   return NULL;
 }
 
-static int sched_policy_of(const char *name) {
+static int sched_policy_of(const char* name) {
   if (strcmp(name, "fifo") == 0) return SCHED_FIFO;
   if (strcmp(name, "rr") == 0) return SCHED_RR;
   if (strcmp(name, "batch") == 0) return SCHED_BATCH;
@@ -186,13 +213,13 @@ struct probe_sched_attr {
 };
 
 struct prio_race {
-  volatile int *prio;
+  volatile int* prio;
   int low, high;
   volatile int stop;
 };
 
-static void *prio_race_main(void *p) {
-  struct prio_race *r = p;
+static void* prio_race_main(void* p) {
+  struct prio_race* r = p;
   /* Each value holds for a while, so that the supervisor's reads see both. */
   while (!r->stop) {
     *r->prio = r->high;
@@ -205,24 +232,29 @@ static void *prio_race_main(void *p) {
   return NULL;
 }
 
-static unsigned long mount_flags(const char *text) {
-  static const struct { const char *name; unsigned long flag; } names[] = {
-      {"ro", MS_RDONLY}, {"nosuid", MS_NOSUID}, {"nodev", MS_NODEV}, {"noexec", MS_NOEXEC},
-      {"bind", MS_BIND}, {"rec", MS_REC}, {"remount", MS_REMOUNT}, {"private", MS_PRIVATE},
-      {"move", MS_MOVE}, {"detach", MNT_DETACH}, {"force", MNT_FORCE}, {"nofollow", UMOUNT_NOFOLLOW},
+static unsigned long mount_flags(const char* text) {
+  static const struct {
+    const char* name;
+    unsigned long flag;
+  } names[] = {
+      {"ro", MS_RDONLY}, {"nosuid", MS_NOSUID},  {"nodev", MS_NODEV},     {"noexec", MS_NOEXEC},
+      {"bind", MS_BIND}, {"rec", MS_REC},        {"remount", MS_REMOUNT}, {"private", MS_PRIVATE},
+      {"move", MS_MOVE}, {"detach", MNT_DETACH}, {"force", MNT_FORCE},    {"nofollow", UMOUNT_NOFOLLOW},
   };
   if (text[0] >= '0' && text[0] <= '9') return strtoul(text, NULL, 0);
   unsigned long out = 0;
   char buf[256];
   strncpy(buf, text, sizeof buf - 1);
   buf[sizeof buf - 1] = 0;
-  for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ","))
+  for (char* tok = strtok(buf, ","); tok; tok = strtok(NULL, ","))
     for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i)
       if (strcmp(tok, names[i].name) == 0) out |= names[i].flag;
   return out;
 }
 
-static const char *null_if_dash(const char *s) { return strcmp(s, "-") == 0 ? NULL : s; }
+static const char* null_if_dash(const char* s) {
+  return strcmp(s, "-") == 0 ? NULL : s;
+}
 
 static int drop_to(uid_t uid, gid_t gid, int keep_mknod) {
   if (prctl(PR_SET_KEEPCAPS, 1) != 0) return -1;
@@ -237,12 +269,12 @@ static int drop_to(uid_t uid, gid_t gid, int keep_mknod) {
   return (int)syscall(SYS_capset, &hdr, data);
 }
 
-static int run(int argc, char **argv) {
+static int run(int argc, char** argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: see the comment at the top of probe.c\n");
     return 2;
   }
-  const char *op = argv[1];
+  const char* op = argv[1];
   if (strcmp(op, "mknod") == 0 && argc >= 6) {
     mode_t mode = argc >= 7 ? (mode_t)strtoul(argv[6], NULL, 8) : 0666;
     return finish(mknod(argv[2], type_of(argv[3]) | mode, makedev(atoi(argv[4]), atoi(argv[5]))));
@@ -265,13 +297,16 @@ static int run(int argc, char **argv) {
   }
   if (strcmp(op, "int80") == 0 && argc >= 6) {
     /* The i386 ABI takes 32-bit pointers: put the path below 4 GiB. */
-    char *low = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    char* low = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
     if (low == MAP_FAILED) return 2;
     strncpy(low, argv[2], 4095);
     unsigned mode = type_of(argv[3]) | 0666;
     unsigned dev = (unsigned)makedev(atoi(argv[4]), atoi(argv[5]));
     long rc;
-    __asm__ volatile("int $0x80" : "=a"(rc) : "a"(14 /* i386 mknod */), "b"(low), "c"(mode), "d"(dev) : "memory");
+    __asm__ volatile("int $0x80"
+                     : "=a"(rc)
+                     : "a"(14 /* i386 mknod */), "b"(low), "c"(mode), "d"(dev)
+                     : "memory");
     if (rc < 0) {
       errno = (int)-rc;
       return finish(-1);
@@ -279,10 +314,10 @@ static int run(int argc, char **argv) {
     return finish(0);
   }
   if (strcmp(op, "badptr") == 0) {
-    return finish(syscall(SYS_mknod, (const char *)8, S_IFCHR | 0666, makedev(1, 3)));
+    return finish(syscall(SYS_mknod, (const char*)8, S_IFCHR | 0666, makedev(1, 3)));
   }
   if (strcmp(op, "longpath") == 0) {
-    char *p = malloc(5001);
+    char* p = malloc(5001);
     memset(p, 'a', 5000);
     p[0] = '/';
     p[5000] = 0;
@@ -302,7 +337,7 @@ static int run(int argc, char **argv) {
   if (strcmp(op, "stat") == 0 && argc >= 3) {
     struct stat st;
     if (lstat(argv[2], &st) != 0) return finish(-1);
-    const char *t = S_ISCHR(st.st_mode) ? "c" : S_ISBLK(st.st_mode) ? "b" : S_ISREG(st.st_mode) ? "f" : "o";
+    const char* t = S_ISCHR(st.st_mode) ? "c" : S_ISBLK(st.st_mode) ? "b" : S_ISREG(st.st_mode) ? "f" : "o";
     printf("%s %u:%u %u %u %o\n", t, major(st.st_rdev), minor(st.st_rdev), st.st_uid, st.st_gid,
            (unsigned)(st.st_mode & 07777));
     return 0;
@@ -364,8 +399,8 @@ static int run(int argc, char **argv) {
     return finish(setpriority(PRIO_PROCESS, (id_t)pid, atoi(argv[2])));
   }
   if (strcmp(op, "sched-badptr") == 0) {
-    int a = finish(syscall(SYS_sched_setscheduler, 0, SCHED_FIFO, (void *)8));
-    int b = finish(syscall(SYS_sched_setattr, 0, (void *)8, 0));
+    int a = finish(syscall(SYS_sched_setscheduler, 0, SCHED_FIFO, (void*)8));
+    int b = finish(syscall(SYS_sched_setattr, 0, (void*)8, 0));
     return a | b;
   }
   if (strcmp(op, "sched-race") == 0 && argc >= 5) {
@@ -376,7 +411,7 @@ static int run(int argc, char **argv) {
     if (pthread_create(&t, NULL, prio_race_main, &r) != 0) return 2;
     int highest = 0;
     for (int i = 0, n = atoi(argv[4]); i < n; ++i) {
-      syscall(SYS_sched_setscheduler, 0, SCHED_FIFO, (void *)&prio);
+      syscall(SYS_sched_setscheduler, 0, SCHED_FIFO, (void*)&prio);
       struct sched_param sp;
       if (sched_getparam(0, &sp) == 0 && sp.sched_priority > highest) highest = sp.sched_priority;
     }
@@ -393,7 +428,7 @@ static int run(int argc, char **argv) {
     return 0;
   }
   if (strcmp(op, "sysinfo32") == 0) {
-    unsigned *low = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    unsigned* low = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
     if (low == MAP_FAILED) return 2;
     long rc;
     __asm__ volatile("int $0x80" : "=a"(rc) : "a"(116 /* i386 sysinfo */), "b"(low) : "memory");
@@ -403,16 +438,16 @@ static int run(int argc, char **argv) {
     }
     /* compat_sysinfo: uptime, loads[3], totalram, freeram, ..., procs at byte 40, mem_unit at 52 */
     unsigned short procs;
-    memcpy(&procs, (char *)low + 40, sizeof procs);
+    memcpy(&procs, (char*)low + 40, sizeof procs);
     printf("%llu %llu %u %d\n", (unsigned long long)low[4] * low[13], (unsigned long long)low[5] * low[13],
            (unsigned)procs, (int)low[0]);
     return 0;
   }
   if (strcmp(op, "sysinfo-badptr") == 0) {
-    return finish(syscall(SYS_sysinfo, (void *)8));
+    return finish(syscall(SYS_sysinfo, (void*)8));
   }
   if (strcmp(op, "setxattr") == 0 && argc >= 5) {
-    const char *how = argc >= 6 ? argv[5] : "";
+    const char* how = argc >= 6 ? argv[5] : "";
     size_t len = strlen(argv[4]);
     if (how[0] == 'l') return finish(lsetxattr(argv[2], argv[3], argv[4], len, 0));
     if (how[0] == 'f') {
@@ -431,7 +466,7 @@ static int run(int argc, char **argv) {
     return 0;
   }
   if (strcmp(op, "removexattr") == 0 && argc >= 4) {
-    const char *how = argc >= 5 ? argv[4] : "";
+    const char* how = argc >= 5 ? argv[4] : "";
     if (how[0] == 'l') return finish(lremovexattr(argv[2], argv[3]));
     if (how[0] == 'f') {
       int fd = open(argv[2], O_RDONLY);
@@ -441,9 +476,9 @@ static int run(int argc, char **argv) {
     return finish(removexattr(argv[2], argv[3]));
   }
   if (strcmp(op, "xattr-badptr") == 0 && argc >= 3) {
-    int a = finish(syscall(SYS_setxattr, argv[2], (void *)8, "v", 1, 0));
-    int b = finish(syscall(SYS_setxattr, argv[2], "trusted.overlay.opaque", (void *)8, 1, 0));
-    int c = finish(syscall(SYS_setxattr, (void *)8, "trusted.overlay.opaque", "y", 1, 0));
+    int a = finish(syscall(SYS_setxattr, argv[2], (void*)8, "v", 1, 0));
+    int b = finish(syscall(SYS_setxattr, argv[2], "trusted.overlay.opaque", (void*)8, 1, 0));
+    int c = finish(syscall(SYS_setxattr, (void*)8, "trusted.overlay.opaque", "y", 1, 0));
     return a | b | c;
   }
   if (strcmp(op, "xattr-longname") == 0 && argc >= 3) {
@@ -466,17 +501,17 @@ static int run(int argc, char **argv) {
   }
   if (strcmp(op, "mount") == 0 && argc >= 5) {
     unsigned long flags = argc >= 6 ? mount_flags(argv[5]) : 0;
-    const char *data = argc >= 7 ? argv[6] : NULL;
+    const char* data = argc >= 7 ? argv[6] : NULL;
     return finish(mount(null_if_dash(argv[2]), argv[3], null_if_dash(argv[4]), flags, data));
   }
   if (strcmp(op, "umount") == 0 && argc >= 3) {
     return finish(umount2(argv[2], argc >= 4 ? (int)mount_flags(argv[3]) : 0));
   }
   if (strcmp(op, "mount-badptr") == 0) {
-    int a = finish(syscall(SYS_mount, (void *)8, "/mnt", "ext4", 0, NULL));
-    int b = finish(syscall(SYS_mount, "/dev/x", (void *)8, "ext4", 0, NULL));
-    int c = finish(syscall(SYS_mount, "/dev/x", "/mnt", (void *)8, 0, NULL));
-    int d = finish(syscall(SYS_umount2, (void *)8, 0));
+    int a = finish(syscall(SYS_mount, (void*)8, "/mnt", "ext4", 0, NULL));
+    int b = finish(syscall(SYS_mount, "/dev/x", (void*)8, "ext4", 0, NULL));
+    int c = finish(syscall(SYS_mount, "/dev/x", "/mnt", (void*)8, 0, NULL));
+    int d = finish(syscall(SYS_umount2, (void*)8, 0));
     return a | b | c | d;
   }
   if (strcmp(op, "mount-race") == 0 && argc >= 7 && strlen(argv[3]) == strlen(argv[4])) {
@@ -497,7 +532,7 @@ static int run(int argc, char **argv) {
   return 2;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IONBF, 0);
   return run(argc, argv);
 }

@@ -34,7 +34,7 @@ struct SessionState {
   std::string container_id;
   pid_t container_pid = 0;  // its init, host view (0: unknown, `exec` mode)
   mknod::DeviceStore* devices = nullptr;
-  std::vector<std::string> nodes;  // device nodes made for it, removed with the session
+  std::vector<std::string> nodes;     // device nodes made for it, removed with the session
   std::vector<std::uint64_t> mounts;  // unique ids (STATX_MNT_ID_UNIQUE) of the mounts made for it
 };
 

@@ -172,7 +172,7 @@ struct Rule {
   std::int64_t value = 0;  // Return
   bool audit = false;
   std::optional<MountGrant> mount;  // `emulate:` (mount rules with `action: emulate` only)
-  Position pos;  // of the rule's mapping
+  Position pos;                     // of the rule's mapping
 };
 
 struct Policy {
