@@ -175,22 +175,27 @@ int receive_fd(int sock) noexcept {
   return n > 0 && nfds == 1 ? fd : -1;
 }
 
-Exit reap(Running& run) {
+Exit wait_exit(int pidfd, const char* what) {
   Exit out;
   siginfo_t info{};
   int rc = 0;
   do {
-    rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(run.pidfd.get()), &info, WEXITED);
+    rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED);
   } while (rc < 0 && errno == EINTR);
   if (rc < 0) {
     out.code = EPERM;
-    out.diagnostic = std::string("wait for the helper: ") + std::strerror(errno);
+    out.diagnostic = std::string("wait for the ") + what + ": " + std::strerror(errno);
   } else if (info.si_code == CLD_EXITED) {
     out.code = info.si_status;
   } else {
     out.code = EPERM;
-    out.diagnostic = "helper killed by signal " + std::to_string(info.si_status);
+    out.diagnostic = std::string(what) + " killed by signal " + std::to_string(info.si_status);
   }
+  return out;
+}
+
+Exit reap(Running& run) {
+  Exit out = wait_exit(run.pidfd.get(), "helper");
   DiagRecord rec{};
   while (run.diag && ::read(run.diag.get(), &rec, sizeof rec) == static_cast<ssize_t>(sizeof rec)) {
     rec.stage.back() = '\0';

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <memory>
 
+#include "sysvisor/helper.hpp"
 #include "sysvisor/wire.hpp"
 
 #ifndef OPEN_TREE_CLONE
@@ -495,21 +496,8 @@ Result<Running> start(const Request& req, const std::string& path, DeviceStore& 
 }
 
 Outcome finish(Running& run, const DeviceStore& store) {
-  Outcome out;
-  siginfo_t info{};
-  int rc = 0;
-  do {
-    rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(run.pidfd.get()), &info, WEXITED);
-  } while (rc < 0 && errno == EINTR);
-  if (rc < 0) {
-    out.err = EPERM;
-    out.diagnostic = std::string("wait for mknod helper: ") + std::strerror(errno);
-  } else if (info.si_code == CLD_EXITED) {
-    out.err = info.si_status;
-  } else {
-    out.err = EPERM;
-    out.diagnostic = "mknod helper killed by signal " + std::to_string(info.si_status);
-  }
+  const emul::helper::Exit exit = emul::helper::wait_exit(run.pidfd.get(), "mknod helper");
+  Outcome out{exit.code, exit.diagnostic};
   DiagRecord rec{};
   while (::read(run.diag.get(), &rec, sizeof rec) == static_cast<ssize_t>(sizeof rec)) {
     if (!out.diagnostic.empty()) out.diagnostic += "; ";

@@ -72,6 +72,9 @@ struct Exit {
   std::string diagnostic;
 };
 [[nodiscard]] Exit reap(Running& run);
+// Waits for the process behind `pidfd` (any helper, mknod's too): its exit code, or EPERM
+// with a diagnostic when the wait failed or a signal ended it (`what` names it there).
+[[nodiscard]] Exit wait_exit(int pidfd, const char* what);
 void kill(const Running& run);
 
 }  // namespace sysvisor::emul::helper
