@@ -37,6 +37,7 @@ struct Session::Pending {
   boost::asio::steady_timer deadline;
   audit::Event event;
   bool audit = false;
+  int nr = -1;
   Clock::time_point started;
   bool timed_out = false;
 
@@ -111,6 +112,8 @@ void Session::on_readable() {
     auto n = listener_.receive();
     if (n) {
       ++handled_;
+      ++counters_.notifications;
+      counters_.last_activity = std::chrono::system_clock::now();
       dispatch(**n);
     } else if (n.error().err != ENOENT) {
       spdlog::warn("[c={}] {}", identity_.container_id, n.error().message());
@@ -193,6 +196,7 @@ void Session::dispatch(const seccomp_notif& n) {
     // A call with no x86_64 name (i386 socketcall, ipc): no rule can be about it, and its
     // arguments live in memory the kernel would read again. Not ours to let through.
     respond(ENOSYS);
+    account(-1, policy::Action::Deny, started);
     return;
   }
   policy::Call call = decode::raw_call(*nr, n.data, filter::is_compat32(n.data.arch));
@@ -210,12 +214,15 @@ void Session::dispatch(const seccomp_notif& n) {
       switch (decision.action) {
         case policy::Action::Allow:
           let_kernel_decide();
+          account(*nr, decision.action, started);
           return;
         case policy::Action::Deny:
           respond(decision.err);
+          account(*nr, decision.action, started);
           return;
         case policy::Action::Return:
           warn_unless_gone(listener_.respond_value(id, decision.value), tid);
+          account(*nr, decision.action, started);
           return;
         default:
           break;
@@ -229,6 +236,7 @@ void Session::dispatch(const seccomp_notif& n) {
     if (!gone(task.error()))
       spdlog::warn("[c={} tid={}] {}", identity_.container_id, tid, task.error().message());
     respond(EPERM);  // SEND reports ENOENT quietly when the task is gone
+    account(*nr, policy::Action::Deny, started);
     return;
   }
   const bool mknod_family = info != nullptr && info->family == policy::Family::Mknod;
@@ -265,6 +273,7 @@ void Session::dispatch(const seccomp_notif& n) {
       // What the kernel itself would have answered (EFAULT, ENAMETOOLONG, EBADF, ...); never
       // CONTINUE: the kernel would read the memory again, maybe changed by then.
       respond(copied.error().err);
+      account(*nr, policy::Action::Deny, started);
       return;
     }
     decision = policy::decide(pol, call);
@@ -314,13 +323,13 @@ void Session::dispatch(const seccomp_notif& n) {
   // decided call is without its record even if the daemon dies right after.
   switch (decision.action) {
     case policy::Action::Allow:
-      send_answer(id, emul::Answer::let_kernel_decide(), event, decision.audit, started);
+      send_answer(id, emul::Answer::let_kernel_decide(), event, decision.audit, *nr, decision.action, started);
       return;
     case policy::Action::Deny:
-      send_answer(id, emul::Answer::error(decision.err), event, decision.audit, started);
+      send_answer(id, emul::Answer::error(decision.err), event, decision.audit, *nr, decision.action, started);
       return;
     case policy::Action::Return:
-      send_answer(id, emul::Answer::returning(decision.value), event, decision.audit, started);
+      send_answer(id, emul::Answer::returning(decision.value), event, decision.audit, *nr, decision.action, started);
       return;
     case policy::Action::Kill:
     case policy::Action::KillContainer:
@@ -330,7 +339,7 @@ void Session::dispatch(const seccomp_notif& n) {
       } else {
         ::kill(tid, SIGKILL);  // no pidfd for this thread here; ID_VALID just vouched for tid
       }
-      send_answer(id, emul::Answer::error(ENOSYS), event, decision.audit, started);
+      send_answer(id, emul::Answer::error(ENOSYS), event, decision.audit, *nr, decision.action, started);
       return;
     case policy::Action::Emulate:
       emulate(std::move(emulation), id, *task, call, decision, copied, raw_path,
@@ -340,7 +349,7 @@ void Session::dispatch(const seccomp_notif& n) {
 }
 
 void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event, bool audit,
-                          Clock::time_point started) {
+                          int nr, policy::Action action, Clock::time_point started) {
   const pid_t tid = event.pid;
   if (!a.diagnostic.empty()) {
     spdlog::warn("[c={} tid={}] {} `{}`: {}", identity_.container_id, tid, event.syscall,
@@ -369,6 +378,37 @@ void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event&
       warn_unless_gone(listener_.respond(id, a.err), tid);
       break;
   }
+  if (!a.diagnostic.empty()) account_error();
+  account(nr, action, started);
+}
+
+void Session::account(int nr, policy::Action action, Clock::time_point started) {
+  switch (action) {
+    case policy::Action::Emulate:
+      ++counters_.emulated;
+      break;
+    case policy::Action::Allow:
+      ++counters_.allowed;
+      break;
+    case policy::Action::Deny:
+      ++counters_.denied;
+      break;
+    case policy::Action::Return:
+      ++counters_.returned;
+      break;
+    case policy::Action::Kill:
+    case policy::Action::KillContainer:
+      ++counters_.killed;
+      break;
+  }
+  if (services_.recorder != nullptr) {
+    services_.recorder->record(identity_.container_id, nr, action, Clock::now() - started);
+  }
+}
+
+void Session::account_error() {
+  ++counters_.errors;
+  if (services_.recorder != nullptr) services_.recorder->error(identity_.container_id);
 }
 
 void Session::emulate(Result<std::unique_ptr<emul::Emulation>> prepared, std::uint64_t id,
@@ -376,7 +416,9 @@ void Session::emulate(Result<std::unique_ptr<emul::Emulation>> prepared, std::ui
                       const policy::Decision& decision, const Result<void>& copied,
                       const std::string& raw_path, bool compat32, audit::Event event,
                       Clock::time_point started) {
-  const auto answer = [&](const emul::Answer& a) { send_answer(id, a, event, decision.audit, started); };
+  const auto answer = [&](const emul::Answer& a) {
+    send_answer(id, a, event, decision.audit, call.nr, policy::Action::Emulate, started);
+  };
   if (!prepared) {
     answer(emul::Answer::error(EPERM, prepared.error().message()));
     return;
@@ -412,6 +454,7 @@ void Session::emulate(Result<std::unique_ptr<emul::Emulation>> prepared, std::ui
   auto p = std::make_unique<Pending>(io_, std::move(std::get<std::unique_ptr<emul::Job>>(started_job)));
   p->event = std::move(event);
   p->audit = decision.audit;
+  p->nr = call.nr;
   p->started = started;
   p->deadline.expires_after(services_.emulation_timeout);
   p->deadline.async_wait([self = shared_from_this(), id](const boost::system::error_code& ec) {
@@ -457,7 +500,7 @@ void Session::finish_emulation(std::uint64_t id) {
     spdlog::warn("[c={} tid={}] {}: the helper timed out and was killed", identity_.container_id,
                  p->event.pid, p->event.syscall);
   }
-  send_answer(id, outcome, p->event, p->audit, p->started);
+  send_answer(id, outcome, p->event, p->audit, p->nr, policy::Action::Emulate, p->started);
   if (hung_up_ && pending_.empty()) {
     close();
     return;

@@ -21,6 +21,7 @@
 #include "sysvisor/notify.hpp"
 #include "sysvisor/policy.hpp"
 #include "sysvisor/registry.hpp"
+#include "sysvisor/stats.hpp"
 
 namespace sysvisor {
 
@@ -32,6 +33,7 @@ struct SessionServices {
   // At most this many emulations of one session at once; beyond it the session stops
   // receiving until one ends, so a flooding container only delays itself.
   std::size_t max_in_flight = 8;
+  stats::Recorder* recorder = nullptr;  // optional: metrics
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -59,6 +61,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   [[nodiscard]] const Identity& identity() const noexcept { return identity_; }
   [[nodiscard]] std::uint64_t handled() const noexcept { return handled_; }
+  [[nodiscard]] const stats::Counters& counters() const noexcept { return counters_; }
   [[nodiscard]] const policy::Policy& policy() const noexcept { return *policy_; }
 
  private:
@@ -77,13 +80,16 @@ class Session : public std::enable_shared_from_this<Session> {
                std::chrono::steady_clock::time_point started);
   // Records the answer in `event`, writes the audit record when asked, then answers: the
   // record exists before the caller goes on.
-  void send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event, bool audit,
-                   std::chrono::steady_clock::time_point started);
+  void send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event, bool audit, int nr,
+                   policy::Action action, std::chrono::steady_clock::time_point started);
   void wait_for_helper(std::uint64_t id);
   void finish_emulation(std::uint64_t id);
   void write_audit(audit::Event& event, std::chrono::steady_clock::time_point started);
   // SEND's failure is logged, except ENOENT: the task is gone, nobody is waiting.
   void warn_unless_gone(const Result<void>& sent, pid_t tid) const;
+  // Counts one decided call (every answer path comes here once).
+  void account(int nr, policy::Action action, std::chrono::steady_clock::time_point started);
+  void account_error();
   void close();
 
   boost::asio::io_context& io_;
@@ -102,6 +108,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool closed_ = false;
   bool hung_up_ = false;
   std::uint64_t handled_ = 0;
+  stats::Counters counters_;
 };
 
 }  // namespace sysvisor
