@@ -114,8 +114,8 @@ int main(int argc, char** argv) {
                         "Directory of policy files, *.yaml and *.yml (default: policies of the "
                         "configuration, /etc/sysvisor/policies.d)");
   serve_cmd->add_option("--audit", audit_to,
-                        "Audit log: a file to append JSON lines to, or - for stdout (default: audit of "
-                        "the configuration, -)");
+                        "Audit log: a file to append JSON lines to (reopened on SIGHUP), - for stdout, or "
+                        "syslog (default: audit of the configuration, -)");
   std::string default_policy;
   serve_cmd->add_option("--default-policy", default_policy,
                         "Policy for OCI runtimes (oci.sock) whose profile names none (default: "

@@ -1,14 +1,15 @@
 #include "sysvisor/audit.hpp"
 
 #include <fcntl.h>
+#include <google/protobuf/util/json_util.h>
+#include <syslog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
-#include <cstring>
-#include <ctime>
+#include <charconv>
 #include <utility>
-
-#include "sysvisor/policy.hpp"
+#include <vector>
 
 namespace sysvisor::audit {
 namespace {
@@ -41,116 +42,163 @@ std::size_t utf8_length(std::string_view s, std::size_t i) {
   return len;
 }
 
-std::string rfc3339(std::chrono::system_clock::time_point t) {
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-  const std::time_t secs = static_cast<std::time_t>(ns / 1000000000);
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  std::array<char, 64> buf{};
-  const std::size_t n = std::strftime(buf.data(), buf.size(), "%Y-%m-%dT%H:%M:%S", &tm);
-  std::array<char, 16> frac{};
-  std::snprintf(frac.data(), frac.size(), ".%09lldZ", static_cast<long long>(ns % 1000000000));
-  return std::string(buf.data(), n) + frac.data();
-}
-
 }  // namespace
 
-std::string json_string(std::string_view s) {
+std::string utf8(std::string_view s) {
   std::string out;
-  out.reserve(s.size() + 2);
-  out.push_back('"');
+  out.reserve(s.size());
   for (std::size_t i = 0; i < s.size();) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-      ++i;
-    } else if (c < 0x20 || c == 0x7f) {
-      std::array<char, 8> buf{};
-      std::snprintf(buf.data(), buf.size(), "\\u%04x", c);
-      out += buf.data();
-      ++i;
-    } else if (c < 0x80) {
+    if (c < 0x80) {
       out.push_back(static_cast<char>(c));
       ++i;
     } else if (const std::size_t len = utf8_length(s, i); len > 0) {
       out.append(s.substr(i, len));
       i += len;
     } else {
-      std::array<char, 8> buf{};
-      std::snprintf(buf.data(), buf.size(), "\\u%04x", c);
-      out += buf.data();
+      out.push_back(static_cast<char>(0xc0U | (c >> 6U)));
+      out.push_back(static_cast<char>(0x80U | (c & 0x3fU)));
       ++i;
     }
   }
-  out.push_back('"');
   return out;
 }
 
-std::string to_json(const Event& e) {
-  const auto hex = [](std::uint64_t v) {
-    std::array<char, 24> buf{};
-    std::snprintf(buf.data(), buf.size(), "0x%llx", static_cast<unsigned long long>(v));
-    return std::string(buf.data());
-  };
-  std::string out = "{\"time\":" + json_string(rfc3339(e.time));
-  out += ",\"container\":" + json_string(e.container);
-  if (!e.engine.empty()) out += ",\"engine\":" + json_string(e.engine);
-  out += ",\"policy\":" + json_string(e.policy);
-  if (!e.policy_version.empty()) out += ",\"policy_version\":" + json_string(e.policy_version);
-  out += ",\"pid\":" + std::to_string(e.pid);
-  out += ",\"syscall\":" + json_string(e.syscall);
-  out += ",\"arch\":" + json_string(e.arch);
-  out += ",\"args\":{\"raw\":[";
-  for (std::size_t i = 0; i < e.raw.size(); ++i) out += (i == 0 ? "" : ",") + json_string(hex(e.raw[i]));
-  out += "]";
-  if (e.path) {
-    out += ",\"path\":" + json_string(*e.path);
-  } else if (!e.path_error.empty()) {
-    out += ",\"path\":null,\"path_error\":" + json_string(e.path_error);
+void set_time(google::protobuf::Timestamp& out, std::chrono::system_clock::time_point t) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  out.set_seconds(ns / 1000000000);
+  out.set_nanos(static_cast<std::int32_t>(ns % 1000000000));
+}
+
+namespace {
+
+std::string print(const google::protobuf::Message& m) {
+  google::protobuf::util::JsonPrintOptions options;
+  // The keys are the fields' json_name (snake_case, as the field names, and "errno").
+  options.always_print_primitive_fields = true;
+  std::string out;
+  if (const auto status = google::protobuf::util::MessageToJsonString(m, &out, options); !status.ok()) {
+    // Only a string that is not UTF-8 can fail, and every string from the container passed
+    // through utf8(): say so rather than lose the record silently.
+    return R"({"event":"error","error":"audit record not printable"})";
   }
-  if (!e.paths.empty()) {
-    out += ",\"paths\":[";
-    for (std::size_t i = 0; i < e.paths.size(); ++i) out += (i == 0 ? "" : ",") + json_string(e.paths[i]);
-    out += "]";
-  }
-  if (e.device) {
-    std::array<char, 16> mode{};
-    std::snprintf(mode.data(), mode.size(), "0%o", static_cast<unsigned>(e.mode & 07777));
-    out += ",\"type\":" + json_string(e.type);
-    out += ",\"device\":" + json_string(std::to_string(e.major) + ":" + std::to_string(e.minor));
-    out += ",\"mode\":" + json_string(mode.data());
-  }
-  const auto str = [&](const char* key, const std::optional<std::string>& v) {
-    if (v) out += std::string(",\"") + key + "\":" + json_string(*v);
-  };
-  const auto num = [&](const char* key, const auto& v) {
-    if (v) out += std::string(",\"") + key + "\":" + std::to_string(*v);
-  };
-  str("fstype", e.fstype);
-  str("source", e.source);
-  str("target", e.target);
-  str("xattr", e.xattr);
-  if (e.flags) out += ",\"flags\":" + json_string(hex(*e.flags));
-  num("value_size", e.value_size);
-  num("sched_policy", e.sched_policy);
-  num("priority", e.priority);
-  num("nice", e.nice);
-  out += "},\"action\":" + json_string(e.action);
-  out += ",\"rule\":" + json_string(e.rule);
-  if (!e.rule_origin.empty() && e.rule_origin != e.policy)
-    out += ",\"rule_policy\":" + json_string(e.rule_origin);
-  if (e.continued) {
-    out += ",\"result\":\"continue\",\"errno\":null";
-  } else if (e.value) {
-    out += ",\"result\":\"return\",\"value\":" + std::to_string(*e.value) + ",\"errno\":0";
-  } else {
-    out += ",\"result\":" + json_string(e.err == 0 ? "ok" : policy::errno_name(e.err));
-    out += ",\"errno\":" + std::to_string(e.err);
-  }
-  out += ",\"latency_us\":" + std::to_string(e.latency_us);
-  out += "}";
   return out;
+}
+
+std::string read_small(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  std::string out;
+  std::array<char, 4096> buf{};
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n <= 0 || out.size() > 65536) break;
+    out.append(buf.data(), static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+// The value of `key:` in a /proc/PID/status text, whitespace-separated fields.
+std::vector<long long> status_field(std::string_view status, std::string_view key) {
+  std::vector<long long> out;
+  std::size_t at = 0;
+  while (at < status.size()) {
+    const std::size_t eol = std::min(status.find('\n', at), status.size());
+    const std::string_view line = status.substr(at, eol - at);
+    at = eol + 1;
+    if (line.size() <= key.size() || line.substr(0, key.size()) != key || line[key.size()] != ':') continue;
+    std::string_view rest = line.substr(key.size() + 1);
+    while (!rest.empty()) {
+      const std::size_t b = rest.find_first_not_of(" \t");
+      if (b == std::string_view::npos) break;
+      rest.remove_prefix(b);
+      long long v = 0;
+      const auto [p, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), v);
+      if (ec != std::errc{}) break;
+      out.push_back(v);
+      rest.remove_prefix(static_cast<std::size_t>(p - rest.data()));
+    }
+    break;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string to_json(const Event& event) {
+  return print(event);
+}
+
+std::string to_json(const Suppressed& summary) {
+  return print(summary);
+}
+
+std::optional<uid_t> map_uid(std::string_view uid_map, uid_t host_uid) {
+  std::size_t at = 0;
+  while (at < uid_map.size()) {
+    const std::size_t eol = std::min(uid_map.find('\n', at), uid_map.size());
+    std::string_view line = uid_map.substr(at, eol - at);
+    at = eol + 1;
+    std::array<unsigned long long, 3> v{};
+    std::size_t k = 0;
+    while (k < v.size()) {
+      const std::size_t b = line.find_first_not_of(" \t");
+      if (b == std::string_view::npos) break;
+      line.remove_prefix(b);
+      const auto [p, ec] = std::from_chars(line.data(), line.data() + line.size(), v[k]);
+      if (ec != std::errc{}) break;
+      line.remove_prefix(static_cast<std::size_t>(p - line.data()));
+      ++k;
+    }
+    if (k != v.size()) continue;
+    const auto [inside, outside, count] = v;
+    if (host_uid >= outside && host_uid - outside < count)
+      return static_cast<uid_t>(inside + (host_uid - outside));
+  }
+  return std::nullopt;
+}
+
+Process describe(pid_t tid) {
+  Process out;
+  const std::string dir = "/proc/" + std::to_string(tid);
+  const std::string status = read_small(dir + "/status");
+  if (const auto tgid = status_field(status, "Tgid"); !tgid.empty())
+    out.host_pid = static_cast<pid_t>(tgid[0]);
+  // NSpid: the id in each pid namespace, outermost first; the container's is the last.
+  if (const auto ns = status_field(status, "NSpid"); !ns.empty())
+    out.container_tid = static_cast<pid_t>(ns.back());
+  if (out.host_pid == tid) {
+    out.container_pid = out.container_tid;
+  } else if (out.host_pid > 0) {
+    const std::string leader = read_small("/proc/" + std::to_string(out.host_pid) + "/status");
+    if (const auto ns = status_field(leader, "NSpid"); !ns.empty())
+      out.container_pid = static_cast<pid_t>(ns.back());
+  }
+  if (const auto uid = status_field(status, "Uid"); !uid.empty()) {
+    out.host_uid = static_cast<uid_t>(uid[0]);
+    out.container_uid = map_uid(read_small(dir + "/uid_map"), *out.host_uid);
+  }
+  out.comm = read_small(dir + "/comm");
+  if (!out.comm.empty() && out.comm.back() == '\n') out.comm.pop_back();
+  std::array<char, 4096> buf{};
+  const ssize_t n = ::readlink((dir + "/exe").c_str(), buf.data(), buf.size());
+  if (n > 0) out.exe.assign(buf.data(), static_cast<std::size_t>(n));
+  return out;
+}
+
+bool Bucket::admit(std::chrono::steady_clock::time_point now) {
+  if (rate_.unlimited()) return true;
+  if (!started_) {
+    started_ = true;
+    last_ = now;
+  }
+  const double elapsed = std::chrono::duration<double>(now - last_).count();
+  last_ = now;
+  tokens_ = std::min(rate_.burst, tokens_ + elapsed * rate_.per_second);
+  if (tokens_ < 1.0) return false;
+  tokens_ -= 1.0;
+  return true;
 }
 
 Result<Sink> Sink::open(const std::string& where) {
@@ -158,6 +206,12 @@ Result<Sink> Sink::open(const std::string& where) {
   sink.where_ = where;
   if (where == "-") {
     sink.file_ = stdout;
+    return sink;
+  }
+  if (where == "syslog") {
+    // LOG_NDELAY: connect now, before the daemon enters namespaces where /dev/log differs.
+    ::openlog("sysvisor-audit", LOG_NDELAY, LOG_AUTHPRIV);
+    sink.syslog_ = true;
     return sink;
   }
   const int fd = ::open(where.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
@@ -174,6 +228,7 @@ Result<Sink> Sink::open(const std::string& where) {
 Sink::Sink(Sink&& other) noexcept
     : file_(std::exchange(other.file_, nullptr)),
       owned_(std::exchange(other.owned_, false)),
+      syslog_(std::exchange(other.syslog_, false)),
       where_(std::move(other.where_)) {}
 
 Sink& Sink::operator=(Sink&& other) noexcept {
@@ -181,6 +236,7 @@ Sink& Sink::operator=(Sink&& other) noexcept {
     if (owned_ && file_ != nullptr) std::fclose(file_);
     file_ = std::exchange(other.file_, nullptr);
     owned_ = std::exchange(other.owned_, false);
+    syslog_ = std::exchange(other.syslog_, false);
     where_ = std::move(other.where_);
   }
   return *this;
@@ -199,8 +255,20 @@ Result<void> Sink::reopen() {
 }
 
 void Sink::write(const Event& event) {
+  write_line(to_json(event));
+}
+
+void Sink::write(const Suppressed& summary) {
+  write_line(to_json(summary));
+}
+
+void Sink::write_line(const std::string& json) {
+  if (syslog_) {
+    ::syslog(LOG_AUTHPRIV | LOG_INFO, "%s", json.c_str());
+    return;
+  }
   if (file_ == nullptr) return;
-  const std::string line = to_json(event) + "\n";
+  const std::string line = json + "\n";
   std::fwrite(line.data(), 1, line.size(), file_);
   std::fflush(file_);
 }

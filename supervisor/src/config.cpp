@@ -23,8 +23,9 @@ using policy::detail::Entry;
 using policy::detail::find;
 using policy::detail::kind;
 
-constexpr std::array<std::string_view, 6> kConfigKeys{"policies", "runtime_dir", "default_policy",
-                                                      "socket",   "audit",       "access"};
+constexpr std::array<std::string_view, 7> kConfigKeys{"policies", "runtime_dir", "default_policy", "socket",
+                                                      "audit",    "audit_rate",  "access"};
+constexpr std::array<std::string_view, 2> kAuditRateKeys{"per_second", "burst"};
 constexpr std::array<std::string_view, 2> kSocketKeys{"mode", "group"};
 constexpr std::array<std::string_view, 3> kGrantKeys{"users", "groups", "policies"};
 
@@ -79,6 +80,7 @@ class ConfigReader : public policy::detail::YamlReader {
  private:
   std::optional<std::filesystem::path> absolute_path(const Entry& entry);
   void socket(const Entry& entry, Config& config);
+  void audit_rate(const Entry& entry, Config& config);
   std::optional<mode_t> mode(const Entry& entry);
   std::optional<gid_t> group(const YAML::Node& node, const std::string& what);
   std::optional<Grant> grant(const YAML::Node& node, std::size_t index);
@@ -137,6 +139,34 @@ std::optional<gid_t> ConfigReader::group(const YAML::Node& node, const std::stri
   }
   fail(ErrorCode::BadValue, node, what + ": no group named `" + text + "` on this host");
   return std::nullopt;
+}
+
+void ConfigReader::audit_rate(const Entry& entry, Config& config) {
+  auto entries = mapping(entry.value, kAuditRateKeys, "`audit_rate`");
+  if (!entries) {
+    return;
+  }
+  const auto count = [&](const Entry& e) -> std::optional<std::uint32_t> {
+    std::uint32_t value = 0;
+    const std::string text = e.value.IsScalar() ? e.value.Scalar() : "";
+    const char* end = text.data() + text.size();
+    auto [ptr, ec] = std::from_chars(text.data(), end, value);
+    if (text.empty() || ec != std::errc{} || ptr != end || value > 1000000) {
+      fail(ErrorCode::BadValue, e,
+           "`audit_rate`: `" + e.key.Scalar() + "` must be a whole number from 0 to 1000000");
+      return std::nullopt;
+    }
+    return value;
+  };
+  if (const Entry* e = find(*entries, "per_second")) {
+    config.audit_rate.per_second = count(*e).value_or(config.audit_rate.per_second);
+  }
+  if (const Entry* e = find(*entries, "burst")) {
+    config.audit_rate.burst = count(*e).value_or(config.audit_rate.burst);
+  }
+  if (config.audit_rate.per_second > 0 && config.audit_rate.burst == 0) {
+    fail(ErrorCode::BadValue, entry, "`audit_rate`: `burst` must be at least 1 when `per_second` limits");
+  }
 }
 
 void ConfigReader::socket(const Entry& entry, Config& config) {
@@ -239,12 +269,17 @@ std::optional<Config> ConfigReader::config(const YAML::Node& root) {
   }
   if (const Entry* entry = find(*entries, "audit")) {
     if (auto sink = string(*entry)) {
-      if (*sink == "-" || (!sink->empty() && sink->front() == '/' && sink->find('\0') == std::string::npos)) {
+      if (*sink == "-" || *sink == "syslog" ||
+          (!sink->empty() && sink->front() == '/' && sink->find('\0') == std::string::npos)) {
         result.audit = *sink;
       } else {
-        fail(ErrorCode::BadValue, *entry, "`audit` must be \"-\" (standard output) or an absolute file path");
+        fail(ErrorCode::BadValue, *entry,
+             "`audit` must be \"-\" (standard output), \"syslog\" or an absolute file path");
       }
     }
+  }
+  if (const Entry* entry = find(*entries, "audit_rate")) {
+    audit_rate(*entry, result);
   }
   if (const Entry* entry = find(*entries, "access")) {
     if (!entry->value.IsSequence()) {

@@ -211,9 +211,10 @@ Result<std::vector<sock_filter>> build(const policy::Policy& policy) {
   }
   // A rule that allows without auditing needs no trap of its own: a call only it matches
   // is the kernel's anyway, and a call a later rule also matches is trapped for that rule
-  // and decided by first match in the supervisor.
+  // and decided by first match in the supervisor. In audit and learn modes every rule traps:
+  // each of its calls is recorded.
   for (const policy::Rule& rule : policy.rules) {
-    if (rule.action == policy::Action::Allow && !rule.audit) continue;
+    if (policy.mode == policy::Mode::Enforce && rule.action == policy::Action::Allow && !rule.audit) continue;
     for (const int nr : rule.syscalls) {
       if (auto ok = trap_rule(ctx->get(), rule, nr); !ok) {
         return std::unexpected(ok.error());

@@ -475,7 +475,7 @@ constexpr std::array kSchedPolicies{
 #undef N
 // clang-format on
 
-constexpr std::array<std::string_view, 4> kPolicyKeys{"name", "description", "include", "rules"};
+constexpr std::array<std::string_view, 5> kPolicyKeys{"name", "description", "mode", "include", "rules"};
 constexpr std::array<std::string_view, 9> kRuleKeys{"name",  "syscalls", "args",  "match",  "action",
                                                     "errno", "value",    "audit", "emulate"};
 constexpr std::array<std::string_view, 5> kEmulateKeys{"images", "bind", "readonly", "allow_suid",
@@ -764,6 +764,8 @@ Decision decision_of(const Rule& rule, std::size_t index) {
       .value = rule.action == Action::Return ? rule.value : 0,
       .audit = rule.audit,
       .rule_index = static_cast<int>(index),
+      .would = std::nullopt,
+      .learn = false,
   };
 }
 
@@ -1422,6 +1424,19 @@ std::optional<Policy> PolicyReader::policy(const YAML::Node& root) {
   if (const Entry* description = find(*entries, "description")) {
     result.description = string(*description).value_or("");
   }
+  if (const Entry* mode = find(*entries, "mode")) {
+    if (auto text = string(*mode)) {
+      if (*text == "enforce") {
+        result.mode = Mode::Enforce;
+      } else if (*text == "audit") {
+        result.mode = Mode::Audit;
+      } else if (*text == "learn") {
+        result.mode = Mode::Learn;
+      } else {
+        fail(ErrorCode::BadValue, *mode, "`mode` must be enforce, audit or learn, not `" + *text + "`");
+      }
+    }
+  }
   if (const Entry* include = find(*entries, "include")) {
     includes(*include, result);
   }
@@ -1592,7 +1607,8 @@ void check_own_rules(const Policy& policy, Findings& found) {
         }
       }
     }
-    if (rule.action == Action::Allow && (rule.fields & kMemoryFields) != 0) {
+    // In audit and learn modes nothing is granted, so a decision on memory is only a record.
+    if (policy.mode == Mode::Enforce && rule.action == Action::Allow && (rule.fields & kMemoryFields) != 0) {
       found.error(ErrorCode::UnsafeAllow, rule.pos,
                   "rule `" + rule.name +
                       "` allows a call on what it read from the caller's memory, but the kernel reads that "
@@ -1639,6 +1655,7 @@ struct FallThrough {
 // copy, and a call that a racing thread steers past it to CONTINUE gets only what the kernel
 // grants the caller anyway, which the emulation rule never took away.
 void find_fall_throughs(const Policy& policy, std::size_t index, std::vector<FallThrough>& out) {
+  if (policy.mode != Mode::Enforce) return;  // nothing is granted: every call goes to the kernel
   const std::vector<Rule>& rules = policy.rules;
   for (std::size_t i = 0; i < rules.size(); ++i) {
     const Rule& rule = rules[i];
@@ -1751,6 +1768,13 @@ std::expected<LoadResult, std::vector<LoadError>> resolve_set(std::vector<Policy
                           "`, but no policy of that name is loaded");
         }
         continue;
+      }
+      const Policy& included = parsed[it->second];
+      if (policy.mode == Mode::Enforce && included.mode != Mode::Enforce) {
+        // Its rules were never checked as decisions (nothing is granted in its own mode).
+        found.error(ErrorCode::BadInclude, pos,
+                    "policy `" + policy.name + "` enforces its rules but includes `" + included.name +
+                        "`, whose mode is " + to_string(included.mode) + ": include only enforce policies");
       }
       edges[i].push_back(it->second);
     }
@@ -1972,6 +1996,18 @@ const char* to_string(Action action) {
   return "?";
 }
 
+const char* to_string(Mode mode) {
+  switch (mode) {
+    case Mode::Enforce:
+      return "enforce";
+    case Mode::Audit:
+      return "audit";
+    case Mode::Learn:
+      return "learn";
+  }
+  return "enforce";
+}
+
 const char* to_string(FileType type) {
   switch (type) {
     case FileType::Char:
@@ -2038,7 +2074,24 @@ void Policy::build_index() {
   indexed_rules = rules.size();
 }
 
+static Decision decide_rules(const Policy& policy, const Call& call);
+
 Decision decide(const Policy& policy, const Call& call) {
+  return decide_in(policy, call, policy.mode);
+}
+
+Decision decide_in(const Policy& policy, const Call& call, Mode mode) {
+  Decision d = decide_rules(policy, call);
+  if (mode == Mode::Enforce) return d;
+  // Nothing is granted: the kernel decides with the caller's own privileges.
+  d.would = d.action;
+  d.action = Action::Allow;
+  d.audit = true;
+  d.learn = mode == Mode::Learn;
+  return d;
+}
+
+static Decision decide_rules(const Policy& policy, const Call& call) {
   if (policy.indexed_rules == policy.rules.size()) {
     auto it = std::ranges::lower_bound(policy.by_syscall, call.nr, {}, &Policy::SyscallRules::nr);
     if (it == policy.by_syscall.end() || it->nr != call.nr) {

@@ -21,6 +21,15 @@
 namespace sysvisor {
 namespace {
 
+SessionServices session_services(mknod::DeviceStore& devices, audit::Sink& audit, const config::Config& cfg) {
+  SessionServices services;
+  services.devices = &devices;
+  services.audit = &audit;
+  services.audit_rate =
+      audit::Rate{static_cast<double>(cfg.audit_rate.per_second), static_cast<double>(cfg.audit_rate.burst)};
+  return services;
+}
+
 bool valid_container_id(const std::string& id) {
   if (id.empty() || id.size() > 128) return false;
   for (const char c : id) {
@@ -147,6 +156,7 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     policy_ = loaded->policy;
     filter_ = loaded->bpf;
     container_id_ = hello.container_id();
+    learn_ = hello.learn();
     v1::SupervisorMessage msg;
     auto* spec = msg.mutable_filter();
     spec->set_policy(policy_->name);
@@ -173,10 +183,11 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     // namespace's init it just made; else kill-container has nobody to kill but the caller.
     Session::Identity identity{
         session_id, container_id_, peer_pid_, peer_uid_, plausible_init(pid) ? pid : 0, "sysvisor-agent"};
-    auto session =
-        std::make_shared<Session>(server_.io_, SessionServices{&server_.devices_, &server_.audit_}, identity,
-                                  server_.registry_, policy_, notify::NotifyFd(std::move(fd)),
-                                  [&srv = server_](const std::string& id) { srv.on_session_closed(id); });
+    identity.learn = learn_;
+    auto session = std::make_shared<Session>(
+        server_.io_, session_services(server_.devices_, server_.audit_, server_.config_.config), identity,
+        server_.registry_, policy_, notify::NotifyFd(std::move(fd)),
+        [&srv = server_](const std::string& id) { srv.on_session_closed(id); });
     server_.sessions_.emplace(session_id, Supervised{session, std::move(filter_)});
     session->start();
     v1::SupervisorMessage msg;
@@ -209,6 +220,7 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
   bool done_ = false;
   std::shared_ptr<const policy::Policy> policy_;
   std::string container_id_;
+  bool learn_ = false;  // Hello.learn: every trapped call allowed and recorded
 };
 
 std::expected<PolicySet, std::vector<std::string>> load_policies(const std::filesystem::path& dir) {
@@ -442,8 +454,14 @@ std::expected<std::string, std::string> Server::adopt(OciHandoff handoff) {
   const std::string session_id = "s" + std::to_string(++next_session_);
   Session::Identity identity{session_id,       container_id,     handoff.peer.pid,
                              handoff.peer.uid, handoff.init_pid, handoff.identity.engine};
+  // Learn mode at launch: listenerMetadata `learn=true` or annotation io.sysvisor.learn=true.
+  const auto learn_label = handoff.labels.find("learn");
+  const auto learn_annotation = handoff.identity.annotations.find("io.sysvisor.learn");
+  identity.learn =
+      (learn_label != handoff.labels.end() && learn_label->second == "true") ||
+      (learn_annotation != handoff.identity.annotations.end() && learn_annotation->second == "true");
   auto session = std::make_shared<Session>(
-      io_, SessionServices{&devices_, &audit_}, identity, registry_, loaded->policy,
+      io_, session_services(devices_, audit_, config_.config), identity, registry_, loaded->policy,
       std::move(handoff.listener), [this, container_id](const std::string& id) {
         if (auto group = oci_containers_.find(container_id); group != oci_containers_.end()) {
           group->second.erase(id);

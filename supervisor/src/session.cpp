@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
+#include <array>
 #include <csignal>
+#include <cstdio>
 
 #include "sysvisor/decode.hpp"
 #include "sysvisor/filter.hpp"
@@ -27,6 +29,67 @@ const char* arch_name(std::uint32_t arch, int nr) {
 
 bool gone(const SysError& e) {
   return e.err == ENOENT || e.err == ESRCH;
+}
+
+std::string hex(std::uint64_t v) {
+  std::array<char, 24> buf{};
+  std::snprintf(buf.data(), buf.size(), "0x%llx", static_cast<unsigned long long>(v));
+  return buf.data();
+}
+
+// The record of an audited call: who called (from /proc, only now), what, and what was decided.
+void fill_event(audit::Event& event, const Session::Identity& who, const policy::Policy& pol,
+                const policy::Call& call, const policy::Decision& decision, std::uint32_t arch, int nr_raw,
+                const Result<void>& copied, const std::string& raw_path, const policy::SyscallInfo* info,
+                bool mknod_family, mode_t mode) {
+  event.set_event("call");
+  event.set_container(audit::utf8(who.container_id));
+  event.set_engine(who.engine);
+  event.set_policy(pol.name);
+  event.set_policy_version(pol.version);
+  const audit::Process proc = audit::describe(static_cast<pid_t>(event.host_tid()));
+  event.set_host_pid(proc.host_pid);
+  if (proc.container_pid) event.set_container_pid(*proc.container_pid);
+  if (proc.container_tid) event.set_container_tid(*proc.container_tid);
+  if (!proc.comm.empty()) event.set_comm(audit::utf8(proc.comm));
+  if (!proc.exe.empty()) event.set_exe(audit::utf8(proc.exe));
+  if (proc.host_uid) event.set_host_uid(*proc.host_uid);
+  if (proc.container_uid) event.set_container_uid(*proc.container_uid);
+  event.set_syscall(policy::syscall_name(call.nr));
+  event.set_arch(arch_name(arch, nr_raw));
+  audit::v1::Args& args = *event.mutable_args();
+  for (const std::uint64_t r : call.args) args.add_raw(hex(r));
+  if (info != nullptr && info->paths[0].path >= 0) {
+    if (copied || !raw_path.empty()) {
+      args.set_path(audit::utf8(raw_path));
+    } else {
+      args.set_path_error(policy::errno_name(copied.error().err));
+    }
+  }
+  for (const auto& p : call.paths) args.add_paths(audit::utf8(p));
+  if (mknod_family) {
+    args.set_type(call.type ? policy::to_string(*call.type) : "");
+    args.set_device(std::to_string(call.major) + ":" + std::to_string(call.minor));
+    std::array<char, 16> octal{};
+    std::snprintf(octal.data(), octal.size(), "0%o", static_cast<unsigned>(mode & 07777));
+    args.set_mode(octal.data());
+  }
+  if (call.fstype) args.set_fstype(audit::utf8(*call.fstype));
+  if (call.source) args.set_source(audit::utf8(*call.source));
+  if (call.target) args.set_target(audit::utf8(*call.target));
+  if (call.xattr_name) args.set_xattr(audit::utf8(*call.xattr_name));
+  if (call.flags) args.set_flags(hex(*call.flags));
+  if (call.value_size) args.set_value_size(*call.value_size);
+  if (call.sched_policy) args.set_sched_policy(*call.sched_policy);
+  if (call.priority) args.set_priority(static_cast<std::int32_t>(*call.priority));
+  if (call.nice) args.set_nice(static_cast<std::int32_t>(*call.nice));
+  event.set_action(policy::to_string(decision.action));
+  if (decision.would) event.set_would(policy::to_string(*decision.would));
+  if (decision.rule_index >= 0) {
+    const policy::Rule& rule = pol.rules[static_cast<std::size_t>(decision.rule_index)];
+    event.set_rule(rule.name);
+    if (!rule.origin.empty() && rule.origin != pol.name) event.set_rule_policy(rule.origin);
+  }
 }
 
 }  // namespace
@@ -56,7 +119,9 @@ Session::Session(boost::asio::io_context& io, SessionServices services, Identity
       generation_(registry.generation()),
       listener_(std::move(listener)),
       readable_(io, listener_.get()),
-      on_closed_(std::move(on_closed)) {
+      on_closed_(std::move(on_closed)),
+      bucket_(services_.audit_rate),
+      summary_timer_(io) {
   state_.session_id = identity_.session_id;
   state_.container_id = identity_.container_id;
   state_.container_pid = identity_.container_pid;
@@ -134,6 +199,8 @@ void Session::on_readable() {
 void Session::close() {
   if (closed_) return;
   closed_ = true;
+  summary_timer_.cancel();
+  flush_suppressed();
   boost::system::error_code ec;
   readable_.cancel(ec);
   for (auto& [id, p] : pending_) {
@@ -145,10 +212,42 @@ void Session::close() {
 }
 
 void Session::write_audit(audit::Event& event, Clock::time_point started) {
-  event.time = std::chrono::system_clock::now();
-  event.latency_us = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count());
+  const auto now = std::chrono::system_clock::now();
+  audit::set_time(*event.mutable_time(), now);
+  event.set_latency_us(static_cast<std::uint32_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count()));
+  if (!bucket_.admit(Clock::now())) {
+    if (suppressed_ == 0) suppressed_since_ = now;
+    suppressed_until_ = now;
+    ++suppressed_;
+    if (!summary_armed_ && !closed_) {
+      // At most a second without a word about what is held back.
+      summary_armed_ = true;
+      summary_timer_.expires_after(std::chrono::seconds(1));
+      summary_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+        self->summary_armed_ = false;
+        if (!ec) self->flush_suppressed();
+      });
+    }
+    return;
+  }
+  flush_suppressed();  // the summary comes before the first record admitted again
   services_.audit->write(event);
+}
+
+void Session::flush_suppressed() {
+  if (suppressed_ == 0) return;
+  audit::Suppressed summary;
+  summary.set_event("suppressed");
+  audit::set_time(*summary.mutable_time(), std::chrono::system_clock::now());
+  summary.set_container(audit::utf8(identity_.container_id));
+  summary.set_engine(identity_.engine);
+  summary.set_policy(policy_->name);
+  summary.set_count(suppressed_);
+  audit::set_time(*summary.mutable_since(), suppressed_since_);
+  audit::set_time(*summary.mutable_until(), suppressed_until_);
+  suppressed_ = 0;
+  services_.audit->write(summary);
 }
 
 void Session::warn_unless_gone(const Result<void>& sent, pid_t tid) const {
@@ -201,7 +300,12 @@ void Session::dispatch(const seccomp_notif& n) {
   }
   policy::Call call = decode::raw_call(*nr, n.data, filter::is_compat32(n.data.arch));
   const policy::SyscallInfo* info = policy::syscall_info(*nr);
-  const std::uint32_t fields = pol.fields_for(*nr);
+  const policy::Mode run_mode = identity_.learn ? policy::Mode::Learn : pol.mode;
+  const auto decide = [&] { return policy::decide_in(pol, call, run_mode); };
+  // In audit and learn modes the record shows every field the call has, not only those the
+  // rules read: `policy learn` generalises from them.
+  const std::uint32_t fields =
+      run_mode == policy::Mode::Enforce || info == nullptr ? pol.fields_for(*nr) : info->fields;
   if (info != nullptr) decode::from_registers(call, *info, fields);
   const bool from_memory = info != nullptr && (fields & policy::kMemoryFields) != 0;
 
@@ -209,7 +313,7 @@ void Session::dispatch(const seccomp_notif& n) {
   // record and no work beyond the answer.
   policy::Decision decision;
   if (!from_memory) {
-    decision = policy::decide(pol, call);
+    decision = decide();
     if (!decision.audit) {
       switch (decision.action) {
         case policy::Action::Allow:
@@ -269,67 +373,38 @@ void Session::dispatch(const seccomp_notif& n) {
   }
   if (auto v = listener_.id_valid(id); !v) return;
   if (from_memory) {
-    if (!copied) {
+    if (!copied && run_mode == policy::Mode::Enforce) {
       // What the kernel itself would have answered (EFAULT, ENAMETOOLONG, EBADF, ...); never
       // CONTINUE: the kernel would read the memory again, maybe changed by then.
       respond(copied.error().err);
       account(*nr, policy::Action::Deny, started);
       return;
     }
-    decision = policy::decide(pol, call);
+    decision = decide();  // audit and learn: on what could be copied; the kernel decides anyway
   }
 
   audit::Event event;
-  event.container = identity_.container_id;
-  event.engine = identity_.engine;
-  event.policy = pol.name;
-  event.policy_version = pol.version;
-  event.pid = tid;
-  event.syscall = policy::syscall_name(*nr);
-  event.arch = arch_name(n.data.arch, n.data.nr);
-  event.raw = call.args;
-  if (info != nullptr && info->paths[0].path >= 0) {
-    if (copied || !raw_path.empty()) {
-      event.path = raw_path;
-    } else {
-      event.path_error = policy::errno_name(copied.error().err);
-    }
-  }
-  event.paths = call.paths;
-  if (mknod_family) {
-    event.device = true;
-    event.type = call.type ? policy::to_string(*call.type) : "";
-    event.major = call.major;
-    event.minor = call.minor;
-    event.mode = mode;
-  }
-  event.fstype = call.fstype;
-  event.source = call.source;
-  event.target = call.target;
-  event.xattr = call.xattr_name;
-  event.flags = call.flags;
-  event.value_size = call.value_size;
-  event.sched_policy = call.sched_policy;
-  event.priority = call.priority;
-  event.nice = call.nice;
-  event.action = policy::to_string(decision.action);
-  if (decision.rule_index >= 0) {
-    const policy::Rule& rule = pol.rules[static_cast<std::size_t>(decision.rule_index)];
-    event.rule = rule.name;
-    event.rule_origin = rule.origin;
+  event.set_host_tid(tid);
+  if (decision.audit) {
+    fill_event(event, identity_, pol, call, decision, n.data.arch, n.data.nr, copied, raw_path, info,
+               mknod_family, mode);
+    if (decision.learn) event.set_action("learn");
   }
 
   // 3. Act on the copies only. The audit record is written before the answer goes out, so no
   // decided call is without its record even if the daemon dies right after.
   switch (decision.action) {
     case policy::Action::Allow:
-      send_answer(id, emul::Answer::let_kernel_decide(), event, decision.audit, *nr, decision.action, started);
+      send_answer(id, emul::Answer::let_kernel_decide(), event, decision.audit, *nr, decision.action,
+                  started);
       return;
     case policy::Action::Deny:
-      send_answer(id, emul::Answer::error(decision.err), event, decision.audit, *nr, decision.action, started);
+      send_answer(id, emul::Answer::error(decision.err), event, decision.audit, *nr, decision.action,
+                  started);
       return;
     case policy::Action::Return:
-      send_answer(id, emul::Answer::returning(decision.value), event, decision.audit, *nr, decision.action, started);
+      send_answer(id, emul::Answer::returning(decision.value), event, decision.audit, *nr, decision.action,
+                  started);
       return;
     case policy::Action::Kill:
     case policy::Action::KillContainer:
@@ -348,25 +423,30 @@ void Session::dispatch(const seccomp_notif& n) {
   }
 }
 
-void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event, bool audit,
-                          int nr, policy::Action action, Clock::time_point started) {
-  const pid_t tid = event.pid;
+void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event, bool audit, int nr,
+                          policy::Action action, Clock::time_point started) {
+  const pid_t tid = event.host_tid();
   if (!a.diagnostic.empty()) {
-    spdlog::warn("[c={} tid={}] {} `{}`: {}", identity_.container_id, tid, event.syscall,
-                 event.path.value_or(""), a.diagnostic);
+    spdlog::warn("[c={} tid={}] {} `{}`: {}", identity_.container_id, tid, policy::syscall_name(nr),
+                 event.args().path(), a.diagnostic);
   }
-  switch (a.kind) {
-    case emul::Answer::Kind::Continue:
-      event.continued = true;
-      break;
-    case emul::Answer::Kind::Value:
-      event.value = a.value;
-      break;
-    case emul::Answer::Kind::Errno:
-      event.err = a.err;
-      break;
+  if (audit) {
+    switch (a.kind) {
+      case emul::Answer::Kind::Continue:
+        event.set_result("continue");
+        break;
+      case emul::Answer::Kind::Value:
+        event.set_result("return");
+        event.set_value(a.value);
+        event.set_err(0);
+        break;
+      case emul::Answer::Kind::Errno:
+        event.set_result(a.err == 0 ? "ok" : policy::errno_name(a.err));
+        event.set_err(a.err);
+        break;
+    }
+    write_audit(event, started);
   }
-  if (audit) write_audit(event, started);
   switch (a.kind) {
     case emul::Answer::Kind::Continue:
       warn_unless_gone(listener_.respond_continue(id), tid);
@@ -498,7 +578,7 @@ void Session::finish_emulation(std::uint64_t id) {
   const emul::Answer outcome = p->job->finish(state_);
   if (p->timed_out) {
     spdlog::warn("[c={} tid={}] {}: the helper timed out and was killed", identity_.container_id,
-                 p->event.pid, p->event.syscall);
+                 p->event.host_tid(), policy::syscall_name(p->nr));
   }
   send_answer(id, outcome, p->event, p->audit, p->nr, policy::Action::Emulate, p->started);
   if (hung_up_ && pending_.empty()) {

@@ -1,4 +1,4 @@
-// Pure pieces of the task view, mknod path splitting, and the audit JSON.
+// Pure pieces of the task view and mknod path splitting.
 #include "sysvisor/task.hpp"
 
 #include <fcntl.h>
@@ -7,7 +7,6 @@
 
 #include <cstring>
 
-#include "sysvisor/audit.hpp"
 #include "sysvisor/mknod.hpp"
 
 namespace sysvisor {
@@ -118,60 +117,6 @@ TEST(SplitPath, LikeTheKernelSeesTheLastComponent) {
   check("../x", "..", "x", false);
   check("/dev/..", "/dev", "..", false);
   check("x//", ".", "x", true);
-}
-
-TEST(AuditJson, EscapesHostileStrings) {
-  EXPECT_EQ(audit::json_string("plain"), "\"plain\"");
-  EXPECT_EQ(audit::json_string("a\"b\\c"), "\"a\\\"b\\\\c\"");
-  EXPECT_EQ(audit::json_string(std::string("nl\n\x01", 4)), "\"nl\\u000a\\u0001\"");
-  EXPECT_EQ(audit::json_string("caf\xc3\xa9"), "\"caf\xc3\xa9\"");             // valid UTF-8 kept
-  EXPECT_EQ(audit::json_string("bad\xff\xc3"), "\"bad\\u00ff\\u00c3\"");       // invalid bytes escaped
-  EXPECT_EQ(audit::json_string("\xed\xa0\x80"), "\"\\u00ed\\u00a0\\u0080\"");  // surrogates are not UTF-8
-}
-
-TEST(AuditJson, EventHasEveryField) {
-  audit::Event e;
-  e.container = "web-1";
-  e.policy = "rootless-devices";
-  e.pid = 4711;
-  e.syscall = "mknodat";
-  e.arch = "x86_64";
-  e.path = "/dev/sda";
-  e.device = true;
-  e.type = "block";
-  e.major = 8;
-  e.minor = 0;
-  e.mode = 0600;
-  e.action = "deny";
-  e.rule = "other-devices";
-  e.err = EPERM;
-  e.latency_us = 12;
-  const std::string j = audit::to_json(e);
-  for (const char* part :
-       {"\"container\":\"web-1\"", "\"pid\":4711", "\"syscall\":\"mknodat\"", "\"path\":\"/dev/sda\"",
-        "\"type\":\"block\"", "\"device\":\"8:0\"", "\"mode\":\"0600\"", "\"action\":\"deny\"",
-        "\"result\":\"EPERM\"", "\"errno\":1", "\"latency_us\":12", "\"time\":\""}) {
-    EXPECT_NE(j.find(part), std::string::npos) << part << " in " << j;
-  }
-  e.continued = true;
-  EXPECT_NE(audit::to_json(e).find("\"result\":\"continue\",\"errno\":null"), std::string::npos);
-  e.continued = false;
-  e.path.reset();
-  e.path_error = "EFAULT";
-  EXPECT_NE(audit::to_json(e).find("\"path\":null,\"path_error\":\"EFAULT\""), std::string::npos);
-  e.raw = {1, 0x10, 0, 0, 0, 0};
-  e.value = 0;
-  e.policy_version = "00ff00ff00ff00ff";
-  e.fstype = "ext4";
-  e.flags = 6;
-  const std::string k = audit::to_json(e);
-  for (const char* part :
-       {"\"raw\":[\"0x1\",\"0x10\",\"0x0\"", "\"result\":\"return\",\"value\":0",
-        "\"policy_version\":\"00ff00ff00ff00ff\"", "\"fstype\":\"ext4\"", "\"flags\":\"0x6\""}) {
-    EXPECT_NE(k.find(part), std::string::npos) << part << " in " << k;
-  }
-  e.device = false;
-  EXPECT_EQ(audit::to_json(e).find("\"device\""), std::string::npos) << "device fields only for mknod";
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <expected>
 #include <filesystem>
 #include <optional>
@@ -31,7 +32,12 @@ struct Config {
   std::string default_policy;  // for OCI handoffs that name none; empty: none
   mode_t socket_mode = 0666;   // agent.sock and oci.sock
   std::optional<gid_t> socket_group;
-  std::string audit = "-";  // "-" (stdout) or a file
+  std::string audit = "-";  // "-" (stdout), "syslog" or a file
+  // Audit records per container: a token bucket (docs/audit.md). per_second 0: unlimited.
+  struct AuditRate {
+    std::uint32_t per_second = 200;
+    std::uint32_t burst = 400;
+  } audit_rate;
   // Built-in default: root may use every policy, nobody else any.
   std::vector<Grant> access{Grant{false, {0}, {}, {"*"}, {}}};
 };

@@ -69,9 +69,14 @@ struct Warning {
 // everything in it). `return`: the call is not made; the caller sees `value`.
 enum class Action : std::uint8_t { Allow, Emulate, Deny, Return, Kill, KillContainer };
 enum class FileType : std::uint8_t { Char, Block };
+// enforce: the rules decide. audit: every trapped call is allowed (the kernel decides) and
+// recorded with what the rules would have done. learn: the same, recorded as `learn`, for
+// `sysvisor policy learn` to write a policy from.
+enum class Mode : std::uint8_t { Enforce, Audit, Learn };
 
 [[nodiscard]] const char* to_string(Action action);  // "allow", ..., "kill-container"
 [[nodiscard]] const char* to_string(FileType type);  // "char" | "block"
+[[nodiscard]] const char* to_string(Mode mode);      // "enforce" | "audit" | "learn"
 
 // ---- Raw argument conditions: compiled into the BPF filter, re-checked by decide(). ----
 enum class CmpOp : std::uint8_t { Eq, Ne, Lt, Le, Gt, Ge, MaskedEq };
@@ -178,6 +183,7 @@ struct Rule {
 struct Policy {
   std::string name;
   std::string description;
+  Mode mode = Mode::Enforce;
   std::vector<std::string> includes;  // as written
   std::vector<Position> include_pos;  // where each of `includes` is written (same length)
   std::vector<Rule> own_rules;        // as written in this policy's file
@@ -236,12 +242,18 @@ struct Decision {
   std::int64_t value = 0;  // for Return
   bool audit = false;
   int rule_index = -1;  // index into Policy::rules; -1: no rule matched (the default: allow)
+  // Audit and learn modes: what the rules decided; `action` is then Allow and `audit` true.
+  std::optional<Action> would;
+  bool learn = false;  // learn mode: recorded as `learn`
 };
 
 // First matching rule wins; no match is Allow without audit. A rule matches when the call's
 // syscall is one of its syscalls, every raw condition holds, and every typed matcher holds
 // (a matcher whose field was not decoded does not hold).
+// The policy's mode applies (see Mode): decide_in(policy, call, policy.mode).
 [[nodiscard]] Decision decide(const Policy& policy, const Call& call);
+// decide() in `mode` whatever the policy says (a container launched in learn mode).
+[[nodiscard]] Decision decide_in(const Policy& policy, const Call& call, Mode mode);
 
 // `path` made absolute against `base` (an absolute directory) and normalised lexically: no
 // `.`, no `..` above `/`, no repeated or trailing `/`. What `path` matchers are given.

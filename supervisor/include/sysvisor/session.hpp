@@ -34,6 +34,7 @@ struct SessionServices {
   // receiving until one ends, so a flooding container only delays itself.
   std::size_t max_in_flight = 8;
   stats::Recorder* recorder = nullptr;  // optional: metrics
+  audit::Rate audit_rate;               // records per container (docs/audit.md)
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -45,6 +46,7 @@ class Session : public std::enable_shared_from_this<Session> {
     uid_t peer_uid = 0;
     pid_t container_pid = 0;  // the process `kill-container` kills (0: unknown)
     std::string engine = "sysvisor-agent";
+    bool learn = false;  // launched in learn mode: every trapped call allowed and recorded
   };
 
   // The session follows its policy by name through `registry`: after a reload, the next call
@@ -84,7 +86,11 @@ class Session : public std::enable_shared_from_this<Session> {
                    policy::Action action, std::chrono::steady_clock::time_point started);
   void wait_for_helper(std::uint64_t id);
   void finish_emulation(std::uint64_t id);
+  // Writes the record unless the container's rate limit holds it back (then counted for the
+  // summary). Never delays the answer.
   void write_audit(audit::Event& event, std::chrono::steady_clock::time_point started);
+  // The summary of the records held back, if any.
+  void flush_suppressed();
   // SEND's failure is logged, except ENOENT: the task is gone, nobody is waiting.
   void warn_unless_gone(const Result<void>& sent, pid_t tid) const;
   // Counts one decided call (every answer path comes here once).
@@ -109,6 +115,11 @@ class Session : public std::enable_shared_from_this<Session> {
   bool hung_up_ = false;
   std::uint64_t handled_ = 0;
   stats::Counters counters_;
+  audit::Bucket bucket_;
+  std::uint32_t suppressed_ = 0;
+  std::chrono::system_clock::time_point suppressed_since_, suppressed_until_;
+  boost::asio::steady_timer summary_timer_;
+  bool summary_armed_ = false;
 };
 
 }  // namespace sysvisor
