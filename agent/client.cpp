@@ -128,6 +128,7 @@ Result<Filter> request_filter(int sock, const HelloRequest& request) {
   hello->set_protocol_version(v1::PROTOCOL_VERSION_1);
   hello->set_policy(request.policy);
   hello->set_container_id(request.container_id);
+  hello->set_learn(request.learn);
   for (const auto& [key, value] : request.labels) {
     (*hello->mutable_labels())[key] = value;
   }

@@ -23,6 +23,7 @@ struct HelloRequest {
   std::string policy;
   std::string container_id;
   std::map<std::string, std::string> labels;
+  bool learn = false;
 };
 
 // A filter the supervisor sent, validated and ready for seccomp(SECCOMP_SET_MODE_FILTER).

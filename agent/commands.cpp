@@ -26,7 +26,8 @@ Result<std::pair<UniqueFd, Filter>> negotiate(const CommonOptions& common,
   if (!sock) {
     return std::unexpected(sock.error());
   }
-  auto filter = request_filter(sock->get(), HelloRequest{common.policy, common.id, std::move(labels)});
+  auto filter =
+      request_filter(sock->get(), HelloRequest{common.policy, common.id, std::move(labels), common.learn});
   if (!filter) {
     return std::unexpected(filter.error());
   }

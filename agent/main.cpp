@@ -55,6 +55,9 @@ void add_common_options(CLI::App& cmd, CommonOptions& common) {
                  "Container id, for the supervisor's logs and audit (and the hostname in `run`); "
                  "1-64 characters [A-Za-z0-9_.-]; default: sv- and 8 random hex digits")
       ->type_name("ID");
+  cmd.add_flag("--learn", common.learn,
+               "Learn mode: every call the policy traps is allowed and recorded (action \"learn\"), for "
+               "`sysvisor policy learn`");
   cmd.add_option("CMD", common.command, "The command and its arguments, best after `--`")->required();
 }
 

@@ -20,6 +20,7 @@ struct CommonOptions {
   std::string runtime_dir = kDefaultRuntimeDir;
   std::string policy;
   std::string id;                    // container id; generated when empty on the command line
+  bool learn = false;                // learn mode: every trapped call allowed and recorded
   std::vector<std::string> command;  // CMD ARGS...
 };
 
