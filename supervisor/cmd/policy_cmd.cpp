@@ -7,6 +7,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "sysvisor/filter.hpp"
+#include "sysvisor/learn.hpp"
 #include "sysvisor/policy.hpp"
 #include "sysvisor/tools.hpp"
 
@@ -283,6 +285,67 @@ int oci_profile(const OciOptions& o) {
   return 0;
 }
 
+struct LearnOptions {
+  std::string records;
+  std::string container;
+  std::string name = "learned";
+  std::string output = "-";
+  std::string cases;
+};
+
+bool write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) {
+    std::fprintf(stderr, "sysvisor: cannot write `%s`\n", path.c_str());
+    return false;
+  }
+  return true;
+}
+
+int learn(const LearnOptions& o) {
+  std::string text;
+  if (o.records == "-") {
+    std::ostringstream in;
+    in << std::cin.rdbuf();
+    text = in.str();
+  } else {
+    std::ifstream in(o.records, std::ios::binary);
+    if (!in) {
+      std::fprintf(stderr, "sysvisor: cannot read the audit log `%s`\n", o.records.c_str());
+      return 1;
+    }
+    std::ostringstream buf;
+    buf << in.rdbuf();
+    text = buf.str();
+  }
+  tools::LearnOptions options;
+  options.file = o.records;
+  options.container = o.container;
+  options.name = o.name;
+  const auto learned = tools::learn(text, options);
+  if (!learned) {
+    for (const auto& e : learned.error()) std::fprintf(stderr, "%s\n", e.c_str());
+    return 1;
+  }
+  // The cases go beside the policy (NAME.cases.yaml) unless --cases says where.
+  std::string cases = o.cases;
+  if (cases.empty() && o.output != "-") {
+    std::filesystem::path p(o.output);
+    cases = (p.parent_path() / (p.stem().string() + ".cases.yaml")).string();
+  }
+  if (o.output == "-") {
+    std::fputs(learned->policy.c_str(), stdout);
+  } else if (!write_file(o.output, learned->policy)) {
+    return 1;
+  }
+  if (!cases.empty() && !write_file(cases, learned->cases)) return 1;
+  std::fprintf(stderr, "sysvisor: policy `%s` learned from %zu records%s%s\n", o.name.c_str(),
+               learned->records, cases.empty() ? "" : "; cases in ", cases.c_str());
+  return 0;
+}
+
 // Runs a command; turns an unexpected exception into exit status 1.
 template <class F>
 void run(F&& command) {
@@ -301,7 +364,7 @@ void run(F&& command) {
 }  // namespace
 
 void add_policy_commands(CLI::App& app) {
-  auto* policy_cmd = app.add_subcommand("policy", "Policy tools: check, explain, test, oci-profile");
+  auto* policy_cmd = app.add_subcommand("policy", "Policy tools: check, explain, test, oci-profile, learn");
   policy_cmd->require_subcommand(1);
 
   auto check_options = std::make_shared<CheckOptions>();
@@ -349,6 +412,20 @@ void add_policy_commands(CLI::App& app) {
   o->add_option("--listener", oci_options->listener, "listenerPath")->capture_default_str();
   o->add_option("--policies", oci_options->dir, "Where policy names are looked up")->capture_default_str();
   o->callback([oci_options] { run([&] { return oci_profile(*oci_options); }); });
+
+  auto learn_options = std::make_shared<LearnOptions>();
+  auto* l = policy_cmd->add_subcommand(
+      "learn",
+      "Write a minimal policy from the audit records of a workload run in learn or audit mode: what was "
+      "seen is emulated (devices, filesystem types, path prefixes, xattr names, scheduling bounds), the "
+      "rest of those calls refused; with NAME.cases.yaml for `policy test` (docs/audit.md)");
+  l->add_option("AUDIT", learn_options->records, "The audit log (JSON lines), - for stdin")->required();
+  l->add_option("--container", learn_options->container, "Only this container's records");
+  l->add_option("--name", learn_options->name, "The policy's name")->capture_default_str();
+  l->add_option("--output", learn_options->output, "The policy file, - for stdout")->capture_default_str();
+  l->add_option("--cases", learn_options->cases,
+                "The cases file (default: beside --output, STEM.cases.yaml; none with stdout)");
+  l->callback([learn_options] { run([&] { return learn(*learn_options); }); });
 }
 
 int exit_status(const CLI::App& app, const CLI::ParseError& e) {

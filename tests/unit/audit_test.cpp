@@ -8,6 +8,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sysvisor/learn.hpp"
+#include "sysvisor/policy.hpp"
+#include "sysvisor/tools.hpp"
+
 namespace sysvisor {
 namespace {
 
@@ -135,6 +139,174 @@ TEST(AuditBucket, AdmitsBurstThenRate) {
   EXPECT_EQ(admitted, 1);
   audit::Bucket unlimited(audit::Rate{0, 0});
   for (int i = 0; i < 1000; ++i) ASSERT_TRUE(unlimited.admit(t0));
+}
+
+// ---- policy modes ----
+policy::Policy load(const std::string& yaml) {
+  auto parsed = policy::parse_policy(yaml, "t.yaml");
+  EXPECT_TRUE(parsed) << (parsed ? "" : parsed.error()[0].format());
+  std::vector<policy::Policy> set;
+  set.push_back(std::move(*parsed));
+  auto r = policy::resolve(std::move(set));
+  EXPECT_TRUE(r) << (r ? "" : r.error()[0].format());
+  return *r->policies.begin()->second;
+}
+
+policy::Call mknod_call(policy::FileType type, std::uint32_t major, std::uint32_t minor) {
+  policy::Call c;
+  c.nr = *policy::syscall_from_name("mknod");
+  c.type = type;
+  c.major = major;
+  c.minor = minor;
+  return c;
+}
+
+TEST(PolicyMode, AuditAllowsAndSaysWhatWouldHappen) {
+  const auto p =
+      load("name: a\nmode: audit\nrules:\n  - {syscalls: [mknod], match: {type: block}, action: deny}\n");
+  EXPECT_EQ(p.mode, policy::Mode::Audit);
+  const auto d = policy::decide(p, mknod_call(policy::FileType::Block, 8, 0));
+  EXPECT_EQ(d.action, policy::Action::Allow);
+  EXPECT_TRUE(d.audit);
+  ASSERT_TRUE(d.would.has_value());
+  EXPECT_EQ(*d.would, policy::Action::Deny);
+  EXPECT_FALSE(d.learn);
+  // A trapped call no rule matches is recorded too, as the default (allow) would do.
+  const auto other = policy::decide(p, mknod_call(policy::FileType::Char, 1, 3));
+  EXPECT_TRUE(other.audit);
+  EXPECT_EQ(other.would, policy::Action::Allow);
+  // The same policy enforcing: the rule decides.
+  const auto enforced =
+      policy::decide_in(p, mknod_call(policy::FileType::Block, 8, 0), policy::Mode::Enforce);
+  EXPECT_EQ(enforced.action, policy::Action::Deny);
+  EXPECT_FALSE(enforced.would.has_value());
+  const auto learned = policy::decide_in(p, mknod_call(policy::FileType::Block, 8, 0), policy::Mode::Learn);
+  EXPECT_EQ(learned.action, policy::Action::Allow);
+  EXPECT_TRUE(learned.learn);
+}
+
+TEST(PolicyMode, MemoryRulesAreOnlyUnsafeWhenEnforced) {
+  const std::string rules = "rules:\n  - {syscalls: [openat], match: {path: [\"/etc/*\"]}, action: allow}\n";
+  EXPECT_TRUE(policy::parse_policy("name: a\nmode: audit\n" + rules, "t.yaml").has_value());
+  std::vector<policy::Policy> set;
+  set.push_back(*policy::parse_policy("name: a\nmode: learn\n" + rules, "t.yaml"));
+  EXPECT_TRUE(policy::resolve(std::move(set)).has_value());
+  std::vector<policy::Policy> enforce;
+  enforce.push_back(*policy::parse_policy("name: a\n" + rules, "t.yaml"));
+  const auto r = policy::resolve(std::move(enforce));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error()[0].code, policy::ErrorCode::UnsafeAllow);
+}
+
+TEST(PolicyMode, BadModeAndEnforceIncludingAuditAreErrors) {
+  const auto bad = policy::parse_policy("name: a\nmode: permissive\nrules: []\n", "t.yaml");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error()[0].format(), "t.yaml:2:7: `mode` must be enforce, audit or learn, not `permissive`");
+  std::vector<policy::Policy> set;
+  set.push_back(*policy::parse_policy("name: a\ninclude: [b]\nrules: []\n", "a.yaml"));
+  set.push_back(*policy::parse_policy("name: b\nmode: audit\nrules: []\n", "b.yaml"));
+  const auto r = policy::resolve(std::move(set));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error()[0].code, policy::ErrorCode::BadInclude);
+}
+
+// ---- policy learn ----
+TEST(Learn, GeneralisesPaths) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(tools::generalise_paths({"/dev/null", "/dev/pts/0"}, {"/dev"}), V{"/dev/*"});
+  EXPECT_EQ(tools::generalise_paths({"/mnt/a", "/mnt/b", "/srv/x"}), (V{"/mnt/*", "/srv/x"}));
+  EXPECT_EQ(tools::generalise_paths({"/a", "/b"}), (V{"/a", "/b"})) << "never `/*`";
+  EXPECT_EQ(tools::generalise_paths({"/mnt/a", "/mnt/a"}), V{"/mnt/a"});
+  EXPECT_EQ(tools::generalise_paths({}), V{});
+}
+
+TEST(Learn, GeneralisesXattrNames) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(tools::generalise_xattrs({"trusted.overlay.opaque", "trusted.overlay.redirect"}),
+            V{"trusted.overlay.*"});
+  EXPECT_EQ(tools::generalise_xattrs({"trusted.overlay.opaque"}), V{"trusted.overlay.opaque"});
+  EXPECT_EQ(tools::generalise_xattrs({"user.a", "user.b"}), (V{"user.a", "user.b"}))
+      << "not a whole namespace";
+}
+
+std::string record(const std::string& container, const std::string& syscall, const std::string& args,
+                   const std::string& action = "learn") {
+  return R"({"event":"call","container":")" + container + R"(","syscall":")" + syscall + R"(","args":)" +
+         args + R"(,"action":")" + action + R"(","would":"deny","result":"EPERM","errno":1})" + "\n";
+}
+
+TEST(Learn, WritesAPolicyAndCasesThatAgree) {
+  std::string log;
+  log += record("c1", "mknodat", R"({"paths":["/dev/null"],"type":"char","device":"1:3","mode":"0666"})");
+  log += record("c1", "mknod", R"({"paths":["/dev/zero"],"type":"char","device":"1:5","mode":"0666"})");
+  log += record("c1", "mount",
+                R"({"paths":["/mnt/a"],"target":"/mnt/a","source":"none","fstype":"tmpfs","flags":"0x0"})");
+  log += record("c1", "setxattr", R"({"paths":["/f"],"xattr":"trusted.overlay.opaque","value_size":"1"})");
+  log += record("c1", "setpriority", R"({"nice":-3})");
+  log += record("c2", "mknod", R"({"paths":["/dev/sda"],"type":"block","device":"8:0","mode":"0600"})");
+  log += R"({"event":"suppressed","container":"c2","count":4})"
+         "\n";
+  // An enforced record is not what the workload asked for: skipped.
+  log +=
+      R"({"event":"call","container":"c1","syscall":"mknod","args":{"paths":["/dev/mem"],"type":"char","device":"1:1"},"action":"deny"})"
+      "\n";
+  const auto learned = tools::learn(log, tools::LearnOptions{"a.jsonl", "c1", "web"});
+  ASSERT_TRUE(learned) << learned.error()[0];
+  EXPECT_EQ(learned->records, 5U);
+  EXPECT_NE(learned->policy.find("devices: [\"1:3\", \"1:5\"]"), std::string::npos) << learned->policy;
+  EXPECT_NE(learned->policy.find("path: [\"/dev/*\"]"), std::string::npos) << learned->policy;
+  EXPECT_EQ(learned->policy.find("8:0"), std::string::npos) << "c2's device: " << learned->policy;
+  EXPECT_EQ(learned->policy.find("\"1:1\""), std::string::npos) << "an enforced record: " << learned->policy;
+  EXPECT_NE(learned->policy.find("#   1:3 x1: /dev/null"), std::string::npos) << learned->policy;
+  EXPECT_NE(learned->policy.find("nice: {min: -3}"), std::string::npos) << learned->policy;
+
+  // The policy loads, and its own cases pass through the real filter and decide().
+  auto parsed = policy::parse_policy(learned->policy, "web.yaml");
+  ASSERT_TRUE(parsed) << parsed.error()[0].format() << "\n" << learned->policy;
+  std::vector<policy::Policy> set;
+  set.push_back(std::move(*parsed));
+  auto resolved = policy::resolve(std::move(set));
+  ASSERT_TRUE(resolved) << resolved.error()[0].format() << "\n" << learned->policy;
+  const policy::Policy& p = *resolved->policies.at("web");
+  auto cases = tools::parse_cases(learned->cases, "web.cases.yaml");
+  ASSERT_TRUE(cases) << cases.error()[0].format() << "\n" << learned->cases;
+  ASSERT_GE(cases->cases.size(), 6U);
+  bool refused = false;
+  for (const auto& c : cases->cases) {
+    const auto d = policy::decide(p, c.call);
+    EXPECT_EQ(d.action, c.expect.action) << c.call_text;
+    refused = refused || d.action == policy::Action::Deny;
+  }
+  EXPECT_TRUE(refused) << "at least one call outside what was learned";
+  // Block device 8:0 was not learned for c1.
+  EXPECT_EQ(policy::decide(p,
+                           [] {
+                             auto c = mknod_call(policy::FileType::Block, 8, 0);
+                             c.paths = {"/dev/sda"};
+                             return c;
+                           }())
+                .action,
+            policy::Action::Deny);
+}
+
+TEST(Learn, BadLinesNameTheirLine) {
+  const std::string log = "not json\n" + record("c", "mknod", R"({"type":"char"})") +
+                          R"({"event":"call","host_pid":"abc"})"
+                          "\n"
+                          R"({"foo":1})"
+                          "\n"
+                          R"({"event":"call")";
+  const auto r = tools::learn(log, tools::LearnOptions{"x.jsonl", "", "l"});
+  ASSERT_FALSE(r);
+  ASSERT_EQ(r.error().size(), 4U);
+  EXPECT_EQ(r.error()[0], "x.jsonl:1: not an audit record (a JSON object per line)");
+  EXPECT_NE(r.error()[1].find("x.jsonl:3: not an audit record:"), std::string::npos) << r.error()[1];
+  EXPECT_NE(r.error()[1].find("host_pid"), std::string::npos) << r.error()[1];
+  EXPECT_NE(r.error()[2].find("x.jsonl:4: "), std::string::npos) << r.error()[2];
+  EXPECT_NE(r.error()[3].find("x.jsonl:5: "), std::string::npos) << r.error()[3];
+  const auto none = tools::learn("", tools::LearnOptions{"e.jsonl", "c9", "l"});
+  ASSERT_FALSE(none);
+  EXPECT_NE(none.error()[0].find("no learn or audit records of container c9"), std::string::npos);
 }
 
 }  // namespace
