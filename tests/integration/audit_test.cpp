@@ -1,0 +1,354 @@
+// Audit and learning on the real kernel: sysvisor serve + sysvisor-agent run + busybox
+// containers. The record's fields against the container process, the per-container rate
+// limit, the log reopened on SIGHUP, syslog, audit mode, and the learn round trip.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "harness.hpp"
+
+namespace sysvisor::it {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr uid_t kHostRoot = 100000;  // container root under the agent's default map
+
+// Polls `done` for up to `limit`: for what the daemon writes after the container has exited
+// (the rate-limit summary at session close, a reload).
+template <class F>
+bool eventually(F done, std::chrono::seconds limit = std::chrono::seconds(10)) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return done();
+}
+
+std::vector<json> records(const fs::path& log, const std::string& container) {
+  std::vector<json> out;
+  for (const auto& l : audit_lines(log, container)) out.push_back(json::parse(l));
+  return out;
+}
+
+class Audit : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "integration tests need root";
+    dir_ = std::make_unique<TempDir>("sysvisor-audit");
+    fs::create_directories(policies());
+    for (const auto& e : fs::directory_iterator(source_dir() / "policies")) {
+      if (e.path().extension() == ".yaml") fs::copy_file(e.path(), policies() / e.path().filename());
+    }
+    rootfs_ = dir_->path() / "rootfs";
+    fs::create_directories(rootfs_);
+    make_rootfs(rootfs_, kHostRoot);
+  }
+
+  // `audit`: the --audit argument (default: the file audit_log()).
+  void start(const std::vector<std::string>& extra = {}, const fs::path& audit = {}) {
+    daemon_ = std::make_unique<Daemon>(runtime(), policies(), audit.empty() ? audit_log() : audit,
+                                       daemon_log(), extra);
+    ASSERT_TRUE(daemon_->ready()) << read_file(daemon_log());
+  }
+
+  Outcome container(const std::string& script, const std::string& policy, const std::string& id,
+                    const std::vector<std::string>& options = {}) {
+    return run_container(runtime(), policy, rootfs_, script, id, options);
+  }
+
+  fs::path runtime() const { return dir_->path() / "run"; }
+  fs::path policies() const { return dir_->path() / "policies"; }
+  fs::path audit_log() const { return dir_->path() / "audit.jsonl"; }
+  fs::path daemon_log() const { return dir_->path() / "daemon.log"; }
+
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<Daemon> daemon_;
+  fs::path rootfs_;
+};
+
+TEST_F(Audit, RecordDescribesTheCallerAsItIs) {
+  start();
+  // A second thread, under container uid 1000: the record must tell thread from process and
+  // the container's ids from the host's. `$$` is the probe's pid as the container sees it.
+  const auto o = container("sh -c 'echo $$; exec probe as 1000 1000 0 -- probe thread /dev/sda b 8 0'",
+                           "rootless-devices", "fields");
+  const auto out = lines(o.out);
+  ASSERT_EQ(out.size(), 2U) << o.out << o.err;
+  EXPECT_EQ(out[1], "EPERM");
+  const int container_pid = std::stoi(out[0]);
+  const auto recs = records(audit_log(), "fields");
+  ASSERT_EQ(recs.size(), 1U);
+  const json& r = recs[0];
+  EXPECT_EQ(r["event"], "call");
+  EXPECT_EQ(r["engine"], "sysvisor-agent");
+  EXPECT_EQ(r["policy"], "rootless-devices");
+  EXPECT_EQ(r["policy_version"].get<std::string>().size(), 16U);
+  EXPECT_EQ(r["container_pid"], container_pid);
+  EXPECT_NE(r["container_tid"], container_pid) << "the call came from the second thread";
+  EXPECT_NE(r["host_pid"], r["host_tid"]);
+  EXPECT_NE(r["host_pid"], container_pid) << "the container has its own pid namespace";
+  EXPECT_GT(r["host_tid"].get<int>(), 0);
+  EXPECT_EQ(r["comm"], "probe");
+  EXPECT_EQ(r["exe"], "/bin/probe");
+  EXPECT_EQ(r["host_uid"], kHostRoot + 1000);
+  EXPECT_EQ(r["container_uid"], 1000);
+  EXPECT_EQ(r["syscall"], "mknodat");  // glibc mknod
+  EXPECT_EQ(r["arch"], "x86_64");
+  EXPECT_EQ(r["args"]["path"], "/dev/sda");
+  EXPECT_EQ(r["args"]["paths"], json::array({"/dev/sda"}));
+  EXPECT_EQ(r["args"]["type"], "block");
+  EXPECT_EQ(r["args"]["device"], "8:0");
+  EXPECT_EQ(r["args"]["mode"], "0666");
+  EXPECT_EQ(r["args"]["raw"].size(), 6U);
+  EXPECT_EQ(r["action"], "deny");
+  EXPECT_EQ(r["rule"], "other-devices");
+  EXPECT_EQ(r["result"], "EPERM");
+  EXPECT_EQ(r["errno"], EPERM);
+  EXPECT_FALSE(r.contains("would"));
+  EXPECT_TRUE(r["latency_us"].is_number());
+  // RFC 3339 in UTC with nanoseconds (protobuf prints 3, 6 or 9 digits; 9 unless they end in 0).
+  const std::string t = r["time"];
+  EXPECT_EQ(t.size() >= 20 ? t.substr(4, 1) + t.substr(10, 1) + t.substr(t.size() - 1) : "", "-TZ") << t;
+}
+
+TEST_F(Audit, AFloodIsRateLimitedPerContainerAndCountedExactly) {
+  const fs::path config = dir_->path() / "sysvisor.yaml";
+  std::ofstream(config) << "audit_rate: {per_second: 5, burst: 50}\n";
+  start({"--config", config.string()});
+  constexpr int kFlood = 300;
+  const auto flood =
+      container("i=0; while [ $i -lt " + std::to_string(kFlood) +
+                    " ]; do probe mknod /dev/sda b 8 0 >/dev/null; i=$((i+1)); done; probe mknod "
+                    "/dev/sda b 8 0",
+                "rootless-devices", "flood");
+  // The answer is never changed by the limit: the last call was refused like the first.
+  EXPECT_EQ(flood.out, "EPERM\n") << flood.err;
+  // Right after, another container: its own bucket, every record written.
+  const auto quiet =
+      container("i=0; while [ $i -lt 20 ]; do probe mknod /dev/sdb b 8 16 >/dev/null; i=$((i+1)); done",
+                "rootless-devices", "quiet");
+  EXPECT_EQ(quiet.status, 0) << quiet.err;
+  std::size_t written = 0;
+  std::uint64_t suppressed = 0;
+  std::size_t summaries = 0;
+  const auto count = [&] {
+    written = suppressed = summaries = 0;
+    for (const auto& r : records(audit_log(), "flood")) {
+      if (r["event"] == "call") {
+        ++written;
+      } else if (r["event"] == "suppressed") {
+        ++summaries;
+        suppressed += r["count"].get<std::uint64_t>();
+        EXPECT_LE(r["since"].get<std::string>(), r["until"].get<std::string>());
+      }
+    }
+    return written + suppressed == kFlood + 1;
+  };
+  // The last summary is written when the session closes, just after the container exits.
+  EXPECT_TRUE(eventually(count)) << written << " written + " << suppressed << " suppressed";
+  EXPECT_EQ(written + suppressed, static_cast<std::uint64_t>(kFlood + 1));
+  EXPECT_GE(summaries, 1U);
+  EXPECT_GE(written, 50U) << "the burst";
+  EXPECT_LT(written, 150U) << "5 a second beyond the burst";
+  const auto q = records(audit_log(), "quiet");
+  EXPECT_EQ(q.size(), 20U);
+  for (const auto& r : q) EXPECT_EQ(r["event"], "call");
+}
+
+TEST_F(Audit, LogIsReopenedOnSighupAndNothingIsLost) {
+  start();
+  ASSERT_EQ(container("probe mknod /dev/sda b 8 0", "rootless-devices", "before").out, "EPERM\n");
+  const fs::path rotated = dir_->path() / "audit.jsonl.1";
+  fs::rename(audit_log(), rotated);
+  // Until the daemon is told, it writes to the file it has open, now called audit.jsonl.1.
+  ASSERT_EQ(container("probe mknod /dev/sda b 8 0", "rootless-devices", "moved").out, "EPERM\n");
+  ::kill(daemon_->pid(), SIGHUP);
+  ASSERT_TRUE(eventually([&] {
+    return read_file(daemon_log()).find("reload: in force") != std::string::npos;
+  })) << read_file(daemon_log());
+  ASSERT_EQ(container("probe mknod /dev/sda b 8 0", "rootless-devices", "after").out, "EPERM\n");
+  EXPECT_EQ(audit_lines(rotated, "before").size(), 1U);
+  EXPECT_EQ(audit_lines(rotated, "moved").size(), 1U);
+  EXPECT_EQ(audit_lines(rotated, "after").size(), 0U);
+  EXPECT_EQ(audit_lines(audit_log(), "after").size(), 1U);
+  EXPECT_EQ(lines(read_file(audit_log())).size(), 1U) << "only the new record in the new file";
+  EXPECT_EQ(fs::status(audit_log()).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+}
+
+// Mounts in this process's own mount namespace: what gtest runs next is another process
+// under ctest, and even run together nothing else depends on /dev/log.
+TEST_F(Audit, SyslogGetsOneMessagePerRecord) {
+  ASSERT_EQ(::unshare(CLONE_NEWNS), 0);
+  ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0);
+  const fs::path sock_path = dir_->path() / "log.sock";
+  const int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(sock, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock_path.c_str());
+  ASSERT_EQ(::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  // /dev/log must exist to be mounted over. Without a syslog daemon it does not: a tmpfs over
+  // /dev (in this namespace only) holds it, with every entry of the real /dev bound in through
+  // O_PATH fds taken before. The real /dev is never reachable below a directory this test
+  // removes (the host's devtmpfs is shared: removing there removes on the host).
+  bool own_dev = false;
+  if (!fs::exists("/dev/log")) {
+    struct Entry {
+      std::string name;
+      fs::path link;  // symlinks: their target
+      bool dir = false;
+      int fd = -1;
+    };
+    std::vector<Entry> entries;
+    for (const auto& e : fs::directory_iterator("/dev")) {
+      Entry x{e.path().filename().string(), {}, false, -1};
+      if (e.is_symlink()) {
+        x.link = fs::read_symlink(e.path());
+      } else {
+        x.dir = e.is_directory();
+        x.fd = ::open(e.path().c_str(), O_PATH | O_CLOEXEC | O_NOFOLLOW);
+        if (x.fd < 0) continue;
+      }
+      entries.push_back(std::move(x));
+    }
+    ASSERT_EQ(::mount("tmpfs", "/dev", "tmpfs", MS_NOSUID, "mode=0755"), 0);
+    own_dev = true;
+    for (const auto& x : entries) {
+      const fs::path at = fs::path("/dev") / x.name;
+      if (x.fd < 0) {
+        fs::create_symlink(x.link, at);
+        continue;
+      }
+      if (x.dir) {
+        fs::create_directory(at);
+      } else {
+        std::ofstream{at};
+      }
+      const std::string from = "/proc/self/fd/" + std::to_string(x.fd);
+      EXPECT_EQ(::mount(from.c_str(), at.c_str(), nullptr, MS_BIND | MS_REC, nullptr), 0) << at;
+      ::close(x.fd);
+    }
+    std::ofstream{"/dev/log"};
+  }
+  ASSERT_EQ(::mount(sock_path.c_str(), "/dev/log", nullptr, MS_BIND, nullptr), 0);
+  start({}, "syslog");
+  EXPECT_EQ(
+      container("probe mknod /dev/sda b 8 0; probe mknod /dev/sdb b 8 16", "rootless-devices", "sl").out,
+      "EPERM\nEPERM\n");
+  std::vector<std::string> got;
+  timeval tv{5, 0};
+  ::setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  while (got.size() < 2) {
+    std::array<char, 65536> buf{};
+    const ssize_t n = ::recv(sock, buf.data(), buf.size(), 0);
+    if (n <= 0) break;
+    const std::string msg(buf.data(), static_cast<std::size_t>(n));
+    if (msg.find("\"container\":\"sl\"") != std::string::npos) got.push_back(msg);
+  }
+  ::close(sock);
+  ASSERT_EQ(got.size(), 2U);
+  for (const auto& m : got) {
+    // <PRI>: LOG_AUTHPRIV (10 << 3) | LOG_INFO (6) = 86, then the ident, then the JSON.
+    EXPECT_TRUE(m.starts_with("<86>")) << m;
+    EXPECT_NE(m.find("sysvisor-audit"), std::string::npos) << m;
+    const auto brace = m.find('{');
+    ASSERT_NE(brace, std::string::npos) << m;
+    const json r = json::parse(m.substr(brace));
+    EXPECT_EQ(r["result"], "EPERM");
+  }
+  EXPECT_NE(got[0].find("/dev/sda"), std::string::npos);
+  EXPECT_NE(got[1].find("/dev/sdb"), std::string::npos);
+  EXPECT_FALSE(fs::exists(audit_log()) && !read_file(audit_log()).empty()) << "nothing written elsewhere";
+  daemon_.reset();
+  if (own_dev) ::umount2("/dev", MNT_DETACH);
+}
+
+TEST_F(Audit, AuditModeAllowsAndSaysWhatWouldHaveBeenDone) {
+  start();
+  // Enforcing, the mount is refused; in audit mode the kernel decides (and lets container
+  // root mount a tmpfs in its own namespaces), and the record says it would have been denied.
+  EXPECT_EQ(container("probe mount none /tmp tmpfs", "deny-dangerous", "enforced").out, "EPERM\n");
+  EXPECT_EQ(container("probe mount none /tmp tmpfs", "audit-only-dangerous", "audited").out, "ok\n");
+  const auto recs = records(audit_log(), "audited");
+  ASSERT_EQ(recs.size(), 1U);
+  EXPECT_EQ(recs[0]["syscall"], "mount");
+  EXPECT_EQ(recs[0]["action"], "allow");
+  EXPECT_EQ(recs[0]["would"], "deny");
+  EXPECT_EQ(recs[0]["rule"], "dangerous-calls");
+  EXPECT_EQ(recs[0]["rule_policy"], "deny-dangerous");
+  EXPECT_EQ(recs[0]["result"], "continue");
+  EXPECT_FALSE(recs[0].contains("errno"));
+  // Every argument is decoded for the record, although no rule reads them.
+  EXPECT_EQ(recs[0]["args"]["fstype"], "tmpfs");
+  EXPECT_EQ(recs[0]["args"]["target"], "/tmp");
+}
+
+TEST_F(Audit, LearnFlagAtLaunchAllowsAndRecords) {
+  start();
+  // rootless-devices enforcing would emulate 1:3; learning, the kernel decides (a rootless
+  // container may not make devices) and the record says what the rules would have done.
+  const auto o = container("probe mknod /dev/null c 1 3; probe mknod /dev/sda b 8 0", "rootless-devices",
+                           "lrn", {"--learn"});
+  EXPECT_EQ(o.out, "EPERM\nEPERM\n") << o.err;
+  const auto recs = records(audit_log(), "lrn");
+  ASSERT_EQ(recs.size(), 2U);
+  EXPECT_EQ(recs[0]["action"], "learn");
+  EXPECT_EQ(recs[0]["would"], "emulate");
+  EXPECT_EQ(recs[0]["args"]["device"], "1:3");
+  EXPECT_EQ(recs[1]["action"], "learn");
+  EXPECT_EQ(recs[1]["would"], "deny");
+  // The kernel decides (its EPERM above): the record cannot know its answer.
+  for (const auto& r : recs) EXPECT_EQ(r["result"], "continue");
+}
+
+TEST_F(Audit, LearnRoundTrip) {
+  start();
+  // 1. The workload under the learn policy: the kernel answers (EPERM, rootless), so the
+  //    script goes on whatever happens.
+  const auto learning = container("mknod /dev/null c 1 3; mknod /dev/zero c 1 5; true", "learn", "rt-learn");
+  EXPECT_EQ(learning.status, 0) << learning.err;
+  ASSERT_EQ(records(audit_log(), "rt-learn").size(), 2U);
+  // 2. Its policy.
+  const fs::path learned = dir_->path() / "learned-rt.yaml";
+  const auto gen = run({(bin_dir() / "sysvisor").string(), "policy", "learn", audit_log().string(),
+                        "--container", "rt-learn", "--name", "learned-rt", "--output", learned.string()});
+  ASSERT_EQ(gen.status, 0) << gen.err;
+  const fs::path cases = dir_->path() / "learned-rt.cases.yaml";
+  ASSERT_TRUE(fs::exists(cases));
+  const auto check = run({(bin_dir() / "sysvisor").string(), "policy", "check", learned.string()});
+  EXPECT_EQ(check.status, 0) << check.out << check.err;
+  EXPECT_EQ(check.err.find("warning"), std::string::npos) << check.err;
+  const auto test =
+      run({(bin_dir() / "sysvisor").string(), "policy", "test", learned.string(), cases.string()});
+  EXPECT_EQ(test.status, 0) << test.out << test.err;
+  // 3. The daemon again, with that policy; a fresh root filesystem.
+  daemon_.reset();
+  fs::copy_file(learned, policies() / "learned-rt.yaml");
+  start();
+  fs::remove_all(rootfs_);
+  fs::create_directories(rootfs_);
+  make_rootfs(rootfs_, kHostRoot);
+  const auto again = container(
+      "mknod /dev/null c 1 3 && mknod /dev/zero c 1 5 && probe stat /dev/null && probe stat /dev/zero; "
+      "probe mknod /dev/sda b 8 0; probe mknod /tmp/null c 1 3",
+      "learned-rt", "rt-enforce");
+  EXPECT_EQ(lines(again.out), (std::vector<std::string>{"c 1:3 0 0 644", "c 1:5 0 0 644", "EPERM", "EPERM"}))
+      << again.out << again.err << "\n"
+      << read_file(learned);
+}
+
+}  // namespace
+}  // namespace sysvisor::it
