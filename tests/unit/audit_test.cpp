@@ -4,10 +4,14 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/seccomp.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include "sysvisor/config.hpp"
+#include "sysvisor/filter.hpp"
 #include "sysvisor/learn.hpp"
 #include "sysvisor/policy.hpp"
 #include "sysvisor/tools.hpp"
@@ -208,6 +212,46 @@ TEST(PolicyMode, BadModeAndEnforceIncludingAuditAreErrors) {
   const auto r = policy::resolve(std::move(set));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error()[0].code, policy::ErrorCode::BadInclude);
+}
+
+// ---- configuration: the audit sink and the rate ----
+TEST(AuditConfig, SinkAndRate) {
+  const auto c = config::parse_config("audit: syslog\naudit_rate: {per_second: 0, burst: 7}\n", "c.yaml");
+  ASSERT_TRUE(c) << c.error()[0].format();
+  EXPECT_EQ(c->audit, "syslog");
+  EXPECT_EQ(c->audit_rate.per_second, 0U);
+  EXPECT_EQ(c->audit_rate.burst, 7U);
+  const auto d = config::parse_config("audit: /var/log/a.jsonl\n", "c.yaml");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->audit_rate.per_second, 200U);
+  EXPECT_EQ(d->audit_rate.burst, 400U);
+  const auto bad = config::parse_config("audit_rate: {per_second: -1}\n", "c.yaml");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error()[0].format().find("c.yaml:1:26: `audit_rate`: `per_second` must be a whole number"),
+            std::string::npos)
+      << bad.error()[0].format();
+  const auto unknown = config::parse_config("audit_rate: {per_minute: 5}\n", "c.yaml");
+  ASSERT_FALSE(unknown);
+  const auto zero_burst = config::parse_config("audit_rate: {per_second: 5, burst: 0}\n", "c.yaml");
+  ASSERT_FALSE(zero_burst);
+  EXPECT_FALSE(config::parse_config("audit: relative/file\n", "c.yaml"));
+}
+
+// ---- in audit and learn modes every rule traps, in the filter and in the tools alike ----
+TEST(PolicyMode, EveryRuleTrapsOutsideEnforce) {
+  const std::string rules = "rules:\n  - {syscalls: [swapon], action: allow}\n";
+  const auto enforce = load("name: a\n" + rules);
+  const auto audit = load("name: a\nmode: audit\n" + rules);
+  const int swapon = *policy::syscall_from_name("swapon");
+  EXPECT_TRUE(tools::trap_set(enforce).empty());
+  ASSERT_EQ(tools::trap_set(audit).size(), 1U);
+  EXPECT_EQ(tools::trap_set(audit)[0].nr, swapon);
+  const auto program = filter::compile(audit);
+  ASSERT_TRUE(program);
+  EXPECT_EQ(tools::run_bpf(*program, AUDIT_ARCH_X86_64, swapon, {}), SECCOMP_RET_USER_NOTIF);
+  const auto plain = filter::compile(enforce);
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(tools::run_bpf(*plain, AUDIT_ARCH_X86_64, swapon, {}), SECCOMP_RET_ALLOW);
 }
 
 // ---- policy learn ----

@@ -81,7 +81,7 @@ std::vector<SyscallTrap> trap_set(const policy::Policy& policy) {
     }
   };
   for (const auto& rule : policy.rules) {
-    if (rule.action == policy::Action::Allow && !rule.audit) continue;
+    if (policy.mode == policy::Mode::Enforce && rule.action == policy::Action::Allow && !rule.audit) continue;
     for (const int nr : rule.syscalls) {
       const auto mode_arg = mknod_mode_arg(nr);
       if (!mode_arg) {
