@@ -707,6 +707,20 @@ TEST_F(OciPeers, BrokenPayloadsAreRefusedAndTheDaemonKeepsServing) {
   EXPECT_TRUE(wait_for([&] { return audit_of("peer-box").size() == 1; }, 5s)) << read_file(audit_log());
 }
 
+TEST_F(OciPeers, LearnInTheMetadataAllowsAndRecords) {
+  auto child = filtered_child();
+  ASSERT_NE(child, nullptr);
+  const int s = connect_oci();
+  send_with(s, payload("learn-box", child->pid, "policy=deny-devices\nlearn=true"), {child->listener});
+  EXPECT_TRUE(closed_by_daemon(s));
+  child->drop_listener();
+  EXPECT_NE(child->mknod_errno(), EACCES) << "learning, the kernel decides, not deny-devices";
+  ASSERT_TRUE(wait_for([&] { return audit_of("learn-box").size() == 1; }, 5s)) << read_file(audit_log());
+  const std::string line = audit_of("learn-box")[0];
+  EXPECT_NE(line.find("\"action\":\"learn\""), std::string::npos) << line;
+  EXPECT_NE(line.find("\"would\":\"deny\""), std::string::npos) << line;
+}
+
 TEST_F(OciPeers, NoPolicyNamedGetsTheDefault) {
   auto child = filtered_child();
   ASSERT_NE(child, nullptr);
@@ -727,7 +741,9 @@ TEST_F(OciPeers, UnknownPolicyIsRefusedAndSaysWhatFollows) {
   child->drop_listener();
   EXPECT_EQ(child->mknod_errno(), ENOSYS) << "nobody supervises the listener any more";
   expect_log("refused container `lost-box`: unknown policy `no-such` (named by the listenerMetadata)");
-  expect_log("policy directory; loaded: audit-dangerous, deny-dangerous, deny-devices, kill-block");
+  expect_log(
+      "policy directory; loaded: audit-dangerous, audit-only-dangerous, deny-dangerous, deny-devices, "
+      "kill-block");
   expect_log(
       "; the listener is closed, so the calls the runtime's filter traps in this process now fail with "
       "ENOSYS");
