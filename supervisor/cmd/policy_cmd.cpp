@@ -122,10 +122,13 @@ int check(const CheckOptions& o) {
     doc["policies"].push_back(json{{"file", file},
                                    {"name", p->name},
                                    {"version", p->version},
+                                   {"mode", policy::to_string(p->mode)},
                                    {"rules", p->own_rules.size()},
                                    {"effective_rules", p->rules.size()},
                                    {"bpf_instructions", bpf->size()}});
-    text.push_back(file + ": ok: policy " + p->name + " v" + p->version + ", " +
+    const std::string mode =
+        p->mode == policy::Mode::Enforce ? "" : std::string("mode ") + policy::to_string(p->mode) + ", ";
+    text.push_back(file + ": ok: policy " + p->name + " v" + p->version + ", " + mode +
                    std::to_string(p->own_rules.size()) + " rules (" + std::to_string(p->rules.size()) +
                    " effective), " + std::to_string(bpf->size()) + " BPF instructions");
   }

@@ -113,6 +113,7 @@ json model(const policy::Policy& p, std::size_t bpf_instructions) {
   j["name"] = p.name;
   j["version"] = p.version;
   j["description"] = p.description;
+  j["mode"] = policy::to_string(p.mode);
   j["includes"] = p.includes;
   j["bpf_instructions"] = bpf_instructions;
   j["abis"] = {"x86_64", "i386", "x32"};
@@ -179,6 +180,11 @@ std::string explain_text(const policy::Policy& policy, std::size_t bpf_instructi
   out += "policy      " + policy.name + "\n";
   out += "version     " + policy.version + "\n";
   if (!policy.description.empty()) out += "description " + policy.description + "\n";
+  if (policy.mode == policy::Mode::Audit) {
+    out += "mode        audit: every trapped call is allowed and recorded with what the rules would do\n";
+  } else if (policy.mode == policy::Mode::Learn) {
+    out += "mode        learn: every trapped call is allowed and recorded, for `sysvisor policy learn`\n";
+  }
   out += "includes    " + (policy.includes.empty() ? std::string("(none)") : join(policy.includes)) + "\n";
   out += "filter      " + std::to_string(bpf_instructions) + " BPF instructions, for x86_64, i386 and x32\n";
 
