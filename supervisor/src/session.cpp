@@ -347,13 +347,16 @@ void Session::dispatch(const seccomp_notif& n) {
   const std::size_t first = mknod_family && info->paths[0].dirfd >= 0 ? 1 : 0;
   const auto mode = static_cast<mode_t>(static_cast<std::uint16_t>(call.args[first + 1]));
   Result<std::unique_ptr<emul::Emulation>> emulation{};
-  if (info != nullptr && info->emulator && (from_memory || decision.action == policy::Action::Emulate)) {
+  // Audit and learn modes never emulate or kill: nothing to prepare for those.
+  const bool enforcing = run_mode == policy::Mode::Enforce;
+  if (enforcing && info != nullptr && info->emulator &&
+      (from_memory || decision.action == policy::Action::Emulate)) {
     // Emulation may follow: its fds must be opened before ID_VALID vouches for them. A failure
     // matters only if the decision is `emulate`.
     emulation = emul::prepare(*info, *task, call);
   }
   UniqueFd victim;
-  if (from_memory || decision.action == policy::Action::Kill ||
+  if ((enforcing && from_memory) || decision.action == policy::Action::Kill ||
       decision.action == policy::Action::KillContainer) {
     // PIDFD_THREAD (O_EXCL, kernel >= 6.9) accepts any thread; older kernels only leaders.
     victim.reset(static_cast<int>(::syscall(SYS_pidfd_open, tid, O_EXCL)));
