@@ -339,6 +339,11 @@ void Session::dispatch(const seccomp_notif& n) {
   if (!task) {
     if (!gone(task.error()))
       spdlog::warn("[c={} tid={}] {}", identity_.container_id, tid, task.error().message());
+    if (run_mode != policy::Mode::Enforce) {
+      let_kernel_decide();  // auditing or learning refuses nothing, even without a record
+      account(*nr, policy::Action::Allow, started);
+      return;
+    }
     respond(EPERM);  // SEND reports ENOENT quietly when the task is gone
     account(*nr, policy::Action::Deny, started);
     return;
