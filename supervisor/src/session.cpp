@@ -212,27 +212,29 @@ void Session::close() {
 }
 
 void Session::write_audit(audit::Event& event, Clock::time_point started) {
-  const auto now = std::chrono::system_clock::now();
-  audit::set_time(*event.mutable_time(), now);
+  audit::set_time(*event.mutable_time(), std::chrono::system_clock::now());
   event.set_latency_us(static_cast<std::uint32_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count()));
-  if (!bucket_.admit(Clock::now())) {
-    if (suppressed_ == 0) suppressed_since_ = now;
-    suppressed_until_ = now;
-    ++suppressed_;
-    if (!summary_armed_ && !closed_) {
-      // At most a second without a word about what is held back.
-      summary_armed_ = true;
-      summary_timer_.expires_after(std::chrono::seconds(1));
-      summary_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-        self->summary_armed_ = false;
-        if (!ec) self->flush_suppressed();
-      });
-    }
-    return;
-  }
   flush_suppressed();  // the summary comes before the first record admitted again
   services_.audit->write(event);
+}
+
+bool Session::admit_record() {
+  if (bucket_.admit(Clock::now())) return true;
+  const auto now = std::chrono::system_clock::now();
+  if (suppressed_ == 0) suppressed_since_ = now;
+  suppressed_until_ = now;
+  ++suppressed_;
+  if (!summary_armed_ && !closed_) {
+    // At most a second without a word about what is held back.
+    summary_armed_ = true;
+    summary_timer_.expires_after(std::chrono::seconds(1));
+    summary_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      self->summary_armed_ = false;
+      if (!ec) self->flush_suppressed();
+    });
+  }
+  return false;
 }
 
 void Session::flush_suppressed() {
@@ -391,6 +393,8 @@ void Session::dispatch(const seccomp_notif& n) {
     decision = decide();  // audit and learn: on what could be copied; the kernel decides anyway
   }
 
+  // A record the container's rate limit holds back is counted now, before any /proc read for it.
+  if (decision.audit && !admit_record()) decision.audit = false;
   audit::Event event;
   event.set_host_tid(tid);
   if (decision.audit) {

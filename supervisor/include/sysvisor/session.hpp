@@ -86,9 +86,11 @@ class Session : public std::enable_shared_from_this<Session> {
                    policy::Action action, std::chrono::steady_clock::time_point started);
   void wait_for_helper(std::uint64_t id);
   void finish_emulation(std::uint64_t id);
-  // Writes the record unless the container's rate limit holds it back (then counted for the
-  // summary). Never delays the answer.
+  // Writes the record (after the summary of those held back, if any).
   void write_audit(audit::Event& event, std::chrono::steady_clock::time_point started);
+  // Whether the container's rate limit lets one more record through; if not, it is counted
+  // for the summary. Never delays or changes the answer.
+  bool admit_record();
   // The summary of the records held back, if any.
   void flush_suppressed();
   // SEND's failure is logged, except ENOENT: the task is gone, nobody is waiting.
