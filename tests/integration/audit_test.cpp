@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -165,6 +166,31 @@ TEST_F(Audit, AFloodIsRateLimitedPerContainerAndCountedExactly) {
   const auto q = records(audit_log(), "quiet");
   EXPECT_EQ(q.size(), 20U);
   for (const auto& r : q) EXPECT_EQ(r["event"], "call");
+}
+
+TEST_F(Audit, TheSummaryComesWithinASecondWhileTheContainerGoesOn) {
+  const fs::path config = dir_->path() / "sysvisor.yaml";
+  std::ofstream(config) << "audit_rate: {per_second: 1, burst: 5}\n";
+  start({"--config", config.string()});
+  // 30 refused calls, then the container stays alive (and quiet): the summary of what was held
+  // back must come from the timer, not from the session's end.
+  std::atomic<bool> done{false};
+  std::thread run([&] {
+    container("i=0; while [ $i -lt 30 ]; do probe mknod /dev/sda b 8 0 >/dev/null; i=$((i+1)); done; sleep 4",
+              "rootless-devices", "timer");
+    done = true;
+  });
+  std::uint64_t suppressed = 0;
+  const bool seen = eventually([&] {
+    for (const auto& r : records(audit_log(), "timer"))
+      if (r["event"] == "suppressed") suppressed += r["count"].get<std::uint64_t>();
+    return suppressed > 0;
+  });
+  const bool still_running = !done;
+  run.join();
+  EXPECT_TRUE(seen);
+  EXPECT_TRUE(still_running) << "the summary came only at the end";
+  EXPECT_GE(suppressed, 20U);
 }
 
 TEST_F(Audit, LogIsReopenedOnSighupAndNothingIsLost) {
