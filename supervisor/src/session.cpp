@@ -41,7 +41,7 @@ std::string hex(std::uint64_t v) {
 void fill_event(audit::Event& event, const Session::Identity& who, const policy::Policy& pol,
                 const policy::Call& call, const policy::Decision& decision, std::uint32_t arch, int nr_raw,
                 const Result<void>& copied, const std::string& raw_path, const policy::SyscallInfo* info,
-                bool mknod_family, mode_t mode) {
+                bool mknod_family, mode_t mode, bool path_read) {
   event.set_event("call");
   event.set_container(audit::utf8(who.container_id));
   event.set_engine(who.engine);
@@ -59,7 +59,7 @@ void fill_event(audit::Event& event, const Session::Identity& who, const policy:
   event.set_arch(arch_name(arch, nr_raw));
   audit::v1::Args& args = *event.mutable_args();
   for (const std::uint64_t r : call.args) args.add_raw(hex(r));
-  if (info != nullptr && info->paths[0].path >= 0) {
+  if (path_read && info != nullptr && info->paths[0].path >= 0) {
     if (copied || !raw_path.empty()) {
       args.set_path(audit::utf8(raw_path));
     } else {
@@ -374,12 +374,14 @@ void Session::dispatch(const seccomp_notif& n) {
   }
   // 2. Copy the pointer arguments, then check again that the copy is the caller's.
   std::string raw_path;
+  bool path_read = false;  // the first path was copied (or tried): the record shows it
   Result<void> copied{};
   if (info != nullptr) {
     // mknod's path is read for the audit record too, whatever the decision.
     const std::uint32_t wanted = fields | (mknod_family ? policy::kFieldPath : 0U) |
                                  (emulation && *emulation ? (*emulation)->fields() : 0U);
     copied = decode::from_memory(call, *info, wanted, *task, &raw_path);
+    path_read = (wanted & policy::kFieldPath) != 0;
   }
   if (auto v = listener_.id_valid(id); !v) return;
   if (from_memory) {
@@ -399,7 +401,7 @@ void Session::dispatch(const seccomp_notif& n) {
   event.set_host_tid(tid);
   if (decision.audit) {
     fill_event(event, identity_, pol, call, decision, n.data.arch, n.data.nr, copied, raw_path, info,
-               mknod_family, mode);
+               mknod_family, mode, path_read);
     if (decision.learn) event.set_action("learn");
   }
 
