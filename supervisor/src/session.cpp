@@ -323,13 +323,16 @@ void Session::dispatch(const seccomp_notif& n) {
   // decided call is without its record even if the daemon dies right after.
   switch (decision.action) {
     case policy::Action::Allow:
-      send_answer(id, emul::Answer::let_kernel_decide(), event, decision.audit, *nr, decision.action, started);
+      send_answer(id, emul::Answer::let_kernel_decide(), event, decision.audit, *nr, decision.action,
+                  started);
       return;
     case policy::Action::Deny:
-      send_answer(id, emul::Answer::error(decision.err), event, decision.audit, *nr, decision.action, started);
+      send_answer(id, emul::Answer::error(decision.err), event, decision.audit, *nr, decision.action,
+                  started);
       return;
     case policy::Action::Return:
-      send_answer(id, emul::Answer::returning(decision.value), event, decision.audit, *nr, decision.action, started);
+      send_answer(id, emul::Answer::returning(decision.value), event, decision.audit, *nr, decision.action,
+                  started);
       return;
     case policy::Action::Kill:
     case policy::Action::KillContainer:
@@ -348,8 +351,8 @@ void Session::dispatch(const seccomp_notif& n) {
   }
 }
 
-void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event, bool audit,
-                          int nr, policy::Action action, Clock::time_point started) {
+void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event, bool audit, int nr,
+                          policy::Action action, Clock::time_point started) {
   const pid_t tid = event.pid;
   if (!a.diagnostic.empty()) {
     spdlog::warn("[c={} tid={}] {} `{}`: {}", identity_.container_id, tid, event.syscall,
@@ -492,6 +495,15 @@ void Session::wait_for_helper(std::uint64_t id) {
 void Session::finish_emulation(std::uint64_t id) {
   auto it = pending_.find(id);
   if (it == pending_.end()) return;
+  if (!it->second->timed_out) {
+    if (auto next = it->second->job->follow_up(state_)) {
+      Pending& p = *it->second;
+      p.job = std::move(next);
+      p.exited = boost::asio::posix::stream_descriptor(io_, ::dup(p.job->pidfd()));
+      wait_for_helper(id);
+      return;
+    }
+  }
   std::unique_ptr<Pending> p = std::move(it->second);
   pending_.erase(it);
   p->deadline.cancel();
