@@ -11,10 +11,13 @@
 #include <atomic>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
+#include "agent.pb.h"
 #include "harness.hpp"
+#include "sysvisor/wire.hpp"
 
 namespace sysvisor::it {
 namespace {
@@ -124,6 +127,34 @@ TEST_F(E2E, TheDirectThreadServesTheCommonCaseAndTheHelpersTheRest) {
   // through the helpers.
   EXPECT_GE(direct.size(), 3U);
   EXPECT_EQ(helpers.size(), 1U);
+}
+
+// The agent's filtered thread blocks in futex during the handoff only when the filter does not
+// trap futex: the supervisor says which in FilterSpec.futex_free, and both ways run.
+TEST_F(E2E, TheAgentIsToldWhetherItMayBlockInFutex) {
+  const auto futex_free = [&](const std::string& policy) -> std::optional<bool> {
+    UniqueFd sock(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, (runtime() / "agent.sock").c_str(), sizeof addr.sun_path - 1);
+    if (::connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
+      return std::nullopt;
+    v1::AgentMessage msg;
+    msg.mutable_hello()->set_protocol_version(v1::PROTOCOL_VERSION_1);
+    msg.mutable_hello()->set_policy(policy);
+    msg.mutable_hello()->set_container_id("futex-check");
+    if (!wire::send_message(sock.get(), msg)) return std::nullopt;
+    auto packet = wire::receive_packet(sock.get());
+    v1::SupervisorMessage reply;
+    if (!packet || !reply.ParseFromString(packet->bytes) || !reply.has_filter()) return std::nullopt;
+    return reply.filter().futex_free();
+  };
+  EXPECT_EQ(futex_free("rootless-devices"), std::optional<bool>(true));
+  EXPECT_EQ(futex_free("trap-futex"), std::optional<bool>(false));
+  for (const char* policy : {"rootless-devices", "trap-futex"}) {
+    const auto o = container("echo handed-over", policy);
+    EXPECT_EQ(o.out, "handed-over\n") << policy << ": " << o.err;
+  }
 }
 
 TEST_F(E2E, EveryAllowedDeviceWorks) {
