@@ -119,6 +119,7 @@ Result<Filter> decode_filter(const v1::FilterSpec& spec) {
   filter.program.resize(count);
   std::memcpy(filter.program.data(), bpf.data(), bpf.size());
   filter.flags = extra | static_cast<std::uint32_t>(SECCOMP_FILTER_FLAG_NEW_LISTENER);
+  filter.futex_free = spec.futex_free();
   return filter;
 }
 

@@ -31,6 +31,7 @@ struct Filter {
   std::string policy;
   std::vector<sock_filter> program;
   std::uint32_t flags = 0;  // SECCOMP_FILTER_FLAG_*, NEW_LISTENER included
+  bool futex_free = false;  // the filter never traps futex: the filtered thread may block in it
 };
 
 // Connects to RUNTIME_DIR/agent.sock (SOCK_SEQPACKET, close-on-exec).

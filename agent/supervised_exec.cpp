@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/futex.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -24,11 +25,22 @@ struct Handoff {
   int sock = -1;
   std::uint32_t pid = 0;
   const FailureChannel* failure = nullptr;
-  std::atomic<int> listener{-1};   // set by the filtered thread, without a syscall
-  std::atomic<bool> ready{false};  // set by the helper; the filtered thread spins on it
+  // The filter never traps futex: both threads block in it instead of spinning and polling
+  // (on a busy machine a spinning thread takes the CPU the handoff needs).
+  bool futex_free = false;
+  std::atomic<int> listener{-1};  // set by the filtered thread
+  std::atomic<int> ready{0};      // set by the helper
 };
-static_assert(std::atomic<int>::is_always_lock_free && std::atomic<bool>::is_always_lock_free,
-              "the filtered thread must not need a lock (a futex) to read these");
+static_assert(std::atomic<int>::is_always_lock_free && sizeof(std::atomic<int>) == sizeof(int),
+              "the filtered thread must not need a lock to read these, and futex takes them");
+
+void futex_wait(std::atomic<int>& word, int while_value) noexcept {
+  ::syscall(SYS_futex, reinterpret_cast<int*>(&word), FUTEX_WAIT_PRIVATE, while_value, nullptr, nullptr, 0);
+}
+
+void futex_wake(std::atomic<int>& word) noexcept {
+  ::syscall(SYS_futex, reinterpret_cast<int*>(&word), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -43,8 +55,12 @@ void* handoff_thread(void* arg) noexcept {
   auto& h = *static_cast<Handoff*>(arg);
   int listener = -1;
   while ((listener = h.listener.load(std::memory_order_acquire)) < 0) {
-    timespec pause{0, 20'000};
-    ::nanosleep(&pause, nullptr);
+    if (h.futex_free) {
+      futex_wait(h.listener, -1);
+    } else {
+      timespec pause{0, 20'000};
+      ::nanosleep(&pause, nullptr);
+    }
   }
   // The kernel creates the listener close-on-exec; make sure of it from here, where fcntl
   // cannot be trapped: the workload must never inherit its own listener.
@@ -59,7 +75,8 @@ void* handoff_thread(void* arg) noexcept {
   if (!session) {
     h.failure->fail(kExitAgentFailure, session.error().message());
   }
-  h.ready.store(true, std::memory_order_release);
+  h.ready.store(1, std::memory_order_release);
+  if (h.futex_free) futex_wake(h.ready);
   return nullptr;
 }
 
@@ -104,6 +121,7 @@ void supervised_exec(int sock, const Filter& filter, std::uint32_t pid,
   handoff.sock = sock;
   handoff.pid = pid;
   handoff.failure = &failure;
+  handoff.futex_free = filter.futex_free;
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -114,7 +132,7 @@ void supervised_exec(int sock, const Filter& filter, std::uint32_t pid,
     fail_errno(failure, kExitAgentFailure, created, "start the handoff thread");
   }
 
-  // From here on, until `ready`, no syscall on this thread.
+  // From here on, until `ready`, no syscall on this thread that the filter may trap.
   const long listener = ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, filter.flags, &prog);
   if (listener < 0) {
     // Nothing was installed: this thread may still report (and end the helper with the process).
@@ -126,8 +144,13 @@ void supervised_exec(int sock, const Filter& filter, std::uint32_t pid,
     fail_errno(failure, kExitAgentFailure, err, what);
   }
   handoff.listener.store(static_cast<int>(listener), std::memory_order_release);
-  while (!handoff.ready.load(std::memory_order_acquire)) {
-    cpu_relax();
+  if (handoff.futex_free) futex_wake(handoff.listener);
+  while (handoff.ready.load(std::memory_order_acquire) == 0) {
+    if (handoff.futex_free) {
+      futex_wait(handoff.ready, 0);
+    } else {
+      cpu_relax();
+    }
   }
 
   // The supervisor answers trapped calls now.

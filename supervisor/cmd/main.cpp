@@ -3,6 +3,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -40,6 +41,16 @@ void enter_private_mount_namespace() {
   }
 }
 
+// Each container holds a few fds here (its listener, the receiver's eventfd, its init's
+// pidfd): the soft limit of 1024 would stop the daemon near 300 containers.
+void raise_fd_limit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) spdlog::warn("raise RLIMIT_NOFILE: {}", std::strerror(errno));
+  }
+}
+
 int serve(sysvisor::ServerConfig server) {
   // Step 1: configuration and policies. Every error, then refuse to start.
   auto loaded = sysvisor::load_all(server);
@@ -57,6 +68,7 @@ int serve(sysvisor::ServerConfig server) {
     return 1;
   }
   // Step 2: our own mount namespace, runtime dir, device store, audit sink.
+  raise_fd_limit();
   enter_private_mount_namespace();
   std::error_code ec;
   std::filesystem::create_directories(config.runtime_dir, ec);

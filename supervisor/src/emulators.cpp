@@ -1,7 +1,13 @@
 // The emulator table (one entry per family) and the mknod family behind the Emulation interface.
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <memory>
+#include <optional>
 
 #include "sysvisor/emulator.hpp"
 
@@ -55,6 +61,66 @@ class MknodJob final : public Job {
   mknod::DeviceStore& store_;
 };
 
+// A bad dirfd is the caller's error; anything else is ours, logged, and EPERM.
+Answer start_failure(const SysError& e) {
+  if (e.err == EBADF || e.err == ENOTDIR) return Answer::error(e.err);
+  return Answer::error(EPERM, "mknod: " + e.message());
+}
+
+// The capabilities that bypass permission checks: a caller holding one in its user namespace
+// may be let through where the direct thread (which holds none) is refused.
+constexpr std::uint64_t kPermissionCaps = (1U << 1U) | (1U << 2U) | (1U << 3U) | (1U << 4U);
+
+// The direct thread's request; if it declines, the helpers take over (follow_up).
+class DirectJob final : public Job {
+ public:
+  DirectJob(std::shared_ptr<mknod::DirectRequest> req, mknod::Request request, std::string path,
+            mknod::DeviceStore& store)
+      : req_(std::move(req)), request_(std::move(request)), path_(std::move(path)), store_(store) {}
+  [[nodiscard]] int pidfd() const override { return req_->done.get(); }
+  void kill() override {}  // a thread cannot be killed; a late result is dropped with req_
+  std::unique_ptr<Job> follow_up(SessionState& state) override {
+    if (!done() || !req_->fallback) return nullptr;
+    if (!req_->diagnostic.empty()) spdlog::debug("mknod: direct path declined: {}", req_->diagnostic);
+    // The thread is finished with the request: its fds are ours again.
+    request_.root = std::move(req_->root);
+    request_.start = std::move(req_->start);
+    request_.mnt_ns = std::move(req_->mnt_ns);
+    if (auto read = mknod::read_user_ns(request_, request_.proc.get()); !read) {
+      failed_ = read.error();
+      return nullptr;
+    }
+    auto run = mknod::start(request_, path_, store_, state.session_id);
+    if (!run) {
+      failed_ = run.error();
+      return nullptr;
+    }
+    return std::make_unique<MknodJob>(std::move(*run), store_);
+  }
+  Answer finish(SessionState& state) override {
+    if (failed_) return start_failure(*failed_);
+    if (!done()) return Answer::error(EPERM, "mknod: the direct thread did not answer in time");
+    if (req_->fallback) return Answer::error(EPERM, "mknod: " + req_->diagnostic);
+    if (req_->err == 0 && !req_->node_name.empty()) state.nodes.push_back(req_->node_name);
+    return Answer::error(req_->err, req_->diagnostic);
+  }
+
+ private:
+  bool done() {
+    if (finished_) return true;
+    std::uint64_t n = 0;
+    finished_ = ::read(req_->done.get(), &n, sizeof n) == static_cast<ssize_t>(sizeof n);
+    return finished_;
+  }
+
+  std::shared_ptr<mknod::DirectRequest> req_;
+  mknod::Request request_;
+  std::string path_;
+  mknod::DeviceStore& store_;
+  std::optional<SysError> failed_;
+  bool finished_ = false;
+};
+
 class Mknod final : public Emulation {
  public:
   explicit Mknod(Result<mknod::Request> request) : request_(std::move(request)) {}
@@ -66,17 +132,56 @@ class Mknod final : public Emulation {
     }
     if (ctx.raw_path.empty()) return Answer::error(ENOENT);
     if (!request_) return Answer::error(EPERM, "mknod: " + request_.error().message());
+    if (auto direct = start_direct(ctx)) return direct;
+    if (auto read = mknod::read_user_ns(*request_, request_->proc.get()); !read)
+      return start_failure(read.error());
     auto run = mknod::start(*request_, ctx.raw_path, *ctx.state.devices, ctx.state.session_id);
-    if (!run) {
-      // A bad dirfd is the caller's error; anything else is ours, logged, and EPERM.
-      const SysError& e = run.error();
-      if (e.err == EBADF || e.err == ENOTDIR) return Answer::error(e.err);
-      return Answer::error(EPERM, "mknod: " + e.message());
-    }
+    if (!run) return start_failure(run.error());
     return std::make_unique<MknodJob>(std::move(*run), *ctx.state.devices);
   }
 
  private:
+  // The direct thread, when it is free and the call is one it can answer exactly.
+  std::unique_ptr<Job> start_direct(const Context& ctx) {
+    const mknod::Request& r = *request_;
+    const bool relative = !ctx.raw_path.starts_with('/');
+    if ((r.mode & (S_ISUID | S_ISGID)) != 0 || (relative && !r.start) || ctx.raw_path.size() >= PATH_MAX) {
+      return nullptr;
+    }
+    auto req = std::make_shared<mknod::DirectRequest>();
+    req->done.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!req->done || !r.root || !r.mnt_ns) return nullptr;
+    const mknod::SplitPath split = mknod::split_path(ctx.raw_path);
+    req->dir = split.dir;
+    req->base = split.base;
+    req->trailing_slash = split.trailing_slash;
+    req->relative = relative;
+    const auto numbers = task::decode_dev(r.dev);
+    const bool whiteout = (r.mode & S_IFMT) == S_IFCHR && numbers.major == 0 && numbers.minor == 0;
+    constexpr std::uint64_t kCapMknod = std::uint64_t{1} << 27U;
+    req->native = whiteout || (r.creds.cap_effective & kCapMknod) == 0;
+    req->mode = r.mode;
+    req->dev = r.dev;
+    req->fsuid = r.creds.uid[3];
+    req->fsgid = r.creds.gid[3];
+    req->groups = r.creds.groups;
+    req->umask = r.creds.umask;
+    req->caps_may_matter = (r.creds.cap_effective & kPermissionCaps) != 0;
+    req->session = ctx.state.session_id;
+    // The fds travel with the request (and come back if the helpers take over).
+    req->root = std::move(request_->root);
+    req->start = std::move(request_->start);
+    req->mnt_ns = std::move(request_->mnt_ns);
+    if (!ctx.state.devices->worker().submit(req)) {
+      request_->root = std::move(req->root);
+      request_->start = std::move(req->start);
+      request_->mnt_ns = std::move(req->mnt_ns);
+      return nullptr;
+    }
+    return std::make_unique<DirectJob>(std::move(req), std::move(*request_), ctx.raw_path,
+                                       *ctx.state.devices);
+  }
+
   Result<mknod::Request> request_;
 };
 
@@ -89,7 +194,7 @@ Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info, cons
   const int dirfd = first == 1 ? static_cast<int>(static_cast<std::int32_t>(call.args[0])) : AT_FDCWD;
   // A failure here is reported when (and if) the call is emulated, as EPERM.
   return std::make_unique<Mknod>(
-      mknod::prepare(task, mode, static_cast<std::uint32_t>(call.args[first + 2]), dirfd));
+      mknod::prepare(task, mode, static_cast<std::uint32_t>(call.args[first + 2]), dirfd, false));
 }
 
 }  // namespace mknod_emul

@@ -349,12 +349,14 @@ Result<DeviceStore> DeviceStore::create(const std::filesystem::path& dir) {
   DeviceStore store;
   store.dir_.reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!store.dir_) return sys_error("open `" + dir.string() + "`");
+  // Started now, so its fds and thread are part of the daemon's baseline.
+  store.worker_ = std::make_unique<DirectWorker>(store);
   return store;
 }
 
 Result<DeviceStore::Node> DeviceStore::make_node(std::string_view session, mode_t type, std::uint32_t dev) {
   Node node;
-  node.name = std::string(session) + "." + std::to_string(++counter_);
+  node.name = std::string(session) + "." + std::to_string(++*counter_);
   if (::mknodat(dir_.get(), node.name.c_str(), type | 0, dev) != 0) {
     return sys_error("mknod `" + node.name + "` in the device store");
   }
@@ -368,11 +370,62 @@ Result<DeviceStore::Node> DeviceStore::make_node(std::string_view session, mode_
   return node;
 }
 
+DeviceStore::DeviceStore(DeviceStore&&) noexcept = default;
+DeviceStore& DeviceStore::operator=(DeviceStore&&) noexcept = default;
+DeviceStore::~DeviceStore() = default;
+
+DirectWorker& DeviceStore::worker() {
+  if (!worker_) worker_ = std::make_unique<DirectWorker>(*this);
+  return *worker_;
+}
+
 void DeviceStore::remove_node(const std::string& name) const {
   ::unlinkat(dir_.get(), name.c_str(), 0);
 }
 
-Result<Request> prepare(const task::TaskHandle& task, mode_t mode, std::uint32_t dev, int dirfd) {
+namespace {
+
+// The daemon's own user namespace never changes: stat it once.
+const struct stat* own_user_ns() {
+  static const struct stat mine = [] {
+    struct stat st {};
+    if (::stat("/proc/self/ns/user", &st) != 0) st.st_ino = 0;
+    return st;
+  }();
+  return mine.st_ino == 0 ? nullptr : &mine;
+}
+
+}  // namespace
+
+Result<void> read_user_ns(Request& req, int proc_dir) {
+  if (req.has_user_ns) return {};
+  const UniqueFd ns(::openat(proc_dir, "ns/user", O_RDONLY | O_CLOEXEC));
+  if (!ns) return sys_error("open the caller's ns/user");
+  struct stat theirs {};
+  const struct stat* mine = own_user_ns();
+  if (mine == nullptr || ::fstat(ns.get(), &theirs) != 0) return sys_error("stat user namespaces");
+  for (auto [name, map] : {std::pair{"uid_map", &req.uid_map}, std::pair{"gid_map", &req.gid_map}}) {
+    auto text = task::read_file_at(proc_dir, name);
+    if (!text) return std::unexpected(text.error());
+    auto parsed = task::parse_id_map(*text);
+    if (!parsed) return plain_error(std::string("unparsable ") + name);
+    *map = std::move(*parsed);
+  }
+  // The maps are those of the namespace opened above (a namespace's maps never change).
+  struct stat again {};
+  if (::fstatat(proc_dir, "ns/user", &again, 0) != 0 || again.st_ino != theirs.st_ino ||
+      again.st_dev != theirs.st_dev) {
+    return sys_error(ESRCH, "the caller changed user namespace");
+  }
+  req.same_user_ns = mine->st_ino == theirs.st_ino && mine->st_dev == theirs.st_dev;
+  req.user_ns = UniqueFd(::fcntl(ns.get(), F_DUPFD_CLOEXEC, 3));
+  if (!req.user_ns) return sys_error("dup ns/user");
+  req.has_user_ns = true;
+  return {};
+}
+
+Result<Request> prepare(const task::TaskHandle& task, mode_t mode, std::uint32_t dev, int dirfd,
+                        bool user_ns_now) {
   Request req;
   req.mode = mode;
   req.dev = dev;
@@ -387,36 +440,27 @@ Result<Request> prepare(const task::TaskHandle& task, mode_t mode, std::uint32_t
     req.start_err =
         dirfd != AT_FDCWD && (start.error().err == ENOENT || dirfd < 0) ? EBADF : start.error().err;
   }
-  auto user_ns = task.open_entry("ns/user", O_RDONLY);
-  if (!user_ns) return std::unexpected(user_ns.error());
-  req.user_ns = std::move(*user_ns);
   auto mnt_ns = task.open_entry("ns/mnt", O_RDONLY);
   if (!mnt_ns) return std::unexpected(mnt_ns.error());
   req.mnt_ns = std::move(*mnt_ns);
-  struct stat mine {};
-  struct stat theirs {};
-  if (::stat("/proc/self/ns/user", &mine) != 0 || ::fstat(req.user_ns.get(), &theirs) != 0) {
-    return sys_error("stat user namespaces");
-  }
-  req.same_user_ns = mine.st_ino == theirs.st_ino && mine.st_dev == theirs.st_dev;
 
   auto status = task::read_file_at(task.proc_dir(), "status");
   if (!status) return std::unexpected(status.error());
   auto creds = task::parse_status(*status);
   if (!creds) return plain_error("unparsable /proc/" + std::to_string(task.tid()) + "/status");
   req.creds = std::move(*creds);
-  for (auto [name, map] : {std::pair{"uid_map", &req.uid_map}, std::pair{"gid_map", &req.gid_map}}) {
-    auto text = task::read_file_at(task.proc_dir(), name);
-    if (!text) return std::unexpected(text.error());
-    auto parsed = task::parse_id_map(*text);
-    if (!parsed) return plain_error(std::string("unparsable ") + name + " of " + std::to_string(task.tid()));
-    *map = std::move(*parsed);
+  if (user_ns_now) {
+    if (auto done = read_user_ns(req, task.proc_dir()); !done) return std::unexpected(done.error());
+  } else {
+    req.proc.reset(::fcntl(task.proc_dir(), F_DUPFD_CLOEXEC, 3));
+    if (!req.proc) return sys_error("dup /proc/" + std::to_string(task.tid()));
   }
   return req;
 }
 
 Result<Running> start(const Request& req, const std::string& path, DeviceStore& store,
                       std::string_view session) {
+  if (!req.has_user_ns) return plain_error("mknod: the caller's user namespace was not read");
   const bool relative = !path.starts_with('/');
   if (relative && !req.start) return sys_error(req.start_err, "open the caller's start directory");
   auto p = std::make_unique<Params>();

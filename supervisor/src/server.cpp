@@ -161,6 +161,8 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     auto* spec = msg.mutable_filter();
     spec->set_policy(policy_->name);
     spec->set_bpf(reinterpret_cast<const char*>(filter_.data()), filter_.size() * sizeof(sock_filter));
+    const std::vector<int> trapped = policy_->syscalls();
+    spec->set_futex_free(std::find(trapped.begin(), trapped.end(), SYS_futex) == trapped.end());
     if (auto r = wire::send_message(sock_.get(), msg); !r) {
       drop(r.error().message());
       return;

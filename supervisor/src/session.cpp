@@ -118,10 +118,10 @@ Session::Session(boost::asio::io_context& io, SessionServices services, Identity
       policy_(std::move(policy)),
       generation_(registry.generation()),
       listener_(std::move(listener)),
-      readable_(io, listener_.get()),
       on_closed_(std::move(on_closed)),
       bucket_(services_.audit_rate),
       summary_timer_(io) {
+  snapshot_.store(std::make_shared<const Snapshot>(Snapshot{policy_, generation_}));
   state_.session_id = identity_.session_id;
   state_.container_id = identity_.container_id;
   state_.container_pid = identity_.container_pid;
@@ -132,10 +132,7 @@ Session::Session(boost::asio::io_context& io, SessionServices services, Identity
 }
 
 Session::~Session() {
-  // The listener fd belongs to listener_, not to the Asio descriptor.
-  boost::system::error_code ec;
-  readable_.cancel(ec);
-  [[maybe_unused]] const int fd = readable_.release();
+  if (receiver_) receiver_->stop();
   for (auto& [id, p] : pending_) {
     p->job->kill();
     (void)p->job->finish(state_);
@@ -148,52 +145,106 @@ void Session::start() {
     spdlog::debug("[c={}] SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP unavailable, continuing without",
                   identity_.container_id);
   }
-  arm();
+  // The receiver thread holds no reference: the loop owns the session, and stop() (in close()
+  // and the destructor) ends the thread first. A post that finds the session gone is dropped.
+  const std::weak_ptr<Session> weak = weak_from_this();
+  Receiver::Hooks hooks{
+      [this](const seccomp_notif& n) { return try_fast(n); },
+      [this, weak](const seccomp_notif& n) {
+        boost::asio::post(io_, [weak, n] {
+          if (auto self = weak.lock()) self->dispatch_slow(n);
+        });
+      },
+      [this, weak] {
+        boost::asio::post(io_, [weak] {
+          if (auto self = weak.lock()) self->on_hung_up();
+        });
+      },
+  };
+  receiver_ = std::make_unique<Receiver>(listener_, services_.max_in_flight, std::move(hooks));
+  if (auto started = receiver_->start(); !started) {
+    spdlog::error("[c={}] {}", identity_.container_id, started.error().message());
+    receiver_.reset();
+    close();
+  }
 }
 
 void Session::stop() {
   close();
 }
 
-void Session::arm() {
-  if (armed_ || closed_ || hung_up_ || pending_.size() >= services_.max_in_flight) return;
-  armed_ = true;
-  readable_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                       [self = shared_from_this()](const boost::system::error_code& ec) {
-                         self->armed_ = false;
-                         if (ec || self->closed_) return;
-                         self->on_readable();
-                       });
+stats::Counters Session::counters() const noexcept {
+  stats::Counters c;
+  c.notifications = counters_.notifications.load(std::memory_order_relaxed);
+  c.emulated = counters_.emulated.load(std::memory_order_relaxed);
+  c.allowed = counters_.allowed.load(std::memory_order_relaxed);
+  c.denied = counters_.denied.load(std::memory_order_relaxed);
+  c.returned = counters_.returned.load(std::memory_order_relaxed);
+  c.killed = counters_.killed.load(std::memory_order_relaxed);
+  c.errors = counters_.errors.load(std::memory_order_relaxed);
+  c.last_activity = std::chrono::system_clock::time_point(
+      std::chrono::nanoseconds(counters_.last_activity_ns.load(std::memory_order_relaxed)));
+  return c;
 }
 
-void Session::on_readable() {
-  pollfd pfd{listener_.get(), POLLIN, 0};
-  if (::poll(&pfd, 1, 0) < 0) {
-    arm();
-    return;
+bool Session::try_fast(const seccomp_notif& n) {
+  const auto started = Clock::now();
+  counters_.notifications.fetch_add(1, std::memory_order_relaxed);
+  counters_.last_activity_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count(),
+                                   std::memory_order_relaxed);
+  const std::shared_ptr<const Snapshot> snap = snapshot_.load(std::memory_order_acquire);
+  // After a reload the loop follows the registry first.
+  if (registry_.generation() != snap->generation) return false;
+  const policy::Policy& pol = *snap->policy;
+  // Audit and learn modes record every call: the loop's work.
+  if (identity_.learn || pol.mode != policy::Mode::Enforce) return false;
+  const std::uint64_t id = n.id;
+  const auto tid = static_cast<pid_t>(n.pid);
+  const auto nr = filter::identify(n.data.arch, n.data.nr);
+  if (!nr) {
+    // A call with no x86_64 name (i386 socketcall, ipc): no rule can be about it, and its
+    // arguments live in memory the kernel would read again. Not ours to let through.
+    warn_unless_gone(listener_.respond(id, ENOSYS), tid);
+    account(-1, policy::Action::Deny, started);
+    return true;
   }
-  if ((pfd.revents & POLLIN) != 0) {
-    // RECV would block only if no notification is pending; POLLIN says one is.
-    auto n = listener_.receive();
-    if (n) {
-      ++handled_;
-      ++counters_.notifications;
-      counters_.last_activity = std::chrono::system_clock::now();
-      dispatch(**n);
-    } else if (n.error().err != ENOENT) {
-      spdlog::warn("[c={}] {}", identity_.container_id, n.error().message());
-    }
-    arm();
-    return;
+  const policy::SyscallInfo* info = policy::syscall_info(*nr);
+  const std::uint32_t fields = pol.fields_for(*nr);
+  if (info != nullptr && (fields & policy::kMemoryFields) != 0) return false;
+  policy::Call call = decode::raw_call(*nr, n.data, filter::is_compat32(n.data.arch));
+  if (info != nullptr) decode::from_registers(call, *info, fields);
+  const policy::Decision decision = policy::decide(pol, call);
+  if (decision.audit) return false;
+  switch (decision.action) {
+    case policy::Action::Allow:
+      warn_unless_gone(listener_.respond_continue(id), tid);
+      break;
+    case policy::Action::Deny:
+      warn_unless_gone(listener_.respond(id, decision.err), tid);
+      break;
+    case policy::Action::Return:
+      warn_unless_gone(listener_.respond_value(id, decision.value), tid);
+      break;
+    default:
+      return false;
   }
-  if ((pfd.revents & (POLLHUP | POLLERR | POLLNVAL)) != 0) {
-    // Every task of the filter has exited.
-    hung_up_ = true;
-    spdlog::info("[c={}] all tasks exited; {} calls handled", identity_.container_id, handled_);
-    if (pending_.empty()) close();
-    return;
-  }
-  arm();
+  account(*nr, decision.action, started);
+  return true;
+}
+
+void Session::dispatch_slow(const seccomp_notif& n) {
+  if (closed_) return;  // the listener goes with the session: the kernel fails the call
+  dispatch(n);
+  if (!pending_.contains(n.id) && receiver_) receiver_->answered();
+}
+
+void Session::on_hung_up() {
+  // Every task of the filter has exited.
+  hung_up_ = true;
+  spdlog::info("[c={}] all tasks exited; {} calls handled", identity_.container_id, handled());
+  if (pending_.empty()) close();
 }
 
 void Session::close() {
@@ -201,8 +252,7 @@ void Session::close() {
   closed_ = true;
   summary_timer_.cancel();
   flush_suppressed();
-  boost::system::error_code ec;
-  readable_.cancel(ec);
+  if (receiver_) receiver_->stop();
   for (auto& [id, p] : pending_) {
     p->deadline.cancel();
     p->job->kill();
@@ -264,6 +314,8 @@ void Session::follow_registry() {
   if (now == nullptr) {
     spdlog::warn("[c={}] policy `{}` is no longer loaded; this container keeps version {}",
                  identity_.container_id, policy_->name, policy_->version);
+    snapshot_.store(std::make_shared<const Snapshot>(Snapshot{policy_, generation_}),
+                    std::memory_order_release);
     return;
   }
   if (now->policy != policy_) {
@@ -271,6 +323,8 @@ void Session::follow_registry() {
                  policy_->version, now->policy->version);
     policy_ = now->policy;
   }
+  snapshot_.store(std::make_shared<const Snapshot>(Snapshot{policy_, generation_}),
+                  std::memory_order_release);
 }
 
 void Session::kill_container(pid_t tid) {
@@ -479,20 +533,20 @@ void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event&
 void Session::account(int nr, policy::Action action, Clock::time_point started) {
   switch (action) {
     case policy::Action::Emulate:
-      ++counters_.emulated;
+      counters_.emulated.fetch_add(1, std::memory_order_relaxed);
       break;
     case policy::Action::Allow:
-      ++counters_.allowed;
+      counters_.allowed.fetch_add(1, std::memory_order_relaxed);
       break;
     case policy::Action::Deny:
-      ++counters_.denied;
+      counters_.denied.fetch_add(1, std::memory_order_relaxed);
       break;
     case policy::Action::Return:
-      ++counters_.returned;
+      counters_.returned.fetch_add(1, std::memory_order_relaxed);
       break;
     case policy::Action::Kill:
     case policy::Action::KillContainer:
-      ++counters_.killed;
+      counters_.killed.fetch_add(1, std::memory_order_relaxed);
       break;
   }
   if (services_.recorder != nullptr) {
@@ -501,7 +555,7 @@ void Session::account(int nr, policy::Action action, Clock::time_point started) 
 }
 
 void Session::account_error() {
-  ++counters_.errors;
+  counters_.errors.fetch_add(1, std::memory_order_relaxed);
   if (services_.recorder != nullptr) services_.recorder->error(identity_.container_id);
 }
 
@@ -586,6 +640,15 @@ void Session::wait_for_helper(std::uint64_t id) {
 void Session::finish_emulation(std::uint64_t id) {
   auto it = pending_.find(id);
   if (it == pending_.end()) return;
+  if (!it->second->timed_out) {
+    if (auto next = it->second->job->follow_up(state_)) {
+      Pending& p = *it->second;
+      p.job = std::move(next);
+      p.exited = boost::asio::posix::stream_descriptor(io_, ::dup(p.job->pidfd()));
+      wait_for_helper(id);
+      return;
+    }
+  }
   std::unique_ptr<Pending> p = std::move(it->second);
   pending_.erase(it);
   p->deadline.cancel();
@@ -595,11 +658,8 @@ void Session::finish_emulation(std::uint64_t id) {
                  p->event.host_tid(), policy::syscall_name(p->nr));
   }
   send_answer(id, outcome, p->event, p->audit, p->nr, policy::Action::Emulate, p->started);
-  if (hung_up_ && pending_.empty()) {
-    close();
-    return;
-  }
-  arm();
+  if (receiver_) receiver_->answered();
+  if (hung_up_ && pending_.empty()) close();
 }
 
 }  // namespace sysvisor

@@ -59,6 +59,9 @@ class Job {
   virtual void kill() = 0;                      // SIGKILL; finish() must still be called
   // Reaps the helper; exactly once per Job. Records what it left for the session.
   [[nodiscard]] virtual Answer finish(SessionState& state) = 0;
+  // Asked before finish(), once the fd polls readable: a job that found it cannot decide
+  // (the direct mknod thread declining) hands over to another job, waited for instead.
+  [[nodiscard]] virtual std::unique_ptr<Job> follow_up(SessionState& /*state*/) { return nullptr; }
 };
 
 using Started = std::variant<Answer, std::unique_ptr<Job>>;

@@ -19,8 +19,10 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -43,9 +45,61 @@ struct SplitPath {
 // The private tmpfs that holds the device inodes bind-mounted into containers. It is mounted
 // in the supervisor's own mount namespace (see main: the daemon unshares one at start), so
 // the host never sees its nodes.
+class DeviceStore;
+
+// The fast way to the same result as the helpers: one long-lived thread of the daemon that
+// unshared its fs_struct (so chroot, cwd, umask and setns(mnt) are its own) does A's and B's
+// work itself: it enters the caller's mount namespace and root, takes the caller's
+// filesystem ids and groups with no capability at all (per-thread credentials), creates the
+// placeholder, restores its own credentials and attaches the node. No process is created.
+// It is exact only where capabilities cannot matter: a caller whose user namespace grants it
+// DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER or FSETID and is refused (EACCES, EPERM) goes to the
+// helpers, which act as the caller in its own user namespace; so does a set-id mode.
+// A container's file system can stall the thread (FUSE): a request finds the thread busy
+// and takes the helpers instead, so the daemon never waits on it.
+struct DirectRequest {
+  // In: everything the thread needs, owned by the request.
+  UniqueFd root, start, mnt_ns;
+  std::string dir, base;
+  bool trailing_slash = false;
+  bool relative = false;
+  bool native = false;  // no device to attach: the kernel's own answer (EPERM, a whiteout)
+  mode_t mode = 0;
+  std::uint32_t dev = 0;
+  std::uint32_t fsuid = 0, fsgid = 0;  // host view
+  std::vector<std::uint32_t> groups;
+  mode_t umask = 022;
+  bool caps_may_matter = false;  // the caller holds a capability that bypasses permissions
+  std::string session;
+  // Out, written by the thread before `done` is signalled.
+  int err = 0;
+  bool fallback = false;  // not decided here: start the helpers
+  std::string diagnostic;
+  std::string node_name;  // the store node attached (to remove with the session)
+  UniqueFd done;          // eventfd, readable when the thread is finished with the request
+};
+
+class DirectWorker {
+ public:
+  explicit DirectWorker(DeviceStore& store);
+  ~DirectWorker();
+  DirectWorker(const DirectWorker&) = delete;
+  DirectWorker& operator=(const DirectWorker&) = delete;
+  // Hands `req` to the thread; false when the thread is busy (or could not start): use the
+  // helpers.
+  [[nodiscard]] bool submit(const std::shared_ptr<DirectRequest>& req);
+
+ private:
+  struct Shared;
+  std::shared_ptr<Shared> shared_;
+};
+
 class DeviceStore {
  public:
   [[nodiscard]] static Result<DeviceStore> create(const std::filesystem::path& dir);
+  DeviceStore(DeviceStore&&) noexcept;
+  DeviceStore& operator=(DeviceStore&&) noexcept;
+  ~DeviceStore();
 
   // Makes a node (mode 0, root-owned until the helper sets the placeholder's owner) and
   // returns its name and a detached mount clone of it (open_tree OPEN_TREE_CLONE).
@@ -57,10 +111,14 @@ class DeviceStore {
   // Nodes still mounted in a container live on through the mount; the name goes.
   void remove_node(const std::string& name) const;
   [[nodiscard]] int dir_fd() const noexcept { return dir_.get(); }
+  // The direct thread, started on first use.
+  [[nodiscard]] DirectWorker& worker();
 
  private:
+  DeviceStore() = default;
   UniqueFd dir_;
-  std::uint64_t counter_ = 0;
+  std::unique_ptr<std::atomic<std::uint64_t>> counter_ = std::make_unique<std::atomic<std::uint64_t>>(0);
+  std::unique_ptr<DirectWorker> worker_;
 };
 
 // What the dispatcher gathers from /proc/TID before the first ID_VALID, when the path is
@@ -75,13 +133,21 @@ struct Request {
   UniqueFd mnt_ns;            // /proc/TID/ns/mnt
   bool same_user_ns = false;  // the caller is in the supervisor's own user namespace
   task::Credentials creds;    // host view
+  // The user namespace part (user_ns, same_user_ns and the maps) is read only when needed:
+  // the direct thread never needs it, the helpers always do.
+  bool has_user_ns = false;
+  UniqueFd proc;  // /proc/TID, kept while the user namespace part is still to read
   std::vector<task::IdRange> uid_map;
   std::vector<task::IdRange> gid_map;
 };
 
 // Gathers a Request for `tid`. `dirfd` is the caller's dirfd argument (AT_FDCWD for mknod).
-[[nodiscard]] Result<Request> prepare(const task::TaskHandle& task, mode_t mode, std::uint32_t dev,
-                                      int dirfd);
+// Without `user_ns_now`, read_user_ns() must come before start().
+[[nodiscard]] Result<Request> prepare(const task::TaskHandle& task, mode_t mode, std::uint32_t dev, int dirfd,
+                                      bool user_ns_now = true);
+// The user namespace part of `req`, later: while the caller still waits for the answer (its
+// notification is pending, so it cannot have moved), and checked to be one namespace.
+[[nodiscard]] Result<void> read_user_ns(Request& req, int proc_dir);
 
 // A running emulation: wait until `pidfd` is readable, then call finish().
 struct Running {

@@ -4,6 +4,7 @@
 
 #include <linux/filter.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -32,7 +33,10 @@ class PolicyRegistry {
     return it == set_.end() ? nullptr : &it->second;
   }
   [[nodiscard]] const PolicySet& all() const noexcept { return set_; }
-  [[nodiscard]] std::uint64_t generation() const noexcept { return generation_; }
+  // Read by the sessions' receiver threads too.
+  [[nodiscard]] std::uint64_t generation() const noexcept {
+    return generation_.load(std::memory_order_acquire);
+  }
   [[nodiscard]] std::string names() const {
     std::string out;
     for (const auto& [name, _] : set_) out += (out.empty() ? "" : ", ") + name;
@@ -41,12 +45,12 @@ class PolicyRegistry {
 
   void replace(PolicySet set) {
     set_ = std::move(set);
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_acq_rel);
   }
 
  private:
   PolicySet set_;
-  std::uint64_t generation_ = 0;
+  std::atomic<std::uint64_t> generation_{0};
 };
 
 }  // namespace sysvisor

@@ -3,6 +3,7 @@
 // arguments, ID_VALID, decide on the copies, act, SEND. ENOENT means the task is gone.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
@@ -20,6 +21,7 @@
 #include "sysvisor/mknod.hpp"
 #include "sysvisor/notify.hpp"
 #include "sysvisor/policy.hpp"
+#include "sysvisor/receiver.hpp"
 #include "sysvisor/registry.hpp"
 #include "sysvisor/stats.hpp"
 
@@ -62,15 +64,22 @@ class Session : public std::enable_shared_from_this<Session> {
   void stop();
 
   [[nodiscard]] const Identity& identity() const noexcept { return identity_; }
-  [[nodiscard]] std::uint64_t handled() const noexcept { return handled_; }
-  [[nodiscard]] const stats::Counters& counters() const noexcept { return counters_; }
+  [[nodiscard]] std::uint64_t handled() const noexcept {
+    return counters_.notifications.load(std::memory_order_relaxed);
+  }
+  // A snapshot (the receiver thread counts too).
+  [[nodiscard]] stats::Counters counters() const noexcept;
   [[nodiscard]] const policy::Policy& policy() const noexcept { return *policy_; }
 
  private:
   struct Pending;
 
-  void arm();
-  void on_readable();
+  // On the receiver thread: answers the call when the registers suffice and nothing is to be
+  // recorded (deny, allow, return); false hands it to dispatch() on the loop.
+  bool try_fast(const seccomp_notif& n);
+  // On the loop: a notification the receiver passed; tells the receiver when it is answered.
+  void dispatch_slow(const seccomp_notif& n);
+  void on_hung_up();
   void dispatch(const seccomp_notif& n);
   void follow_registry();
   void kill_container(pid_t tid);
@@ -108,15 +117,25 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint64_t generation_ = 0;
   UniqueFd container_pidfd_;
   notify::NotifyFd listener_;
-  boost::asio::posix::stream_descriptor readable_;
   std::function<void(const std::string&)> on_closed_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> pending_;
   emul::SessionState state_;  // device nodes and mounts made for this container
-  bool armed_ = false;
   bool closed_ = false;
   bool hung_up_ = false;
-  std::uint64_t handled_ = 0;
-  stats::Counters counters_;
+  // What the receiver thread reads: the policy and the registry generation it belongs to,
+  // replaced together by follow_registry().
+  struct Snapshot {
+    std::shared_ptr<const policy::Policy> policy;
+    std::uint64_t generation = 0;
+  };
+  std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
+  std::unique_ptr<Receiver> receiver_;
+  struct AtomicCounters {
+    std::atomic<std::uint64_t> notifications{0}, emulated{0}, allowed{0}, denied{0}, returned{0}, killed{0},
+        errors{0};
+    std::atomic<std::int64_t> last_activity_ns{0};  // system_clock
+  };
+  AtomicCounters counters_;
   audit::Bucket bucket_;
   std::uint32_t suppressed_ = 0;
   std::chrono::system_clock::time_point suppressed_since_, suppressed_until_;

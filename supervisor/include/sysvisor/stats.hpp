@@ -23,7 +23,8 @@ struct Counters {
 };
 
 // Optional observer of every decided call (installed by the daemon for metrics). Called on
-// the loop thread; must not block.
+// the loop thread and on the sessions' receiver threads at once: it must be thread-safe and
+// must not block.
 class Recorder {
  public:
   virtual ~Recorder() = default;
