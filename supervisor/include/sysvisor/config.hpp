@@ -32,6 +32,9 @@ struct Config {
   mode_t socket_mode = 0666;   // agent.sock and oci.sock
   std::optional<gid_t> socket_group;
   std::string audit = "-";  // "-" (stdout) or a file
+  // control.sock: root only (0600), or also this group (0660).
+  std::optional<gid_t> control_group;
+  std::string metrics_listen;  // ADDRESS:PORT for Prometheus metrics; empty: none
   // Built-in default: root may use every policy, nobody else any.
   std::vector<Grant> access{Grant{false, {0}, {}, {"*"}, {}}};
 };
