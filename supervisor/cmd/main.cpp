@@ -4,12 +4,15 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -87,7 +90,21 @@ void setup_logging(const std::string& level) {
   spdlog::set_level(spdlog::level::from_str(level));
 }
 
-// Socket activation (sysvisor.socket): the listening sockets systemd passed, by name.
+// The file name a unix socket is bound to ("agent.sock"), empty if none.
+std::string bound_name(int fd) {
+  sockaddr_un addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 || addr.sun_family != AF_UNIX ||
+      len <= offsetof(sockaddr_un, sun_path) || addr.sun_path[0] == '\0') {
+    return {};
+  }
+  const std::string path(addr.sun_path, strnlen(addr.sun_path, sizeof addr.sun_path));
+  return std::filesystem::path(path).filename().string();
+}
+
+// Socket activation (deploy/systemd): the listening sockets systemd passed. Each is known by
+// its FileDescriptorName= (agent, oci, control), or else by the file it is bound to
+// (agent.sock, ...): one socket unit has one name for all of its sockets.
 void take_activated_sockets(sysvisor::ServerConfig& server) {
   char** names = nullptr;
   const int n = sd_listen_fds_with_names(1, &names);
@@ -95,13 +112,28 @@ void take_activated_sockets(sysvisor::ServerConfig& server) {
   std::string error;
   for (int i = 0; i < n; ++i) {
     const int fd = SD_LISTEN_FDS_START + i;
-    const std::string name = names != nullptr && names[i] != nullptr ? names[i] : "";
-    if ((name == "agent" || name == "oci" || name == "control") && !server.listen_fds.contains(name)) {
-      server.listen_fds.emplace(name, fd);
-    } else {
-      error = "socket activation: fd " + std::to_string(fd) + " is named `" + name +
-              "`; expected FileDescriptorName=agent, oci or control, each once";
+    const std::string given = names != nullptr && names[i] != nullptr ? names[i] : "";
+    std::string name = given;
+    if (name != "agent" && name != "oci" && name != "control") {
+      const std::string file = bound_name(fd);
+      name = file == "agent.sock" || file == "oci.sock" || file == "control.sock"
+                 ? file.substr(0, file.size() - 5)
+                 : std::string();
+      if (name.empty()) {
+        error = "socket activation: fd " + std::to_string(fd) + " is named `" + given + "` and bound to `" +
+                file +
+                "`; expected FileDescriptorName=agent, oci or control, or a socket at agent.sock, oci.sock "
+                "or control.sock";
+      }
+    }
+    if (!name.empty() && server.listen_fds.contains(name)) {
+      error = "socket activation: two sockets for `" + name + "`";
+      name.clear();
+    }
+    if (name.empty()) {
       ::close(fd);
+    } else {
+      server.listen_fds.emplace(name, fd);
     }
   }
   if (names != nullptr) {

@@ -498,27 +498,16 @@ TEST_F(Control, BadClientsGetAnErrorOrATimeoutAndTheDaemonGoesOn) {
   EXPECT_EQ(cli({"status"}).status, 0);
 }
 
-TEST_F(Control, SocketActivation) {
-  const fs::path dir = dir_->path() / "activated";
-  const fs::path rt = dir / "run";
-  fs::create_directories(rt);
-  const fs::path daemon_log = dir / "daemon.log";
-  const std::vector<std::string> args{"/usr/bin/systemd-socket-activate",
-                                      "--seqpacket",
-                                      "-l",
-                                      (rt / "agent.sock").string(),
-                                      "-l",
-                                      (rt / "control.sock").string(),
-                                      "--fdname=agent:control",
-                                      (bin_dir() / "sysvisor").string(),
-                                      "serve",
-                                      "--runtime-dir",
-                                      rt.string(),
-                                      "--policies",
-                                      policies().string(),
-                                      "--audit",
-                                      (dir / "audit.jsonl").string()};
-  const int logfd = ::open(daemon_log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+// systemd-socket-activate stands in for systemd: it binds, listens, and starts the daemon at
+// the first connection with LISTEN_FDS / LISTEN_FDNAMES, as a .socket unit does.
+pid_t socket_activate(const std::vector<std::string>& listen, const fs::path& log,
+                      const std::vector<std::string>& serve) {
+  std::vector<std::string> args{"/usr/bin/systemd-socket-activate", "--seqpacket"};
+  args.insert(args.end(), listen.begin(), listen.end());
+  args.push_back((bin_dir() / "sysvisor").string());
+  args.push_back("serve");
+  args.insert(args.end(), serve.begin(), serve.end());
+  const int logfd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::dup2(logfd, 1);
@@ -530,45 +519,70 @@ TEST_F(Control, SocketActivation) {
     ::_exit(127);
   }
   ::close(logfd);
-  ASSERT_TRUE(eventually([&] { return fs::exists(rt / "control.sock"); }));
-  // The first connection starts the daemon, which answers it on the inherited socket.
-  const Outcome status = cli({"status"}, rt);
-  EXPECT_EQ(status.status, 0) << status.err << read_file(daemon_log);
-  // The agent socket is systemd's too: a real container is supervised through it.
-  const Outcome c = run_container(rt, "rootless-devices", rootfs_,
-                                  "probe mknod /tmp/null c 1 3; probe stat /tmp/null", "ctl-activated");
-  EXPECT_EQ(c.status, 0) << c.err;
-  EXPECT_NE(c.out.find("ok\nc 1:3"), std::string::npos) << c.out << c.err;
-  const std::string text = read_file(daemon_log);
-  EXPECT_NE(text.find("[c=ctl-activated] supervised with policy `rootless-devices`"), std::string::npos)
-      << text;
-  EXPECT_TRUE(fs::exists(rt / "oci.sock")) << "not passed: bound as usual";
-  ::kill(pid, SIGTERM);
-  int wstatus = 0;
-  ::waitpid(pid, &wstatus, 0);
-  EXPECT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) << read_file(daemon_log);
-  // systemd's sockets stay for the next start; the one the daemon bound goes.
-  EXPECT_TRUE(fs::exists(rt / "agent.sock"));
-  EXPECT_TRUE(fs::exists(rt / "control.sock"));
-  EXPECT_FALSE(fs::exists(rt / "oci.sock"));
+  return pid;
 }
 
-TEST_F(Control, SocketActivationRefusesAWrongName) {
+int wait_exit(pid_t pid) {
+  int wstatus = 0;
+  ::waitpid(pid, &wstatus, 0);
+  return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+}
+
+TEST_F(Control, SocketActivation) {
+  // By FileDescriptorName=, and by the socket's file name (one .socket unit, one name).
+  for (const bool named : {true, false}) {
+    SCOPED_TRACE(named ? "named" : "by path");
+    const fs::path dir = dir_->path() / (named ? "activated-named" : "activated-path");
+    const fs::path rt = dir / "run";
+    fs::create_directories(rt);
+    const fs::path daemon_log = dir / "daemon.log";
+    std::vector<std::string> listen{"-l", (rt / "agent.sock").string(), "-l", (rt / "control.sock").string()};
+    if (named) listen.push_back("--fdname=agent:control");
+    const pid_t pid = socket_activate(listen, daemon_log,
+                                      {"--runtime-dir", rt.string(), "--policies", policies().string(),
+                                       "--audit", (dir / "audit.jsonl").string()});
+    ASSERT_TRUE(eventually([&] { return fs::exists(rt / "control.sock"); }));
+    // The first connection starts the daemon, which answers it on the inherited socket.
+    const Outcome status = cli({"status"}, rt);
+    EXPECT_EQ(status.status, 0) << status.err << read_file(daemon_log);
+    // The agent socket is systemd's too: a real container is supervised through it.
+    const std::string node = named ? "/tmp/null-named" : "/tmp/null-path";
+    const Outcome c = run_container(rt, "rootless-devices", rootfs_,
+                                    "probe mknod " + node + " c 1 3; probe stat " + node, "ctl-activated");
+    EXPECT_EQ(c.status, 0) << c.err;
+    EXPECT_NE(c.out.find("ok\nc 1:3"), std::string::npos) << c.out << c.err;
+    const std::string text = read_file(daemon_log);
+    EXPECT_NE(text.find("[c=ctl-activated] supervised with policy `rootless-devices`"), std::string::npos)
+        << text;
+    EXPECT_TRUE(fs::exists(rt / "oci.sock")) << "not passed: bound as usual";
+    ::kill(pid, SIGTERM);
+    EXPECT_EQ(wait_exit(pid), 0) << read_file(daemon_log);
+    // systemd's sockets stay for the next start; the one the daemon bound goes.
+    EXPECT_TRUE(fs::exists(rt / "agent.sock"));
+    EXPECT_TRUE(fs::exists(rt / "control.sock"));
+    EXPECT_FALSE(fs::exists(rt / "oci.sock"));
+  }
+}
+
+TEST_F(Control, SocketActivationRefusesAnUnknownSocket) {
   const fs::path dir = dir_->path() / "misnamed";
   fs::create_directories(dir / "run");
-  const fs::path sock = dir / "run" / "agent.sock";
-  const Outcome o = run(
-      {"/bin/sh", "-c",
-       "exec /usr/bin/systemd-socket-activate --seqpacket -l " + sock.string() + " --fdname=agnet " +
-           (bin_dir() / "sysvisor").string() + " serve --runtime-dir " + (dir / "run").string() +
-           " --policies " + policies().string() + " 2>&1 & " + "sleep 0.2; " +
-           (bin_dir() / "sysvisor-agent").string() + " run --runtime-dir " + (dir / "run").string() +
-           " --policy rootless-devices --rootfs " + rootfs_.string() + " -- /bin/true >/dev/null 2>&1; wait"},
-      std::chrono::seconds(30));
-  EXPECT_NE(o.out.find("socket activation: fd 3 is named `agnet`; expected FileDescriptorName=agent, oci or "
-                       "control, each once"),
-            std::string::npos)
-      << o.out << o.err;
+  const fs::path sock = dir / "run" / "other.sock";
+  const pid_t pid =
+      socket_activate({"-l", sock.string(), "--fdname=agnet"}, dir / "daemon.log",
+                      {"--runtime-dir", (dir / "run").string(), "--policies", policies().string()});
+  ASSERT_TRUE(eventually([&] { return fs::exists(sock); }));
+  const int trigger = connect_control(sock);
+  EXPECT_GE(trigger, 0);
+  EXPECT_EQ(wait_exit(pid), 1);
+  ::close(trigger);
+  EXPECT_NE(
+      read_file(dir / "daemon.log")
+          .find("sysvisor: socket activation: fd 3 is named `agnet` and bound to `other.sock`; expected "
+                "FileDescriptorName=agent, oci or control, or a socket at agent.sock, oci.sock or "
+                "control.sock"),
+      std::string::npos)
+      << read_file(dir / "daemon.log");
 }
 
 TEST_F(Control, JournaldFormatWhenStderrIsTheJournal) {
