@@ -585,6 +585,28 @@ TEST_F(Control, SocketActivationRefusesAnUnknownSocket) {
       << read_file(dir / "daemon.log");
 }
 
+TEST_F(Control, NotifiesSystemdWhenReadyAndWhenStopping) {
+  const fs::path dir = dir_->path() / "notify";
+  fs::create_directories(dir);
+  const fs::path where = dir / "notify.sock";
+  const int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, where.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ::setenv("NOTIFY_SOCKET", where.c_str(), 1);
+  Daemon d(dir / "run", policies(), dir / "audit.jsonl", dir / "daemon.log");
+  ::unsetenv("NOTIFY_SOCKET");
+  ASSERT_TRUE(d.ready());
+  const std::string ready = receive(sock, 10000);
+  EXPECT_NE(ready.find("READY=1"), std::string::npos) << ready;
+  // Ready means every socket accepts: the control socket answers.
+  EXPECT_EQ(cli({"status"}, dir / "run").status, 0);
+  EXPECT_EQ(d.stop(SIGTERM), 0);
+  EXPECT_NE(receive(sock, 10000).find("STOPPING=1"), std::string::npos);
+  ::close(sock);
+}
+
 TEST_F(Control, JournaldFormatWhenStderrIsTheJournal) {
   for (const bool journal : {true, false}) {
     const fs::path dir = dir_->path() / (journal ? "journal" : "not-journal");
