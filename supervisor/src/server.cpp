@@ -277,7 +277,13 @@ Server::Server(boost::asio::io_context& io, ServerConfig config, PolicySet polic
       signals_(io, SIGTERM, SIGINT),
       hangups_(io, SIGHUP),
       ticker_(io) {
-  bind_socket();
+  try {
+    bind_socket();
+  } catch (...) {
+    // A later socket (oci, control, metrics) failed: agent.sock, if we bound it, goes too.
+    if (listener_.is_open() && !agent_activated_) ::unlink(socket_path_.c_str());
+    throw;
+  }
 }
 
 SessionServices Server::services() {

@@ -316,6 +316,20 @@ TEST_F(Control, MetricsEndpointAnswersOnlyGetMetrics) {
   EXPECT_NE(scrape(port_).find("sysvisor_uptime_seconds"), std::string::npos);
 }
 
+TEST_F(Control, ABusyMetricsPortStopsTheStartCleanly) {
+  const fs::path rt = dir_->path() / "busy" / "run";
+  const Outcome o =
+      run({(bin_dir() / "sysvisor").string(), "serve", "--runtime-dir", rt.string(), "--policies",
+           policies().string(), "--metrics-listen", "127.0.0.1:" + std::to_string(port_)},
+          std::chrono::seconds(20));
+  EXPECT_EQ(o.status, 1);
+  EXPECT_EQ(o.err,
+            "sysvisor: metrics: bind `127.0.0.1:" + std::to_string(port_) + "`: Address already in use\n");
+  for (const char* sock : {"agent.sock", "oci.sock", "control.sock"}) {
+    EXPECT_FALSE(fs::exists(rt / sock)) << sock << " left behind";
+  }
+}
+
 TEST_F(Control, ReloadPicksUpTheDirectoryAndReportsErrors) {
   const fs::path dir = dir_->path() / "reload";
   const fs::path pols = dir / "policies";
