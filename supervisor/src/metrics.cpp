@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <charconv>
@@ -234,7 +235,7 @@ std::expected<ListenAddress, std::string> parse_listen(std::string_view text) {
 class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
  public:
   Impl(boost::asio::io_context& io, Config config, std::function<std::string()> body)
-      : config_(std::move(config)), body_(std::move(body)), acceptor_(io) {
+      : config_(std::move(config)), body_(std::move(body)), acceptor_(io), retry_(io) {
     const std::string where = config_.listen.address + ":" + std::to_string(config_.listen.port);
     boost::system::error_code ec;
     const auto address = boost::asio::ip::make_address(config_.listen.address, ec);
@@ -260,8 +261,15 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
           if (self->stopping_) return;
           if (ec) {
             if (ec == boost::asio::error::operation_aborted) return;
+            // EMFILE and the like: accepting again at once would spin; wait a little.
             spdlog::warn("metrics: accept: {}", ec.message());
-          } else if (self->live_ >= self->config_.max_connections) {
+            self->retry_.expires_after(std::chrono::milliseconds(100));
+            self->retry_.async_wait([self](const boost::system::error_code& wait_ec) {
+              if (!wait_ec && !self->stopping_) self->accept_next();
+            });
+            return;
+          }
+          if (self->live_ >= self->config_.max_connections) {
             boost::system::error_code ignored;
             sock.close(ignored);
           } else {
@@ -275,6 +283,7 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
     stopping_ = true;
     boost::system::error_code ec;
     acceptor_.close(ec);
+    retry_.cancel();
   }
 
   [[nodiscard]] std::uint16_t port() const {
@@ -354,6 +363,7 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
   Config config_;
   std::function<std::string()> body_;
   tcp::acceptor acceptor_;
+  boost::asio::steady_timer retry_;
   std::size_t live_ = 0;
   bool stopping_ = false;
 };
