@@ -2,10 +2,20 @@
 // (who may ask, the rate window, grouping sessions into containers).
 #include "sysvisor/metrics.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <string>
+#include <thread>
 
 #include "sysvisor/control.hpp"
 
@@ -209,6 +219,125 @@ TEST(ControlLogic, JsonUsesSnakeCaseAndPrintsZeros) {
   const std::string json = control::to_json(r);
   EXPECT_NE(json.find("\"notifications_per_second\":0"), std::string::npos) << json;
   EXPECT_NE(json.find("\"errors_total\":\"0\""), std::string::npos) << json;
+}
+
+// The servers on a real loop and real sockets, with short timeouts.
+class Loop {
+ public:
+  Loop() = default;
+  ~Loop() { stop(); }
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+  void run() {
+    thread_ = std::thread([this] { io.run(); });
+  }
+  void stop() {
+    io.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  boost::asio::io_context io;
+
+ private:
+  std::thread thread_;
+};
+
+// Milliseconds until the peer closes `fd` (reading and dropping what it sends), -1 if not
+// within 5 s.
+long long ms_until_closed(int fd) {
+  const auto start = std::chrono::steady_clock::now();
+  char buf[4096];
+  for (;;) {
+    pollfd pfd{fd, POLLIN, 0};
+    if (::poll(&pfd, 1, 5000) <= 0) return -1;
+    if (::recv(fd, buf, sizeof buf, 0) <= 0) break;
+  }
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+TEST(MetricsHttp, ASilentClientIsClosedAfterTheTimeout) {
+  Loop loop;
+  metrics::HttpServer server(loop.io, {{"127.0.0.1", 0}, std::chrono::milliseconds(300)},
+                             [] { return std::string("x_total 1\n"); });
+  server.start();
+  loop.run();
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(server.port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const long long ms = ms_until_closed(fd);
+  ::close(fd);
+  EXPECT_GE(ms, 200);
+  EXPECT_LT(ms, 3000);
+}
+
+class ControlSocket : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char templ[] = "/tmp/sysvisor-control-unit-XXXXXX";
+    ASSERT_NE(::mkdtemp(templ), nullptr);
+    dir_ = templ;
+  }
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(ControlSocket, RequestAndAnswerAndASilentClient) {
+  Loop loop;
+  control::ControlServer server(loop.io,
+                                {dir_ / "control.sock", std::nullopt, -1, std::chrono::milliseconds(300)},
+                                [](const control::v1::Request& r, const config::Peer&) {
+                                  control::v1::Response out;
+                                  if (r.has_status()) out.mutable_status()->set_version("unit");
+                                  return out;
+                                });
+  server.start();
+  loop.run();
+  control::v1::Request req;
+  req.mutable_status();
+  auto answer = control::request(dir_ / "control.sock", req, std::chrono::seconds(5));
+  ASSERT_TRUE(answer) << answer.error().message;
+  EXPECT_EQ(answer->status().version(), "unit");
+
+  const int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, (dir_ / "control.sock").c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const long long ms = ms_until_closed(fd);
+  ::close(fd);
+  EXPECT_GE(ms, 200);
+  EXPECT_LT(ms, 3000);
+}
+
+TEST_F(ControlSocket, AnAnswerLargerThanTheSocketBuffer) {
+  if (::geteuid() != 0) GTEST_SKIP() << "SO_SNDBUFFORCE needs root, as the daemon is";
+  Loop loop;
+  control::ControlServer server(loop.io,
+                                {dir_ / "control.sock", std::nullopt, -1, std::chrono::milliseconds(5000)},
+                                [](const control::v1::Request&, const config::Peer&) {
+                                  control::v1::Response out;
+                                  for (int i = 0; i < 20000; ++i) {
+                                    auto* c = out.mutable_containers()->add_containers();
+                                    c->set_id("container-" + std::to_string(i) + std::string(64, 'x'));
+                                    c->set_policy("rootless-devices");
+                                  }
+                                  return out;
+                                });
+  server.start();
+  loop.run();
+  control::v1::Request req;
+  req.mutable_containers();
+  auto answer = control::request(dir_ / "control.sock", req, std::chrono::seconds(10));
+  ASSERT_TRUE(answer) << answer.error().message;
+  EXPECT_GT(answer->ByteSizeLong(), 1u << 20);
+  ASSERT_EQ(answer->containers().containers_size(), 20000);
+  EXPECT_EQ(answer->containers().containers(19999).id(), "container-19999" + std::string(64, 'x'));
 }
 
 }  // namespace
