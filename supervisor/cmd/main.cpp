@@ -1,18 +1,27 @@
 // sysvisor: the supervisor daemon and its tools. Only wiring: the work is in libsysvisor.
 #include <sched.h>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
+#include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <stdexcept>
 
+#include "control_cmd.hpp"
 #include "policy_cmd.hpp"
 #include "sysvisor/audit.hpp"
 #include "sysvisor/mknod.hpp"
@@ -21,13 +30,121 @@
 
 namespace {
 
-constexpr const char* kVersion = "0.1.0";
+#ifndef SYSVISOR_VERSION
+#define SYSVISOR_VERSION "unknown"
+#endif
+constexpr const char* kVersion = SYSVISOR_VERSION;
+
+// systemd's documented check (systemd.exec(5), $JOURNAL_STREAM): stderr is the journal when
+// its device and inode are the ones the variable names.
+bool stderr_is_journal() {
+  const char* stream = std::getenv("JOURNAL_STREAM");
+  if (stream == nullptr) return false;
+  unsigned long long dev = 0;
+  unsigned long long ino = 0;
+  if (std::sscanf(stream, "%llu:%llu", &dev, &ino) != 2) return false;
+  struct stat st {};
+  if (::fstat(STDERR_FILENO, &st) != 0) return false;
+  return st.st_dev == dev && st.st_ino == ino;
+}
+
+// `<N>` at the start of a line: the syslog priority journald reads (sd-daemon(3)).
+class SyslogPriority final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    const char* prefix = "<6>";
+    switch (msg.level) {
+      case spdlog::level::trace:
+      case spdlog::level::debug:
+        prefix = "<7>";
+        break;
+      case spdlog::level::warn:
+        prefix = "<4>";
+        break;
+      case spdlog::level::err:
+        prefix = "<3>";
+        break;
+      case spdlog::level::critical:
+        prefix = "<2>";
+        break;
+      default:
+        break;
+    }
+    dest.append(prefix, prefix + 3);
+  }
+  [[nodiscard]] std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<SyslogPriority>();
+  }
+};
 
 void setup_logging(const std::string& level) {
   auto logger = spdlog::stderr_logger_mt("sysvisor");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e sysvisor %l: %v");
+  if (stderr_is_journal()) {
+    // The journal stamps and labels each line itself.
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<SyslogPriority>('*').set_pattern("%*%v");
+    logger->set_formatter(std::move(formatter));
+  } else {
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e sysvisor %l: %v");
+  }
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(level));
+}
+
+// The file name a unix socket is bound to ("agent.sock"), empty if none.
+std::string bound_name(int fd) {
+  sockaddr_un addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0 || addr.sun_family != AF_UNIX ||
+      len <= offsetof(sockaddr_un, sun_path) || addr.sun_path[0] == '\0') {
+    return {};
+  }
+  const std::string path(addr.sun_path, strnlen(addr.sun_path, sizeof addr.sun_path));
+  return std::filesystem::path(path).filename().string();
+}
+
+// Socket activation (deploy/systemd): the listening sockets systemd passed. Each is known by
+// its FileDescriptorName= (agent, oci, control), or else by the file it is bound to
+// (agent.sock, ...): one socket unit has one name for all of its sockets.
+void take_activated_sockets(sysvisor::ServerConfig& server) {
+  char** names = nullptr;
+  const int n = sd_listen_fds_with_names(1, &names);
+  if (n < 0) throw std::runtime_error(std::string("socket activation: ") + std::strerror(-n));
+  std::string error;
+  for (int i = 0; i < n; ++i) {
+    const int fd = SD_LISTEN_FDS_START + i;
+    const std::string given = names != nullptr && names[i] != nullptr ? names[i] : "";
+    std::string name = given;
+    if (name != "agent" && name != "oci" && name != "control") {
+      const std::string file = bound_name(fd);
+      name = file == "agent.sock" || file == "oci.sock" || file == "control.sock"
+                 ? file.substr(0, file.size() - 5)
+                 : std::string();
+      if (name.empty()) {
+        error = "socket activation: fd " + std::to_string(fd) + " is named `" + given + "` and bound to `" +
+                file +
+                "`; expected FileDescriptorName=agent, oci or control, or a socket at agent.sock, oci.sock "
+                "or control.sock";
+      }
+    }
+    if (!name.empty() && server.listen_fds.contains(name)) {
+      error = "socket activation: two sockets for `" + name + "`";
+      name.clear();
+    }
+    if (name.empty()) {
+      ::close(fd);
+    } else {
+      server.listen_fds.emplace(name, fd);
+    }
+  }
+  if (names != nullptr) {
+    for (int i = 0; i < n; ++i) std::free(names[i]);
+    std::free(names);
+  }
+  if (!error.empty()) {
+    for (const auto& [name, fd] : server.listen_fds) ::close(fd);
+    throw std::runtime_error(error);
+  }
 }
 
 // The daemon runs in a mount namespace of its own: the tmpfs holding the device nodes that
@@ -84,7 +201,9 @@ int serve(sysvisor::ServerConfig server) {
     boost::asio::io_context io;
     sysvisor::Server daemon(io, server, std::move(policies), *devices, *audit);
     daemon.start();
+    (void)sd_notify(0, "READY=1");
     io.run();
+    (void)sd_notify(0, "STOPPING=1");
   }
   ::umount2((config.runtime_dir / "devices").c_str(), MNT_DETACH);
   spdlog::info("stopped");
@@ -132,8 +251,14 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--default-policy", default_policy,
                         "Policy for OCI runtimes (oci.sock) whose profile names none (default: "
                         "default_policy of the configuration; none: such handoffs are refused)");
+  std::string metrics_listen;
+  serve_cmd->add_option("--metrics-listen", metrics_listen,
+                        "Serve Prometheus metrics at http://ADDRESS:PORT/metrics, e.g. 127.0.0.1:9464 "
+                        "(default: metrics_listen of the configuration; none). Anyone who can connect can "
+                        "read them: keep it on loopback or a trusted network");
 
   sysvisor::cmd::add_policy_commands(app);
+  sysvisor::cmd::add_control_commands(app);
 
   try {
     app.parse(argc, argv);
@@ -156,6 +281,8 @@ int main(int argc, char** argv) {
       if (!audit_to.empty()) server.audit_override = audit_to;
       if (!runtime_dir.empty()) server.runtime_override = runtime_dir;
       if (!default_policy.empty()) server.default_policy_override = default_policy;
+      if (!metrics_listen.empty()) server.metrics_override = metrics_listen;
+      take_activated_sockets(server);
       return serve(server);
     }
   } catch (const std::exception& e) {

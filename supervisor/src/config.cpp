@@ -23,8 +23,9 @@ using policy::detail::Entry;
 using policy::detail::find;
 using policy::detail::kind;
 
-constexpr std::array<std::string_view, 7> kConfigKeys{"policies", "runtime_dir", "default_policy", "socket",
-                                                      "audit",    "audit_rate",  "access"};
+constexpr std::array<std::string_view, 9> kConfigKeys{"policies", "runtime_dir",   "default_policy",
+                                                      "socket",   "audit",         "audit_rate",
+                                                      "access",   "control_group", "metrics_listen"};
 constexpr std::array<std::string_view, 2> kAuditRateKeys{"per_second", "burst"};
 constexpr std::array<std::string_view, 2> kSocketKeys{"mode", "group"};
 constexpr std::array<std::string_view, 3> kGrantKeys{"users", "groups", "policies"};
@@ -280,6 +281,20 @@ std::optional<Config> ConfigReader::config(const YAML::Node& root) {
   }
   if (const Entry* entry = find(*entries, "audit_rate")) {
     audit_rate(*entry, result);
+  }
+  if (const Entry* entry = find(*entries, "control_group")) {
+    result.control_group = group(entry->value, "`control_group`");
+  }
+  if (const Entry* entry = find(*entries, "metrics_listen")) {
+    // The address itself is checked when the daemon binds it.
+    if (auto text = string(*entry)) {
+      if (text->find(':') == std::string::npos) {
+        fail(ErrorCode::BadValue, *entry,
+             "`metrics_listen` must be ADDRESS:PORT such as 127.0.0.1:9464, got `" + *text + "`");
+      } else {
+        result.metrics_listen = *text;
+      }
+    }
   }
   if (const Entry* entry = find(*entries, "access")) {
     if (!entry->value.IsSequence()) {

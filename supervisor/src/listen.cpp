@@ -1,5 +1,6 @@
 #include "sysvisor/listen.hpp"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -41,6 +42,36 @@ UniqueFd listen_unix(const std::filesystem::path& where, int type, mode_t mode, 
   if (group && ::chown(path.c_str(), 0, *group) != 0) throw fail("chown to group " + std::to_string(*group));
   if (::chmod(path.c_str(), mode) != 0) throw fail("chmod");
   if (::listen(sock.get(), 128) != 0) throw fail("listen on");
+  return sock;
+}
+
+UniqueFd take_listener(int fd, int type, const std::string& name) {
+  UniqueFd sock(fd);
+  const auto fail = [&](const std::string& what) {
+    return std::runtime_error("socket activation: the socket named `" + name + "` (fd " + std::to_string(fd) +
+                              ") " + what);
+  };
+  int value = 0;
+  socklen_t len = sizeof value;
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &value, &len) != 0) {
+    throw fail(std::string("is not a socket: ") + std::strerror(errno));
+  }
+  if (value != AF_UNIX) throw fail("is not a unix socket");
+  len = sizeof value;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &value, &len) != 0 || value != type) {
+    throw fail(
+        std::string("is not of the type this socket needs (") +
+        (type == SOCK_SEQPACKET ? "SOCK_SEQPACKET: ListenSequentialPacket=" : "SOCK_STREAM: ListenStream=") +
+        ")");
+  }
+  len = sizeof value;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &len) != 0 || value == 0) {
+    throw fail("is not listening");
+  }
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0 || ::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+    throw fail(std::string("cannot be made non-blocking: ") + std::strerror(errno));
+  }
   return sock;
 }
 

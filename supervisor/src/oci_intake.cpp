@@ -349,11 +349,17 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
 OciIntake::OciIntake(boost::asio::io_context& io, Config config, AdoptFn adopt)
     : io_(io), config_(std::move(config)), adopt_(std::move(adopt)), listener_(io) {
   // SOCK_STREAM, as the OCI runtimes connect.
-  listener_.assign(listen_unix(config_.socket_path, SOCK_STREAM, config_.mode, config_.group).release());
+  if (config_.inherited_fd >= 0) {
+    owns_path_ = false;
+    listener_.assign(take_listener(config_.inherited_fd, SOCK_STREAM, "oci").release());
+    config_.inherited_fd = -1;
+  } else {
+    listener_.assign(listen_unix(config_.socket_path, SOCK_STREAM, config_.mode, config_.group).release());
+  }
 }
 
 OciIntake::~OciIntake() {
-  ::unlink(config_.socket_path.c_str());
+  if (owns_path_) ::unlink(config_.socket_path.c_str());
 }
 
 void OciIntake::start() {
@@ -367,7 +373,7 @@ void OciIntake::shutdown() {
   stopping_ = true;
   boost::system::error_code ec;
   listener_.close(ec);
-  ::unlink(config_.socket_path.c_str());
+  if (owns_path_) ::unlink(config_.socket_path.c_str());
   auto conns = connections_;
   for (auto& [c, conn] : conns) conn->refuse("supervisor shutting down");
 }

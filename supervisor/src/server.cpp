@@ -18,6 +18,10 @@
 #include "sysvisor/notify.hpp"
 #include "sysvisor/wire.hpp"
 
+#ifndef SYSVISOR_VERSION
+#define SYSVISOR_VERSION "unknown"
+#endif
+
 namespace sysvisor {
 namespace {
 
@@ -186,10 +190,10 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     Session::Identity identity{
         session_id, container_id_, peer_pid_, peer_uid_, plausible_init(pid) ? pid : 0, "sysvisor-agent"};
     identity.learn = learn_;
-    auto session = std::make_shared<Session>(
-        server_.io_, session_services(server_.devices_, server_.audit_, server_.config_.config), identity,
-        server_.registry_, policy_, notify::NotifyFd(std::move(fd)),
-        [&srv = server_](const std::string& id) { srv.on_session_closed(id); });
+    auto session =
+        std::make_shared<Session>(server_.io_, server_.services(), identity, server_.registry_, policy_,
+                                  notify::NotifyFd(std::move(fd)),
+                                  [&srv = server_](const std::string& id) { srv.on_session_closed(id); });
     server_.sessions_.emplace(session_id, Supervised{session, std::move(filter_)});
     session->start();
     v1::SupervisorMessage msg;
@@ -263,6 +267,7 @@ std::expected<std::pair<config::Config, PolicySet>, std::vector<std::string>> lo
   if (server.audit_override) cfg.audit = *server.audit_override;
   if (server.runtime_override) cfg.runtime_dir = *server.runtime_override;
   if (server.default_policy_override) cfg.default_policy = *server.default_policy_override;
+  if (server.metrics_override) cfg.metrics_listen = *server.metrics_override;
   auto policies = load_policies(cfg.policies_dir);
   if (!policies) return std::unexpected(policies.error());
   if (!cfg.default_policy.empty() && !policies->contains(cfg.default_policy)) {
@@ -284,23 +289,65 @@ Server::Server(boost::asio::io_context& io, ServerConfig config, PolicySet polic
       socket_path_(config_.config.runtime_dir / "agent.sock"),
       listener_(io),
       signals_(io, SIGTERM, SIGINT),
-      hangups_(io, SIGHUP) {
-  bind_socket();
+      hangups_(io, SIGHUP),
+      ticker_(io) {
+  try {
+    bind_socket();
+  } catch (...) {
+    // A later socket (oci, control, metrics) failed: agent.sock, if we bound it, goes too.
+    if (listener_.is_open() && !agent_activated_) ::unlink(socket_path_.c_str());
+    throw;
+  }
+}
+
+SessionServices Server::services() {
+  SessionServices s = session_services(devices_, audit_, config_.config);
+  s.recorder = metrics_.get();
+  return s;
 }
 
 void Server::bind_socket() {
   const config::Config& cfg = config_.config;
-  listener_.assign(listen_unix(socket_path_, SOCK_SEQPACKET, cfg.socket_mode, cfg.socket_group).release());
-  oci_ = std::make_unique<OciIntake>(
+  // Socket activation: what systemd passed by name is taken over, the rest bound as usual.
+  auto inherited = [&](std::string_view name) {
+    const auto it = config_.listen_fds.find(name);
+    return it == config_.listen_fds.end() ? -1 : it->second;
+  };
+  if (const int fd = inherited("agent"); fd >= 0) {
+    listener_.assign(take_listener(fd, SOCK_SEQPACKET, "agent").release());
+    agent_activated_ = true;
+  } else {
+    listener_.assign(listen_unix(socket_path_, SOCK_SEQPACKET, cfg.socket_mode, cfg.socket_group).release());
+  }
+  OciIntake::Config oci_config{
+      cfg.runtime_dir / "oci.sock", cfg.default_policy,     cfg.socket_mode, cfg.socket_group,
+      config_.handshake_timeout,    config_.max_connections};
+  oci_config.inherited_fd = inherited("oci");
+  oci_ = std::make_unique<OciIntake>(io_, std::move(oci_config),
+                                     [this](OciHandoff handoff) { return adopt(std::move(handoff)); });
+  control_ = std::make_unique<control::ControlServer>(
       io_,
-      OciIntake::Config{cfg.runtime_dir / "oci.sock", cfg.default_policy, cfg.socket_mode, cfg.socket_group,
-                        config_.handshake_timeout, config_.max_connections},
-      [this](OciHandoff handoff) { return adopt(std::move(handoff)); });
+      control::ControlServer::Config{cfg.runtime_dir / "control.sock", cfg.control_group,
+                                     inherited("control")},
+      [this](const control::v1::Request& request, const config::Peer& peer) {
+        return answer(request, peer);
+      });
+  if (!cfg.metrics_listen.empty()) {
+    auto listen = metrics::parse_listen(cfg.metrics_listen);
+    if (!listen) throw std::runtime_error(listen.error());
+    metrics_ = std::make_unique<metrics::Metrics>();
+    metrics_http_ = std::make_unique<metrics::HttpServer>(io_, metrics::HttpServer::Config{*listen}, [this] {
+      return metrics_->render(
+          metrics::Gauges{container_count(), notifications_total(),
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count(),
+                          registry_.generation()});
+    });
+  }
 }
 
 Server::~Server() {
   for (auto& [id, s] : sessions_) s.session->stop();
-  ::unlink(socket_path_.c_str());
+  if (!agent_activated_) ::unlink(socket_path_.c_str());
 }
 
 void Server::start() {
@@ -312,6 +359,18 @@ void Server::start() {
   wait_for_hangup();
   accept_next();
   oci_->start();
+  control_->start();
+  spdlog::info("serving {} (status, containers, reload: {})", control_->path().string(),
+               config_.config.control_group
+                   ? "root and group " + std::to_string(*config_.config.control_group)
+                   : std::string("root only"));
+  if (metrics_http_) {
+    metrics_http_->start();
+    spdlog::info("serving metrics on http://{}:{}/metrics",
+                 config_.config.metrics_listen.substr(0, config_.config.metrics_listen.rfind(':')),
+                 metrics_http_->port());
+  }
+  tick();
   std::string names;
   for (const auto& [name, p] : registry_.all()) {
     names += (names.empty() ? "" : ", ") + name + " v" + p.policy->version + " (" +
@@ -331,30 +390,33 @@ void Server::wait_for_hangup() {
   });
 }
 
-bool Server::reload() {
+std::expected<void, std::vector<std::string>> Server::reload() {
   auto loaded = load_all(config_);
   if (!loaded) {
     for (const auto& e : loaded.error()) spdlog::error("reload: {}", e);
     spdlog::error("reload failed with {} error(s): the running configuration and policies stay in force",
                   loaded.error().size());
-    return false;
+    return std::unexpected(loaded.error());
   }
   auto& [cfg, policies] = *loaded;
   const config::Config& old = config_.config;
   if (cfg.runtime_dir != old.runtime_dir || cfg.socket_mode != old.socket_mode ||
-      cfg.socket_group != old.socket_group) {
+      cfg.socket_group != old.socket_group || cfg.control_group != old.control_group ||
+      cfg.metrics_listen != old.metrics_listen) {
     spdlog::warn("reload: runtime_dir and socket settings apply at the next start; kept {} (mode {:o})",
                  old.runtime_dir.string(), old.socket_mode);
     cfg.runtime_dir = old.runtime_dir;
     cfg.socket_mode = old.socket_mode;
     cfg.socket_group = old.socket_group;
+    cfg.control_group = old.control_group;
+    cfg.metrics_listen = old.metrics_listen;
   }
   if (cfg.audit != audit_.where()) {
     auto sink = audit::Sink::open(cfg.audit);
     if (!sink) {
       spdlog::error("reload: {}; the running configuration and policies stay in force",
                     sink.error().message());
-      return false;
+      return std::unexpected(std::vector<std::string>{sink.error().message()});
     }
     audit_ = std::move(*sink);
   } else if (auto r = audit_.reopen(); !r) {
@@ -394,7 +456,7 @@ bool Server::reload() {
   registry_.replace(std::move(policies));
   oci_->set_default_policy(config_.config.default_policy);
   spdlog::info("reload: in force: {}", names.empty() ? "no policies" : names);
-  return true;
+  return {};
 }
 
 void Server::shutdown() {
@@ -404,8 +466,11 @@ void Server::shutdown() {
   listener_.close(ec);
   signals_.cancel(ec);
   hangups_.cancel(ec);
-  ::unlink(socket_path_.c_str());
+  ticker_.cancel();
+  if (!agent_activated_) ::unlink(socket_path_.c_str());
   oci_->shutdown();
+  control_->shutdown();
+  if (metrics_http_) metrics_http_->shutdown();
   for (auto& [c, conn] : connections_) conn->drop("supervisor shutting down");
   auto sessions = sessions_;
   for (auto& [id, s] : sessions) s.session->stop();
@@ -436,7 +501,99 @@ void Server::on_connection_done(Connection* conn) {
 }
 
 void Server::on_session_closed(const std::string& session_id) {
-  sessions_.erase(session_id);
+  const auto it = sessions_.find(session_id);
+  if (it == sessions_.end()) return;
+  const std::string container_id = it->second.session->identity().container_id;
+  closed_notifications_ += it->second.session->counters().notifications;
+  closed_errors_ += it->second.session->counters().errors;
+  sessions_.erase(it);
+  // A container's metric series go with its last session.
+  if (metrics_ && std::ranges::none_of(sessions_, [&](const auto& entry) {
+        return entry.second.session->identity().container_id == container_id;
+      })) {
+    metrics_->forget(container_id);
+  }
+}
+
+void Server::tick() {
+  rate_.sample(notifications_total());
+  ticker_.expires_after(std::chrono::seconds(1));
+  ticker_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopping_) return;
+    tick();
+  });
+}
+
+std::uint64_t Server::notifications_total() const {
+  std::uint64_t total = closed_notifications_;
+  for (const auto& [id, s] : sessions_) total += s.session->counters().notifications;
+  return total;
+}
+
+std::size_t Server::container_count() const {
+  std::set<std::string_view> ids;
+  for (const auto& [id, s] : sessions_) ids.insert(s.session->identity().container_id);
+  return ids.size();
+}
+
+control::v1::PolicySet Server::policy_set() const {
+  control::v1::PolicySet set;
+  set.set_generation(registry_.generation());
+  for (const auto& [name, p] : registry_.all()) {
+    auto* entry = set.add_policies();
+    entry->set_name(name);
+    entry->set_version(p.policy->version);
+  }
+  return set;
+}
+
+control::v1::Response Server::answer(const control::v1::Request& request, const config::Peer& peer) {
+  control::v1::Response response;
+  switch (request.request_case()) {
+    case control::v1::Request::kStatus: {
+      auto* status = response.mutable_status();
+      status->set_version(SYSVISOR_VERSION);
+      status->set_pid(static_cast<std::uint32_t>(::getpid()));
+      status->set_uptime_seconds(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+      status->set_containers(static_cast<std::uint32_t>(container_count()));
+      status->set_sessions(static_cast<std::uint32_t>(sessions_.size()));
+      status->set_notifications_per_second(rate_.per_second());
+      status->set_notifications_total(notifications_total());
+      std::uint64_t errors = closed_errors_;
+      for (const auto& [id, s] : sessions_) errors += s.session->counters().errors;
+      status->set_errors_total(errors);
+      *status->mutable_policy_set() = policy_set();
+      break;
+    }
+    case control::v1::Request::kContainers: {
+      std::vector<control::SessionStats> all;
+      all.reserve(sessions_.size());
+      for (const auto& [id, s] : sessions_) {
+        const Session::Identity& who = s.session->identity();
+        const policy::Policy& pol = s.session->policy();
+        all.push_back(
+            {who.container_id, who.engine, who.container_pid, pol.name, pol.version, s.session->counters()});
+      }
+      *response.mutable_containers() = control::containers_reply(all);
+      break;
+    }
+    case control::v1::Request::kReload: {
+      spdlog::info("control: reload requested by uid {} (pid {})", peer.uid, peer.pid);
+      auto* reply = response.mutable_reload();
+      auto done = reload();
+      reply->set_ok(done.has_value());
+      if (!done) {
+        for (const auto& e : done.error()) reply->add_errors(e);
+      }
+      *reply->mutable_policy_set() = policy_set();
+      break;
+    }
+    case control::v1::Request::REQUEST_NOT_SET:
+      response.mutable_error()->set_message("empty request");
+      break;
+  }
+  return response;
 }
 
 std::expected<std::string, std::string> Server::adopt(OciHandoff handoff) {
@@ -463,8 +620,8 @@ std::expected<std::string, std::string> Server::adopt(OciHandoff handoff) {
       (learn_label != handoff.labels.end() && learn_label->second == "true") ||
       (learn_annotation != handoff.identity.annotations.end() && learn_annotation->second == "true");
   auto session = std::make_shared<Session>(
-      io_, session_services(devices_, audit_, config_.config), identity, registry_, loaded->policy,
-      std::move(handoff.listener), [this, container_id](const std::string& id) {
+      io_, services(), identity, registry_, loaded->policy, std::move(handoff.listener),
+      [this, container_id](const std::string& id) {
         if (auto group = oci_containers_.find(container_id); group != oci_containers_.end()) {
           group->second.erase(id);
           if (group->second.empty()) oci_containers_.erase(group);

@@ -475,20 +475,43 @@ void Session::dispatch(const seccomp_notif& n) {
                   started);
       return;
     case policy::Action::Kill:
-    case policy::Action::KillContainer:
+    case policy::Action::KillContainer: {
+      // The record before the kill: once the container is gone, its launcher (and an auditor)
+      // may look for it.
+      const emul::Answer answer = emul::Answer::error(ENOSYS);
+      if (decision.audit) record(event, answer, started);
       if (decision.action == policy::Action::KillContainer) kill_container(tid);
       if (victim) {
         ::syscall(SYS_pidfd_send_signal, victim.get(), SIGKILL, nullptr, 0);
       } else {
         ::kill(tid, SIGKILL);  // no pidfd for this thread here; ID_VALID just vouched for tid
       }
-      send_answer(id, emul::Answer::error(ENOSYS), event, decision.audit, *nr, decision.action, started);
+      send_answer(id, answer, event, false, *nr, decision.action, started);
       return;
+    }
     case policy::Action::Emulate:
       emulate(std::move(emulation), id, *task, call, decision, copied, raw_path,
               filter::is_compat32(n.data.arch), std::move(event), started);
       return;  // emulate() answers and audits
   }
+}
+
+void Session::record(audit::Event& event, const emul::Answer& a, Clock::time_point started) {
+  switch (a.kind) {
+    case emul::Answer::Kind::Continue:
+      event.set_result("continue");
+      break;
+    case emul::Answer::Kind::Value:
+      event.set_result("return");
+      event.set_value(a.value);
+      event.set_err(0);
+      break;
+    case emul::Answer::Kind::Errno:
+      event.set_result(a.err == 0 ? "ok" : policy::errno_name(a.err));
+      event.set_err(a.err);
+      break;
+  }
+  write_audit(event, started);
 }
 
 void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event, bool audit, int nr,
@@ -498,23 +521,7 @@ void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event&
     spdlog::warn("[c={} tid={}] {} `{}`: {}", identity_.container_id, tid, policy::syscall_name(nr),
                  event.args().path(), a.diagnostic);
   }
-  if (audit) {
-    switch (a.kind) {
-      case emul::Answer::Kind::Continue:
-        event.set_result("continue");
-        break;
-      case emul::Answer::Kind::Value:
-        event.set_result("return");
-        event.set_value(a.value);
-        event.set_err(0);
-        break;
-      case emul::Answer::Kind::Errno:
-        event.set_result(a.err == 0 ? "ok" : policy::errno_name(a.err));
-        event.set_err(a.err);
-        break;
-    }
-    write_audit(event, started);
-  }
+  if (audit) record(event, a, started);
   switch (a.kind) {
     case emul::Answer::Kind::Continue:
       warn_unless_gone(listener_.respond_continue(id), tid);

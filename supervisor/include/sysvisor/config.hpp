@@ -38,6 +38,9 @@ struct Config {
     std::uint32_t per_second = 200;
     std::uint32_t burst = 400;
   } audit_rate;
+  // control.sock: root only (0600), or also this group (0660).
+  std::optional<gid_t> control_group;
+  std::string metrics_listen;  // ADDRESS:PORT for Prometheus metrics; empty: none
   // Built-in default: root may use every policy, nobody else any.
   std::vector<Grant> access{Grant{false, {0}, {}, {"*"}, {}}};
 };

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <string>
 
 #include "sysvisor/config.hpp"
 #include "sysvisor/unique_fd.hpp"
@@ -17,6 +18,10 @@ namespace sysvisor {
 // it; a dead one is stale and replaced. Throws std::runtime_error naming the path.
 [[nodiscard]] UniqueFd listen_unix(const std::filesystem::path& path, int type, mode_t mode,
                                    std::optional<gid_t> group);
+
+// Socket activation: takes over `fd`, inherited from systemd under `name`, after checking it
+// is a listening unix socket of `type`; made non-blocking. Throws std::runtime_error.
+[[nodiscard]] UniqueFd take_listener(int fd, int type, const std::string& name);
 
 // Accepts every connection waiting on the non-blocking `listener` (until EAGAIN) and hands
 // each to `take`; accept errors other than "nothing more" are logged naming `where`.

@@ -75,6 +75,7 @@ class OciIntake {
     std::chrono::milliseconds timeout{10000};
     std::size_t max_pending = 64;
     std::size_t max_bytes = oci::kMaxPayloadBytes;
+    int inherited_fd = -1;  // socket activation: a listening socket to take over, not bind
   };
 
   // Binds and listens (mode 0666): throws std::runtime_error at start-up.
@@ -102,6 +103,7 @@ class OciIntake {
   boost::asio::posix::stream_descriptor listener_;
   std::map<Connection*, std::shared_ptr<Connection>> connections_;
   bool stopping_ = false;
+  bool owns_path_ = true;  // not when systemd made the socket
 };
 
 // Reads what LiveProcess holds from /proc/PID, pinned by a pidfd so that a reused pid is

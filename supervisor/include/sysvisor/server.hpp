@@ -7,7 +7,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <expected>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -19,6 +21,8 @@
 
 #include "sysvisor/audit.hpp"
 #include "sysvisor/config.hpp"
+#include "sysvisor/control.hpp"
+#include "sysvisor/metrics.hpp"
 #include "sysvisor/mknod.hpp"
 #include "sysvisor/oci_intake.hpp"
 #include "sysvisor/policy.hpp"
@@ -36,6 +40,10 @@ struct ServerConfig {
   std::optional<std::string> audit_override;
   std::optional<std::filesystem::path> runtime_override;
   std::optional<std::string> default_policy_override;
+  std::optional<std::string> metrics_override;  // --metrics-listen
+  // Socket activation: listening sockets inherited from systemd by name (agent, oci,
+  // control); the Server takes them over instead of binding those paths.
+  std::map<std::string, int, std::less<>> listen_fds;
   std::chrono::milliseconds handshake_timeout{10000};
   std::size_t max_connections = 256;  // handshakes in progress at once
 };
@@ -53,9 +61,12 @@ class Server {
 
   void start();
   void shutdown();
-  // SIGHUP: re-read the configuration and the policies; all or nothing. On any error the
-  // running set stays and every error is logged. True when the new set is in force.
-  bool reload();
+  // SIGHUP and `sysvisor reload`: re-read the configuration and the policies; all or nothing.
+  // On any error the running set stays; every error is logged and returned (FILE:LINE:COL).
+  std::expected<void, std::vector<std::string>> reload();
+
+  // A control.sock request (status, containers, reload) from `peer`.
+  [[nodiscard]] control::v1::Response answer(const control::v1::Request& request, const config::Peer& peer);
 
   // An OCI runtime's listener (from oci.sock): a session in the container's group. Every
   // process of one container id (run, each exec) joins the same group. The error is the
@@ -75,6 +86,11 @@ class Server {
   void bind_socket();
   void on_session_closed(const std::string& session_id);
   void on_connection_done(Connection* conn);
+  [[nodiscard]] SessionServices services();
+  void tick();
+  [[nodiscard]] std::uint64_t notifications_total() const;
+  [[nodiscard]] std::size_t container_count() const;
+  [[nodiscard]] control::v1::PolicySet policy_set() const;
 
   boost::asio::io_context& io_;
   ServerConfig config_;
@@ -92,6 +108,16 @@ class Server {
   // OCI: container id -> its sessions (one per process); the intake of oci.sock.
   std::map<std::string, std::set<std::string>, std::less<>> oci_containers_;
   std::unique_ptr<OciIntake> oci_;
+  // Control and metrics. Closed sessions' counts stay in the totals.
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::uint64_t closed_notifications_ = 0;
+  std::uint64_t closed_errors_ = 0;
+  control::RateWindow rate_;
+  boost::asio::steady_timer ticker_;
+  bool agent_activated_ = false;  // agent.sock is systemd's: not ours to unlink
+  std::unique_ptr<control::ControlServer> control_;
+  std::unique_ptr<metrics::Metrics> metrics_;  // only with metrics_listen
+  std::unique_ptr<metrics::HttpServer> metrics_http_;
 };
 
 // Loads and compiles every policy in `dir`; all errors, formatted FILE:LINE:COL: message.

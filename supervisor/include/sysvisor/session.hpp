@@ -93,6 +93,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // record exists before the caller goes on.
   void send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event, bool audit, int nr,
                    policy::Action action, std::chrono::steady_clock::time_point started);
+  // Completes `event` with the answer and writes it (subject to the rate limit).
+  void record(audit::Event& event, const emul::Answer& a, std::chrono::steady_clock::time_point started);
   void wait_for_helper(std::uint64_t id);
   void finish_emulation(std::uint64_t id);
   // Writes the record (after the summary of those held back, if any).
