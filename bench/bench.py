@@ -112,10 +112,12 @@ class Bench:
 
     def start_daemon(self):
         log = open(self.daemon_log, "ab")
+        wrapper = self.args.daemon_wrapper.split() if self.args.daemon_wrapper else []
         self.daemon = subprocess.Popen(
-            [self.sysvisor, "--log-level", "info", "serve", "--runtime-dir", self.runtime,
+            wrapper + [self.sysvisor, "--log-level", "info", "serve", "--runtime-dir", self.runtime,
              "--policies", self.policies, "--audit", self.audit],
-            stdout=log, stderr=log)
+            stdout=log, stderr=log,
+            preexec_fn=(lambda: os.nice(self.args.daemon_nice)) if self.args.daemon_nice else None)
         sock = os.path.join(self.runtime, "agent.sock")
         for _ in range(200):
             if os.path.exists(sock) and b"serving" in open(self.daemon_log, "rb").read():
@@ -182,6 +184,12 @@ class Bench:
                     runs=self.runs, per_run_sysvisor=[r["median_ns"] for r in sv],
                     per_run_raw=[r["median_ns"] for r in raw])
         self.record("1p", "denied call, p99 ns/call", "ns", p_sv, p_raw, p_sv / p_raw, "-", None)
+        # Diagnostics: the raw loop waiting in epoll first, and copying sysvisor's syscall shape.
+        for mode, sid in (("epoll", "1e"), ("asio", "1a")):
+            got = [self.run([self.raw, "--mode", mode, "1", "--", self.workload, "deny", str(n)], "deny")
+                   for _ in range(self.runs)]
+            m = median([r["median_ns"] for r in got])
+            self.record(sid, f"raw loop --mode {mode}, median ns/call", "ns", m, m_raw, m / m_raw, "-", None)
 
     # ---- 2. emulated mknod ---------------------------------------------------------------
     def s2_mknod(self):
@@ -197,6 +205,8 @@ class Bench:
         self.record("2", "emulated mknod+unlink /dev/null, median ns", "ns", m_sv, m_nat, m_sv / m_nat,
                     "<= 3x", m_sv <= 3 * m_nat, p99_ns=p_sv, baseline_p99_ns=median([r["p99_ns"] for r in nat]),
                     cycles_per_run=n, runs=self.runs,
+                    mknod_alone_median_ns=median([r["mknod_median_ns"] for r in sv]),
+                    baseline_mknod_alone_median_ns=median([r["mknod_median_ns"] for r in nat]),
                     unlink_path={"unlinked": sum(r["unlinked"] for r in sv),
                                  "umount2_then_unlink": sum(r["umounted"] for r in sv)})
 
@@ -211,6 +221,7 @@ class Bench:
                                       stderr=self.errlog) for _ in range(n)]
         else:
             procs = [subprocess.Popen(self.raw_loop(n, *args), stdout=subprocess.PIPE, stderr=self.errlog)]
+        cpu0 = self.daemon_cpu_s()
         outs = []
         for p in procs:
             out, _ = p.communicate(timeout=120)
@@ -220,13 +231,22 @@ class Bench:
         if len(outs) != n:
             die(f"scenario 3: {len(outs)} of {n} flooders reported")
         calls = sum(o["calls"] for o in outs)
+        if sysvisor:
+            # The daemon's CPU time while the flood ran (plus the start-up margin): is one core the cap?
+            self.flood_cpu.append((self.daemon_cpu_s() - cpu0) / (seconds + margin / 1e9))
         return calls / seconds, sum(o["late"] for o in outs)
+
+    def daemon_cpu_s(self):
+        with open(f"/proc/{self.daemon.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def s3_throughput(self):
         seconds = 0.5 if self.args.quick else 1.5
         runs = 1 if self.args.quick else max(1, self.runs - 2)
         for n in (1, 16, 256):
             sv, raw, late = [], [], 0
+            self.flood_cpu = []
             for _ in range(runs):
                 r, l1 = self.flood(n, False, seconds)
                 s, l2 = self.flood(n, True, seconds)
@@ -236,12 +256,55 @@ class Bench:
             m_sv, m_raw = median(sv), median(raw)
             self.record(f"3.{n}", f"throughput, {n} container(s), calls/s", "calls/s", m_sv, m_raw,
                         m_sv / m_raw, ">= 0.8x", m_sv >= 0.8 * m_raw, seconds=seconds, runs=runs,
-                        late_starters=late, per_run_sysvisor=sv, per_run_raw=raw)
+                        late_starters=late, per_run_sysvisor=sv, per_run_raw=raw,
+                        daemon_cpu_cores=round(median(self.flood_cpu), 2))
 
     # ---- 4. fairness ----------------------------------------------------------------------
-    def quiet(self, start_ns, gap_us=100):
-        return subprocess.Popen(self.sv_exec("bench-deny", self.workload, "quiet", str(start_ns), str(gap_us)),
+    def quiet(self, start_ns, raw=False, gap_us=100):
+        cmd = [self.workload, "quiet", str(start_ns), str(gap_us)]
+        return subprocess.Popen(self.raw_loop(1, *cmd) if raw else self.sv_exec("bench-deny", *cmd),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errlog)
+
+    def quiet_runs(self, raw, window, runs):
+        """The quiet container's stats alone and with 8 flooders, `runs` times each."""
+        alone, flooded = [], []
+        for _ in range(runs):
+            start = time.monotonic_ns() + int(0.3e9)
+            q = self.quiet(start, raw)
+            time.sleep(0.3 + window)
+            alone.append(self.finish_quiet(q))
+
+            start = time.monotonic_ns() + int(0.6e9)
+            end = start + int((window + 0.4) * 1e9)
+            flood = [self.workload, "flood", str(start), str(end)]
+            if raw:
+                flooders = [subprocess.Popen(self.raw_loop(8, *flood), stdout=subprocess.DEVNULL, stderr=self.errlog)]
+            else:
+                flooders = [subprocess.Popen(self.sv_exec("bench-deny", *flood), stdout=subprocess.DEVNULL,
+                                             stderr=self.errlog) for _ in range(8)]
+            q = self.quiet(start + int(0.1e9), raw)
+            time.sleep(0.6 + 0.1 + window)
+            flooded.append(self.finish_quiet(q))
+            for f in flooders:
+                f.wait(60)
+        return alone, flooded
+
+    def mounts(self, count, raw):
+        """The quiet container (under sysvisor or the raw loop) while a sysvisor container mounts."""
+        m = subprocess.Popen(self.sv_run("mount-images", "/bin/workload", "mount-cycle", str(count),
+                                         "/images/x.img", "/mnt/a"),
+                             stdout=subprocess.PIPE, stderr=self.errlog)
+        first = m.stdout.readline().decode()
+        if not first.startswith("started"):
+            m.kill()
+            die(f"scenario 4: the mount container did not start: {first!r}; see {self.tmp}/stderr.log")
+        q = self.quiet(0, raw)
+        rest, _ = m.communicate(timeout=240)
+        quiet = self.finish_quiet(q)
+        mc = last_line(rest.decode(), "mount-cycle")
+        if m.returncode != 0 or mc is None:
+            die(f"scenario 4: the mount container failed ({m.returncode}); see {self.tmp}/stderr.log")
+        return quiet, mc
 
     def finish_quiet(self, q):
         out, _ = q.communicate(b"stop\n", timeout=60)
@@ -253,22 +316,8 @@ class Bench:
     def s4_fairness(self):
         window = 0.5 if self.args.quick else 1.0
         runs = 1 if self.args.quick else max(1, self.runs - 2)
-        alone, flooded = [], []
-        for _ in range(runs):
-            start = time.monotonic_ns() + int(0.3e9)
-            q = self.quiet(start)
-            time.sleep(0.3 + window)
-            alone.append(self.finish_quiet(q))
-
-            start = time.monotonic_ns() + int(0.6e9)
-            end = start + int((window + 0.4) * 1e9)
-            flooders = [subprocess.Popen(self.sv_exec("bench-deny", self.workload, "flood", str(start), str(end)),
-                                         stdout=subprocess.DEVNULL, stderr=self.errlog) for _ in range(8)]
-            q = self.quiet(start + int(0.1e9))
-            time.sleep(0.6 + 0.1 + window)
-            flooded.append(self.finish_quiet(q))
-            for f in flooders:
-                f.wait(60)
+        alone, flooded = self.quiet_runs(False, window, runs)
+        raw_alone, raw_flooded = self.quiet_runs(True, window, runs)
         p_alone = median([r["p99_ns"] for r in alone])
         p_flood = median([r["p99_ns"] for r in flooded])
         self.record("4a", "quiet p99 with 8 flooders vs alone, ns", "ns", p_flood, p_alone, p_flood / p_alone,
@@ -276,26 +325,23 @@ class Bench:
                     quiet_median_alone=median([r["median_ns"] for r in alone]),
                     quiet_median_flooded=median([r["median_ns"] for r in flooded]),
                     samples=[r["n"] for r in flooded])
+        # The same with the raw loop (a thread per listener): how much is the machine's share.
+        rp_alone = median([r["p99_ns"] for r in raw_alone])
+        rp_flood = median([r["p99_ns"] for r in raw_flooded])
+        self.record("4ar", "raw loop: quiet p99 with 8 flooders vs alone", "ns", rp_flood, rp_alone,
+                    rp_flood / rp_alone, "-", None, quiet_median_alone=median([r["median_ns"] for r in raw_alone]),
+                    quiet_median_flooded=median([r["median_ns"] for r in raw_flooded]))
 
-        # 100 emulated mounts (loop device + ext4 + umount) in another container.
-        mounts = 20 if self.args.quick else 100
-        m = subprocess.Popen(self.sv_run("mount-images", "/bin/workload", "mount-cycle", str(mounts),
-                                         "/images/x.img", "/mnt/a"),
-                             stdout=subprocess.PIPE, stderr=self.errlog)
-        first = m.stdout.readline().decode()
-        if not first.startswith("started"):
-            m.kill()
-            die(f"scenario 4: the mount container did not start: {first!r}; see {self.tmp}/stderr.log")
-        q = self.quiet(0)
-        rest, _ = m.communicate(timeout=240)
-        mounted = self.finish_quiet(q)
-        mc = last_line(rest.decode(), "mount-cycle")
-        if m.returncode != 0 or mc is None:
-            die(f"scenario 4: the mount container failed ({m.returncode}); see {self.tmp}/stderr.log")
-        self.record("4b", f"quiet p99 during {mounts} mounts vs alone, ns", "ns", mounted["p99_ns"], p_alone,
-                    mounted["p99_ns"] / p_alone, "<= 2x", mounted["p99_ns"] <= 2 * p_alone,
-                    mount_cycle_median_ns=mc["median_ns"], quiet_samples=mounted["n"],
-                    quiet_max_ns=mounted["max_ns"])
+        # Mounts (loop device + ext4 + umount) in another container, emulated by sysvisor.
+        count = 20 if self.args.quick else 100
+        quiet, mc = self.mounts(count, False)
+        self.record("4b", f"quiet p99 during {count} mounts vs alone, ns", "ns", quiet["p99_ns"], p_alone,
+                    quiet["p99_ns"] / p_alone, "<= 2x", quiet["p99_ns"] <= 2 * p_alone,
+                    mount_cycle_median_ns=mc["median_ns"], quiet_samples=quiet["n"],
+                    quiet_median_ns=quiet["median_ns"], quiet_max_ns=quiet["max_ns"])
+        rquiet, _ = self.mounts(count, True)
+        self.record("4br", "raw loop: quiet p99 during the same mounts", "ns", rquiet["p99_ns"], rp_alone,
+                    rquiet["p99_ns"] / rp_alone, "-", None, quiet_median_ns=rquiet["median_ns"])
 
     # ---- 5. untrapped calls ----------------------------------------------------------------
     def s5_untrapped(self):
@@ -379,8 +425,10 @@ class Bench:
 
 
 def fmt(v):
-    if isinstance(v, float) and v >= 1e5:
+    if isinstance(v, (int, float)) and v >= 1e6:
         return f"{v:.3g}"
+    if isinstance(v, float) and v >= 100:
+        return f"{v:.0f}"
     return f"{v:.1f}" if isinstance(v, float) else str(v)
 
 
@@ -404,6 +452,10 @@ def main():
     ap.add_argument("--runs", type=int, default=5, help="repeats per scenario (3 uses runs-2)")
     ap.add_argument("--quick", action="store_true", help="one short run of each scenario (smoke test)")
     ap.add_argument("--only", default="", help="comma-separated scenarios to run (1,2,3,4,5,6)")
+    ap.add_argument("--daemon-nice", type=int, default=0,
+                    help="run the daemon at this nice value (an experiment; the table says so)")
+    ap.add_argument("--daemon-wrapper", default="",
+                    help="a command that execs the daemon in place (env, nice, taskset, chrt): experiments")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -412,8 +464,9 @@ def main():
     m = machine()
     started = time.monotonic()
     print(f"machine: Linux {m['kernel']}, {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
-          f"load {m['loadavg']:.2f}")
-    print(f"  {'id':<4} {'figure':<44} {'sysvisor':>12} {'baseline':>12} {'ratio':>7}  {'target':<10} result")
+          f"load {m['loadavg']:.2f}" + (f"; daemon at nice {args.daemon_nice}" if args.daemon_nice else "")
+          + (f"; daemon wrapper `{args.daemon_wrapper}`" if args.daemon_wrapper else ""))
+    print(f"  {'id':<4} {'figure':<44} {'measured':>12} {'baseline':>12} {'ratio':>7}  {'target':<10} result")
     only = set(args.only.split(",")) if args.only else {"1", "2", "3", "4", "5", "6"}
     try:
         b.setup()
@@ -428,7 +481,7 @@ def main():
     print(f"{len(missed)} target(s) missed{': ' + ', '.join(missed) if missed else ''}; {elapsed:.0f} s")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump({"machine": m, "quick": args.quick, "runs": b.runs, "seconds": round(elapsed, 1),
+        json.dump({"machine": m, "quick": args.quick, "daemon_nice": args.daemon_nice, "daemon_wrapper": args.daemon_wrapper, "runs": b.runs, "seconds": round(elapsed, 1),
                    "results": b.results}, f, indent=2)
     print(f"wrote {args.json}")
 

@@ -1,6 +1,6 @@
 /* raw_loop: the baseline supervisor, the least a user-notification supervisor can do.
  *
- *   raw_loop N -- CMD [ARG...]
+ *   raw_loop [--mode blocking|epoll|asio] N -- CMD [ARG...]
  *
  * Forks N copies of CMD. Each child installs its own filter (getppid -> SECCOMP_RET_USER_NOTIF,
  * everything else allowed) with SECCOMP_FILTER_FLAG_NEW_LISTENER, passes the listener to the
@@ -10,6 +10,10 @@
  * no ID_VALID, no policy). One thread per listener is the simplest raw design; with many
  * listeners it leaves the scheduling to the kernel.
  *
+ * --mode (default blocking) is for profiling only: `epoll` waits in epoll_wait (level-triggered)
+ * before each RECV; `asio` copies the shape of sysvisor's loop on Asio 1.74 (epoll_ctl MOD of an
+ * edge-triggered registration, epoll_wait, poll(0), RECV, SEND), one epoll set per thread.
+ *
  * Exits when every child has exited: 0 when all exited 0. Prints "raw_loop sync_wakeup=0|1"
  * on stderr.
  */
@@ -18,11 +22,13 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -39,6 +45,24 @@
 #endif
 
 static int sync_wakeup = 1;
+enum Mode { kBlocking, kEpoll, kAsio };
+static enum Mode mode = kBlocking;
+
+/* The waiting that --mode adds before RECV; 0 when a notification should be pending. */
+static int wait_readable(int ep, int fd) {
+  struct epoll_event ev = {.events = EPOLLIN};
+  if (mode == kBlocking) return 0;
+  if (mode == kAsio) {
+    ev.events = EPOLLIN | EPOLLPRI | EPOLLERR | EPOLLHUP | EPOLLET;
+    if (epoll_ctl(ep, EPOLL_CTL_MOD, fd, &ev) != 0) return -1;
+  }
+  if (epoll_wait(ep, &ev, 1, -1) != 1) return -1;
+  if (mode == kAsio) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN)) return -1;
+  }
+  return 0;
+}
 
 static void die(const char* what) {
   fprintf(stderr, "raw_loop: %s: %s\n", what, strerror(errno));
@@ -49,7 +73,17 @@ static void* serve(void* arg) {
   const int fd = (int)(long)arg;
   struct seccomp_notif req;
   struct seccomp_notif_resp resp;
+  int ep = -1;
+  if (mode != kBlocking) {
+    struct epoll_event ev = {.events = EPOLLIN | (mode == kAsio ? EPOLLET : 0)};
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) die("epoll");
+  }
   for (;;) {
+    if (wait_readable(ep, fd) != 0) {
+      if (errno == EINTR) continue;
+      return NULL;
+    }
     memset(&req, 0, sizeof(req)); /* the kernel refuses a buffer that is not zeroed */
     if (ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0) {
       if (errno == EINTR || errno == ENOENT) continue;
@@ -118,8 +152,20 @@ static int receive_fd(int sock) {
 }
 
 int main(int argc, char** argv) {
+  if (argc > 2 && strcmp(argv[1], "--mode") == 0) {
+    if (strcmp(argv[2], "epoll") == 0) {
+      mode = kEpoll;
+    } else if (strcmp(argv[2], "asio") == 0) {
+      mode = kAsio;
+    } else if (strcmp(argv[2], "blocking") != 0) {
+      fprintf(stderr, "raw_loop: --mode blocking|epoll|asio\n");
+      return 2;
+    }
+    argc -= 2;
+    argv += 2;
+  }
   if (argc < 4 || strcmp(argv[2], "--") != 0) {
-    fprintf(stderr, "usage: raw_loop N -- CMD [ARG...]\n");
+    fprintf(stderr, "usage: raw_loop [--mode blocking|epoll|asio] N -- CMD [ARG...]\n");
     return 2;
   }
   const long n = strtol(argv[1], NULL, 10);

@@ -16,7 +16,8 @@
  *   mknod-cycle N PATH [UID GID]   N x { mknod(PATH, S_IFCHR|0666, 1:3); [chown(PATH, UID, GID);]
  *                                  unlink(PATH) }, each cycle timed. When unlink fails with
  *                                  EBUSY (a device node bind-mounted onto a placeholder),
- *                                  umount2(PATH, MNT_DETACH) then unlink: counted as `umounted`
+ *                                  umount2(PATH, MNT_DETACH) then unlink: counted as `umounted`.
+ *                                  Also prints the median of the mknod call alone
  *   mount-cycle N SRC TGT          prints "started" first, then N x { mount(SRC, TGT, ext4);
  *                                  umount2(TGT, 0) }, each cycle timed
  *   untrapped N                    N x { getpid(); read(/dev/zero, 1 byte) }, timed per batch of
@@ -153,10 +154,12 @@ static int op_quiet(uint64_t start, long gap_us) {
 
 static int op_mknod_cycle(long n, const char* path, int do_chown, uid_t uid, gid_t gid) {
   uint64_t* s = alloc_samples((size_t)n);
+  uint64_t* mk = alloc_samples((size_t)n); /* the mknod alone */
   long unlinked = 0, umounted = 0;
   for (long i = 0; i < n; ++i) {
     const uint64_t t0 = now_ns();
     if (mknod(path, S_IFCHR | 0666, makedev(1, 3)) != 0) die("mknod");
+    mk[i] = now_ns() - t0;
     if (do_chown && chown(path, uid, gid) != 0) die("chown");
     if (unlink(path) == 0) {
       ++unlinked;
@@ -169,8 +172,10 @@ static int op_mknod_cycle(long n, const char* path, int do_chown, uid_t uid, gid
     }
     s[i] = now_ns() - t0;
   }
-  char extra[96];
-  snprintf(extra, sizeof(extra), " unlinked=%ld umounted=%ld", unlinked, umounted);
+  qsort(mk, (size_t)n, sizeof(*mk), cmp_u64);
+  char extra[160];
+  snprintf(extra, sizeof(extra), " unlinked=%ld umounted=%ld mknod_median_ns=%llu", unlinked, umounted,
+           (unsigned long long)(n ? mk[n / 2] : 0));
   print_stats("mknod-cycle", s, (size_t)n, extra);
   return 0;
 }
