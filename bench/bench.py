@@ -112,6 +112,7 @@ class Bench:
 
     def start_daemon(self):
         log = open(self.daemon_log, "ab")
+        offset = log.tell()  # a restart appends: only the new daemon's lines count
         wrapper = self.args.daemon_wrapper.split() if self.args.daemon_wrapper else []
         self.daemon = subprocess.Popen(
             wrapper + [self.sysvisor, "--log-level", "info", "serve", "--runtime-dir", self.runtime,
@@ -120,20 +121,27 @@ class Bench:
             preexec_fn=(lambda: os.nice(self.args.daemon_nice)) if self.args.daemon_nice else None)
         sock = os.path.join(self.runtime, "agent.sock")
         for _ in range(200):
-            if os.path.exists(sock) and b"serving" in open(self.daemon_log, "rb").read():
+            with open(self.daemon_log, "rb") as f:
+                f.seek(offset)
+                serving = b"serving" in f.read()
+            if os.path.exists(sock) and serving:
                 return
             if self.daemon.poll() is not None:
                 die("the daemon exited: " + open(self.daemon_log).read())
             time.sleep(0.05)
         die("the daemon did not start: " + open(self.daemon_log).read())
 
-    def cleanup(self):
+    def stop_daemon(self):
         if self.daemon and self.daemon.poll() is None:
             self.daemon.send_signal(signal.SIGTERM)
             try:
                 self.daemon.wait(10)
             except subprocess.TimeoutExpired:
                 self.daemon.kill()
+                self.daemon.wait()
+
+    def cleanup(self):
+        self.stop_daemon()
         subprocess.run(["umount", "-l", self.native_dir], stderr=subprocess.DEVNULL)
         if not self.args.keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -387,6 +395,9 @@ class Bench:
 
     def s6_scale(self):
         count = self.args.containers or (200 if self.args.quick else 1000)
+        # A fresh daemon: memory the earlier scenarios' sessions freed would hide the growth.
+        self.stop_daemon()
+        self.start_daemon()
         hand_alone = self.handoffs(10 if self.args.quick else 30)
         before = self.rss_kib()
         r, w = os.pipe()
