@@ -26,6 +26,10 @@ def die(msg):
     sys.exit(1)
 
 
+class ScenarioError(Exception):
+    """A scenario could not run; the others still do, and the exit status says so."""
+
+
 def parse_kv(line):
     """`op k=v k=v` -> dict of ints (and the op)."""
     words = line.split()
@@ -89,6 +93,9 @@ class Bench:
         os.makedirs(self.native_dir)
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "bench", self.native_dir], check=True)
         self.start_daemon()
+        probe = subprocess.run(self.raw_loop(1, self.workload, "deny", "1"), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+        self.sync_wakeup = "sync_wakeup=1" in probe.stderr.decode()
 
     def make_rootfs(self, d):
         for sub in ("bin", "proc", "dev", "tmp", "etc", "images", "mnt/a"):
@@ -163,7 +170,7 @@ class Bench:
         p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=self.errlog, timeout=timeout)
         got = last_line(p.stdout.decode(), op)
         if p.returncode != 0 or got is None:
-            die(f"`{' '.join(argv)}` exited {p.returncode}, output: {p.stdout.decode()!r}; "
+            raise ScenarioError(f"`{' '.join(argv)}` exited {p.returncode}, output: {p.stdout.decode()!r}; "
                 f"see {self.tmp}/stderr.log and daemon.log (--keep keeps them)")
         return got
 
@@ -184,7 +191,7 @@ class Bench:
             sv.append(self.run(self.sv_exec("bench-deny", self.workload, "deny", str(n)), "deny"))
         for r in sv + raw:
             if r["bad"]:
-                die(f"scenario 1: {r['bad']} calls were not denied with EPERM")
+                raise ScenarioError(f"scenario 1: {r['bad']} calls were not denied with EPERM")
         m_sv, m_raw = median([r["median_ns"] for r in sv]), median([r["median_ns"] for r in raw])
         p_sv, p_raw = median([r["p99_ns"] for r in sv]), median([r["p99_ns"] for r in raw])
         self.record("1", "denied call, median ns/call", "ns", m_sv, m_raw, m_sv / m_raw, "<= 1.25x",
@@ -238,10 +245,10 @@ class Bench:
         for p in procs:
             out, _ = p.communicate(timeout=120)
             if p.returncode != 0:
-                die(f"scenario 3: a flooder exited {p.returncode}; see {self.tmp}/stderr.log")
+                raise ScenarioError(f"scenario 3: a flooder exited {p.returncode}; see {self.tmp}/stderr.log")
             outs += [parse_kv(l) for l in out.decode().splitlines() if l.startswith("flood ")]
         if len(outs) != n:
-            die(f"scenario 3: {len(outs)} of {n} flooders reported")
+            raise ScenarioError(f"scenario 3: {len(outs)} of {n} flooders reported")
         calls = sum(o["calls"] for o in outs)
         if sysvisor:
             self.flood_cpu.append((cpu1 - cpu0) / seconds)
@@ -308,20 +315,20 @@ class Bench:
         first = m.stdout.readline().decode()
         if not first.startswith("started"):
             m.kill()
-            die(f"scenario 4: the mount container did not start: {first!r}; see {self.tmp}/stderr.log")
+            raise ScenarioError(f"scenario 4: the mount container did not start: {first!r}; see {self.tmp}/stderr.log")
         q = self.quiet(0, raw)
         rest, _ = m.communicate(timeout=240)
         quiet = self.finish_quiet(q)
         mc = last_line(rest.decode(), "mount-cycle")
         if m.returncode != 0 or mc is None:
-            die(f"scenario 4: the mount container failed ({m.returncode}); see {self.tmp}/stderr.log")
+            raise ScenarioError(f"scenario 4: the mount container failed ({m.returncode}); see {self.tmp}/stderr.log")
         return quiet, mc
 
     def finish_quiet(self, q):
         out, _ = q.communicate(b"stop\n", timeout=60)
         got = last_line(out.decode(), "quiet")
         if q.returncode != 0 or got is None:
-            die(f"scenario 4: the quiet container failed ({q.returncode}); see {self.tmp}/stderr.log")
+            raise ScenarioError(f"scenario 4: the quiet container failed ({q.returncode}); see {self.tmp}/stderr.log")
         return got
 
     def s4_fairness(self):
@@ -382,7 +389,7 @@ class Bench:
             got = last_line(p.stdout.decode(), "handoff")
             m = re.match(r"hello (\d+)", hello)
             if p.returncode != 0 or got is None or m is None:
-                die(f"scenario 6: handoff run failed ({p.returncode}, {hello!r}); is the agent's timing hook built?")
+                raise ScenarioError(f"scenario 6: handoff run failed ({p.returncode}, {hello!r}); is the agent's timing hook built?")
             times.append(got["exec_ns"] - int(m.group(1)))
         return times
 
@@ -407,24 +414,26 @@ class Bench:
             procs.append(subprocess.Popen(self.sv_exec("bench-deny", self.workload, "idle"), stdout=w,
                                           stderr=self.errlog))
         os.close(w)
-        ready, buf = 0, b""
-        while ready < count:
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            buf += chunk
-            ready = buf.count(b"ready\n")
-        started_s = time.monotonic() - t0
-        time.sleep(0.5)  # let the daemon finish its bookkeeping of the last handoffs
-        after = self.rss_kib()
-        hand_loaded = self.handoffs(10 if self.args.quick else 30)
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait()
-        os.close(r)
+        try:
+            ready, buf = 0, b""
+            while ready < count:
+                chunk = os.read(r, 65536)
+                if not chunk:
+                    break
+                buf += chunk
+                ready = buf.count(b"ready\n")
+            started_s = time.monotonic() - t0
+            time.sleep(0.5)  # let the daemon finish its bookkeeping of the last handoffs
+            after = self.rss_kib()
+            hand_loaded = self.handoffs(10 if self.args.quick else 30) if ready == count else []
+        finally:
+            for p in procs:
+                p.kill()
+            for p in procs:
+                p.wait()
+            os.close(r)
         if ready < count:
-            die(f"scenario 6: only {ready} of {count} idle containers came up; see {self.tmp}/stderr.log")
+            raise ScenarioError(f"scenario 6: only {ready} of {count} idle containers came up; see {self.tmp}/stderr.log")
         per = (after - before) / count
         self.record("6m", f"daemon RSS growth per idle container ({count}), KiB", "KiB", per, 64.0, per / 64.0,
                     "<= 64 KiB", per <= 64.0, rss_before_kib=before, rss_after_kib=after, containers=count,
@@ -485,20 +494,29 @@ def main():
     only = set(args.only.split(",")) if args.only else {"1", "2", "3", "4", "5", "6"}
     try:
         b.setup()
+        m["sync_wakeup"] = b.sync_wakeup
+        print(f"  (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP {'available' if b.sync_wakeup else 'unavailable'})")
         for sid, fn in (("1", b.s1_deny), ("2", b.s2_mknod), ("3", b.s3_throughput), ("4", b.s4_fairness),
                         ("5", b.s5_untrapped), ("6", b.s6_scale)):
             if sid in only:
-                fn()
+                try:
+                    fn()
+                except (ScenarioError, subprocess.TimeoutExpired) as e:
+                    print(f"  {sid:<4} ERROR: {e}", flush=True)
+                    b.results.append({"id": sid, "error": str(e), "pass": False})
     finally:
         b.cleanup()
     elapsed = time.monotonic() - started
-    missed = [r["id"] for r in b.results if r["pass"] is False]
+    missed = [r["id"] for r in b.results if r["pass"] is False and "error" not in r]
+    errors = [r["id"] for r in b.results if "error" in r]
     print(f"{len(missed)} target(s) missed{': ' + ', '.join(missed) if missed else ''}; {elapsed:.0f} s")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"machine": m, "quick": args.quick, "daemon_nice": args.daemon_nice, "daemon_wrapper": args.daemon_wrapper, "runs": b.runs, "seconds": round(elapsed, 1),
                    "results": b.results}, f, indent=2)
     print(f"wrote {args.json}")
+    if errors:
+        die(f"scenario(s) {', '.join(errors)} could not run (--keep keeps the logs)")
 
 
 if __name__ == "__main__":
