@@ -163,8 +163,8 @@ class Bench:
         return [self.agent, "run", "--runtime-dir", self.runtime, "--policy", policy,
                 "--rootfs", self.rootfs, "--"] + list(cmd)
 
-    def raw_loop(self, n, *cmd):
-        return [self.raw, str(n), "--"] + list(cmd)
+    def raw_loop(self, n, *cmd, mode="blocking"):
+        return [self.raw, "--mode", mode, str(n), "--"] + list(cmd)
 
     def run(self, argv, op, timeout=120):
         p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=self.errlog, timeout=timeout)
@@ -226,7 +226,7 @@ class Bench:
                                  "umount2_then_unlink": sum(r["umounted"] for r in sv)})
 
     # ---- 3. throughput --------------------------------------------------------------------
-    def flood(self, n, sysvisor, seconds):
+    def flood(self, n, sysvisor, seconds, raw_mode="blocking"):
         margin = (0.3 + n * (0.012 if sysvisor else 0.004)) * 1e9
         start = time.monotonic_ns() + int(margin)
         end = start + int(seconds * 1e9)
@@ -235,7 +235,8 @@ class Bench:
             procs = [subprocess.Popen(self.sv_exec("bench-deny", *args), stdout=subprocess.PIPE,
                                       stderr=self.errlog) for _ in range(n)]
         else:
-            procs = [subprocess.Popen(self.raw_loop(n, *args), stdout=subprocess.PIPE, stderr=self.errlog)]
+            procs = [subprocess.Popen(self.raw_loop(n, *args, mode=raw_mode), stdout=subprocess.PIPE,
+                                      stderr=self.errlog)]
         # The daemon's CPU time during the flood window: is one core its cap?
         time.sleep(max(0.0, (start - time.monotonic_ns()) / 1e9))
         cpu0 = self.daemon_cpu_s()
@@ -263,19 +264,25 @@ class Bench:
         seconds = 0.5 if self.args.quick else 1.5
         runs = 1 if self.args.quick else max(1, self.runs - 2)
         for n in (1, 16, 256):
-            sv, raw, late = [], [], 0
+            sv, raw, one, late = [], [], [], 0
             self.flood_cpu = []
             for _ in range(runs):
                 r, l1 = self.flood(n, False, seconds)
                 s, l2 = self.flood(n, True, seconds)
+                o, l3 = self.flood(n, False, seconds, raw_mode="one-thread")
                 raw.append(r)
                 sv.append(s)
-                late += l1 + l2
+                one.append(o)
+                late += l1 + l2 + l3
             m_sv, m_raw = median(sv), median(raw)
             self.record(f"3.{n}", f"throughput, {n} container(s), calls/s", "calls/s", m_sv, m_raw,
                         m_sv / m_raw, ">= 0.8x", m_sv >= 0.8 * m_raw, seconds=seconds, runs=runs,
                         late_starters=late, per_run_sysvisor=sv, per_run_raw=raw,
                         daemon_cpu_cores=round(median(self.flood_cpu), 2))
+            # Control: the raw loop with a single thread for every listener (a bare event loop).
+            m_one = median(one)
+            self.record(f"3.{n}o", f"raw loop, one thread for all, {n}", "calls/s", m_one, m_raw, m_one / m_raw,
+                        "-", None)
 
     # ---- 4. fairness ----------------------------------------------------------------------
     def quiet(self, start_ns, raw=False, gap_us=100):

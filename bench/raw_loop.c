@@ -12,7 +12,8 @@
  *
  * --mode (default blocking) is for profiling only: `epoll` waits in epoll_wait (level-triggered)
  * before each RECV; `asio` copies the shape of sysvisor's loop on Asio 1.74 (epoll_ctl MOD of an
- * edge-triggered registration, epoll_wait, poll(0), RECV, SEND), one epoll set per thread.
+ * edge-triggered registration, epoll_wait, poll(0), RECV, SEND), one epoll set per thread;
+ * `one-thread` serves every listener from a single thread and epoll set.
  *
  * Exits when every child has exited: 0 when all exited 0. Prints "raw_loop sync_wakeup=0|1"
  * on stderr.
@@ -45,7 +46,12 @@
 #endif
 
 static int sync_wakeup = 1;
-enum Mode { kBlocking, kEpoll, kAsio };
+
+static void die(const char* what) {
+  fprintf(stderr, "raw_loop: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+enum Mode { kBlocking, kEpoll, kAsio, kOneThread };
 static enum Mode mode = kBlocking;
 
 /* The waiting that --mode adds before RECV; 0 when a notification should be pending. */
@@ -62,11 +68,6 @@ static int wait_readable(int ep, int fd) {
     if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN)) return -1;
   }
   return 0;
-}
-
-static void die(const char* what) {
-  fprintf(stderr, "raw_loop: %s: %s\n", what, strerror(errno));
-  exit(1);
 }
 
 static void* serve(void* arg) {
@@ -94,6 +95,39 @@ static void* serve(void* arg) {
     resp.error = -EPERM;
     /* ENOENT: the caller is gone; nothing to do. */
     (void)ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+  }
+}
+
+/* --mode one-thread: a single thread serves every listener from one level-triggered epoll set,
+ * the shape of a single-threaded event loop without anything else of a supervisor. */
+static int shared_ep = -1;
+
+static void* serve_all(void* arg) {
+  (void)arg;
+  struct epoll_event evs[256];
+  struct seccomp_notif req;
+  struct seccomp_notif_resp resp;
+  for (;;) {
+    const int n = epoll_wait(shared_ep, evs, 256, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return NULL;
+    }
+    for (int i = 0; i < n; ++i) {
+      const int fd = evs[i].data.fd;
+      if (!(evs[i].events & EPOLLIN)) {
+        /* Every task of that filter is gone: RECV would block forever. */
+        epoll_ctl(shared_ep, EPOLL_CTL_DEL, fd, NULL);
+        close(fd);
+        continue;
+      }
+      memset(&req, 0, sizeof(req));
+      if (ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, &req) != 0) continue;
+      memset(&resp, 0, sizeof(resp));
+      resp.id = req.id;
+      resp.error = -EPERM;
+      (void)ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+    }
   }
 }
 
@@ -157,15 +191,17 @@ int main(int argc, char** argv) {
       mode = kEpoll;
     } else if (strcmp(argv[2], "asio") == 0) {
       mode = kAsio;
+    } else if (strcmp(argv[2], "one-thread") == 0) {
+      mode = kOneThread;
     } else if (strcmp(argv[2], "blocking") != 0) {
-      fprintf(stderr, "raw_loop: --mode blocking|epoll|asio\n");
+      fprintf(stderr, "raw_loop: --mode blocking|epoll|asio|one-thread\n");
       return 2;
     }
     argc -= 2;
     argv += 2;
   }
   if (argc < 4 || strcmp(argv[2], "--") != 0) {
-    fprintf(stderr, "usage: raw_loop [--mode blocking|epoll|asio] N -- CMD [ARG...]\n");
+    fprintf(stderr, "usage: raw_loop [--mode blocking|epoll|asio|one-thread] N -- CMD [ARG...]\n");
     return 2;
   }
   const long n = strtol(argv[1], NULL, 10);
@@ -175,6 +211,12 @@ int main(int argc, char** argv) {
   }
   char** cmd = argv + 3;
   int sync_reported = 0;
+  if (mode == kOneThread) {
+    shared_ep = epoll_create1(EPOLL_CLOEXEC);
+    pthread_t t;
+    if (shared_ep < 0 || pthread_create(&t, NULL, serve_all, NULL) != 0) die("start the serving thread");
+    pthread_detach(t);
+  }
   for (long i = 0; i < n; ++i) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
@@ -195,6 +237,11 @@ int main(int argc, char** argv) {
     if (!sync_reported) {
       fprintf(stderr, "raw_loop sync_wakeup=%d\n", sync_wakeup);
       sync_reported = 1;
+    }
+    if (mode == kOneThread) {
+      struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+      if (epoll_ctl(shared_ep, EPOLL_CTL_ADD, fd, &ev) != 0) die("epoll_ctl");
+      continue;
     }
     pthread_t t;
     pthread_attr_t attr;
