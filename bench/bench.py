@@ -179,7 +179,7 @@ class Bench:
              "ratio": ratio, "target": target, "pass": ok, "details": details}
         self.results.append(r)
         mark = "PASS" if ok else ("MISS" if ok is False else "info")
-        print(f"  {sid:<4} {name:<50} {fmt(value):>12} {fmt(baseline):>12} {ratio:>7.2f}  {target:<10} {mark}",
+        print(f"  {sid:<6} {name:<50} {fmt(value):>12} {fmt(baseline):>12} {ratio:>7.2f}  {target:<10} {mark}",
               flush=True)
 
     # ---- 1. one trapped call, denied ----------------------------------------------------
@@ -508,14 +508,14 @@ def main():
         b.setup()
         m["sync_wakeup"] = b.sync_wakeup
         print(f"  (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP {'available' if b.sync_wakeup else 'unavailable'})")
-        print(f"  {'id':<4} {'figure':<50} {'measured':>12} {'baseline':>12} {'ratio':>7}  {'target':<10} result")
+        print(f"  {'id':<6} {'figure':<50} {'measured':>12} {'baseline':>12} {'ratio':>7}  {'target':<10} result")
         for sid, fn in (("1", b.s1_deny), ("2", b.s2_mknod), ("3", b.s3_throughput), ("4", b.s4_fairness),
                         ("5", b.s5_untrapped), ("6", b.s6_scale)):
             if sid in only:
                 try:
                     fn()
                 except (ScenarioError, subprocess.TimeoutExpired) as e:
-                    print(f"  {sid:<4} ERROR: {e}", flush=True)
+                    print(f"  {sid:<6} ERROR: {e}", flush=True)
                     b.results.append({"id": sid, "error": str(e), "pass": False})
     finally:
         b.cleanup()
