@@ -227,27 +227,41 @@ class Bench:
 
     # ---- 3. throughput --------------------------------------------------------------------
     def flood(self, n, sysvisor, seconds, raw_mode="blocking"):
-        margin = (0.3 + n * (0.012 if sysvisor else 0.004)) * 1e9
-        start = time.monotonic_ns() + int(margin)
-        end = start + int(seconds * 1e9)
-        args = [self.workload, "flood", str(start), str(end)]
+        """Aggregate calls/s of n flooders that start together once all of them run."""
+        args = [self.workload, "flood", "sync", str(int(seconds * 1e9))]
         if sysvisor:
-            procs = [subprocess.Popen(self.sv_exec("bench-deny", *args), stdout=subprocess.PIPE,
-                                      stderr=self.errlog) for _ in range(n)]
+            procs = [subprocess.Popen(self.sv_exec("bench-deny", *args), stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=self.errlog) for _ in range(n)]
+            feeds = [(p, 1) for p in procs]
         else:
-            procs = [subprocess.Popen(self.raw_loop(n, *args, mode=raw_mode), stdout=subprocess.PIPE,
-                                      stderr=self.errlog)]
-        # The daemon's CPU time during the flood window: is one core its cap?
-        time.sleep(max(0.0, (start - time.monotonic_ns()) / 1e9))
-        cpu0 = self.daemon_cpu_s()
-        time.sleep(max(0.0, (end - time.monotonic_ns()) / 1e9))
-        cpu1 = self.daemon_cpu_s()
-        outs = []
-        for p in procs:
-            out, _ = p.communicate(timeout=120)
-            if p.returncode != 0:
-                raise ScenarioError(f"scenario 3: a flooder exited {p.returncode}; see {self.tmp}/stderr.log")
-            outs += [parse_kv(l) for l in out.decode().splitlines() if l.startswith("flood ")]
+            procs = [subprocess.Popen(self.raw_loop(n, *args, mode=raw_mode), stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=self.errlog)]
+            feeds = [(procs[0], n)]
+        try:
+            for p, count in feeds:  # every flooder runs (past its handoff) before the clock starts
+                for _ in range(count):
+                    if p.stdout.readline() != b"ready\n":
+                        raise ScenarioError(f"scenario 3: a flooder did not start; see {self.tmp}/stderr.log")
+            start = time.monotonic_ns() + int(0.1e9)
+            for p, count in feeds:  # 21-byte records: one pipe feeds all of raw_loop's children
+                p.stdin.write(f"{start:>20}\n".encode() * count)
+                p.stdin.close()
+            # The daemon's CPU time during the flood window: is one core its cap?
+            time.sleep(max(0.0, (start - time.monotonic_ns()) / 1e9))
+            cpu0 = self.daemon_cpu_s()
+            time.sleep(seconds)
+            cpu1 = self.daemon_cpu_s()
+            outs = []
+            for p in procs:
+                out = p.stdout.read()
+                if p.wait(120) != 0:
+                    raise ScenarioError(f"scenario 3: a flooder exited {p.returncode}; see {self.tmp}/stderr.log")
+                outs += [parse_kv(l) for l in out.decode().splitlines() if l.startswith("flood ")]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
         if len(outs) != n:
             raise ScenarioError(f"scenario 3: {len(outs)} of {n} flooders reported")
         calls = sum(o["calls"] for o in outs)

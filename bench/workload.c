@@ -11,6 +11,9 @@
  *                                  that did not fail with EPERM)
  *   flood START_NS END_NS          sleeps until START, then getppid() as fast as it can until
  *                                  END; prints calls, late (1 when it started after START)
+ *   flood sync DURATION_NS         prints "ready", reads START as 20 digits and a newline from
+ *                                  stdin (exactly 21 bytes, so one pipe can feed many), then as
+ *                                  above until START + DURATION
  *   quiet START_NS GAP_US          sleeps until START, then one timed getppid() every GAP_US
  *                                  until stdin is readable or closed; prints the latency stats
  *   mknod-cycle N PATH [UID GID]   N x { mknod(PATH, S_IFCHR|0666, 1:3); [chown(PATH, UID, GID);]
@@ -272,6 +275,21 @@ int main(int argc, char** argv) {
   const int left = argc - a - 1;
   char** arg = argv + a + 1;
   if (strcmp(op, "deny") == 0 && left == 1) return op_deny(num(arg[0]));
+  if (strcmp(op, "flood") == 0 && left == 2 && strcmp(arg[0], "sync") == 0) {
+    const uint64_t duration = num64(arg[1]);
+    static const char ready[] = "ready\n";
+    if (write(1, ready, sizeof(ready) - 1) < 0) die("write");
+    char rec[22] = {0};
+    size_t got = 0;
+    while (got < 21) {
+      const ssize_t r = read(0, rec + got, 21 - got);
+      if (r <= 0) die("read the start time");
+      got += (size_t)r;
+    }
+    rec[20] = '\0';
+    const uint64_t start = num64(rec);
+    return op_flood(start, start + duration);
+  }
   if (strcmp(op, "flood") == 0 && left == 2) return op_flood(num64(arg[0]), num64(arg[1]));
   if (strcmp(op, "quiet") == 0 && left == 2) return op_quiet(num64(arg[0]), num(arg[1]));
   if (strcmp(op, "mknod-cycle") == 0 && left == 2) return op_mknod_cycle(num(arg[0]), arg[1], 0, 0, 0);
