@@ -385,7 +385,7 @@ class Bench:
     # ---- 5. untrapped calls ----------------------------------------------------------------
     def s5_untrapped(self):
         n = 100000 if self.args.quick else 300000
-        runs = 3 if self.args.quick else 3 * self.runs
+        runs = 3 if self.args.quick else 6 * self.runs
         agent, nop, none = [], [], []
         for _ in range(runs):
             none.append(self.run([self.workload, "untrapped", str(n)], "untrapped")["median_ns"])
@@ -499,7 +499,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", default="build/bin", help="where sysvisor, sysvisor-agent, bench_* are")
     ap.add_argument("--json", default="build/bench.json", help="where to write the results")
-    ap.add_argument("--runs", type=int, default=5, help="repeats per scenario (3 uses runs-2, 5 uses 3*runs)")
+    ap.add_argument("--runs", type=int, default=5, help="repeats per scenario (3 uses runs-2, 5 uses 6*runs)")
     ap.add_argument("--quick", action="store_true", help="one short run of each scenario (smoke test)")
     ap.add_argument("--only", default="", help="comma-separated scenarios to run (1,2,3,4,5,6)")
     ap.add_argument("--containers", type=int, default=0, help="idle containers in scenario 6 (default 1000)")
