@@ -8,6 +8,7 @@
 #include <sys/fsuid.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -525,7 +526,10 @@ Result<Running> start(const Request& req, const std::string& path, DeviceStore& 
     forget_node();
     return sys_error("fork mknod helper");
   }
-  if (pid == 0) run_privileged(*p);
+  if (pid == 0) {
+    ::setpriority(PRIO_PROCESS, 0, emul::helper::kHelperNice);
+    run_privileged(*p);
+  }
   run.pid = pid;
   run.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (!run.pidfd) {

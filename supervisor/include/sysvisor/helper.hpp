@@ -58,6 +58,9 @@ struct Running {
 };
 // Forks the privileged helper: PR_SET_PDEATHSIG, then body(arg, diag_fd), whose result is the
 // exit code. diag_fd is open in the helper and its children, for report().
+// The helpers' nice value (they and their children).
+inline constexpr int kHelperNice = 10;
+
 [[nodiscard]] Result<Running> spawn(int (*body)(const void* arg, int diag_fd), const void* arg);
 // In a helper: records that our machinery failed at `stage` with `err` (not the caller's error).
 void report(int diag_fd, const char* stage, int err) noexcept;
