@@ -248,21 +248,8 @@ void ControlServer::shutdown() {
 }
 
 void ControlServer::accept_next() {
-  if (stopping_) return;
-  listener_.async_wait(
-      boost::asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
-        if (ec || stopping_) return;
-        accept_pending(listener_.native_handle(), config_.socket_path, [this](UniqueFd sock) {
-          if (connections_.size() >= config_.max_connections) {
-            spdlog::warn("control: too many clients at once ({}): connection dropped", connections_.size());
-            return;
-          }
-          auto conn = std::make_shared<Connection>(*this, std::move(sock));
-          connections_.emplace(conn.get(), conn);
-          conn->start();
-        });
-        accept_next();
-      });
+  accept_connections(*this, listener_, config_.socket_path, connections_, config_.max_connections, "control",
+                     stopping_);
 }
 
 void ControlServer::on_connection_done(Connection* conn) {

@@ -23,17 +23,8 @@
 #include <memory>
 
 #include "sysvisor/helper.hpp"
+#include "sysvisor/mount_api.hpp"
 #include "sysvisor/wire.hpp"
-
-#ifndef OPEN_TREE_CLONE
-#define OPEN_TREE_CLONE 1
-#endif
-#ifndef MOVE_MOUNT_F_EMPTY_PATH
-#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
-#endif
-#ifndef MOVE_MOUNT_T_EMPTY_PATH
-#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
-#endif
 
 namespace sysvisor::mknod {
 namespace {

@@ -379,21 +379,8 @@ void OciIntake::shutdown() {
 }
 
 void OciIntake::accept_next() {
-  if (stopping_) return;
-  listener_.async_wait(
-      boost::asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
-        if (ec || stopping_) return;
-        accept_pending(listener_.native_handle(), config_.socket_path, [this](UniqueFd sock) {
-          if (connections_.size() >= config_.max_pending) {
-            spdlog::warn("oci: too many handoffs in progress ({}): connection dropped", connections_.size());
-            return;
-          }
-          auto conn = std::make_shared<Connection>(*this, std::move(sock));
-          connections_.emplace(conn.get(), conn);
-          conn->start();
-        });
-        accept_next();
-      });
+  accept_connections(*this, listener_, config_.socket_path, connections_, config_.max_pending, "oci",
+                     stopping_);
 }
 
 void OciIntake::on_connection_done(Connection* conn) {

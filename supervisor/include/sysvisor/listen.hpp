@@ -1,10 +1,15 @@
 // The daemon's listening sockets (agent.sock, oci.sock) and who is at the other end.
 #pragma once
 
+#include <spdlog/spdlog.h>
 #include <sys/types.h>
 
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <cstddef>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -27,6 +32,32 @@ namespace sysvisor {
 // each to `take`; accept errors other than "nothing more" are logged naming `where`.
 void accept_pending(int listener, const std::filesystem::path& where,
                     const std::function<void(UniqueFd)>& take);
+
+// The accept loop of a socket whose connections live in `connections` until they are done:
+// each accepted socket becomes a Conn(owner, socket), started at once, unless `max` are in
+// progress (then it is dropped with a log line naming `what`). Stops when `stopping` is set.
+template <class Conn, class Owner>
+void accept_connections(Owner& owner, boost::asio::posix::stream_descriptor& listener,
+                        const std::filesystem::path& path,
+                        std::map<Conn*, std::shared_ptr<Conn>>& connections, std::size_t max,
+                        const char* what, const bool& stopping) {
+  if (stopping) return;
+  listener.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                      [&, path, max, what](const boost::system::error_code& ec) {
+                        if (ec || stopping) return;
+                        accept_pending(listener.native_handle(), path, [&](UniqueFd sock) {
+                          if (connections.size() >= max) {
+                            spdlog::warn("{}: too many connections at once ({}): connection dropped", what,
+                                         connections.size());
+                            return;
+                          }
+                          auto conn = std::make_shared<Conn>(owner, std::move(sock));
+                          connections.emplace(conn.get(), conn);
+                          conn->start();
+                        });
+                        accept_connections(owner, listener, path, connections, max, what, stopping);
+                      });
+}
 
 // SO_PEERCRED, and SO_PEERGROUPS for the supplementary groups a grant may name. A peer whose
 // credentials cannot be read is uid/gid 65534 (nobody), which no default grants anything.
