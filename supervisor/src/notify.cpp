@@ -48,12 +48,11 @@ bool NotifyFd::enable_sync_wakeup() const noexcept {
   return ::ioctl(fd_.get(), kIoctlSetFlags, kFlagSyncWakeUp) == 0;
 }
 
-Result<const seccomp_notif*> NotifyFd::receive() {
+Result<const seccomp_notif*> NotifyFd::receive(bool interruptible) {
   // The kernel insists on a zeroed buffer.
   std::memset(buffer_.data(), 0, notif_size_);
-  if (retry_eintr([&] { return ::ioctl(fd_.get(), SECCOMP_IOCTL_NOTIF_RECV, buffer_.data()); }) < 0) {
-    return sys_error("receive notification");
-  }
+  const auto recv = [&] { return ::ioctl(fd_.get(), SECCOMP_IOCTL_NOTIF_RECV, buffer_.data()); };
+  if ((interruptible ? recv() : retry_eintr(recv)) < 0) return sys_error("receive notification");
   return reinterpret_cast<const seccomp_notif*>(buffer_.data());
 }
 

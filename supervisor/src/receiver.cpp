@@ -1,13 +1,32 @@
 #include "sysvisor/receiver.hpp"
 
-#include <poll.h>
 #include <spdlog/spdlog.h>
-#include <sys/eventfd.h>
+#include <sys/epoll.h>
 
 #include <array>
+#include <chrono>
 #include <csignal>
+#include <cstring>
+#include <thread>
 
 namespace sysvisor {
+namespace {
+
+// Interrupts a receiver's RECV. Installed without SA_RESTART, so the ioctl returns EINTR.
+int wake_signal() {
+  static const int sig = [] {
+    const int s = SIGRTMIN + 3;
+    struct sigaction sa {};
+    sa.sa_handler = [](int) {};
+    ::sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    ::sigaction(s, &sa, nullptr);
+    return s;
+  }();
+  return sig;
+}
+
+}  // namespace
 
 Receiver::Receiver(notify::NotifyFd& listener, std::size_t max_outstanding, Hooks hooks)
     : listener_(listener),
@@ -19,14 +38,14 @@ Receiver::~Receiver() {
 }
 
 Result<void> Receiver::start() {
-  wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!wake_) return sys_error("eventfd for a receiver thread");
+  (void)wake_signal();
   pthread_attr_t attr;
   ::pthread_attr_init(&attr);
   // Deep recursion never happens here (decide() and the hooks are shallow): a small stack
   // keeps a thousand idle containers cheap.
   ::pthread_attr_setstacksize(&attr, 256 * 1024);
-  // Signals stay with the loop's thread (Asio's signal_set): the new thread blocks them all.
+  // Signals stay with the loop's thread (Asio's signal_set): the new thread blocks them all
+  // but its wake-up signal.
   sigset_t all;
   sigset_t old;
   ::sigfillset(&all);
@@ -43,67 +62,100 @@ void Receiver::stop() {
   if (!started_) return;
   {
     const std::scoped_lock lock(m_);
-    stopping_ = true;
+    stopping_.store(true);
   }
   cv_.notify_one();
-  const std::uint64_t one = 1;
-  [[maybe_unused]] const ssize_t n = ::write(wake_.get(), &one, sizeof one);
+  // The signal may land just before the thread enters RECV: send it until the thread is out.
+  for (int i = 0; !exited_.load(); ++i) {
+    ::pthread_kill(thread_, wake_signal());
+    std::this_thread::sleep_for(std::chrono::microseconds(i < 20 ? 50 : 1000));
+  }
   ::pthread_join(thread_, nullptr);
   started_ = false;
 }
 
 void Receiver::answered() {
-  {
+  if (outstanding_.fetch_sub(1) == max_outstanding_) {
+    // The thread may be waiting for room.
     const std::scoped_lock lock(m_);
-    if (outstanding_ > 0) --outstanding_;
+    cv_.notify_one();
   }
-  cv_.notify_one();
 }
 
 void* Receiver::main(void* self) {
-  static_cast<Receiver*>(self)->run();
+  auto* r = static_cast<Receiver*>(self);
+  sigset_t wake;
+  ::sigemptyset(&wake);
+  ::sigaddset(&wake, wake_signal());
+  ::pthread_sigmask(SIG_UNBLOCK, &wake, nullptr);
+  r->run();
+  r->exited_.store(true);
   return nullptr;
 }
 
 void Receiver::run() {
-  std::array<pollfd, 2> fds{pollfd{listener_.get(), POLLIN, 0}, pollfd{wake_.get(), POLLIN, 0}};
-  for (;;) {
-    {
+  while (!stopping_.load(std::memory_order_relaxed)) {
+    if (outstanding_.load() >= max_outstanding_) {
       // Flow control: wait while the loop still has max_outstanding of ours.
       std::unique_lock lock(m_);
-      cv_.wait(lock, [&] { return stopping_ || outstanding_ < max_outstanding_; });
-      if (stopping_) return;
-    }
-    fds[0].revents = 0;
-    fds[1].revents = 0;
-    // poll, not a bare RECV: RECV does not return when the last task exits, poll says
-    // POLLHUP. A poll waiter sits on the listener's own wait queue, so SYNC_WAKE_UP still
-    // applies.
-    if (::poll(fds.data(), fds.size(), -1) < 0) {
-      if (errno == EINTR) continue;
-      spdlog::error("receiver: poll: {}", std::strerror(errno));
-      return;
-    }
-    if (fds[1].revents != 0) return;  // stop()
-    if ((fds[0].revents & POLLIN) != 0) {
-      auto n = listener_.receive();
-      if (!n) {
-        if (n.error().err != ENOENT) spdlog::warn("receiver: {}", n.error().message());
-        continue;
-      }
-      if (hooks_.fast(**n)) continue;
-      {
-        const std::scoped_lock lock(m_);
-        ++outstanding_;
-      }
-      hooks_.slow(**n);
+      cv_.wait(lock, [&] { return stopping_.load() || outstanding_.load() < max_outstanding_; });
       continue;
     }
-    if ((fds[0].revents & (POLLHUP | POLLERR | POLLNVAL)) != 0) {
-      hooks_.hung_up();
-      return;
+    auto n = listener_.receive(true);
+    if (!n) {
+      if (n.error().err != EINTR && n.error().err != ENOENT) {
+        spdlog::warn("receiver: {}", n.error().message());
+      }
+      continue;
     }
+    if (hooks_.fast(**n)) continue;
+    outstanding_.fetch_add(1);
+    hooks_.slow(**n);
   }
+}
+
+HangupWatch::HangupWatch(boost::asio::io_context& io) : epoll_(::epoll_create1(EPOLL_CLOEXEC)), ready_(io) {
+  if (!epoll_) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
+  ready_.assign(::dup(epoll_.get()));
+  arm();
+}
+
+HangupWatch::~HangupWatch() {
+  boost::system::error_code ec;
+  ready_.close(ec);
+}
+
+Result<void> HangupWatch::watch(int fd, std::function<void()> on_hangup) {
+  // No EPOLLIN: epoll reports EPOLLHUP and EPOLLERR whatever it is asked for, and nothing else.
+  epoll_event ev{};
+  ev.events = 0;
+  ev.data.fd = fd;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
+    return sys_error("watch a listener for hang-up");
+  watched_[fd] = std::move(on_hangup);
+  return {};
+}
+
+void HangupWatch::unwatch(int fd) {
+  if (watched_.erase(fd) > 0) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
+
+void HangupWatch::arm() {
+  ready_.async_wait(
+      boost::asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
+        if (ec) return;
+        std::array<epoll_event, 64> events{};
+        const int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), 0);
+        for (int i = 0; i < n; ++i) {
+          const int fd = events[static_cast<std::size_t>(i)].data.fd;
+          const auto it = watched_.find(fd);
+          if (it == watched_.end()) continue;
+          std::function<void()> callback = std::move(it->second);
+          unwatch(fd);
+          callback();
+        }
+        arm();
+      });
 }
 
 }  // namespace sysvisor

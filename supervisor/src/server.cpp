@@ -290,6 +290,7 @@ Server::Server(boost::asio::io_context& io, ServerConfig config, PolicySet polic
       listener_(io),
       signals_(io, SIGTERM, SIGINT),
       hangups_(io, SIGHUP),
+      listener_hangups_(io),
       ticker_(io) {
   try {
     bind_socket();
@@ -303,6 +304,7 @@ Server::Server(boost::asio::io_context& io, ServerConfig config, PolicySet polic
 SessionServices Server::services() {
   SessionServices s = session_services(devices_, audit_, config_.config);
   s.recorder = metrics_.get();
+  s.hangups = &listener_hangups_;
   return s;
 }
 

@@ -155,12 +155,18 @@ void Session::start() {
           if (auto self = weak.lock()) self->dispatch_slow(n);
         });
       },
-      [this, weak] {
-        boost::asio::post(io_, [weak] {
-          if (auto self = weak.lock()) self->on_hung_up();
-        });
-      },
   };
+  if (services_.hangups != nullptr) {
+    if (auto watched = services_.hangups->watch(listener_.get(),
+                                                [weak] {
+                                                  if (auto self = weak.lock()) self->on_hung_up();
+                                                });
+        !watched) {
+      spdlog::error("[c={}] {}", identity_.container_id, watched.error().message());
+      close();
+      return;
+    }
+  }
   receiver_ = std::make_unique<Receiver>(listener_, services_.max_in_flight, std::move(hooks));
   if (auto started = receiver_->start(); !started) {
     spdlog::error("[c={}] {}", identity_.container_id, started.error().message());
@@ -252,6 +258,7 @@ void Session::close() {
   closed_ = true;
   summary_timer_.cancel();
   flush_suppressed();
+  if (services_.hangups != nullptr) services_.hangups->unwatch(listener_.get());
   if (receiver_) receiver_->stop();
   for (auto& [id, p] : pending_) {
     p->deadline.cancel();

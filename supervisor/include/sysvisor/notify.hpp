@@ -28,7 +28,9 @@ class NotifyFd {
   bool enable_sync_wakeup() const noexcept;
 
   // RECV. err == ENOENT: the notification vanished (the task was killed) - not an error.
-  [[nodiscard]] Result<const seccomp_notif*> receive();
+  // RECV blocks until a notification comes (even after the last task exited); `interruptible`
+  // returns EINTR when a signal arrives instead of waiting on.
+  [[nodiscard]] Result<const seccomp_notif*> receive(bool interruptible = false);
   // ID_VALID. err == ENOENT: the task is gone or its call was interrupted.
   [[nodiscard]] Result<void> id_valid(std::uint64_t id) const;
   // SEND. err == ENOENT: the task is gone - not an error.

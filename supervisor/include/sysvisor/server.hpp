@@ -102,6 +102,7 @@ class Server {
   boost::asio::signal_set signals_;
   boost::asio::signal_set hangups_;
   std::map<Connection*, std::shared_ptr<Connection>> connections_;
+  HangupWatch listener_hangups_;  // before sessions_: outlives them
   std::map<std::string, Supervised> sessions_;
   std::uint64_t next_session_ = 0;
   bool stopping_ = false;

@@ -36,6 +36,7 @@ struct SessionServices {
   // receiving until one ends, so a flooding container only delays itself.
   std::size_t max_in_flight = 8;
   stats::Recorder* recorder = nullptr;  // optional: metrics
+  HangupWatch* hangups = nullptr;       // tells the session when its tasks have all exited
   audit::Rate audit_rate;               // records per container (docs/audit.md)
 };
 
