@@ -17,40 +17,16 @@
 #include "exit_codes.hpp"
 #include "failure.hpp"
 #include "supervised_exec.hpp"
+#include "timing.hpp"
 
 namespace sysvisor::agent {
 namespace {
-
-// Benchmark hook (docs/bench.md): with SYSVISOR_AGENT_TIMING_FD=N in the environment, the agent
-// writes "hello NS\n" to fd N, NS being CLOCK_MONOTONIC in ns just before it connects to the
-// supervisor and sends Hello; the workload's own start time then gives the handoff's duration.
-// Best effort: a bad or absent fd changes nothing.
-void write_hello_time() {
-  const char* env = std::getenv("SYSVISOR_AGENT_TIMING_FD");
-  if (env == nullptr) {
-    return;
-  }
-  const std::string_view text(env);
-  int fd = -1;
-  if (auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), fd);
-      ec != std::errc{} || end != text.data() + text.size() || fd < 0) {
-    return;
-  }
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  std::array<char, 48> buf{};
-  const int n = std::snprintf(buf.data(), buf.size(), "hello %lld\n",
-                              static_cast<long long>(ts.tv_sec) * 1'000'000'000LL + ts.tv_nsec);
-  if (n > 0) {
-    [[maybe_unused]] const ssize_t written = ::write(fd, buf.data(), static_cast<std::size_t>(n));
-  }
-}
 
 // Connects and gets the filter: everything that can be refused happens before any namespace,
 // thread or filter exists.
 Result<std::pair<UniqueFd, Filter>> negotiate(const CommonOptions& common,
                                               std::map<std::string, std::string> labels) {
-  write_hello_time();
+  timing_mark("hello");
   auto sock = connect_supervisor(common.runtime_dir);
   if (!sock) {
     return std::unexpected(sock.error());

@@ -15,6 +15,7 @@
 #include <ctime>
 
 #include "exit_codes.hpp"
+#include "timing.hpp"
 
 namespace sysvisor::agent {
 namespace {
@@ -75,6 +76,7 @@ void* handoff_thread(void* arg) noexcept {
   if (!session) {
     h.failure->fail(kExitAgentFailure, session.error().message());
   }
+  timing_mark("exec");
   h.ready.store(1, std::memory_order_release);
   if (h.futex_free) futex_wake(h.ready);
   return nullptr;

@@ -26,6 +26,8 @@
  *   untrapped N                    N x { getpid(); read(/dev/zero, 1 byte) }, timed per batch of
  *                                  1000; prints the median and p99 ns per iteration
  *   handoff                        prints its start time (exec_ns), taken first thing in main
+ *   reexec                         prints the time (before_ns), then execs itself with `handoff`:
+ *                                  what execve alone costs a minimal static process
  *   idle                           prints "ready" (one write), then sleeps until killed
  */
 #define _GNU_SOURCE
@@ -267,7 +269,8 @@ int main(int argc, char** argv) {
   }
   if (a >= argc) {
     fprintf(stderr,
-            "usage: workload [--nop-filter] deny|flood|quiet|mknod-cycle|mount-cycle|untrapped|handoff|idle "
+            "usage: workload [--nop-filter] "
+            "deny|flood|quiet|mknod-cycle|mount-cycle|untrapped|handoff|reexec|idle "
             "...\n");
     return 2;
   }
@@ -300,6 +303,15 @@ int main(int argc, char** argv) {
   if (strcmp(op, "handoff") == 0 && left == 0) {
     printf("handoff exec_ns=%llu\n", (unsigned long long)started);
     return 0;
+  }
+  if (strcmp(op, "reexec") == 0 && left == 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    printf("reexec before_ns=%llu\n",
+           (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec);
+    fflush(stdout);
+    execl("/proc/self/exe", "workload", "handoff", (char*)NULL);
+    die("exec itself");
   }
   if (strcmp(op, "idle") == 0 && left == 0) return op_idle();
   fprintf(stderr, "workload: unknown op or wrong number of arguments: %s\n", op);

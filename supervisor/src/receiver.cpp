@@ -1,5 +1,6 @@
 #include "sysvisor/receiver.hpp"
 
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 
@@ -103,7 +104,16 @@ void Receiver::run() {
     }
     auto n = listener_.receive(true);
     if (!n) {
-      if (n.error().err != EINTR && n.error().err != ENOENT) {
+      if (n.error().err == ENOENT) {
+        // A notification that vanished (its task died), or the filter itself is gone: then
+        // RECV would fail at once forever, so wait here until the loop, told by HangupWatch,
+        // stops us.
+        pollfd p{listener_.get(), POLLIN, 0};
+        if (::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) == 0 && (p.revents & POLLHUP) != 0) {
+          std::unique_lock lock(m_);
+          cv_.wait(lock, [&] { return stopping_.load(); });
+        }
+      } else if (n.error().err != EINTR) {
         spdlog::warn("receiver: {}", n.error().message());
       }
       continue;

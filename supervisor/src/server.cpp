@@ -185,6 +185,12 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     const std::string session_id = "s" + std::to_string(++server_.next_session_);
+    // Ready first: the agent execs the workload while the session is set up (its trapped calls
+    // wait in the kernel until the receiver thread takes them). Should the set-up fail, the
+    // listener closes and those calls fail with ENOSYS: closed, never unsupervised.
+    v1::SupervisorMessage msg;
+    msg.mutable_ready()->set_session_id(session_id);
+    (void)wire::send_message(sock_.get(), msg);
     // The agent's pid for the workload is believed only if it is the peer or its descendant
     // namespace's init it just made; else kill-container has nobody to kill but the caller.
     Session::Identity identity{
@@ -196,9 +202,6 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
                                   [&srv = server_](const std::string& id) { srv.on_session_closed(id); });
     server_.sessions_.emplace(session_id, Supervised{session, std::move(filter_)});
     session->start();
-    v1::SupervisorMessage msg;
-    msg.mutable_ready()->set_session_id(session_id);
-    (void)wire::send_message(sock_.get(), msg);
     spdlog::info("[c={}] supervised with policy `{}` (session {}, agent pid {} uid {})", container_id_,
                  policy_->name, session_id, peer_pid_, peer_uid_);
     finish();
