@@ -23,8 +23,6 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr uid_t kHostRoot = 100000;  // container root under the agent's default map
-
 // Polls `done` for up to `limit`: for what the daemon writes after the container has exited
 // (the rate-limit summary at session close, a reload).
 template <class F>

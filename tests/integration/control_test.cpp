@@ -26,8 +26,6 @@ namespace {
 
 using nlohmann::json;
 
-constexpr uid_t kHostRoot = 100000;
-
 // Polls `done` every 20 ms for up to `limit`.
 template <class F>
 bool eventually(F&& done, std::chrono::milliseconds limit = std::chrono::seconds(20)) {
@@ -100,7 +98,7 @@ std::string receive(int fd, int timeout_ms) {
   return n <= 0 ? std::string() : std::string(buf, static_cast<std::size_t>(n));
 }
 
-class Control : public ::testing::Test {
+class Control : public DaemonSuite<Control> {
  protected:
   static void SetUpTestSuite() {
     if (::geteuid() != 0) GTEST_SKIP() << "integration tests need root";
@@ -123,23 +121,7 @@ class Control : public ::testing::Test {
     ASSERT_TRUE(std::regex_search(text, m, re)) << text;
     port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
   }
-  static void TearDownTestSuite() {
-    if (daemon_ != nullptr) {
-      EXPECT_EQ(daemon_->stop(SIGTERM), 0);
-      EXPECT_FALSE(fs::exists(runtime() / "control.sock")) << "removed at shutdown";
-    }
-    delete daemon_;
-    delete dir_;
-    daemon_ = nullptr;
-    dir_ = nullptr;
-  }
-
-  void SetUp() override {
-    rootfs_holder_ = std::make_unique<TempDir>("sysvisor-rootfs");
-    rootfs_ = rootfs_holder_->path() / "rootfs";
-    fs::create_directories(rootfs_);
-    make_rootfs(rootfs_, kHostRoot);
-  }
+  static void TearDownTestSuite() { stop_suite_daemon(runtime() / "control.sock"); }
 
   static fs::path runtime() { return dir_->path() / "run"; }
   static fs::path policies() { return dir_->path() / "policies"; }
@@ -173,15 +155,9 @@ class Control : public ::testing::Test {
     t.join();
   }
 
-  static TempDir* dir_;
-  static Daemon* daemon_;
   static std::uint16_t port_;
-  std::unique_ptr<TempDir> rootfs_holder_;
-  fs::path rootfs_;
 };
 
-TempDir* Control::dir_ = nullptr;
-Daemon* Control::daemon_ = nullptr;
 std::uint16_t Control::port_ = 0;
 
 const json* find_container(const json& reply, const std::string& id) {

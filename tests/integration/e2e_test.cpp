@@ -22,8 +22,6 @@
 namespace sysvisor::it {
 namespace {
 
-constexpr uid_t kHostRoot = 100000;  // container root under the agent's default map
-
 std::vector<std::string> task_fields(const std::string& line) {
   std::istringstream in(line);
   std::vector<std::string> out;
@@ -31,7 +29,7 @@ std::vector<std::string> task_fields(const std::string& line) {
   return out;
 }
 
-class E2E : public ::testing::Test {
+class E2E : public DaemonSuite<E2E> {
  protected:
   static void SetUpTestSuite() {
     if (::geteuid() != 0) GTEST_SKIP() << "integration tests need root";
@@ -46,23 +44,7 @@ class E2E : public ::testing::Test {
     daemon_ = new Daemon(runtime(), policies, audit_log(), daemon_log());
     ASSERT_TRUE(daemon_->ready()) << read_file(daemon_log());
   }
-  static void TearDownTestSuite() {
-    if (daemon_ != nullptr) {
-      EXPECT_EQ(daemon_->stop(SIGTERM), 0) << "clean shutdown on SIGTERM";
-      EXPECT_FALSE(fs::exists(runtime() / "agent.sock")) << "socket removed at shutdown";
-    }
-    delete daemon_;
-    delete dir_;
-    daemon_ = nullptr;
-    dir_ = nullptr;
-  }
-
-  void SetUp() override {
-    rootfs_holder_ = std::make_unique<TempDir>("sysvisor-rootfs");
-    rootfs_ = rootfs_holder_->path() / "rootfs";
-    fs::create_directories(rootfs_);
-    make_rootfs(rootfs_, kHostRoot);
-  }
+  static void TearDownTestSuite() { stop_suite_daemon(runtime() / "agent.sock"); }
 
   static fs::path runtime() { return dir_->path() / "run"; }
   static fs::path audit_log() { return dir_->path() / "audit.jsonl"; }
@@ -75,15 +57,7 @@ class E2E : public ::testing::Test {
 
   // Audit lines of one container.
   static std::vector<std::string> audit_of(const std::string& id) { return audit_lines(audit_log(), id); }
-
-  static TempDir* dir_;
-  static Daemon* daemon_;
-  std::unique_ptr<TempDir> rootfs_holder_;
-  fs::path rootfs_;
 };
-
-TempDir* E2E::dir_ = nullptr;
-Daemon* E2E::daemon_ = nullptr;
 
 TEST_F(E2E, NullAndZeroAreCreatedAndWork) {
   const auto o = container(

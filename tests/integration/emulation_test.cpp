@@ -18,8 +18,6 @@
 namespace sysvisor::it {
 namespace {
 
-constexpr uid_t kHostRoot = 100000;
-
 constexpr const char* kEmul = R"(name: emul-test
 rules:
   - name: sysinfo-from-cgroup
@@ -66,7 +64,7 @@ std::vector<std::string> words(const std::string& line) {
   return out;
 }
 
-class Emulation : public ::testing::Test {
+class Emulation : public DaemonSuite<Emulation> {
  protected:
   static void SetUpTestSuite() {
     if (::geteuid() != 0) GTEST_SKIP() << "integration tests need root";
@@ -81,22 +79,7 @@ class Emulation : public ::testing::Test {
     daemon_ = new Daemon(runtime(), policies(), audit_log(), daemon_log());
     ASSERT_TRUE(daemon_->ready()) << read_file(daemon_log());
   }
-  static void TearDownTestSuite() {
-    if (daemon_ != nullptr) {
-      EXPECT_EQ(daemon_->stop(SIGTERM), 0);
-    }
-    delete daemon_;
-    delete dir_;
-    daemon_ = nullptr;
-    dir_ = nullptr;
-  }
-
-  void SetUp() override {
-    rootfs_holder_ = std::make_unique<TempDir>("sysvisor-rootfs");
-    rootfs_ = rootfs_holder_->path() / "rootfs";
-    fs::create_directories(rootfs_);
-    make_rootfs(rootfs_, kHostRoot);
-  }
+  static void TearDownTestSuite() { stop_suite_daemon(); }
 
   static fs::path runtime() { return dir_->path() / "run"; }
   static fs::path policies() { return dir_->path() / "policies"; }
@@ -119,15 +102,7 @@ class Emulation : public ::testing::Test {
     if (o.timed_out) ADD_FAILURE() << "container timed out: " << script << "\n" << o.err;
     return o;
   }
-
-  static TempDir* dir_;
-  static Daemon* daemon_;
-  std::unique_ptr<TempDir> rootfs_holder_;
-  fs::path rootfs_;
 };
-
-TempDir* Emulation::dir_ = nullptr;
-Daemon* Emulation::daemon_ = nullptr;
 
 // ---- sched_setscheduler, sched_setattr, setpriority -------------------------------------------
 

@@ -1,10 +1,13 @@
 // Helpers for the integration tests: real processes, real namespaces, real kernel.
 #pragma once
 
+#include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -69,5 +72,40 @@ Outcome run_container(const fs::path& runtime_dir, const std::string& policy, co
 [[nodiscard]] std::vector<std::string> lines(const std::string& text);
 [[nodiscard]] fs::path bin_dir();     // build/bin
 [[nodiscard]] fs::path source_dir();  // the repository
+
+// Container root on the host under the agent's default map (0 -> 100000).
+inline constexpr uid_t kHostRoot = 100000;
+
+// A suite with one daemon for all its tests (the suite's SetUpTestSuite starts it into
+// daemon_, in dir_) and a fresh busybox root for each test (rootfs_).
+template <class Suite>
+class DaemonSuite : public ::testing::Test {
+ protected:
+  // The daemon stops cleanly on SIGTERM and takes `socket` (if given) with it.
+  static void stop_suite_daemon(const fs::path& socket = {}) {
+    if (daemon_ != nullptr) {
+      EXPECT_EQ(daemon_->stop(SIGTERM), 0) << "clean shutdown on SIGTERM";
+      if (!socket.empty()) {
+        EXPECT_FALSE(fs::exists(socket)) << socket << " not removed at shutdown";
+      }
+    }
+    delete daemon_;
+    delete dir_;
+    daemon_ = nullptr;
+    dir_ = nullptr;
+  }
+
+  void SetUp() override {
+    rootfs_holder_ = std::make_unique<TempDir>("sysvisor-rootfs");
+    rootfs_ = rootfs_holder_->path() / "rootfs";
+    fs::create_directories(rootfs_);
+    make_rootfs(rootfs_, kHostRoot);
+  }
+
+  static inline TempDir* dir_ = nullptr;
+  static inline Daemon* daemon_ = nullptr;
+  std::unique_ptr<TempDir> rootfs_holder_;
+  fs::path rootfs_;
+};
 
 }  // namespace sysvisor::it

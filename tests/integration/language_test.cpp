@@ -15,8 +15,6 @@
 namespace sysvisor::it {
 namespace {
 
-constexpr uid_t kHostRoot = 100000;
-
 // x86_64 and i386 numbers of the calls the tests make.
 constexpr int kSwapon = 167, kUmask = 95, kSethostname = 170, kAcct = 163;
 constexpr int kSwapon32 = 87, kUmask32 = 60;
@@ -73,7 +71,7 @@ bool wait_for(const fs::path& log, const std::string& needle, int count = 1) {
   return false;
 }
 
-class Language : public ::testing::Test {
+class Language : public DaemonSuite<Language> {
  protected:
   static void SetUpTestSuite() {
     if (::geteuid() != 0) GTEST_SKIP() << "integration tests need root";
@@ -96,22 +94,7 @@ class Language : public ::testing::Test {
     daemon_ = new Daemon(runtime(), policies(), audit_log(), daemon_log(), {"--config", config().string()});
     ASSERT_TRUE(daemon_->ready()) << read_file(daemon_log());
   }
-  static void TearDownTestSuite() {
-    if (daemon_ != nullptr) {
-      EXPECT_EQ(daemon_->stop(SIGTERM), 0);
-    }
-    delete daemon_;
-    delete dir_;
-    daemon_ = nullptr;
-    dir_ = nullptr;
-  }
-
-  void SetUp() override {
-    rootfs_holder_ = std::make_unique<TempDir>("sysvisor-rootfs");
-    rootfs_ = rootfs_holder_->path() / "rootfs";
-    fs::create_directories(rootfs_);
-    make_rootfs(rootfs_, kHostRoot);
-  }
+  static void TearDownTestSuite() { stop_suite_daemon(); }
 
   static fs::path runtime() { return dir_->path() / "run"; }
   static fs::path policies() { return dir_->path() / "policies"; }
@@ -124,15 +107,7 @@ class Language : public ::testing::Test {
   }
 
   static std::vector<std::string> audit_of(const std::string& id) { return audit_lines(audit_log(), id); }
-
-  static TempDir* dir_;
-  static Daemon* daemon_;
-  std::unique_ptr<TempDir> rootfs_holder_;
-  fs::path rootfs_;
 };
-
-TempDir* Language::dir_ = nullptr;
-Daemon* Language::daemon_ = nullptr;
 
 std::string call(int nr, const std::string& args) {
   return "probe call " + std::to_string(nr) + " " + args + "; ";

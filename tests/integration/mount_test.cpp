@@ -16,8 +16,6 @@
 namespace sysvisor::it {
 namespace {
 
-constexpr uid_t kHostRoot = 100000;
-
 // e2fsprogs and util-linux tools live in sbin, which a test's PATH may lack.
 std::string sbin(const std::string& tool) {
   for (const char* dir : {"/usr/sbin/", "/sbin/", "/usr/bin/", "/bin/"}) {
@@ -26,7 +24,7 @@ std::string sbin(const std::string& tool) {
   return tool;
 }
 
-class MountEmulation : public ::testing::Test {
+class MountEmulation : public DaemonSuite<MountEmulation> {
  protected:
   static void SetUpTestSuite() {
     if (::geteuid() != 0) GTEST_SKIP() << "integration tests need root";
@@ -52,15 +50,7 @@ class MountEmulation : public ::testing::Test {
     daemon_ = new Daemon(runtime(), policies(), audit_log(), daemon_log());
     ASSERT_TRUE(daemon_->ready()) << read_file(daemon_log());
   }
-  static void TearDownTestSuite() {
-    if (daemon_ != nullptr) {
-      EXPECT_EQ(daemon_->stop(SIGTERM), 0);
-    }
-    delete daemon_;
-    delete dir_;
-    daemon_ = nullptr;
-    dir_ = nullptr;
-  }
+  static void TearDownTestSuite() { stop_suite_daemon(); }
 
   void SetUp() override {
     rootfs_holder_ = std::make_unique<TempDir>("sysvisor-rootfs");
@@ -110,15 +100,8 @@ class MountEmulation : public ::testing::Test {
     return run({sbin("losetup"), "-j", image.string()}).out;
   }
 
-  static TempDir* dir_;
-  static Daemon* daemon_;
-  std::unique_ptr<TempDir> rootfs_holder_;
-  fs::path rootfs_;
   fs::path image_;
 };
-
-TempDir* MountEmulation::dir_ = nullptr;
-Daemon* MountEmulation::daemon_ = nullptr;
 
 TEST_F(MountEmulation, Ext4ImageMountedIdmappedNosuidNodevAndUnmounted) {
   // Run in the background: the host looks at the loop device while the container holds the

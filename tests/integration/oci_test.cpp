@@ -84,7 +84,7 @@ void ensure_rootless_user() {
   }
 }
 
-class Oci : public ::testing::Test {
+class Oci : public DaemonSuite<Oci> {
  protected:
   static void SetUpTestSuite() {
     if (::geteuid() != 0) GTEST_SKIP() << "OCI engine tests need root";
@@ -111,16 +111,7 @@ class Oci : public ::testing::Test {
     ASSERT_TRUE(daemon_->ready()) << read_file(daemon_log());
     ASSERT_TRUE(fs::exists(runtime() / "oci.sock")) << read_file(daemon_log());
   }
-  static void TearDownTestSuite() {
-    if (daemon_ != nullptr) {
-      EXPECT_EQ(daemon_->stop(SIGTERM), 0) << "clean shutdown on SIGTERM";
-      EXPECT_FALSE(fs::exists(runtime() / "oci.sock")) << "socket removed at shutdown";
-    }
-    delete daemon_;
-    delete dir_;
-    daemon_ = nullptr;
-    dir_ = nullptr;
-  }
+  static void TearDownTestSuite() { stop_suite_daemon(runtime() / "oci.sock"); }
 
   static fs::path runtime() { return dir_->path() / "run"; }
   static fs::path audit_log() { return dir_->path() / "audit.jsonl"; }
@@ -249,13 +240,7 @@ class Oci : public ::testing::Test {
     }
     return cond();
   }
-
-  static TempDir* dir_;
-  static Daemon* daemon_;
 };
-
-TempDir* Oci::dir_ = nullptr;
-Daemon* Oci::daemon_ = nullptr;
 
 TEST_F(Oci, RuncRootful) {
   const auto b = make_bundle(kCheck, profile());
