@@ -218,15 +218,9 @@ class ControlServer::Connection : public std::enable_shared_from_this<Connection
 
 ControlServer::ControlServer(boost::asio::io_context& io, Config config, Handler handler)
     : io_(io), config_(std::move(config)), handler_(std::move(handler)), listener_(io) {
-  if (config_.inherited_fd >= 0) {
-    owns_path_ = false;
-    listener_.assign(take_listener(config_.inherited_fd, SOCK_SEQPACKET, "control").release());
-    config_.inherited_fd = -1;
-  } else {
-    listener_.assign(
-        listen_unix(config_.socket_path, SOCK_SEQPACKET, config_.group ? 0660 : 0600, config_.group)
-            .release());
-  }
+  listener_.assign(open_listener(config_.inherited_fd, config_.socket_path, SOCK_SEQPACKET,
+                                 config_.group ? 0660 : 0600, config_.group, "control", owns_path_)
+                       .release());
 }
 
 ControlServer::~ControlServer() {

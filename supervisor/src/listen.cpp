@@ -75,6 +75,18 @@ UniqueFd take_listener(int fd, int type, const std::string& name) {
   return sock;
 }
 
+UniqueFd open_listener(int& inherited_fd, const std::filesystem::path& path, int type, mode_t mode,
+                       std::optional<gid_t> group, const std::string& name, bool& owns_path) {
+  if (inherited_fd >= 0) {
+    owns_path = false;
+    UniqueFd fd = take_listener(inherited_fd, type, name);
+    inherited_fd = -1;
+    return fd;
+  }
+  owns_path = true;
+  return listen_unix(path, type, mode, group);
+}
+
 void accept_pending(int listener, const std::filesystem::path& where,
                     const std::function<void(UniqueFd)>& take) {
   for (;;) {

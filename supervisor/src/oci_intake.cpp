@@ -349,13 +349,9 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
 OciIntake::OciIntake(boost::asio::io_context& io, Config config, AdoptFn adopt)
     : io_(io), config_(std::move(config)), adopt_(std::move(adopt)), listener_(io) {
   // SOCK_STREAM, as the OCI runtimes connect.
-  if (config_.inherited_fd >= 0) {
-    owns_path_ = false;
-    listener_.assign(take_listener(config_.inherited_fd, SOCK_STREAM, "oci").release());
-    config_.inherited_fd = -1;
-  } else {
-    listener_.assign(listen_unix(config_.socket_path, SOCK_STREAM, config_.mode, config_.group).release());
-  }
+  listener_.assign(open_listener(config_.inherited_fd, config_.socket_path, SOCK_STREAM, config_.mode,
+                                 config_.group, "oci", owns_path_)
+                       .release());
 }
 
 OciIntake::~OciIntake() {

@@ -28,6 +28,12 @@ namespace sysvisor {
 // is a listening unix socket of `type`; made non-blocking. Throws std::runtime_error.
 [[nodiscard]] UniqueFd take_listener(int fd, int type, const std::string& name);
 
+// A service's listening socket: the one systemd passed (`inherited_fd` >= 0; taken over, set
+// to -1, and `owns_path` false: the path is systemd's) or a new one bound at `path`.
+[[nodiscard]] UniqueFd open_listener(int& inherited_fd, const std::filesystem::path& path, int type,
+                                     mode_t mode, std::optional<gid_t> group, const std::string& name,
+                                     bool& owns_path);
+
 // Accepts every connection waiting on the non-blocking `listener` (until EAGAIN) and hands
 // each to `take`; accept errors other than "nothing more" are logged naming `where`.
 void accept_pending(int listener, const std::filesystem::path& where,
