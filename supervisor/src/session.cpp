@@ -221,7 +221,11 @@ bool Session::try_fast(const seccomp_notif& n) {
   if (info != nullptr && (fields & policy::kMemoryFields) != 0) return false;
   policy::Call call = decode::raw_call(*nr, n.data, filter::is_compat32(n.data.arch));
   if (info != nullptr) decode::from_registers(call, *info, fields);
-  const policy::Decision decision = policy::decide(pol, call);
+  return answer_now(id, tid, *nr, policy::decide(pol, call), started);
+}
+
+bool Session::answer_now(std::uint64_t id, pid_t tid, int nr, const policy::Decision& decision,
+                         Clock::time_point started) {
   if (decision.audit) return false;
   switch (decision.action) {
     case policy::Action::Allow:
@@ -236,7 +240,7 @@ bool Session::try_fast(const seccomp_notif& n) {
     default:
       return false;
   }
-  account(*nr, decision.action, started);
+  account(nr, decision.action, started);
   return true;
 }
 
@@ -377,24 +381,7 @@ void Session::dispatch(const seccomp_notif& n) {
   policy::Decision decision;
   if (!from_memory) {
     decision = decide();
-    if (!decision.audit) {
-      switch (decision.action) {
-        case policy::Action::Allow:
-          let_kernel_decide();
-          account(*nr, decision.action, started);
-          return;
-        case policy::Action::Deny:
-          respond(decision.err);
-          account(*nr, decision.action, started);
-          return;
-        case policy::Action::Return:
-          warn_unless_gone(listener_.respond_value(id, decision.value), tid);
-          account(*nr, decision.action, started);
-          return;
-        default:
-          break;
-      }
-    }
+    if (answer_now(id, tid, *nr, decision, started)) return;
   }
 
   // 1. Open what we need of the task, then prove it is still the caller.

@@ -78,6 +78,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // On the receiver thread: answers the call when the registers suffice and nothing is to be
   // recorded (deny, allow, return); false hands it to dispatch() on the loop.
   bool try_fast(const seccomp_notif& n);
+  // Answers a decision that needs no record and no work beyond the answer (allow, deny,
+  // return without audit), from either thread; false for any other.
+  bool answer_now(std::uint64_t id, pid_t tid, int nr, const policy::Decision& decision,
+                  std::chrono::steady_clock::time_point started);
   // On the loop: a notification the receiver passed; tells the receiver when it is answered.
   void dispatch_slow(const seccomp_notif& n);
   void on_hung_up();
