@@ -19,7 +19,6 @@
 #include "sysvisor/wire.hpp"
 
 namespace sysvisor::emul::helper {
-namespace {
 
 bool set_effective_caps(std::uint64_t wanted) noexcept {
   __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
@@ -33,8 +32,6 @@ bool set_effective_caps(std::uint64_t wanted) noexcept {
   data[1].inheritable = 0;
   return ::syscall(SYS_capset, &hdr, data.data()) == 0;
 }
-
-}  // namespace
 
 Result<Caller> caller_of(const mknod::Request& req, bool relative) {
   Caller c;

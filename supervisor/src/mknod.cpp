@@ -137,33 +137,6 @@ void report(const Params& p, int stage, int err) {
   ::_exit(EPERM);
 }
 
-bool set_effective_caps(std::uint64_t wanted) {
-  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-  std::array<__user_cap_data_struct, 2> data{};
-  if (::syscall(SYS_capget, &hdr, data.data()) != 0) return false;
-  const std::uint64_t permitted = data[0].permitted | (std::uint64_t{data[1].permitted} << 32U);
-  const std::uint64_t eff = wanted & permitted;
-  data[0].effective = static_cast<std::uint32_t>(eff);
-  data[1].effective = static_cast<std::uint32_t>(eff >> 32U);
-  data[0].inheritable = 0;
-  data[1].inheritable = 0;
-  return ::syscall(SYS_capset, &hdr, data.data()) == 0;
-}
-
-// fork() without libc's or a sanitizer's fork handlers. The helpers make only raw syscalls,
-// and a runtime that starts a thread in a forked child (ThreadSanitizer does) would make the
-// kernel refuse setns(CLONE_NEWUSER), which needs a single-threaded caller.
-pid_t raw_fork() {
-  return static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
-}
-
-bool same_inode(int dirfd, const char* name, int fd) {
-  struct stat a {};
-  struct stat b {};
-  return ::fstatat(dirfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0 && ::fstat(fd, &b) == 0 &&
-         a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
 // Helper A: everything the caller could do itself, done as the caller.
 [[noreturn]] void run_as_caller(const Params& p, int sock) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -187,30 +160,19 @@ bool same_inode(int dirfd, const char* name, int fd) {
   if (::prctl(PR_SET_KEEPCAPS, 1) != 0) fail(p, kCapabilities);
   if (::setresgid(p.gid[0], p.gid[1], p.gid[2]) != 0) fail(p, kSetGid);
   if (::setresuid(p.uid[0], p.uid[1], p.uid[2]) != 0) fail(p, kSetUid);
-  if (!set_effective_caps(~std::uint64_t{0})) fail(p, kCapabilities);
+  if (!emul::helper::set_effective_caps(~std::uint64_t{0})) fail(p, kCapabilities);
   ::setfsgid(p.gid[3]);
   ::setfsuid(p.uid[3]);
-  if (!set_effective_caps(p.caps)) fail(p, kCapabilities);
+  if (!emul::helper::set_effective_caps(p.caps)) fail(p, kCapabilities);
   ::umask(p.umask);
 
-  open_how how{};
-  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
-  how.resolve = RESOLVE_NO_MAGICLINKS;
-  const int parent = static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, p.dir.data(), &how, sizeof how));
-  if (parent < 0) ::_exit(errno);
+  CreatedAt made;
+  const int err =
+      create_as_caller(p.dir.data(), p.base.data(), p.trailing_slash, p.native, p.mode, p.dev, made);
+  if (err != 0 || p.native) ::_exit(err);
+  const int parent = made.parent;
   const char* base = p.base.data();
-  if (base[0] == '\0' || std::strcmp(base, ".") == 0 || std::strcmp(base, "..") == 0) ::_exit(EEXIST);
-  if (p.trailing_slash) {
-    struct stat st {};
-    if (::fstatat(parent, base, &st, AT_SYMLINK_NOFOLLOW) == 0) ::_exit(EEXIST);
-    ::_exit(errno);
-  }
-  if (p.native) {
-    ::_exit(::mknodat(parent, base, p.mode, p.dev) == 0 ? 0 : errno);
-  }
-  const int placeholder =
-      ::openat(parent, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, p.mode & 07777);
-  if (placeholder < 0) ::_exit(errno);
+  const int placeholder = made.placeholder;
 
   const char byte = 0;
   int verdict = EPERM;
@@ -251,7 +213,7 @@ int wait_exit_code(pid_t pid) {
 
   std::array<int, 2> sp{};
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp.data()) != 0) fail(p, kSocketPair);
-  const pid_t caller = raw_fork();
+  const pid_t caller = emul::helper::raw_fork();
   if (caller < 0) fail(p, kForkCaller);
   if (caller == 0) {
     ::close(sp[0]);
@@ -304,6 +266,31 @@ bool copy_to(std::array<char, PATH_MAX + 1>& out, const std::string& s) {
 }
 
 }  // namespace
+
+bool same_inode(int dirfd, const char* name, int fd) noexcept {
+  struct stat a {};
+  struct stat b {};
+  return ::fstatat(dirfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0 && ::fstat(fd, &b) == 0 &&
+         a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+int create_as_caller(const char* dir, const char* base, bool trailing_slash, bool native, mode_t mode,
+                     std::uint32_t dev, CreatedAt& out) noexcept {
+  open_how how{};
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_NO_MAGICLINKS;
+  out.parent = static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, dir, &how, sizeof how));
+  if (out.parent < 0) return errno;
+  if (base[0] == '\0' || std::strcmp(base, ".") == 0 || std::strcmp(base, "..") == 0) return EEXIST;
+  if (trailing_slash) {
+    struct stat st {};
+    return ::fstatat(out.parent, base, &st, AT_SYMLINK_NOFOLLOW) == 0 ? EEXIST : errno;
+  }
+  if (native) return ::mknodat(out.parent, base, mode, dev) == 0 ? 0 : errno;
+  out.placeholder =
+      ::openat(out.parent, base, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode & 07777);
+  return out.placeholder < 0 ? errno : 0;
+}
 
 SplitPath split_path(std::string_view path) {
   SplitPath out;
@@ -512,7 +499,7 @@ Result<Running> start(const Request& req, const std::string& path, DeviceStore& 
   UniqueFd diag_write(diag[1]);
   p->diag_fd = diag_write.get();
 
-  const pid_t pid = raw_fork();
+  const pid_t pid = emul::helper::raw_fork();
   if (pid < 0) {
     forget_node();
     return sys_error("fork mknod helper");

@@ -2,7 +2,6 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/magic.h>
-#include <linux/openat2.h>
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/fsuid.h>
@@ -58,13 +57,6 @@ bool set_identity(const FsIdentity& id) {
   ::setfsgid(id.gid);
   ::setfsuid(id.uid);
   return static_cast<std::uint32_t>(::setfsuid(static_cast<uid_t>(-1))) == id.uid;
-}
-
-bool same_inode(int dirfd, const char* name, int fd) {
-  struct stat a {};
-  struct stat b {};
-  return ::fstatat(dirfd, name, &a, AT_SYMLINK_NOFOLLOW) == 0 && ::fstat(fd, &b) == 0 &&
-         a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 std::string why(const char* what, int err) {
@@ -134,21 +126,12 @@ struct DirectWorker::Shared {
     } else if (::chdir("/") != 0) {
       return errno;
     }
-    open_how how{};
-    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
-    how.resolve = RESOLVE_NO_MAGICLINKS;
-    parent.reset(static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, req.dir.c_str(), &how, sizeof how)));
-    if (!parent) return errno;
-    const std::string& base = req.base;
-    if (base.empty() || base == "." || base == "..") return EEXIST;
-    if (req.trailing_slash) {
-      struct stat st {};
-      return ::fstatat(parent.get(), base.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 ? EEXIST : errno;
-    }
-    if (req.native) return ::mknodat(parent.get(), base.c_str(), req.mode, req.dev) == 0 ? 0 : errno;
-    placeholder.reset(::openat(parent.get(), base.c_str(),
-                               O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, req.mode & 07777));
-    return placeholder ? 0 : errno;
+    CreatedAt made;
+    const int err = create_as_caller(req.dir.c_str(), req.base.c_str(), req.trailing_slash, req.native,
+                                     req.mode, req.dev, made);
+    parent.reset(made.parent);
+    placeholder.reset(made.placeholder);
+    return err;
   }
 
   // False when this thread can no longer be trusted with a request (it could not get its

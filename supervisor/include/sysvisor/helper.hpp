@@ -47,6 +47,8 @@ struct Caller {
 
 // fork() without libc's fork handlers (see mknod.cpp).
 [[nodiscard]] pid_t raw_fork() noexcept;
+// This thread's effective capabilities: `wanted` within the permitted set; inheritable cleared.
+[[nodiscard]] bool set_effective_caps(std::uint64_t wanted) noexcept;
 
 // Closes every fd of the calling (child) process except `keep` (unsorted, -1 ignored).
 [[nodiscard]] bool close_other_fds(std::initializer_list<int> keep) noexcept;

@@ -42,6 +42,20 @@ struct SplitPath {
 };
 [[nodiscard]] SplitPath split_path(std::string_view path);
 
+// The caller's own part of an emulated mknod, run with the caller's identity, root and start
+// directory already in place (a helper process, or the direct thread): resolves `dir` without
+// magic links, then either makes the node itself (`native`: the kernel's own answer, e.g.
+// EPERM without CAP_MKNOD, or a whiteout) or creates the empty placeholder. Returns the errno
+// (0: done) and the fds it opened (-1 when not; the caller closes them). Raw syscalls only.
+struct CreatedAt {
+  int parent = -1;
+  int placeholder = -1;
+};
+[[nodiscard]] int create_as_caller(const char* dir, const char* base, bool trailing_slash, bool native,
+                                   mode_t mode, std::uint32_t dev, CreatedAt& out) noexcept;
+// `name` in `dirfd` is still the file `fd` is open on.
+[[nodiscard]] bool same_inode(int dirfd, const char* name, int fd) noexcept;
+
 // The private tmpfs that holds the device inodes bind-mounted into containers. It is mounted
 // in the supervisor's own mount namespace (see main: the daemon unshares one at start), so
 // the host never sees its nodes.
