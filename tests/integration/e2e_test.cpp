@@ -235,6 +235,7 @@ TEST_F(E2E, NonLeaderThread) {
 }
 
 TEST_F(E2E, ThirtyTwoBitAbiIsSupervisedToo) {
+  SKIP_UNLESS_I386();
   const auto o = container("probe int80 /dev/null c 1 3 && echo x > /dev/null && probe int80 /dev/sda b 8 0");
   EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ok", "EPERM"})) << o.err;
 }

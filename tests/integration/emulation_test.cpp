@@ -144,25 +144,69 @@ TEST_F(Emulation, SchedHostileArguments) {
 
 // ---- sysinfo ------------------------------------------------------------------------------------
 
-TEST_F(Emulation, FreeShowsTheContainersMemoryLimit) {
-  const auto o = container("free | sed -n 2p; probe sysinfo; probe sysinfo32", "emul-test",
-                           {"--memory", "256M", "--pids", "64"});
-  const auto out = lines(o.out);
-  ASSERT_EQ(out.size(), 3U) << o.out << o.err;
-  // free's total, in KiB. (Its "used" column subtracts the host's page cache from
-  // /proc/meminfo, which sysvisor does not emulate, and can overflow into the total's column.)
-  ASSERT_GE(words(out[0]).size(), 2U) << out[0];
-  EXPECT_EQ(words(out[0])[0], "Mem:");
-  EXPECT_TRUE(words(out[0])[1].starts_with("262144")) << "free's total in KiB: " << out[0];
-  for (const std::string& line : {out[1], out[2]}) {
-    const auto w = words(line);
-    ASSERT_EQ(w.size(), 4U) << line;
-    EXPECT_EQ(w[0], "268435456") << line;
-    EXPECT_LE(std::stoull(w[1]), 268435456ULL) << line;
-    EXPECT_GT(std::stoull(w[1]), 0ULL) << line;
-    EXPECT_LE(std::stoul(w[2]), 64UL) << "procs from the container's pids cgroup: " << line;
-    EXPECT_LE(std::stol(w[3]), 60L) << "uptime is the container's: " << line;
+// sysinfo(2) itself, as the kernel's struct: the figures are the container's cgroup's.
+TEST_F(Emulation, SysinfoShowsTheContainersMemoryLimit) {
+  constexpr std::uint64_t kLimit = 268435456;  // --memory 256M
+  const bool i386 = kernel_runs_i386();
+  if (!i386) {
+    std::fprintf(stderr,
+                 "\n*** THIS KERNEL HAS NO i386 ABI: the compat sysinfo layout is left out of this "
+                 "test; the native struct is still checked ***\n\n");
   }
+  // Before and after 32 MiB of tmpfs (charged to the container's cgroup as shmem).
+  const auto o =
+      container(std::string("probe sysinfo-raw; yes | head -c 33554432 > /dev/fill; probe sysinfo-raw") +
+                    (i386 ? "; probe sysinfo32" : ""),
+                "emul-test", {"--memory", "256M", "--pids", "64"});
+  const auto out = lines(o.out);
+  ASSERT_EQ(out.size(), i386 ? 3U : 2U) << o.out << o.err;
+  struct Figures {
+    std::uint64_t total, free, shared, buffer, swap, freeswap, procs;
+    std::int64_t uptime;
+  };
+  std::vector<Figures> seen;
+  for (std::size_t i = 0; i < 2; ++i) {
+    const auto w = words(out[i]);
+    ASSERT_EQ(w.size(), 9U) << out[i];
+    const std::uint64_t unit = std::stoull(w[8]);
+    ASSERT_GT(unit, 0U) << "mem_unit: " << out[i];
+    const auto bytes = [&](std::size_t k) { return std::stoull(w[k]) * unit; };
+    const Figures f{bytes(0), bytes(1), bytes(2),          bytes(3),
+                    bytes(4), bytes(5), std::stoull(w[6]), std::stoll(w[7])};
+    EXPECT_EQ(f.total, kLimit) << "totalram * mem_unit is the limit: " << out[i];
+    EXPECT_GT(f.free, 0U) << out[i];
+    EXPECT_LT(f.free, f.total) << "the container uses some memory: " << out[i];
+    EXPECT_LE(f.free + f.buffer, f.total) << out[i];
+    EXPECT_LE(f.shared, f.total) << out[i];
+    EXPECT_LE(f.freeswap, f.swap) << out[i];
+    EXPECT_GE(f.procs, 1U) << out[i];
+    EXPECT_LE(f.procs, 64U) << "procs from the container's pids cgroup: " << out[i];
+    EXPECT_GE(f.uptime, 0) << out[i];
+    EXPECT_LE(f.uptime, 60) << "uptime is the container's: " << out[i];
+    seen.push_back(f);
+  }
+  // freeram is the limit less the cgroup's usage: 32 MiB more in use, 32 MiB less free (give or
+  // take what else the cgroup's usage does meanwhile), and the tmpfs pages show as shared.
+  ASSERT_EQ(seen.size(), 2U);
+  EXPECT_GE(seen[0].free, seen[1].free + (30ULL << 20U)) << out[0] << " / " << out[1];
+  EXPECT_LE(seen[0].free, seen[1].free + (40ULL << 20U)) << out[0] << " / " << out[1];
+  EXPECT_GE(seen[1].shared, seen[0].shared + (30ULL << 20U)) << out[0] << " / " << out[1];
+  if (i386) {  // the compat layout: "TOTAL FREE PROCS UPTIME" in bytes
+    const auto w = words(out[2]);
+    ASSERT_EQ(w.size(), 4U) << out[2];
+    EXPECT_EQ(std::stoull(w[0]), kLimit) << out[2];
+    EXPECT_LE(std::stoull(w[1]), kLimit) << out[2];
+    EXPECT_LE(std::stoul(w[2]), 64UL) << out[2];
+  }
+}
+
+// The README's example: busybox free's first column is sysinfo's totalram (KiB). Its other
+// columns mix in the host's /proc/meminfo (Cached), which sysvisor does not emulate: `used` can
+// wrap around and run into `total`, so the example cuts the line after the first column.
+TEST_F(Emulation, FreesTotalIsTheContainersLimit) {
+  const auto o =
+      container("free | sed -n 2p | cut -c1-19", "emul-test", {"--memory", "256M", "--pids", "64"});
+  EXPECT_EQ(o.out, "Mem:         262144\n") << o.err;
 }
 
 TEST_F(Emulation, SysinfoWithoutALimitAndABadPointer) {

@@ -18,6 +18,23 @@
 
 namespace sysvisor::it {
 
+bool kernel_runs_i386() {
+  static const bool runs = [] {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      long rc = 0;
+      __asm__ volatile("int $0x80" : "=a"(rc) : "a"(20 /* i386 getpid */) : "memory");
+      ::_exit(rc == ::getpid() ? 0 : 1);
+    }
+    int status = 0;
+    if (pid < 0 || ::waitpid(pid, &status, 0) != pid) throw std::runtime_error("fork for the i386 probe");
+    if (WIFSIGNALED(status)) return false;  // the fault: no i386 entry on this kernel
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return true;
+    throw std::runtime_error("i386 probe: int $0x80 getpid returned the wrong pid");
+  }();
+  return runs;
+}
+
 fs::path bin_dir() {
   return SYSVISOR_BIN_DIR;
 }

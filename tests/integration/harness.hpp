@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -72,6 +73,23 @@ Outcome run_container(const fs::path& runtime_dir, const std::string& policy, co
 [[nodiscard]] std::vector<std::string> lines(const std::string& text);
 [[nodiscard]] fs::path bin_dir();     // build/bin
 [[nodiscard]] fs::path source_dir();  // the repository
+
+// Whether this kernel runs i386 code (`int $0x80`): a child tries getpid through it. Kernels
+// built without IA32 emulation, or booted with ia32_emulation=0, fault every such call
+// (SIGSEGV), supervised or not. Probed once per test process.
+[[nodiscard]] bool kernel_runs_i386();
+
+// Skips the current test where the kernel has no i386 ABI, loudly (stderr and the test's
+// skip message). Use as `SKIP_UNLESS_I386();` at the top of a test that needs it.
+#define SKIP_UNLESS_I386()                                                                        \
+  do {                                                                                            \
+    if (!::sysvisor::it::kernel_runs_i386()) {                                                    \
+      std::fprintf(stderr,                                                                        \
+                   "\n*** SKIPPED: THIS KERNEL HAS NO i386 ABI (int $0x80 faults: IA32 "          \
+                   "emulation off or ia32_emulation=0): the i386 door is untested here ***\n\n"); \
+      GTEST_SKIP() << "THIS KERNEL HAS NO i386 ABI: int $0x80 faults for every process";          \
+    }                                                                                             \
+  } while (false)
 
 // Container root on the host under the agent's default map (0 -> 100000).
 inline constexpr uid_t kHostRoot = 100000;

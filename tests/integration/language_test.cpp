@@ -137,17 +137,29 @@ TEST_F(Language, ShippedDangerousPoliciesAuditOrDenyTheDangerousCalls) {
   ASSERT_EQ(audit.size(), 1U) << read_file(audit_log());
   EXPECT_NE(audit[0].find("\"syscall\":\"unshare\""), std::string::npos) << audit[0];
   EXPECT_NE(audit[0].find("\"result\":\"continue\""), std::string::npos) << audit[0];
-  // deny-dangerous: refused with EPERM, through the i386 door too, and recorded.
-  o = container(call(kUnshare, kNewUserNs) + call(kSwapon, "s:/x 0") + "probe call32 " +
-                    std::to_string(kSwapon32) + " s:/x 0",
+  // deny-dangerous: refused with EPERM, through the i386 door too where the kernel has one, and
+  // recorded. The native calls are checked on every kernel.
+  const bool i386 = kernel_runs_i386();
+  if (!i386) {
+    std::fprintf(stderr,
+                 "\n*** THIS KERNEL HAS NO i386 ABI: the i386 swapon of this test is left out; "
+                 "the native calls are still checked ***\n\n");
+  }
+  o = container(call(kUnshare, kNewUserNs) + call(kSwapon, "s:/x 0") +
+                    (i386 ? "probe call32 " + std::to_string(kSwapon32) + " s:/x 0" : std::string()),
                 "deny-dangerous", "denier");
-  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"EPERM", "EPERM", "EPERM"})) << o.err;
+  const std::vector<std::string> refused(i386 ? 3 : 2, "EPERM");
+  EXPECT_EQ(lines(o.out), refused) << o.err;
   audit = audit_of("denier");
-  ASSERT_EQ(audit.size(), 3U) << read_file(audit_log());
+  ASSERT_EQ(audit.size(), refused.size()) << read_file(audit_log());
+  if (i386) {
+    EXPECT_NE(audit[2].find("\"arch\":\"i386\""), std::string::npos) << audit[2];
+  }
   for (const auto& l : audit) EXPECT_NE(l.find("\"action\":\"deny\""), std::string::npos) << l;
 }
 
 TEST_F(Language, TheI386DoorIsClosedByTheSameRules) {
+  SKIP_UNLESS_I386();
   const auto o =
       container("probe call32 " + std::to_string(kSwapon32) + " s:/no/such/swapfile 0; probe call32 " +
                     std::to_string(kUmask32) + " 0x22; probe call32 " + std::to_string(kUmask32) + " 0x12",

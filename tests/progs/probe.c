@@ -34,6 +34,9 @@
  *                                                    the highest priority the task ever had
  *   probe sysinfo                                    prints "TOTALRAM FREERAM PROCS UPTIME" in bytes
  *   probe sysinfo32                                  the same through int $0x80 (compat layout)
+ *   probe sysinfo-raw                                prints the struct as the kernel filled it:
+ *                                                    "TOTAL FREE SHARED BUFFER SWAP FREESWAP PROCS
+ *                                                    UPTIME MEM_UNIT" (memory in mem_unit units)
  *   probe sysinfo-badptr                             sysinfo((void *)8)
  *   probe setxattr PATH NAME VALUE [l|f]             setxattr / lsetxattr / fsetxattr
  *   probe getxattr PATH NAME                         prints the value, or the errno
@@ -425,6 +428,13 @@ static int run(int argc, char** argv) {
     if (sysinfo(&si) != 0) return finish(-1);
     printf("%llu %llu %u %ld\n", (unsigned long long)si.totalram * si.mem_unit,
            (unsigned long long)si.freeram * si.mem_unit, (unsigned)si.procs, si.uptime);
+    return 0;
+  }
+  if (strcmp(op, "sysinfo-raw") == 0) {
+    struct sysinfo si;
+    if (sysinfo(&si) != 0) return finish(-1);
+    printf("%lu %lu %lu %lu %lu %lu %u %ld %u\n", si.totalram, si.freeram, si.sharedram, si.bufferram,
+           si.totalswap, si.freeswap, (unsigned)si.procs, si.uptime, si.mem_unit);
     return 0;
   }
   if (strcmp(op, "sysinfo32") == 0) {

@@ -116,6 +116,40 @@ TEST(Sysinfo, ComputeNeverAboveTheHostNorNegative) {
   EXPECT_EQ(s.freeram, 0U);
 }
 
+// Whatever the cgroup says (usage above the limit, shmem above usage, swap limits larger than
+// the host's swap, "max"), the figures are those a kernel could give: no free above its total.
+TEST(Sysinfo, EveryFigureIsConsistent) {
+  constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
+  const std::vector<std::optional<std::uint64_t>> amounts = {std::nullopt,  0,           1,   100ULL << 20U,
+                                                             256ULL << 20U, 1ULL << 40U, kMax};
+  const struct ::sysinfo host = host_info();
+  for (const auto& limit : amounts) {
+    for (const auto& usage : amounts) {
+      for (const auto& shmem : amounts) {
+        for (const auto& swap : amounts) {
+          emul::sysinfo::Usage u;
+          u.mem_limit = limit;
+          u.mem_usage = usage;
+          u.shmem = shmem;
+          u.swap_limit = swap;
+          u.swap_usage = usage;
+          const auto s = emul::sysinfo::compute(host, u);
+          const std::string at =
+              "limit " + std::to_string(limit.value_or(7)) + " usage " + std::to_string(usage.value_or(7)) +
+              " shmem " + std::to_string(shmem.value_or(7)) + " swap " + std::to_string(swap.value_or(7));
+          const auto bytes = [&](unsigned long v) { return static_cast<std::uint64_t>(v) * s.mem_unit; };
+          ASSERT_GT(s.mem_unit, 0U) << at;
+          EXPECT_LE(bytes(s.totalram), static_cast<std::uint64_t>(host.totalram) * host.mem_unit) << at;
+          EXPECT_LE(bytes(s.freeram) + bytes(s.bufferram), bytes(s.totalram)) << at;
+          EXPECT_LE(bytes(s.sharedram), bytes(s.totalram)) << at;
+          EXPECT_LE(bytes(s.freeswap), bytes(s.totalswap)) << at;
+          EXPECT_LE(bytes(s.totalswap), static_cast<std::uint64_t>(host.totalswap) * host.mem_unit) << at;
+        }
+      }
+    }
+  }
+}
+
 TEST(Sysinfo, CompatLayoutScalesLikeTheKernel) {
   struct ::sysinfo s {};
   s.uptime = 77;
