@@ -234,7 +234,9 @@ int main(int argc, char** argv) {
       "Run the daemon: accept agents on RUNTIME_DIR/agent.sock and OCI runtimes (runc, crun, podman) on "
       "RUNTIME_DIR/oci.sock, and answer their containers' trapped "
       "calls. SIGHUP reloads the configuration and the policies (all or nothing); SIGTERM or SIGINT "
-      "stop it cleanly.");
+      "stop it cleanly. --log-level LEVEL may come before or after `serve`.");
+  // Options of the top level (--log-level) are accepted after the subcommand too.
+  serve_cmd->fallthrough();
   serve_cmd->add_option("--config", config_file,
                         "Configuration file (default: /etc/sysvisor/sysvisor.yaml if it exists, else "
                         "built-in defaults: root may use every policy, nobody else any)");

@@ -2,6 +2,8 @@
 // stdout, diagnostics of the command itself (a policy that cannot be found) to stderr.
 #include "policy_cmd.hpp"
 
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <exception>
@@ -76,14 +78,84 @@ struct CheckOptions {
   bool json = false;
 };
 
+// A decision-case file (`sysvisor policy test`): a mapping with a `cases:` key. Anything that
+// does not even parse is left to the policy loader, which says where it breaks.
+bool is_case_file(const std::string& file) {
+  try {
+    const YAML::Node root = YAML::LoadFile(file);
+    return root.IsMap() && root["cases"] && !root["rules"];
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+// A case file among the files given to `check`: its cases run against the policy it names,
+// found among the policies given or else in the case file's own directory.
+bool check_case_file(const std::string& file, const std::optional<policy::LoadResult>& given, json& doc,
+                     std::vector<std::string>& text) {
+  const auto error = [&](const policy::Position& pos, const char* code, const std::string& message) {
+    doc["errors"].push_back(position_json(pos, code, message));
+    text.push_back(diagnostic(pos, "error", code, message));
+    return false;
+  };
+  auto cases = tools::load_cases(file);
+  if (!cases) {
+    for (const auto& e : cases.error()) error(e.pos, policy::to_string(e.code), e.message);
+    return false;
+  }
+  if (!cases->policy) {
+    const std::string message =
+        "decision cases that name no policy (`policy: NAME`): not run; run them "
+        "with `sysvisor policy test POLICY " +
+        file + "`";
+    doc["warnings"].push_back(position_json(policy::Position{file, 0, 0}, "cases", message));
+    text.push_back(file + ": warning: [cases] " + message);
+    return true;
+  }
+  std::shared_ptr<const Policy> p;
+  if (given) {
+    if (const auto it = given->policies.find(*cases->policy); it != given->policies.end()) p = it->second;
+  }
+  const fs::path dir = fs::path(file).parent_path().empty() ? fs::path(".") : fs::path(file).parent_path();
+  if (!p) {
+    if (auto loaded = policy::load_policy_dir(dir)) {
+      if (const auto it = loaded->policies.find(*cases->policy); it != loaded->policies.end()) p = it->second;
+    }
+  }
+  if (!p) {
+    return error(cases->policy_pos, "unknown-policy",
+                 "the cases are for policy `" + *cases->policy +
+                     "`, which no file given and no valid policy in `" + dir.string() + "` defines");
+  }
+  auto bpf = filter::compile(*p);
+  if (!bpf)
+    return error(policy::Position{file, 0, 0}, "filter", "compile the filter: " + bpf.error().message());
+  const auto failures = tools::run_cases(*p, &*bpf, *cases);
+  for (const auto& f : failures) {
+    doc["errors"].push_back(position_json(f.failed->pos, "case", f.message));
+    text.push_back(f.message);
+  }
+  doc["cases"].push_back(
+      json{{"file", file}, {"policy", p->name}, {"cases", cases->cases.size()}, {"failed", failures.size()}});
+  if (failures.empty()) {
+    text.push_back(file + ": ok: " + std::to_string(cases->cases.size()) + " decision cases of policy " +
+                   p->name + " hold");
+  }
+  return failures.empty();
+}
+
 int check(const CheckOptions& o) {
   json doc{{"files", o.files},
            {"errors", json::array()},
            {"warnings", json::array()},
-           {"policies", json::array()}};
+           {"policies", json::array()},
+           {"cases", json::array()}};
   std::vector<std::string> text;
   bool failed = false;
-  std::vector<fs::path> paths(o.files.begin(), o.files.end());
+  std::vector<std::string> policy_files;
+  std::vector<std::string> case_files;
+  for (const auto& file : o.files) (is_case_file(file) ? case_files : policy_files).push_back(file);
+  std::vector<fs::path> paths(policy_files.begin(), policy_files.end());
   auto all = policy::load_policy_files(paths);
   std::vector<LoadError> errors = all ? std::vector<LoadError>{} : all.error();
   for (const auto& e : errors) {
@@ -91,7 +163,7 @@ int check(const CheckOptions& o) {
     text.push_back(diagnostic(e.pos, "error", policy::to_string(e.code), e.message));
   }
   failed = !errors.empty();
-  for (const auto& file : o.files) {
+  for (const auto& file : policy_files) {
     // A file none of whose errors is its own still gets its summary when it loads alone.
     std::optional<policy::LoadResult> loaded;
     if (all) {
@@ -131,6 +203,10 @@ int check(const CheckOptions& o) {
     text.push_back(file + ": ok: policy " + p->name + " v" + p->version + ", " + mode +
                    std::to_string(p->own_rules.size()) + " rules (" + std::to_string(p->rules.size()) +
                    " effective), " + std::to_string(bpf->size()) + " BPF instructions");
+  }
+  const std::optional<policy::LoadResult> given = all ? std::optional(*all) : std::nullopt;
+  for (const auto& file : case_files) {
+    if (!check_case_file(file, given, doc, text)) failed = true;
   }
   if (o.json) {
     std::printf("%s\n", doc.dump(2).c_str());
@@ -374,10 +450,11 @@ void add_policy_commands(CLI::App& app) {
   auto* c = policy_cmd->add_subcommand(
       "check",
       "Validate policy files (with their includes): prints FILE:LINE:COL: error|warning: [code] message, "
-      "then a "
-      "summary per valid file. Exit 0 when there is no error (warnings allowed), 1 otherwise");
-  c->add_option("FILE", check_options->files, "Policy files")->required();
-  c->add_flag("--json", check_options->json, "One JSON document: files, errors, warnings, policies");
+      "then a summary per valid file. A decision-case file among them (a mapping with `cases:`, such as "
+      "policies/NAME.cases.yaml) is run against the policy it names, as `policy test` would. Exit 0 when "
+      "there is no error (warnings allowed), 1 otherwise");
+  c->add_option("FILE", check_options->files, "Policy files and decision-case files")->required();
+  c->add_flag("--json", check_options->json, "One JSON document: files, errors, warnings, policies, cases");
   c->callback([check_options] { run([&] { return check(*check_options); }); });
 
   auto explain_options = std::make_shared<ExplainOptions>();

@@ -71,6 +71,23 @@ TEST(Cli, ServeRefusesAMissingPoliciesDirectory) {
   EXPECT_NE(o.err.find((dir.path() / "nope").string()), std::string::npos) << o.err;
 }
 
+// The README lists --log-level under serve: it is taken after the subcommand as before it.
+TEST(Cli, ServeTakesLogLevelAfterTheSubcommand) {
+  TempDir dir("sysvisor-cli");
+  for (const auto& argv : std::vector<std::vector<std::string>>{
+           {kSysvisor.string(), "serve", "--log-level", "debug", "--runtime-dir",
+            (dir.path() / "run").string(), "--policies", (dir.path() / "nope").string()},
+           {kSysvisor.string(), "--log-level", "debug", "serve", "--runtime-dir",
+            (dir.path() / "run").string(), "--policies", (dir.path() / "nope").string()}}) {
+    const auto o = run(argv, std::chrono::seconds(20));
+    EXPECT_EQ(o.status, 1) << "parsed, then refused for the missing directory: " << o.err;
+    EXPECT_NE(o.err.find((dir.path() / "nope").string()), std::string::npos) << o.err;
+  }
+  const auto bad = run({kSysvisor.string(), "serve", "--log-level", "chatty"});
+  EXPECT_EQ(bad.status, 2) << bad.err;
+  EXPECT_NE(bad.err.find("chatty"), std::string::npos) << bad.err;
+}
+
 TEST(Cli, SecondDaemonOnTheSameRuntimeDirIsRefused) {
   if (::geteuid() != 0) GTEST_SKIP() << "serve needs root";
   TempDir dir("sysvisor-cli");

@@ -38,6 +38,53 @@ TEST(PolicyCli, HelpListsTheCommands) {
   }
 }
 
+// The README's first policy command, on the shipped tree: the case files among policies/*.yaml
+// are run against the policies they name, not read as policies.
+TEST(PolicyCli, CheckOfTheShippedTreeGlobPasses) {
+  std::vector<std::string> args{"check"};
+  std::size_t policies = 0;
+  std::size_t case_files = 0;
+  for (const auto& entry : fs::directory_iterator(source_dir() / "policies")) {
+    if (entry.path().extension() != ".yaml") continue;
+    args.push_back(entry.path().string());
+    (entry.path().string().ends_with(".cases.yaml") ? case_files : policies) += 1;
+  }
+  ASSERT_GT(case_files, 0U);
+  const auto o = policy(args);
+  EXPECT_EQ(o.status, 0) << o.out << o.err;
+  const auto out = lines(o.out);
+  EXPECT_EQ(out.size(), policies + case_files) << o.out;
+  for (const auto& line : out) {
+    EXPECT_NE(line.find(": ok: "), std::string::npos) << line;
+    if (line.find(".cases.yaml") != std::string::npos) {
+      EXPECT_NE(line.find("decision cases of policy"), std::string::npos) << line;
+    }
+  }
+}
+
+TEST(PolicyCli, CheckRunsACaseFileAgainstThePolicyItNames) {
+  TempDir dir("sysvisor-check-cases");
+  fs::copy_file(shipped("rootless-devices"), dir.path() / "rootless-devices.yaml");
+  write(dir.path() / "wrong.cases.yaml",
+        "policy: rootless-devices\ncases:\n  - 'mknod(\"/dev/null\", S_IFCHR|0666, 1:3) -> deny EPERM'\n");
+  write(dir.path() / "other.cases.yaml",
+        "policy: no-such-policy\ncases:\n  - 'mknod(\"/dev/null\", S_IFCHR|0666, 1:3) -> deny EPERM'\n");
+  write(dir.path() / "unnamed.cases.yaml",
+        "cases:\n  - 'mknod(\"/dev/null\", S_IFCHR|0666, 1:3) -> emulate'\n");
+  // The failing case, with its line; the policy found in the case file's own directory.
+  auto o = policy({"check", (dir.path() / "wrong.cases.yaml").string()});
+  EXPECT_EQ(o.status, 1) << o.out;
+  EXPECT_NE(o.out.find("wrong.cases.yaml:3"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("expected deny"), std::string::npos) << o.out;
+  o = policy({"check", (dir.path() / "other.cases.yaml").string()});
+  EXPECT_EQ(o.status, 1) << o.out;
+  EXPECT_NE(o.out.find("other.cases.yaml:1:9: error: [unknown-policy]"), std::string::npos) << o.out;
+  // No policy named: a warning that says how to run them, not a failure.
+  o = policy({"check", (dir.path() / "unnamed.cases.yaml").string()});
+  EXPECT_EQ(o.status, 0) << o.out;
+  EXPECT_NE(o.out.find("warning: [cases]"), std::string::npos) << o.out;
+}
+
 TEST(PolicyCli, UsageErrorsExit2) {
   EXPECT_EQ(policy({}).status, 2);
   EXPECT_EQ(policy({"frobnicate"}).status, 2);
