@@ -399,7 +399,7 @@ TEST_F(Control, RootOnlyByDefault) {
   ASSERT_EQ(::stat(sock.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0600u);
   EXPECT_EQ(st.st_uid, 0u);
-  const std::string exe = (bin_dir() / "sysvisor").string();
+  const std::string exe = public_bin("sysvisor").string();  // reachable by nobody
   // The socket's mode keeps others out...
   const Outcome o = run(as_nobody({exe, "status", "--runtime-dir", runtime().string()}));
   EXPECT_EQ(o.status, 1);
@@ -431,7 +431,7 @@ TEST_F(Control, ControlGroupOpensTheSocketToOneGroup) {
   ASSERT_EQ(::stat((dir / "run" / "control.sock").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0660u);
   EXPECT_EQ(st.st_gid, 65534u);
-  const std::string exe = (bin_dir() / "sysvisor").string();
+  const std::string exe = public_bin("sysvisor").string();  // reachable by nobody
   const Outcome o = run(as_nobody({exe, "status", "--runtime-dir", (dir / "run").string()}));
   EXPECT_EQ(o.status, 0) << o.err;
   EXPECT_NE(o.out.find("version"), std::string::npos);

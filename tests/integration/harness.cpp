@@ -96,8 +96,32 @@ Outcome run(const std::vector<std::string>& argv, std::chrono::seconds timeout) 
   return o;
 }
 
+fs::path public_temp_base() {
+  static const fs::path base = [] {
+    const fs::path tmp = fs::temp_directory_path();
+    for (fs::path at = tmp; !at.empty(); at = at.parent_path()) {
+      struct stat st {};
+      if (::stat(at.c_str(), &st) != 0 || (st.st_mode & S_IXOTH) == 0) return fs::path("/tmp");
+      if (at == at.root_path()) break;
+    }
+    return tmp;
+  }();
+  return base;
+}
+
+fs::path public_bin(const std::string& name) {
+  static TempDir dir("sysvisor-bin");
+  const fs::path copy = dir.path() / name;
+  if (!fs::exists(copy)) {
+    fs::copy_file(bin_dir() / name, copy);
+    fs::permissions(copy, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+  }
+  return copy;
+}
+
 TempDir::TempDir(const std::string& prefix) {
-  std::string templ = (fs::temp_directory_path() / (prefix + "-XXXXXX")).string();
+  std::string templ = (public_temp_base() / (prefix + "-XXXXXX")).string();
   if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp");
   path_ = templ;
   ::chmod(path_.c_str(), 0755);

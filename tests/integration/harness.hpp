@@ -26,7 +26,16 @@ struct Outcome {
 // Runs argv, capturing stdout and stderr; killed after `timeout`.
 Outcome run(const std::vector<std::string>& argv, std::chrono::seconds timeout = std::chrono::seconds(60));
 
-// A directory removed (after lazy-unmounting what is below it) at destruction.
+// Where tests make directories that other users (setpriv, runuser) must reach: TMPDIR when
+// every directory on its path lets others through, else /tmp. A checkout or TMPDIR under a
+// 0700 home must not make a test of another user fail.
+[[nodiscard]] fs::path public_temp_base();
+
+// The built program `name` (sysvisor, sysvisor-agent, probe), copied once per test process
+// into a 0755 directory under public_temp_base(), for running it as another user.
+[[nodiscard]] fs::path public_bin(const std::string& name);
+
+// A directory (0755, under public_temp_base()) removed at destruction.
 class TempDir {
  public:
   explicit TempDir(const std::string& prefix);

@@ -265,8 +265,9 @@ std::vector<std::string> as_nobody(std::vector<std::string> argv) {
 }
 
 TEST_F(Language, PeersGetOnlyThePoliciesTheConfigurationGrantsThem) {
-  const std::string agent = (bin_dir() / "sysvisor-agent").string();
-  const std::string probe = (bin_dir() / "probe").string();
+  // Copies every user can reach: the checkout may sit under a 0700 directory.
+  const std::string agent = public_bin("sysvisor-agent").string();
+  const std::string probe = public_bin("probe").string();
   const auto granted =
       run(as_nobody({agent, "exec", "--runtime-dir", runtime().string(), "--policy", "lang-basics", "--",
                      probe, "call", std::to_string(kSwapon), "s:/x", "0"}));

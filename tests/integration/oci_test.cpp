@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstring>
@@ -77,10 +78,23 @@ void ensure_rootless_user() {
     const auto add = run({"/usr/sbin/useradd", "--create-home", "--shell", "/bin/sh", kRootlessUser});
     ASSERT_EQ(add.status, 0) << add.err;
   }
+  // useradd gives a new user a range of its own where login.defs asks it to; where it did
+  // not, take 65536 ids past every range already given (root's 100000:65536 among them: the
+  // user must never own the ids of root's containers).
   for (const char* file : {"/etc/subuid", "/etc/subgid"}) {
-    if (read_file(file).find(std::string(kRootlessUser) + ":") == std::string::npos) {
-      std::ofstream(file, std::ios::app) << kRootlessUser << ":100000:65536\n";
+    const std::string text = read_file(file);
+    if (text.find(std::string(kRootlessUser) + ":") != std::string::npos) continue;
+    unsigned long long next = 100000;
+    for (const auto& line : lines(text)) {
+      const auto first = line.find(':');
+      const auto second = line.find(':', first + 1);
+      if (first == std::string::npos || second == std::string::npos) continue;
+      const unsigned long long end =
+          std::stoull(line.substr(first + 1, second - first - 1)) + std::stoull(line.substr(second + 1));
+      next = std::max(next, end);
     }
+    next = std::max<unsigned long long>(next, 165536);  // past root's default range in any case
+    std::ofstream(file, std::ios::app) << kRootlessUser << ":" << next << ":65536\n";
   }
 }
 
@@ -345,12 +359,16 @@ struct Podman {
 std::vector<std::string> podman_argv(const Podman& pm, std::vector<std::string> args) {
   std::vector<std::string> argv;
   if (!pm.user.empty()) {
+    // The user's own home as its working directory: the test's (the build tree) may be out of
+    // its reach when the checkout sits under a 0700 directory.
     argv = {"/usr/sbin/runuser",
             "-u",
             pm.user,
             "--",
             "/usr/bin/env",
+            "--chdir=" + (pm.store / "home").string(),
             "HOME=" + (pm.store / "home").string(),
+            "TMPDIR=" + (pm.store / "tmp").string(),
             "XDG_RUNTIME_DIR=" + (pm.store / "xdg").string(),
             "XDG_CONFIG_HOME=" + (pm.store / "config").string()};
   }
