@@ -14,6 +14,7 @@
 #include "failure.hpp"
 #include "idmap.hpp"
 #include "options.hpp"
+#include "supervised_exec.hpp"
 #include "sysvisor/cgroup.hpp"
 
 #ifndef SYSVISOR_VERSION
@@ -58,6 +59,11 @@ void add_common_options(CLI::App& cmd, CommonOptions& common) {
   cmd.add_flag("--learn", common.learn,
                "Learn mode: every call the policy traps is allowed and recorded (action \"learn\"), for "
                "`sysvisor policy learn`");
+  cmd.add_option("--preserve-fds", common.preserve_fds,
+                 "Pass fds 3 .. 3+N-1 of the caller on to CMD; every other fd above 2 is closed when the "
+                 "agent starts (none reaches the container's set-up or CMD)")
+      ->type_name("N")
+      ->check(CLI::Range(0U, 1U << 20U));
   cmd.add_option("CMD", common.command, "The command and its arguments, best after `--`")->required();
 }
 
@@ -156,6 +162,12 @@ int main(int argc, char** argv) {
     return kExitAgentFailure;
   }
 
+  // First, before the agent opens anything: what the launcher left open is not the agent's.
+  const unsigned preserve = run->parsed() ? run_opts.common.preserve_fds : exec_opts.common.preserve_fds;
+  if (auto closed = close_inherited_fds(preserve); !closed) {
+    print_error(closed.error().message());
+    return kExitAgentFailure;
+  }
   if (run->parsed()) {
     std::string problem = finish_common(run_opts.common);
     if (problem.empty()) {

@@ -21,6 +21,7 @@ struct CommonOptions {
   std::string policy;
   std::string id;                    // container id; generated when empty on the command line
   bool learn = false;                // learn mode: every trapped call allowed and recorded
+  unsigned preserve_fds = 0;         // --preserve-fds: fds 3..3+N-1 go to the workload
   std::vector<std::string> command;  // CMD ARGS...
 };
 

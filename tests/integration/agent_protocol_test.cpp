@@ -156,5 +156,73 @@ TEST(AgentProtocol, TrappingEverythingInRunMode) {
   EXPECT_EQ(o.out, "in-box\n") << o.err;
 }
 
+// Issue 13, finding 12: a directory fd the launcher left open (no O_CLOEXEC) must reach neither
+// the workload nor the container's set-up; through it a container created files outside its
+// root. The launcher here is bash with fd 7 on a host directory.
+std::vector<std::string> launched_with_fd7(const fs::path& host_dir,
+                                           const std::vector<std::string>& agent_args,
+                                           const std::string& script, Outcome* outcome = nullptr) {
+  std::string cmd = "exec 7<'" + host_dir.string() + "' && exec";
+  for (const std::string& a : agent_args) cmd += " '" + a + "'";
+  cmd += " -- /bin/sh -c '" + script + "'";
+  Outcome o = run({"/bin/bash", "-c", cmd}, std::chrono::seconds(30));
+  if (outcome != nullptr) *outcome = o;
+  EXPECT_FALSE(o.timed_out) << o.err;
+  return lines(o.out);
+}
+
+// `ls /proc/self/fd` lists 0, 1, 2 and its own directory fd (3): nothing else.
+const std::vector<std::string> kOnlyStdio{"0", "1", "2", "3"};
+
+TEST(AgentProtocol, ExecPassesNoInheritedFdToTheWorkload) {
+  TempDir dir("sysvisor-agent");
+  fs::create_directories(dir.path() / "host");
+  FakeSupervisor fake(dir.path() / "run", FakeSupervisor::Mode::TrapEverything);
+  Outcome o;
+  EXPECT_EQ(launched_with_fd7(dir.path() / "host",
+                              {(bin_dir() / "sysvisor-agent").string(), "exec", "--runtime-dir",
+                               (dir.path() / "run").string(), "--policy", "fake"},
+                              "ls /proc/self/fd; touch /proc/self/fd/7/escaped", &o),
+            kOnlyStdio)
+      << o.err;
+  EXPECT_FALSE(fs::exists(dir.path() / "host" / "escaped"));
+}
+
+TEST(AgentProtocol, PreserveFdsPassesExactlyThose) {
+  TempDir dir("sysvisor-agent");
+  fs::create_directories(dir.path() / "host");
+  FakeSupervisor fake(dir.path() / "run", FakeSupervisor::Mode::TrapEverything);
+  Outcome o;
+  // fds 3..7: 7 is the launcher's; the agent's own fds (maybe among 3..6) are not passed.
+  EXPECT_EQ(launched_with_fd7(dir.path() / "host",
+                              {(bin_dir() / "sysvisor-agent").string(), "exec", "--runtime-dir",
+                               (dir.path() / "run").string(), "--policy", "fake", "--preserve-fds", "5"},
+                              "ls /proc/self/fd", &o),
+            (std::vector<std::string>{"0", "1", "2", "3", "7"}))
+      << o.err;
+}
+
+TEST(AgentProtocol, RunPassesNoInheritedFdToTheContainer) {
+  if (::geteuid() != 0) GTEST_SKIP() << "run mode needs root here";
+  TempDir dir("sysvisor-agent");
+  const fs::path rootfs = dir.path() / "rootfs";
+  fs::create_directories(rootfs);
+  make_rootfs(rootfs, 100000);
+  // A host directory the container's root could write to, were the fd passed on.
+  const fs::path host = dir.path() / "host";
+  fs::create_directories(host);
+  fs::permissions(host, fs::perms::all);
+  FakeSupervisor fake(dir.path() / "run", FakeSupervisor::Mode::TrapEverything);
+  Outcome o;
+  EXPECT_EQ(
+      launched_with_fd7(host,
+                        {(bin_dir() / "sysvisor-agent").string(), "run", "--runtime-dir",
+                         (dir.path() / "run").string(), "--policy", "fake", "--rootfs", rootfs.string()},
+                        "ls /proc/self/fd; touch /proc/self/fd/7/escaped", &o),
+      kOnlyStdio)
+      << o.err;
+  EXPECT_FALSE(fs::exists(host / "escaped")) << "the container wrote outside its root";
+}
+
 }  // namespace
 }  // namespace sysvisor::it
