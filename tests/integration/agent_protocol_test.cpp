@@ -13,6 +13,8 @@
 
 #include <atomic>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "agent.pb.h"
@@ -222,6 +224,66 @@ TEST(AgentProtocol, RunPassesNoInheritedFdToTheContainer) {
       kOnlyStdio)
       << o.err;
   EXPECT_FALSE(fs::exists(host / "escaped")) << "the container wrote outside its root";
+}
+
+// Issue 13, finding 13: the default id range is the one /etc/subuid and /etc/subgid give root
+// (or `sysvisor`), never Debian's first user's 100000:65536. The files are swapped for
+// temporary ones through SYSVISOR_SUBUID_FILE / SYSVISOR_SUBGID_FILE.
+Outcome run_with_subids(const fs::path& dir, const std::string& subids, uid_t rootfs_owner,
+                        const std::string& script) {
+  const fs::path rootfs = dir / "rootfs";
+  fs::create_directories(rootfs);
+  make_rootfs(rootfs, rootfs_owner);
+  std::ofstream(dir / "subuid") << subids;
+  std::ofstream(dir / "subgid") << subids;
+  FakeSupervisor fake(dir / "run", FakeSupervisor::Mode::TrapEverything);
+  return run({"/usr/bin/env", "SYSVISOR_SUBUID_FILE=" + (dir / "subuid").string(),
+              "SYSVISOR_SUBGID_FILE=" + (dir / "subgid").string(), (bin_dir() / "sysvisor-agent").string(),
+              "run", "--runtime-dir", (dir / "run").string(), "--policy", "fake", "--rootfs", rootfs.string(),
+              "--", "/bin/sh", "-c", script},
+             std::chrono::seconds(30));
+}
+
+TEST(AgentIdRange, RootsEntryIsTheDefault) {
+  if (::geteuid() != 0) GTEST_SKIP() << "run mode needs root here";
+  TempDir dir("sysvisor-agent");
+  const auto o = run_with_subids(dir.path(), "alice:100000:65536\nroot:300000:65536\n", 300000,
+                                 "cat /proc/self/uid_map /proc/self/gid_map");
+  EXPECT_EQ(o.status, 0) << o.err;
+  const auto l = lines(o.out);
+  ASSERT_EQ(l.size(), 2U) << o.out << o.err;
+  for (const std::string& map : l) {
+    std::istringstream in(map);
+    std::vector<std::string> w;
+    for (std::string s; in >> s;) w.push_back(s);
+    EXPECT_EQ(w, (std::vector<std::string>{"0", "300000", "65536"})) << map;
+  }
+}
+
+TEST(AgentIdRange, NoEntryOfRootIsRefusedWithTheFix) {
+  if (::geteuid() != 0) GTEST_SKIP() << "run mode needs root here";
+  TempDir dir("sysvisor-agent");
+  // What Debian's useradd gives the first user, and nothing for root.
+  const auto o = run_with_subids(dir.path(), "alice:100000:65536\n", 100000, "echo ran");
+  EXPECT_EQ(o.status, 125) << o.out << o.err;
+  EXPECT_EQ(o.out, "") << "the command never ran";
+  EXPECT_NE(o.err.find((dir.path() / "subuid").string() + " has no entry for `sysvisor` or `root`"),
+            std::string::npos)
+      << o.err;
+  EXPECT_NE(o.err.find("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 root"),
+            std::string::npos)
+      << o.err;
+}
+
+TEST(AgentIdRange, AnOverlapWithAnotherUserIsRefused) {
+  if (::geteuid() != 0) GTEST_SKIP() << "run mode needs root here";
+  TempDir dir("sysvisor-agent");
+  const auto o = run_with_subids(dir.path(), "root:100000:65536\nalice:150000:65536\n", 100000, "echo ran");
+  EXPECT_EQ(o.status, 125) << o.out << o.err;
+  EXPECT_EQ(o.out, "") << "the command never ran";
+  EXPECT_NE(o.err.find("overlaps the entry `alice:150000:65536` of " + (dir.path() / "subuid").string()),
+            std::string::npos)
+      << o.err;
 }
 
 }  // namespace
