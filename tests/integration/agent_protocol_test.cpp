@@ -149,10 +149,10 @@ TEST(AgentProtocol, TrappingEverythingInRunMode) {
   fs::create_directories(rootfs);
   make_rootfs(rootfs, 100000);
   FakeSupervisor fake(dir.path() / "run", FakeSupervisor::Mode::TrapEverything);
-  const auto o =
-      run({(bin_dir() / "sysvisor-agent").string(), "run", "--runtime-dir", (dir.path() / "run").string(),
-           "--policy", "fake", "--rootfs", rootfs.string(), "--", "/bin/sh", "-c", "echo in-box; exit 4"},
-          std::chrono::seconds(30));
+  const auto o = run({(bin_dir() / "sysvisor-agent").string(), "run", "--runtime-dir",
+                      (dir.path() / "run").string(), "--policy", "fake", "--rootfs", rootfs.string(),
+                      "--userns", "100000:65536", "--", "/bin/sh", "-c", "echo in-box; exit 4"},
+                     std::chrono::seconds(30));
   EXPECT_FALSE(o.timed_out);
   EXPECT_EQ(o.status, 4) << o.err;
   EXPECT_EQ(o.out, "in-box\n") << o.err;
@@ -216,12 +216,12 @@ TEST(AgentProtocol, RunPassesNoInheritedFdToTheContainer) {
   fs::permissions(host, fs::perms::all);
   FakeSupervisor fake(dir.path() / "run", FakeSupervisor::Mode::TrapEverything);
   Outcome o;
-  EXPECT_EQ(
-      launched_with_fd7(host,
-                        {(bin_dir() / "sysvisor-agent").string(), "run", "--runtime-dir",
-                         (dir.path() / "run").string(), "--policy", "fake", "--rootfs", rootfs.string()},
-                        "ls /proc/self/fd; touch /proc/self/fd/7/escaped", &o),
-      kOnlyStdio)
+  EXPECT_EQ(launched_with_fd7(host,
+                              {(bin_dir() / "sysvisor-agent").string(), "run", "--runtime-dir",
+                               (dir.path() / "run").string(), "--policy", "fake", "--rootfs", rootfs.string(),
+                               "--userns", "100000:65536"},
+                              "ls /proc/self/fd; touch /proc/self/fd/7/escaped", &o),
+            kOnlyStdio)
       << o.err;
   EXPECT_FALSE(fs::exists(host / "escaped")) << "the container wrote outside its root";
 }
