@@ -74,7 +74,15 @@ class PidNs {
   pid_t init_ = -1;
 };
 
+// NS_GET_PID_FROM_PIDNS is kernel 6.7's: probe it, skip loudly without.
+bool have_pidns_ioctls() {
+  UniqueFd self(::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC));
+  auto r = host_tid(self.get(), ::getpid());
+  return r || r.error().err != ENOTTY;
+}
+
 TEST(SchedLookup, ResolvesThroughTheNamespaceFdWithProcHidden) {
+  if (!have_pidns_ioctls()) GTEST_SKIP() << "SKIPPED: no NS_GET_PID_FROM_PIDNS (kernel < 6.7)";
   PidNs ns;
   ASSERT_GT(ns.init(), 0) << "no pid namespace";
   UniqueFd nsfd(::open(("/proc/" + std::to_string(ns.init()) + "/ns/pid").c_str(), O_RDONLY | O_CLOEXEC));
@@ -114,6 +122,7 @@ TEST(SchedLookup, ResolvesThroughTheNamespaceFdWithProcHidden) {
 }
 
 TEST(SchedLookup, NoPidIsNoTask) {
+  if (!have_pidns_ioctls()) GTEST_SKIP() << "SKIPPED: no NS_GET_PID_FROM_PIDNS (kernel < 6.7)";
   UniqueFd nsfd(::open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC));
   ASSERT_TRUE(nsfd);
   for (const pid_t pid : {0, -1}) {

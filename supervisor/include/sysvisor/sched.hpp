@@ -22,7 +22,8 @@ inline constexpr int kResetOnFork = 0x40000000;  // SCHED_RESET_ON_FORK, or'ed i
 // numbers `pid`, as the kernel's find_task_by_vpid() would find it for a task of that namespace
 // (tasks of its descendant namespaces included). One ioctl, NS_GET_PID_FROM_PIDNS (kernel >= 6.7):
 // no directory of /proc is read, so the cost does not grow with the host's task count. ESRCH
-// when the namespace has no such task.
+// when the namespace has no such task; ENOTTY on older kernels (the caller gets ESRCH then: a
+// pid other than 0 is not emulated there).
 [[nodiscard]] Result<pid_t> host_tid(int pidns_fd, pid_t pid);
 // The reverse: `host` as namespace `pidns_fd` numbers it (NS_GET_PID_IN_PIDNS); ESRCH if it
 // does not see it.
