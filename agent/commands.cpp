@@ -83,7 +83,7 @@ int exec_command(const ExecOptions& opts) {
   auto& [sock, filter] = *negotiated;
   const FailureChannel failure = FailureChannel::to_stderr();
   supervised_exec(sock.release(), filter, static_cast<std::uint32_t>(::getpid()), opts.common.command,
-                  failure);
+                  opts.common.preserve_fds, failure);
 }
 
 }  // namespace sysvisor::agent

@@ -107,7 +107,7 @@ bool read_full(int fd, void* data, std::size_t size) {
   envp.push_back(nullptr);
   environ = envp.data();
 
-  supervised_exec(ctx.sock, *ctx.filter, host_pid, opts.common.command, failure);
+  supervised_exec(ctx.sock, *ctx.filter, host_pid, opts.common.command, opts.common.preserve_fds, failure);
 }
 
 // ---- the agent (the parent) ------------------------------------------------------------------

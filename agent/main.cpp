@@ -2,6 +2,7 @@
 // process in place; both get their seccomp filter from the supervisor and hand it the listener
 // before the command starts.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
@@ -14,6 +15,7 @@
 #include "failure.hpp"
 #include "idmap.hpp"
 #include "options.hpp"
+#include "supervised_exec.hpp"
 #include "sysvisor/cgroup.hpp"
 
 #ifndef SYSVISOR_VERSION
@@ -58,6 +60,11 @@ void add_common_options(CLI::App& cmd, CommonOptions& common) {
   cmd.add_flag("--learn", common.learn,
                "Learn mode: every call the policy traps is allowed and recorded (action \"learn\"), for "
                "`sysvisor policy learn`");
+  cmd.add_option("--preserve-fds", common.preserve_fds,
+                 "Pass fds 3 .. 3+N-1 of the caller on to CMD; every other fd above 2 is closed when the "
+                 "agent starts (none reaches the container's set-up or CMD)")
+      ->type_name("N")
+      ->check(CLI::Range(0U, 1U << 20U));
   cmd.add_option("CMD", common.command, "The command and its arguments, best after `--`")->required();
 }
 
@@ -93,7 +100,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   RunOptions run_opts;
-  std::string userns_text = "100000:65536";
+  std::string userns_text;
   CLI::App* run = app.add_subcommand(
       "run",
       "Run CMD in a minimal rootless container: new user, mount, pid, uts and ipc namespaces (no network "
@@ -113,9 +120,10 @@ int main(int argc, char** argv) {
          "--userns", userns_text,
          "HOSTID:SIZE: map container uids and gids 0..SIZE-1 to host ids HOSTID..HOSTID+SIZE-1 "
          "(container root = host HOSTID). As root the agent writes the maps itself; otherwise it uses "
-         "newuidmap/newgidmap, which /etc/subuid and /etc/subgid must allow")
-      ->type_name("HOSTID:SIZE")
-      ->capture_default_str();
+         "newuidmap/newgidmap, which /etc/subuid and /etc/subgid must allow. Default: the /etc/subuid "
+         "entry of user `sysvisor`, else of root (as another user: that user's), when /etc/subgid has "
+         "the same and no other user's entry overlaps it; none: an error")
+      ->type_name("HOSTID:SIZE");
   run->add_option("-e,--env", run_opts.env,
                   "KEY=VALUE to set in the container's environment, or KEY to copy the caller's value "
                   "(repeatable)")
@@ -156,10 +164,23 @@ int main(int argc, char** argv) {
     return kExitAgentFailure;
   }
 
+  // First, before the agent opens anything: what the launcher left open is not the agent's.
+  const unsigned preserve = run->parsed() ? run_opts.common.preserve_fds : exec_opts.common.preserve_fds;
+  if (auto closed = close_inherited_fds(preserve); !closed) {
+    print_error(closed.error().message());
+    return kExitAgentFailure;
+  }
   if (run->parsed()) {
     std::string problem = finish_common(run_opts.common);
     if (problem.empty()) {
-      if (auto range = parse_id_map_range(userns_text); range) {
+      if (userns_text.empty()) {
+        if (auto range = default_id_range(SubidFiles::from_environment(), default_owners(::geteuid()));
+            range) {
+          run_opts.userns = *range;
+        } else {
+          problem = range.error().message();
+        }
+      } else if (auto range = parse_id_map_range(userns_text); range) {
         run_opts.userns = *range;
       } else {
         problem = range.error().message();

@@ -99,8 +99,25 @@ bool has_cap_sys_admin() noexcept {
 
 }  // namespace
 
+namespace {
+#ifndef CLOSE_RANGE_CLOEXEC
+constexpr unsigned kCloseRangeCloexec = 1U << 2U;
+#else
+constexpr unsigned kCloseRangeCloexec = CLOSE_RANGE_CLOEXEC;
+#endif
+}  // namespace
+
+Result<void> close_inherited_fds(unsigned preserve_fds) noexcept {
+  const unsigned first = 3 + preserve_fds;
+  if (::syscall(SYS_close_range, first, ~0U, 0U) != 0) {
+    return sys_error("close the inherited fds from " + std::to_string(first) + " up (close_range)");
+  }
+  return {};
+}
+
 void supervised_exec(int sock, const Filter& filter, std::uint32_t pid,
-                     const std::vector<std::string>& command, const FailureChannel& failure) noexcept {
+                     const std::vector<std::string>& command, unsigned preserve_fds,
+                     const FailureChannel& failure) noexcept {
   if (command.empty()) {
     failure.fail(kExitAgentFailure, "no command to run");
   }
@@ -113,6 +130,15 @@ void supervised_exec(int sock, const Filter& filter, std::uint32_t pid,
   argv.push_back(nullptr);
   sock_fprog prog{static_cast<unsigned short>(filter.program.size()),
                   const_cast<sock_filter*>(filter.program.data())};
+
+  // Before the filter, which may trap close_range: the exec closes every fd above the ones
+  // the workload is meant to get, whoever opened it (CLOEXEC rather than closed now: the
+  // supervisor connection, the failure channel and the listener are still needed until then).
+  if (::syscall(SYS_close_range, 3 + preserve_fds, ~0U, kCloseRangeCloexec) != 0) {
+    const int err = errno;
+    fail_errno(failure, kExitAgentFailure, err,
+               "mark the fds above the workload's close-on-exec (close_range)");
+  }
 
   if (!has_cap_sys_admin() && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
     const int err = errno;

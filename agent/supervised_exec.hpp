@@ -23,8 +23,15 @@ namespace sysvisor::agent {
 // helper reports it and ends the process itself.
 //
 // Sets PR_SET_NO_NEW_PRIVS first when the process lacks CAP_SYS_ADMIN in its user namespace.
+// The workload gets fds 0, 1, 2 and the `preserve_fds` after them (3 .. 3+preserve_fds-1), no
+// other: every fd above is marked close-on-exec (close_range), the agent's own (the supervisor
+// connection, the listener) and whatever the launcher left open.
 [[noreturn]] void supervised_exec(int sock, const Filter& filter, std::uint32_t pid,
-                                  const std::vector<std::string>& command,
+                                  const std::vector<std::string>& command, unsigned preserve_fds,
                                   const FailureChannel& failure) noexcept;
+
+// Closes every fd from 3 + preserve_fds up: what the launcher left open is not the agent's, and
+// must reach neither the container's set-up nor the workload. Called first thing in main().
+[[nodiscard]] Result<void> close_inherited_fds(unsigned preserve_fds) noexcept;
 
 }  // namespace sysvisor::agent

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sysvisor/error.hpp"
 #include "sysvisor/policy.hpp"
 
 namespace sysvisor::emul::sched {
@@ -16,6 +17,17 @@ inline constexpr int kResetOnFork = 0x40000000;  // SCHED_RESET_ON_FORK, or'ed i
 
 // The NSpid line of /proc/TID/status: the task's pid in each pid namespace, outermost first.
 [[nodiscard]] std::optional<std::vector<pid_t>> parse_nspid(std::string_view status);
+
+// The host tid of the task that the pid namespace `pidns_fd` (an fd of /proc/TID/ns/pid)
+// numbers `pid`, as the kernel's find_task_by_vpid() would find it for a task of that namespace
+// (tasks of its descendant namespaces included). One ioctl, NS_GET_PID_FROM_PIDNS (kernel >= 6.7):
+// no directory of /proc is read, so the cost does not grow with the host's task count. ESRCH
+// when the namespace has no such task; ENOTTY on older kernels (the caller gets ESRCH then: a
+// pid other than 0 is not emulated there).
+[[nodiscard]] Result<pid_t> host_tid(int pidns_fd, pid_t pid);
+// The reverse: `host` as namespace `pidns_fd` numbers it (NS_GET_PID_IN_PIDNS); ESRCH if it
+// does not see it.
+[[nodiscard]] Result<pid_t> pid_in_ns(int pidns_fd, pid_t host);
 
 // A request as the emulator checks it against the rule that said `emulate`.
 struct Request {
