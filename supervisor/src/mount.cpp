@@ -18,6 +18,9 @@
 // (open_tree, not recursive), sets nosuid,nodev (unless lifted) and ro (unless `readonly: false`),
 // and attaches it onto A's target, not idmapped.
 //
+// Who: only a caller holding CAP_SYS_ADMIN over the mount namespace the mount goes into (the
+// rule is written once, in Mount::start()); every other caller gets the kernel's own answer.
+//
 // umount2: of a mount sysvisor made for this session (the target, resolved as the caller, is the
 // root of a mount whose id was recorded), A unmounts it as the caller (such a mount is not locked:
 // the caller's rights suffice) and the id is forgotten. Anything else goes to the kernel.
@@ -43,6 +46,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "sysvisor/capable.hpp"
 #include "sysvisor/emulator.hpp"
 #include "sysvisor/helper.hpp"
 #include "sysvisor/wire.hpp"
@@ -57,7 +61,6 @@
 namespace sysvisor::emul::mount {
 namespace {
 
-constexpr int kCapSysAdmin = 21;
 constexpr int kLetKernel = 254;  // B's exit code: answer CONTINUE
 constexpr std::size_t kMaxImages = 16;
 constexpr std::size_t kMaxPattern = 256;
@@ -392,9 +395,22 @@ class Mount final : public Emulation {
     }
     if (ctx.raw_path.empty() || !ctx.call.target) return Answer::error(ENOENT);
     if (!req_) return Answer::error(EPERM, "mount: " + req_.error().message());
-    if ((req_->creds.cap_effective & (std::uint64_t{1} << kCapSysAdmin)) == 0) {
-      return umount_ ? Answer::let_kernel_decide() : Answer::error(EPERM);
-    }
+    // THE RULE, the kernel's own (fs/namespace.c, may_mount()): mount and umount2 need
+    // CAP_SYS_ADMIN over the mount namespace the mount goes into, i.e. in the user namespace
+    // that owns it; CAP_SYS_ADMIN in the caller's own user namespace says nothing about the
+    // host's mount table (`unshare -Ur` has every capability there and no mount namespace of
+    // its own). Asked of what prepare() opened before ID_VALID: the caller's ns/user, ns/mnt
+    // and host-view euid and CapEff; the helpers join exactly that ns/mnt.
+    //   - A caller in our own (the initial) user namespace: the kernel alone decides (CONTINUE):
+    //     host root has the real privilege, anyone else gets the kernel's EPERM.
+    //   - A caller not capable over its mount namespace: the kernel's own answer (CONTINUE:
+    //     it re-checks with the caller's credentials, so it grants nothing).
+    //   - Only a caller capable there is emulated, and only into that namespace.
+    if (req_->same_user_ns) return Answer::let_kernel_decide();
+    const caps::Subject subject{req_->user_ns.get(), req_->creds.uid[1], req_->creds.cap_effective};
+    const auto capable = caps::capable_over(subject, req_->mnt_ns.get(), caps::kSysAdmin);
+    if (!capable) return Answer::error(EPERM, "mount: " + capable.error().message());
+    if (!*capable) return Answer::let_kernel_decide();
     if (!umount_ && (under(*ctx.call.target, "/proc") || under(*ctx.call.target, "/sys")))
       return Answer::error(EPERM);
     const bool relative =
