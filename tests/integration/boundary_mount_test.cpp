@@ -50,6 +50,12 @@ class BoundaryMount : public DaemonSuite<BoundaryMount> {
     dir_ = new TempDir("sysvisor-boundary-mount");
     fs::create_directories(policies());
     fs::copy_file(source_dir() / "policies" / "mount-images.yaml", policies() / "mount-images.yaml");
+    // A rule that names its targets: emulated only onto directories under /mnt.
+    std::ofstream(policies() / "mount-under-mnt.yaml")
+        << "name: mount-under-mnt\nrules:\n"
+           "  - syscalls: [mount]\n    match: {fstype: [ext4], target: [\"/mnt/*\"]}\n    action: emulate\n"
+           "    emulate: {images: [\"/images/*.img\"]}\n"
+           "  - syscalls: [umount2]\n    action: emulate\n";
     // The unprivileged host user is granted the policy (agent.sock is open to every user).
     std::ofstream(config()) << "default_policy: mount-images\n"
                                "access:\n"
@@ -209,6 +215,49 @@ TEST_F(BoundaryMount, ContainerWithoutCapSysAdminGetsEperm) {
   EXPECT_EQ(lines(o.out), (std::vector<std::string>{"EPERM", "EPERM", "0"}))
       << o.err << read_file(daemon_log());
   expect_host_untouched("a mount without CAP_SYS_ADMIN");
+}
+
+// Finding 2: the /images check and the mount act on one opened root. A second thread of the
+// caller flips its root between / and /tmp/jail (chroot) while mount is trapped, and asks for
+// /tmp/jail/images/x.img: a file of its own outside /images under /, and no file at all under
+// the jail. Were the root read once as a name (jail: "/images/x.img", allowed) and opened again
+// (/: the file outside /images), that file would be mounted. It never is: every attempt is
+// refused (EPERM or ENOENT), nothing is left mounted, no loop device holds the file.
+TEST_F(BoundaryMount, RootFlippedByAnotherThreadNeverMountsAFileOutsideImages) {
+  make_root(kHostRoot, kHostRoot);
+  const fs::path jail = rootfs_ / "tmp" / "jail";
+  fs::create_directories(jail / "images");
+  fs::create_directories(jail / "mnt" / "a");
+  const fs::path own = jail / "images" / "x.img";
+  fs::copy_file(image_, own);
+  for (const fs::path& p : {jail, jail / "images", jail / "mnt", jail / "mnt" / "a", own}) {
+    ASSERT_EQ(::chown(p.c_str(), kHostRoot, kHostRoot), 0);
+  }
+  const auto o = run_container(runtime(), "mount-images", rootfs_,
+                               // the emulation works here: /images/x.img mounts and unmounts
+                               std::string(kMount) +
+                                   "; probe umount /mnt/a; "
+                                   "probe mount-root-race /tmp/jail/images/x.img /mnt/a ext4 /tmp/jail 250; "
+                                   "grep -c /dev/loop /proc/self/mountinfo");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"ok", "ok", "0", "0"}))
+      << o.err << read_file(daemon_log());
+  expect_host_untouched("a mount of the flipped root");
+  EXPECT_EQ(run({sbin("losetup"), "-j", own.string()}).out, "") << "the caller's own file was attached";
+}
+
+// The rule's `target` patterns hold for the directory the mount really lands on, not only for
+// the name the caller wrote: /mnt/etc, a symlink to /etc, matches "/mnt/*" as a name; the
+// target it resolves to does not, and is refused (EPERM); /etc stays as it was.
+TEST_F(BoundaryMount, TargetPatternsHoldForTheDirectoryTheNameResolvesTo) {
+  make_root(kHostRoot, kHostRoot);
+  const auto o =
+      run_container(runtime(), "mount-under-mnt", rootfs_,
+                    "ln -s /etc /mnt/etc; ln -s ../etc /mnt/up; mkdir /mnt/b; ln -s b /mnt/c; "
+                    "probe mount /images/x.img /mnt/etc ext4; probe mount /images/x.img /mnt/up ext4; "
+                    "ls /etc; probe mount /images/x.img /mnt/c ext4; ls /mnt/b; probe umount /mnt/b");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"EPERM", "EPERM", "passwd", "ok", "lost+found", "ok"}))
+      << o.err << read_file(daemon_log());
+  expect_host_untouched("a container's mount");
 }
 
 }  // namespace
