@@ -260,5 +260,18 @@ TEST_F(BoundaryMount, TargetPatternsHoldForTheDirectoryTheNameResolvesTo) {
   expect_host_untouched("a container's mount");
 }
 
+// The same with the cwd: a second thread flips it between /mnt and /etc while mount(.., "a", ..)
+// is trapped. The rule's target pattern /mnt/* is decided on the directory the opened cwd
+// gives, so nothing is ever mounted on /etc/a.
+TEST_F(BoundaryMount, CwdFlippedByAnotherThreadNeverMountsOutsideTheTargetPatterns) {
+  make_root(kHostRoot, kHostRoot);
+  const auto o =
+      run_container(runtime(), "mount-under-mnt", rootfs_,
+                    "mkdir /etc/a; probe mount-cwd-race /images/x.img a ext4 /mnt /etc 1000; "
+                    "grep -c ' /etc/a ' /proc/self/mountinfo; grep -c /dev/loop /proc/self/mountinfo");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"done", "0", "0"})) << o.err << read_file(daemon_log());
+  expect_host_untouched("a container's mount");
+}
+
 }  // namespace
 }  // namespace sysvisor::it

@@ -53,6 +53,10 @@
  *                                                    thread flips the root between / and JAIL
  *                                                    (fchdir + chroot "."); prints how many
  *                                                    mounts succeeded
+ *   probe mount-cwd-race SRC NAME TYPE DIR_A DIR_B N mount(SRC, NAME, TYPE) N times while a
+ *                                                    thread flips the cwd between DIR_A and
+ *                                                    DIR_B; each success is unmounted at
+ *                                                    DIR_A/NAME only; prints "done"
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -246,6 +250,14 @@ static void* root_race_main(void* p) {
   while (!r->stop) {
     if (fchdir(r->inner) == 0 && chroot(".") != 0) break;
     if (fchdir(r->outer) == 0 && chroot(".") != 0) break;
+  }
+  return NULL;
+}
+
+static void* cwd_race_main(void* p) {
+  struct root_race* r = p;
+  while (!r->stop) {
+    if (fchdir(r->inner) != 0 || fchdir(r->outer) != 0) break;
   }
   return NULL;
 }
@@ -559,6 +571,21 @@ static int run(int argc, char** argv) {
     pthread_join(t, NULL);
     if (fchdir(r.outer) != 0 || chroot(".") != 0) return finish(-1);
     printf("%d\n", won);
+    return 0;
+  }
+  if (strcmp(op, "mount-cwd-race") == 0 && argc >= 8) {
+    struct root_race r = {open(argv[5], O_PATH | O_DIRECTORY), open(argv[6], O_PATH | O_DIRECTORY), 0};
+    if (r.outer < 0 || r.inner < 0) return finish(-1);
+    char at_a[4096];
+    snprintf(at_a, sizeof at_a, "%s/%s", argv[5], argv[3]);
+    pthread_t t;
+    if (pthread_create(&t, NULL, cwd_race_main, &r) != 0) return 2;
+    for (int i = 0, n = atoi(argv[7]); i < n; ++i) {
+      if (mount(argv[2], argv[3], argv[4], 0, NULL) == 0) umount2(at_a, MNT_DETACH);
+    }
+    r.stop = 1;
+    pthread_join(t, NULL);
+    printf("done\n");
     return 0;
   }
   fprintf(stderr, "probe: bad arguments\n");
