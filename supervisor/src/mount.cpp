@@ -492,7 +492,7 @@ class Mount final : public Emulation {
     p->umount = umount_;
     if (ctx.raw_path.size() >= p->target.size()) return Answer::error(ENAMETOOLONG);
     std::memcpy(p->target.data(), ctx.raw_path.c_str(), ctx.raw_path.size() + 1);
-    if (!umount_) {
+    if (!umount_) {  // umount2 acts with the caller's own rights (umount_as_caller)
       const auto& targets = ctx.rule->match.targets;
       p->match_targets = !targets.empty();
       for (const auto& g : targets) {
