@@ -18,11 +18,13 @@
 // (open_tree, not recursive), sets nosuid,nodev (unless lifted) and ro (unless `readonly: false`),
 // and attaches it onto A's target, not idmapped.
 //
+// Who: only a caller holding CAP_SYS_ADMIN over the mount namespace the mount goes into (the
+// rule is written once, in Mount::start()); every other caller gets the kernel's own answer.
+//
 // umount2: of a mount sysvisor made for this session (the target, resolved as the caller, is the
 // root of a mount whose id was recorded), A unmounts it as the caller (such a mount is not locked:
 // the caller's rights suffice) and the id is forgotten. Anything else goes to the kernel.
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <linux/limits.h>
 #include <linux/loop.h>
 #include <linux/magic.h>
@@ -43,6 +45,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "sysvisor/capable.hpp"
 #include "sysvisor/emulator.hpp"
 #include "sysvisor/helper.hpp"
 #include "sysvisor/wire.hpp"
@@ -57,7 +60,6 @@
 namespace sysvisor::emul::mount {
 namespace {
 
-constexpr int kCapSysAdmin = 21;
 constexpr int kLetKernel = 254;  // B's exit code: answer CONTINUE
 constexpr std::size_t kMaxImages = 16;
 constexpr std::size_t kMaxPattern = 256;
@@ -77,8 +79,15 @@ struct Params {
   std::uint64_t attrs = 0;
   std::array<std::array<char, kMaxPattern>, kMaxImages> images{};
   std::size_t nimages = 0;
-  std::array<char, PATH_MAX + 1> root{};  // host view of the caller's root
-  std::size_t root_len = 0;
+  // The rule's `source` and `target` patterns (decide() matched them on the names the caller
+  // wrote): B matches them again on the paths the opened descriptors have (path_in_root).
+  // A pattern that does not fit is left out: fewer matches, never more.
+  std::array<std::array<char, kMaxPattern>, kMaxImages> sources{};
+  std::array<std::array<char, kMaxPattern>, kMaxImages> targets{};
+  std::size_t nsources = 0;
+  std::size_t ntargets = 0;
+  bool match_sources = false;
+  bool match_targets = false;
   int result_fd = -1;
   int umount_flags = 0;
   std::array<std::uint64_t, kMaxMounts> ours{};
@@ -145,25 +154,83 @@ int umount_as_caller(const Params& p) {
   ::_exit(0);
 }
 
-// The image's path as the container sees it matches one of the rule's patterns.
-bool allowed_image(const Params& p, int fd) {
+using Path = std::array<char, PATH_MAX + 1>;
+
+// What /proc/self/fd/FD names (this helper's own /proc, before it joins the caller's mount
+// namespace): the kernel's d_path of the open file. Its length, or -1.
+ssize_t fd_path(int fd, Path& out) {
   std::array<char, 64> self{};
   std::snprintf(self.data(), self.size(), "/proc/self/fd/%d", fd);
-  std::array<char, PATH_MAX + 1> host{};
-  const ssize_t n = ::readlink(self.data(), host.data(), host.size() - 1);
-  if (n <= 0) return false;
-  const char* inside = host.data();
-  if (!(p.root_len == 1 && p.root[0] == '/')) {
-    if (static_cast<std::size_t>(n) <= p.root_len ||
-        std::memcmp(host.data(), p.root.data(), p.root_len) != 0 || host[p.root_len] != '/') {
+  const ssize_t n = ::readlink(self.data(), out.data(), out.size() - 1);
+  if (n <= 0 || static_cast<std::size_t>(n) >= out.size() - 1) return -1;
+  out[static_cast<std::size_t>(n)] = '\0';
+  return n;
+}
+
+// Check and act on the same objects (issue 13, finding 2). The caller's root and cwd were
+// opened once, before ID_VALID; A chrooted to that root descriptor and resolved the source
+// and target there into descriptors; B mounts those descriptors. So every allow-list (the
+// rule's `images`, `source` and `target` patterns) is decided on the same descriptors too:
+// the path, inside the root descriptor, of the file `fd` is open on. It is the file's d_path
+// less the root's, and it counts only when resolving it again from the root descriptor,
+// without symlinks, reaches that very file (device, inode, mount). A name read twice (the
+// caller's /proc/TID/root as a string, which a second thread can chroot between two reads)
+// decides nothing. False when the file has no such path (outside the root, deleted, renamed).
+bool path_in_root(int root, int fd, Path& inside) {
+  Path root_path{};
+  Path path{};
+  const ssize_t nr = fd_path(root, root_path);
+  const ssize_t n = fd_path(fd, path);
+  if (nr <= 0 || n <= 0) return false;
+  const auto rlen = static_cast<std::size_t>(nr);
+  const char* rest = path.data();
+  if (!(rlen == 1 && root_path[0] == '/')) {
+    if (static_cast<std::size_t>(n) < rlen || std::memcmp(path.data(), root_path.data(), rlen) != 0 ||
+        (path[rlen] != '\0' && path[rlen] != '/'))
       return false;
-    }
-    inside = host.data() + p.root_len;
+    rest = path[rlen] == '\0' ? "/" : path.data() + rlen;
   }
-  for (std::size_t i = 0; i < p.nimages; ++i) {
-    if (::fnmatch(p.images[i].data(), inside, 0) == 0) return true;
+  std::memmove(inside.data(), rest, std::strlen(rest) + 1);
+  open_how how{};
+  how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  const int again = static_cast<int>(::syscall(SYS_openat2, root, inside.data(), &how, sizeof how));
+  if (again < 0) return false;
+  struct statx a {};
+  struct statx b {};
+  const unsigned mask = STATX_INO | STATX_MNT_ID_UNIQUE;
+  const bool same = ::statx(again, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, mask, &a) == 0 &&
+                    ::statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, mask, &b) == 0 &&
+                    (a.stx_mask & b.stx_mask & STATX_MNT_ID_UNIQUE) != 0 && a.stx_mnt_id == b.stx_mnt_id &&
+                    a.stx_dev_major == b.stx_dev_major && a.stx_dev_minor == b.stx_dev_minor &&
+                    a.stx_ino == b.stx_ino;
+  ::close(again);
+  return same;
+}
+
+template <std::size_t N>
+bool any_of(const std::array<std::array<char, kMaxPattern>, N>& patterns, std::size_t n, const char* text) {
+  for (std::size_t i = 0; i < n; ++i) {
+    if (policy::matches_glob(patterns[i].data(), text)) return true;
   }
   return false;
+}
+
+// The target: the rule's `target` patterns, on the path the target descriptor has.
+bool allowed_target(const Params& p, int target) {
+  if (!p.match_targets) return true;
+  Path inside{};
+  return path_in_root(p.caller.root_fd, target, inside) && any_of(p.targets, p.ntargets, inside.data());
+}
+
+// The source descriptor (an image file when `image`, else a block device): the rule's `images`
+// (images only) and `source` patterns, on the path it has.
+bool allowed_source(const Params& p, int source, bool image) {
+  if (!image && !p.match_sources) return true;
+  Path inside{};
+  if (!path_in_root(p.caller.root_fd, source, inside)) return false;
+  if (image && !any_of(p.images, p.nimages, inside.data())) return false;
+  return !p.match_sources || any_of(p.sources, p.nsources, inside.data());
 }
 
 // A free loop device backed by `backing`; its path in `out`, its fd returned (or -errno).
@@ -249,9 +316,10 @@ int do_mount(const Params& p, int target, int source, int diag) {
   std::array<char, 64> src{};
   int loop = -1;
   if (S_ISBLK(st.st_mode)) {
+    if (!allowed_source(p, source, false)) return EPERM;
     std::snprintf(src.data(), src.size(), "/proc/self/fd/%d", source);
   } else if (S_ISREG(st.st_mode)) {
-    if (!allowed_image(p, source)) return EPERM;
+    if (!allowed_source(p, source, true)) return EPERM;
     loop = attach_loop(p, source, src, diag);
     if (loop < 0) return -loop;
   } else {
@@ -298,6 +366,7 @@ int privileged(const void* arg, int diag) {
   const int code = helper::wait_code(child);
   if (code != 0) return code;  // the caller's errno (ENOENT, EACCES, ENOTDIR, EPERM, ...)
   if (target < 0 || (!p.bind && source < 0)) return fail_with(diag, "receive the descriptors", EPROTO);
+  if (!allowed_target(p, target)) return EPERM;
   return p.bind ? do_bind(p, target, diag) : do_mount(p, target, source, diag);
 }
 
@@ -348,8 +417,8 @@ bool under(const std::string& path, std::string_view dir) {
 
 class Mount final : public Emulation {
  public:
-  Mount(const policy::SyscallInfo& info, Result<mknod::Request> req, std::string root)
-      : umount_(info.family == policy::Family::Umount), req_(std::move(req)), root_(std::move(root)) {}
+  Mount(const policy::SyscallInfo& info, Result<mknod::Request> req)
+      : umount_(info.family == policy::Family::Umount), req_(std::move(req)) {}
 
   [[nodiscard]] std::uint32_t fields() const override {
     return policy::kFieldTarget | policy::kFieldPath |
@@ -392,9 +461,22 @@ class Mount final : public Emulation {
     }
     if (ctx.raw_path.empty() || !ctx.call.target) return Answer::error(ENOENT);
     if (!req_) return Answer::error(EPERM, "mount: " + req_.error().message());
-    if ((req_->creds.cap_effective & (std::uint64_t{1} << kCapSysAdmin)) == 0) {
-      return umount_ ? Answer::let_kernel_decide() : Answer::error(EPERM);
-    }
+    // THE RULE, the kernel's own (fs/namespace.c, may_mount()): mount and umount2 need
+    // CAP_SYS_ADMIN over the mount namespace the mount goes into, i.e. in the user namespace
+    // that owns it; CAP_SYS_ADMIN in the caller's own user namespace says nothing about the
+    // host's mount table (`unshare -Ur` has every capability there and no mount namespace of
+    // its own). Asked of what prepare() opened before ID_VALID: the caller's ns/user, ns/mnt
+    // and host-view euid and CapEff; the helpers join exactly that ns/mnt.
+    //   - A caller in our own (the initial) user namespace: the kernel alone decides (CONTINUE):
+    //     host root has the real privilege, anyone else gets the kernel's EPERM.
+    //   - A caller not capable over its mount namespace: the kernel's own answer (CONTINUE:
+    //     it re-checks with the caller's credentials, so it grants nothing).
+    //   - Only a caller capable there is emulated, and only into that namespace.
+    if (req_->same_user_ns) return Answer::let_kernel_decide();
+    const caps::Subject subject{req_->user_ns.get(), req_->creds.uid[1], req_->creds.cap_effective};
+    const auto capable = caps::capable_over(subject, req_->mnt_ns.get(), caps::kSysAdmin);
+    if (!capable) return Answer::error(EPERM, "mount: " + capable.error().message());
+    if (!*capable) return Answer::let_kernel_decide();
     if (!umount_ && (under(*ctx.call.target, "/proc") || under(*ctx.call.target, "/sys")))
       return Answer::error(EPERM);
     const bool relative =
@@ -410,6 +492,14 @@ class Mount final : public Emulation {
     p->umount = umount_;
     if (ctx.raw_path.size() >= p->target.size()) return Answer::error(ENAMETOOLONG);
     std::memcpy(p->target.data(), ctx.raw_path.c_str(), ctx.raw_path.size() + 1);
+    if (!umount_) {  // umount2 acts with the caller's own rights (umount_as_caller)
+      const auto& targets = ctx.rule->match.targets;
+      p->match_targets = !targets.empty();
+      for (const auto& g : targets) {
+        if (p->ntargets == p->targets.size() || g.size() >= kMaxPattern) continue;
+        std::memcpy(p->targets[p->ntargets++].data(), g.c_str(), g.size() + 1);
+      }
+    }
     if (umount_) {
       p->umount_flags = static_cast<int>(flags);
       for (const std::uint64_t id : ctx.state.mounts) {
@@ -448,9 +538,12 @@ class Mount final : public Emulation {
         if (p->nimages == kMaxImages || g.size() >= kMaxPattern) continue;
         std::memcpy(p->images[p->nimages++].data(), g.c_str(), g.size() + 1);
       }
-      if (root_.size() >= p->root.size()) return Answer::error(EPERM, "mount: root path too long");
-      std::memcpy(p->root.data(), root_.c_str(), root_.size() + 1);
-      p->root_len = root_.size();
+      const auto& sources = ctx.rule->match.sources;
+      p->match_sources = !sources.empty();
+      for (const auto& g : sources) {
+        if (p->nsources == p->sources.size() || g.size() >= kMaxPattern) continue;
+        std::memcpy(p->sources[p->nsources++].data(), g.c_str(), g.size() + 1);
+      }
     }
     std::array<int, 2> result{};
     if (::pipe2(result.data(), O_CLOEXEC | O_NONBLOCK) != 0) return Answer::error(EPERM, "mount: pipe");
@@ -467,17 +560,14 @@ class Mount final : public Emulation {
   bool umount_ = false;
   bool data_empty_ = true;
   Result<mknod::Request> req_;
-  std::string root_;
 };
 
 }  // namespace
 
 Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info, const task::TaskHandle& task,
                                            const policy::Call& /*call*/) {
-  std::array<char, PATH_MAX + 1> root{};
-  const ssize_t n = ::readlinkat(task.proc_dir(), "root", root.data(), root.size() - 1);
-  std::string root_path = n > 0 ? std::string(root.data(), static_cast<std::size_t>(n)) : std::string("/");
-  return std::make_unique<Mount>(info, mknod::prepare(task, 0, 0, AT_FDCWD), std::move(root_path));
+  // The caller's root, cwd and namespaces, opened once: every check and every act uses these.
+  return std::make_unique<Mount>(info, mknod::prepare(task, 0, 0, AT_FDCWD));
 }
 
 }  // namespace sysvisor::emul::mount

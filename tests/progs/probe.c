@@ -52,6 +52,14 @@
  *   probe mount-race SRC TGT_A TGT_B TYPE N          mount(SRC, BUF, TYPE) N times while a
  *                                                    thread rewrites BUF between TGT_A and TGT_B;
  *                                                    each success is unmounted at TGT_A only
+ *   probe mount-root-race SRC TGT TYPE JAIL N        mount(SRC, TGT, TYPE) N times while a
+ *                                                    thread flips the root between / and JAIL
+ *                                                    (fchdir + chroot "."); prints how many
+ *                                                    mounts succeeded
+ *   probe mount-cwd-race SRC NAME TYPE DIR_A DIR_B N mount(SRC, NAME, TYPE) N times while a
+ *                                                    thread flips the cwd between DIR_A and
+ *                                                    DIR_B; each success is unmounted at
+ *                                                    DIR_A/NAME only; prints "done"
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -231,6 +239,28 @@ static void* prio_race_main(void* p) {
     *r->prio = r->low;
     for (volatile int i = 0; i < 2000; ++i) {
     }
+  }
+  return NULL;
+}
+
+struct root_race {
+  int outer, inner;
+  volatile int stop;
+};
+
+static void* root_race_main(void* p) {
+  struct root_race* r = p;
+  while (!r->stop) {
+    if (fchdir(r->inner) == 0 && chroot(".") != 0) break;
+    if (fchdir(r->outer) == 0 && chroot(".") != 0) break;
+  }
+  return NULL;
+}
+
+static void* cwd_race_main(void* p) {
+  struct root_race* r = p;
+  while (!r->stop) {
+    if (fchdir(r->inner) != 0 || fchdir(r->outer) != 0) break;
   }
   return NULL;
 }
@@ -532,6 +562,36 @@ static int run(int argc, char** argv) {
     for (int i = 0, n = atoi(argv[6]); i < n; ++i) {
       /* Only TGT_A is unmounted: a mount that lands on TGT_B stays, for the test to see. */
       if (mount(argv[2], r.buf, argv[5], 0, NULL) == 0) umount2(argv[3], MNT_DETACH);
+    }
+    r.stop = 1;
+    pthread_join(t, NULL);
+    printf("done\n");
+    return 0;
+  }
+  if (strcmp(op, "mount-root-race") == 0 && argc >= 7) {
+    struct root_race r = {open("/", O_PATH | O_DIRECTORY), open(argv[5], O_PATH | O_DIRECTORY), 0};
+    if (r.outer < 0 || r.inner < 0) return finish(-1);
+    pthread_t t;
+    if (pthread_create(&t, NULL, root_race_main, &r) != 0) return 2;
+    int won = 0;
+    for (int i = 0, n = atoi(argv[6]); i < n; ++i) {
+      if (mount(argv[2], argv[3], argv[4], 0, NULL) == 0) ++won;
+    }
+    r.stop = 1;
+    pthread_join(t, NULL);
+    if (fchdir(r.outer) != 0 || chroot(".") != 0) return finish(-1);
+    printf("%d\n", won);
+    return 0;
+  }
+  if (strcmp(op, "mount-cwd-race") == 0 && argc >= 8) {
+    struct root_race r = {open(argv[5], O_PATH | O_DIRECTORY), open(argv[6], O_PATH | O_DIRECTORY), 0};
+    if (r.outer < 0 || r.inner < 0) return finish(-1);
+    char at_a[4096];
+    snprintf(at_a, sizeof at_a, "%s/%s", argv[5], argv[3]);
+    pthread_t t;
+    if (pthread_create(&t, NULL, cwd_race_main, &r) != 0) return 2;
+    for (int i = 0, n = atoi(argv[7]); i < n; ++i) {
+      if (mount(argv[2], argv[3], argv[4], 0, NULL) == 0) umount2(at_a, MNT_DETACH);
     }
     r.stop = 1;
     pthread_join(t, NULL);

@@ -258,6 +258,9 @@ struct Decision {
 // `path` made absolute against `base` (an absolute directory) and normalised lexically: no
 // `.`, no `..` above `/`, no repeated or trailing `/`. What `path` matchers are given.
 [[nodiscard]] std::string normalize_path(std::string_view base, std::string_view path);
+// The glob of every matcher (fnmatch(3) without flags, linear time), for an emulator that
+// checks a rule's patterns again on the path an opened file really has. No allocation.
+[[nodiscard]] bool matches_glob(std::string_view pattern, std::string_view text) noexcept;
 
 // ---- Loading ----
 // One document, without resolving includes (rules is empty until resolve()).
