@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <fstream>
@@ -128,6 +129,19 @@ TempDir::TempDir(const std::string& prefix) {
 }
 
 TempDir::~TempDir() {
+  // Mounts a test left below the directory go first (deepest first): remove_all must never
+  // walk into a mounted file system (a bind mount of a host directory, a loop-mounted image).
+  std::vector<std::string> below;
+  std::istringstream info(read_file("/proc/self/mountinfo"));
+  const std::string prefix = path_.string() + "/";
+  for (std::string line; std::getline(info, line);) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, mount_point;
+    fields >> id >> parent >> dev >> root >> mount_point;
+    if (mount_point.starts_with(prefix) || mount_point == path_.string()) below.push_back(mount_point);
+  }
+  std::ranges::sort(below, std::greater<>());
+  for (const auto& m : below) ::umount2(m.c_str(), MNT_DETACH);
   std::error_code ec;
   fs::remove_all(path_, ec);
 }

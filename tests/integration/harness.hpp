@@ -35,7 +35,8 @@ Outcome run(const std::vector<std::string>& argv, std::chrono::seconds timeout =
 // into a 0755 directory under public_temp_base(), for running it as another user.
 [[nodiscard]] fs::path public_bin(const std::string& name);
 
-// A directory (0755, under public_temp_base()) removed at destruction.
+// A directory (0755, under public_temp_base()) removed at destruction, after detaching what
+// is mounted below it.
 class TempDir {
  public:
   explicit TempDir(const std::string& prefix);
