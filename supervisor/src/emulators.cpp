@@ -46,14 +46,26 @@ void record(SessionState& state, const std::string& name, std::uint64_t mnt_id, 
 
 // The store nodes whose mount is gone (the container unmounted them, or its mount namespace
 // ended) leave the store now, so a container cycling mknod + umount holds no more than it has
-// mounted.
+// mounted; one still held by a copy of its mount counts until the last copy goes.
 void reclaim(SessionState& state) {
-  std::erase_if(state.attached, [&](const mknod::Attached& node) {
-    if (mknod::still_mounted(node)) return false;
+  std::vector<mknod::Attached> kept;
+  kept.reserve(state.attached.size());
+  for (mknod::Attached& node : state.attached) {
+    if (!node.released) {
+      if (mknod::still_mounted(node)) {
+        kept.push_back(std::move(node));
+        continue;
+      }
+      node.released = state.devices->release(node.name);
+    }
+    if (node.released && state.devices->alive(node.name)) {
+      kept.push_back(std::move(node));
+      continue;
+    }
     state.devices->remove_node(node.name);
     std::erase(state.nodes, node.name);
-    return true;
-  });
+  }
+  state.attached = std::move(kept);
 }
 
 class MknodJob final : public Job {

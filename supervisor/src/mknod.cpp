@@ -6,6 +6,7 @@
 #include <linux/openat2.h>
 #include <sched.h>
 #include <sys/fsuid.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -21,7 +22,9 @@
 #include <climits>
 #include <csignal>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <set>
 
 #include "sysvisor/capable.hpp"
 #include "sysvisor/helper.hpp"
@@ -345,6 +348,33 @@ SplitPath split_path(std::string_view path) {
   return out;
 }
 
+// Only the loop thread asks (the direct thread never calls the store).
+struct DeviceStore::Watches {
+  UniqueFd fd;  // inotify, non-blocking
+  std::map<std::string, int, std::less<>> by_name;
+  std::map<int, std::string> by_wd;
+  std::set<std::string, std::less<>> dead;  // released, inode gone, not yet asked about
+
+  void drain() {
+    alignas(inotify_event) std::array<char, 4096> buf{};
+    for (;;) {
+      const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+      if (n <= 0) return;
+      for (std::size_t at = 0; at + sizeof(inotify_event) <= static_cast<std::size_t>(n);) {
+        inotify_event ev{};
+        std::memcpy(&ev, buf.data() + at, sizeof ev);
+        at += sizeof ev + ev.len;
+        if ((ev.mask & (IN_DELETE_SELF | IN_IGNORED)) == 0) continue;
+        const auto it = by_wd.find(ev.wd);
+        if (it == by_wd.end()) continue;
+        dead.insert(it->second);
+        by_name.erase(it->second);
+        by_wd.erase(it);
+      }
+    }
+  }
+};
+
 Result<DeviceStore> DeviceStore::create(const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -358,6 +388,8 @@ Result<DeviceStore> DeviceStore::create(const std::filesystem::path& dir) {
   DeviceStore store;
   store.dir_.reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!store.dir_) return sys_error("open `" + dir.string() + "`");
+  store.watches_ = std::make_unique<Watches>();
+  store.watches_->fd.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));  // none: release() keeps names
   // Started now, so its fds and thread are part of the daemon's baseline.
   store.worker_ = std::make_unique<DirectWorker>(store);
   (void)own_user_ns_fd();
@@ -380,6 +412,24 @@ Result<DeviceStore::Node> DeviceStore::make_node(std::string_view session, mode_
   return node;
 }
 
+bool DeviceStore::release(const std::string& name) const {
+  if (!watches_ || !watches_->fd) return false;
+  const std::string path = "/proc/self/fd/" + std::to_string(dir_.get()) + "/" + name;
+  const int wd = ::inotify_add_watch(watches_->fd.get(), path.c_str(), IN_DELETE_SELF);
+  if (wd < 0) return false;
+  watches_->by_name[name] = wd;
+  watches_->by_wd[wd] = name;
+  ::unlinkat(dir_.get(), name.c_str(), 0);
+  return true;
+}
+
+bool DeviceStore::alive(const std::string& name) const {
+  if (!watches_) return false;
+  watches_->drain();
+  if (watches_->dead.erase(name) != 0) return false;
+  return watches_->by_name.contains(name);
+}
+
 DeviceStore::DeviceStore(DeviceStore&&) noexcept = default;
 DeviceStore& DeviceStore::operator=(DeviceStore&&) noexcept = default;
 DeviceStore::~DeviceStore() = default;
@@ -391,6 +441,13 @@ DirectWorker& DeviceStore::worker() {
 
 void DeviceStore::remove_node(const std::string& name) const {
   ::unlinkat(dir_.get(), name.c_str(), 0);
+  if (!watches_) return;
+  watches_->dead.erase(name);
+  if (const auto it = watches_->by_name.find(name); it != watches_->by_name.end()) {
+    ::inotify_rm_watch(watches_->fd.get(), it->second);
+    watches_->by_wd.erase(it->second);
+    watches_->by_name.erase(it);
+  }
 }
 
 namespace {

@@ -275,6 +275,18 @@ TEST_F(BoundaryMknod, ManyNodesGetEnospcBeyondTheCap) {
   EXPECT_LE(held, 1024U + 1U);
 }
 
+// Finding 9: a node still held by a copy of its mount counts against the cap until the last
+// copy goes, though its own mount and its store name are gone.
+TEST_F(BoundaryMknod, NodesHeldByCopiesOfTheirMountStillCount) {
+  std::size_t held = 0;
+  const auto o =
+      container_paused("probe mknod-copy /dev 1100; umount /dev/k0 && probe mknod /dev/again c 1 3",
+                       "rootless-devices", [&] { held = store_nodes(); });
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"1024 ENOSPC", "ok"})) << o.out << o.err;
+  // The names of the released nodes are gone: /dev/again, and perhaps a spare.
+  EXPECT_LE(held, 2U);
+}
+
 // Finding 10: after requests the direct thread refuses (its own EACCES; one it declines for the
 // helpers, last), no thread of the daemon is left in the container's mount namespace.
 TEST_F(BoundaryMknod, TheDirectThreadLeavesTheContainersMountNamespace) {

@@ -128,8 +128,15 @@ class DeviceStore {
     UniqueFd tree;
   };
   [[nodiscard]] Result<Node> make_node(std::string_view session, mode_t type, std::uint32_t dev);
-  // Nodes still mounted in a container live on through the mount; the name goes.
+  // Nodes still mounted in a container live on through the mount; the name goes (and the
+  // watch of a released node).
   void remove_node(const std::string& name) const;
+  // Reclaiming a node whose own mount is gone: a copy of that mount (a bind mount, another
+  // mount namespace) may still hold its inode. release() takes the name out of the store and
+  // watches the inode (inotify IN_DELETE_SELF: sent when its last reference goes); false when
+  // no watch could be set (the name stays). alive(): the released node's inode still exists.
+  [[nodiscard]] bool release(const std::string& name) const;
+  [[nodiscard]] bool alive(const std::string& name) const;
   [[nodiscard]] int dir_fd() const noexcept { return dir_.get(); }
   // The direct thread, started on first use.
   [[nodiscard]] DirectWorker& worker();
@@ -138,6 +145,8 @@ class DeviceStore {
   DeviceStore() = default;
   UniqueFd dir_;
   std::unique_ptr<std::atomic<std::uint64_t>> counter_ = std::make_unique<std::atomic<std::uint64_t>>(0);
+  struct Watches;
+  std::unique_ptr<Watches> watches_;
   std::unique_ptr<DirectWorker> worker_;
 };
 
@@ -190,8 +199,9 @@ struct Attached {
   std::string name;
   std::uint64_t mnt_id = 0;  // 0: unknown (kept until the session ends)
   std::uint64_t ns_id = 0;
+  bool released = false;  // the mount is gone, the name too; the inode may live on in copies
 };
-// The most emulated nodes one container may hold at once (mounted, or not yet reclaimed);
+// The most emulated nodes one container may hold at once (mounted, copies included);
 // beyond it the caller gets ENOSPC, as from a full file system. The store (one tmpfs of about
 // a million inodes) is shared by every container.
 inline constexpr std::size_t kMaxNodesPerContainer = 1024;
