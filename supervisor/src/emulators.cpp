@@ -56,7 +56,12 @@ void reclaim(SessionState& state) {
         kept.push_back(std::move(node));
         continue;
       }
+      // Without a watch (inotify's limits) the node keeps its name and stays counted.
       node.released = state.devices->release(node.name);
+      if (!node.released) {
+        kept.push_back(std::move(node));
+        continue;
+      }
     }
     if (node.released && state.devices->alive(node.name)) {
       kept.push_back(std::move(node));
