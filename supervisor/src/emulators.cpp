@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <memory>
 #include <optional>
@@ -37,6 +38,41 @@ Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info, cons
 namespace mknod_emul {
 namespace {
 
+// A node attached for the container: removed with the session, or earlier by reclaim().
+void record(SessionState& state, const std::string& name, std::uint64_t mnt_id, std::uint64_t ns_id) {
+  state.nodes.push_back(name);
+  state.attached.push_back(mknod::Attached{name, mnt_id, ns_id});
+}
+
+// The store nodes whose mount is gone (the container unmounted them, or its mount namespace
+// ended) leave the store now, so a container cycling mknod + umount holds no more than it has
+// mounted; one still held by a copy of its mount counts until the last copy goes.
+void reclaim(SessionState& state) {
+  std::vector<mknod::Attached> kept;
+  kept.reserve(state.attached.size());
+  for (mknod::Attached& node : state.attached) {
+    if (!node.released) {
+      if (mknod::still_mounted(node)) {
+        kept.push_back(std::move(node));
+        continue;
+      }
+      // Without a watch (inotify's limits) the node keeps its name and stays counted.
+      node.released = state.devices->release(node.name);
+      if (!node.released) {
+        kept.push_back(std::move(node));
+        continue;
+      }
+    }
+    if (node.released && state.devices->alive(node.name)) {
+      kept.push_back(std::move(node));
+      continue;
+    }
+    state.devices->remove_node(node.name);
+    std::erase(state.nodes, node.name);
+  }
+  state.attached = std::move(kept);
+}
+
 class MknodJob final : public Job {
  public:
   explicit MknodJob(mknod::Running run, mknod::DeviceStore& store) : run_(std::move(run)), store_(store) {}
@@ -51,8 +87,9 @@ class MknodJob final : public Job {
   [[nodiscard]] int pidfd() const override { return run_.pidfd.get(); }
   void kill() override { mknod::kill(run_); }
   Answer finish(SessionState& state) override {
+    const std::uint64_t mnt_id = run_.tree ? mknod::unique_mount_id(run_.tree.get()) : 0;
     const mknod::Outcome outcome = mknod::finish(run_, store_);
-    if (outcome.err == 0 && !run_.node_name.empty()) state.nodes.push_back(run_.node_name);
+    if (outcome.err == 0 && !run_.node_name.empty()) record(state, run_.node_name, mnt_id, run_.ns_id);
     return Answer::error(outcome.err, outcome.diagnostic);
   }
 
@@ -101,7 +138,9 @@ class DirectJob final : public Job {
     if (failed_) return start_failure(*failed_);
     if (!done()) return Answer::error(EPERM, "mknod: the direct thread did not answer in time");
     if (req_->fallback) return Answer::error(EPERM, "mknod: " + req_->diagnostic);
-    if (req_->err == 0 && !req_->node_name.empty()) state.nodes.push_back(req_->node_name);
+    if (req_->err == 0 && !req_->node_name.empty()) {
+      record(state, req_->node_name, req_->mnt_id, req_->mnt_ns ? mknod::mount_ns_id(req_->mnt_ns.get()) : 0);
+    }
     return Answer::error(req_->err, req_->diagnostic);
   }
 
@@ -121,6 +160,12 @@ class DirectJob final : public Job {
   bool finished_ = false;
 };
 
+// overlayfs's whiteout (char 0:0): the kernel lets anyone make it; the caller's part makes it.
+bool is_whiteout(const mknod::Request& r) {
+  const auto numbers = task::decode_dev(r.dev);
+  return (r.mode & S_IFMT) == S_IFCHR && numbers.major == 0 && numbers.minor == 0;
+}
+
 class Mknod final : public Emulation {
  public:
   explicit Mknod(Result<mknod::Request> request) : request_(std::move(request)) {}
@@ -132,6 +177,22 @@ class Mknod final : public Emulation {
     }
     if (ctx.raw_path.empty()) return Answer::error(ENOENT);
     if (!request_) return Answer::error(EPERM, "mknod: " + request_.error().message());
+    if (!is_whiteout(*request_)) {
+      auto who = mknod::authorize(*request_);
+      if (!who) return Answer::error(EPERM, "mknod: " + who.error().message());
+      if (*who == mknod::Authority::Kernel) return Answer::let_kernel_decide();
+      reclaim(ctx.state);
+      // The container's own limit, audited as ENOSPC and not logged (it controls the rate).
+      if (ctx.state.nodes.size() >= mknod::kMaxNodesPerContainer) return Answer::error(ENOSPC);
+    }
+    if (!ctx.rule->match.paths.empty()) {
+      // The rule's grant is scoped by path: it holds only where the text said (finding: a
+      // symlinked directory would carry an emulated node elsewhere).
+      if (ctx.call.paths.empty()) return Answer::error(EPERM, "mknod: no decoded path for a path rule");
+      const std::string& decided = ctx.call.paths[0];
+      const auto slash = decided.rfind('/');
+      request_->expect_dir = slash == 0 || slash == std::string::npos ? "/" : decided.substr(0, slash);
+    }
     if (auto direct = start_direct(ctx)) return direct;
     if (auto read = mknod::read_user_ns(*request_, request_->proc.get()); !read)
       return start_failure(read.error());
@@ -156,10 +217,8 @@ class Mknod final : public Emulation {
     req->base = split.base;
     req->trailing_slash = split.trailing_slash;
     req->relative = relative;
-    const auto numbers = task::decode_dev(r.dev);
-    const bool whiteout = (r.mode & S_IFMT) == S_IFCHR && numbers.major == 0 && numbers.minor == 0;
     constexpr std::uint64_t kCapMknod = std::uint64_t{1} << 27U;
-    req->native = whiteout || (r.creds.cap_effective & kCapMknod) == 0;
+    req->native = is_whiteout(r) || (r.creds.cap_effective & kCapMknod) == 0;
     req->mode = r.mode;
     req->dev = r.dev;
     req->fsuid = r.creds.uid[3];
@@ -168,6 +227,7 @@ class Mknod final : public Emulation {
     req->umask = r.creds.umask;
     req->caps_may_matter = (r.creds.cap_effective & kPermissionCaps) != 0;
     req->session = ctx.state.session_id;
+    req->expect_dir = r.expect_dir;
     // The fds travel with the request (and come back if the helpers take over).
     req->root = std::move(request_->root);
     req->start = std::move(request_->start);

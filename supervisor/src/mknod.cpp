@@ -6,6 +6,8 @@
 #include <linux/openat2.h>
 #include <sched.h>
 #include <sys/fsuid.h>
+#include <sys/inotify.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -20,14 +22,33 @@
 #include <climits>
 #include <csignal>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <set>
 
+#include "sysvisor/capable.hpp"
 #include "sysvisor/helper.hpp"
 #include "sysvisor/mount_api.hpp"
 #include "sysvisor/wire.hpp"
 
 namespace sysvisor::mknod {
 namespace {
+
+// Newer than Debian 12's headers (kernel >= 6.8 for statmount and unique mount ids, 6.12 for
+// NS_GET_MNTNS_ID and statmount in another namespace).
+constexpr unsigned long kNsGetMntnsId = _IOR(0xb7, 0x5, std::uint64_t);
+constexpr long kSysStatmount = 457;
+constexpr std::uint64_t kStatmountSbBasic = 0x1;
+constexpr unsigned kStatxMntIdUnique = 0x4000U;
+int own_user_ns_fd();
+
+struct MntIdReq {
+  std::uint32_t size;
+  std::uint32_t spare;
+  std::uint64_t mnt_id;
+  std::uint64_t param;
+  std::uint64_t mnt_ns_id;
+};
 
 constexpr int kCapMknod = 27;
 constexpr std::size_t kMaxGroups = 256;
@@ -106,7 +127,9 @@ struct Params {
   bool trailing_slash = false;
   bool relative = false;
   bool join_user_ns = false;
-  bool native = false;  // the caller makes the real mknodat (no CAP_MKNOD, or a whiteout)
+  bool native = false;     // the caller makes the real mknodat (no CAP_MKNOD, or a whiteout)
+  bool check_dir = false;  // a path rule decided: the parent must resolve to expect_dir
+  std::array<char, PATH_MAX + 1> expect_dir{};
   int root_fd = -1, start_fd = -1, user_ns_fd = -1, mnt_ns_fd = -1;
   int tree_fd = -1, devdir_fd = -1, diag_fd = -1;
   std::array<std::uint32_t, 4> uid{};
@@ -167,8 +190,8 @@ void report(const Params& p, int stage, int err) {
   ::umask(p.umask);
 
   CreatedAt made;
-  const int err =
-      create_as_caller(p.dir.data(), p.base.data(), p.trailing_slash, p.native, p.mode, p.dev, made);
+  const int err = create_as_caller(p.dir.data(), p.base.data(), p.trailing_slash, p.native, p.mode, p.dev,
+                                   p.check_dir ? p.expect_dir.data() : nullptr, made);
   if (err != 0 || p.native) ::_exit(err);
   const int parent = made.parent;
   const char* base = p.base.data();
@@ -275,13 +298,23 @@ bool same_inode(int dirfd, const char* name, int fd) noexcept {
 }
 
 int create_as_caller(const char* dir, const char* base, bool trailing_slash, bool native, mode_t mode,
-                     std::uint32_t dev, CreatedAt& out) noexcept {
+                     std::uint32_t dev, const char* expect_dir, CreatedAt& out) noexcept {
   open_how how{};
   how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
   how.resolve = RESOLVE_NO_MAGICLINKS;
   out.parent = static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, dir, &how, sizeof how));
   if (out.parent < 0) return errno;
   if (base[0] == '\0' || std::strcmp(base, ".") == 0 || std::strcmp(base, "..") == 0) return EEXIST;
+  if (expect_dir != nullptr) {
+    // A `path` matcher decided on the text; the node lands in the directory resolved here
+    // (through symlinks, `..` and a cwd another thread may have changed). The grant holds only
+    // when that is the directory the text named; otherwise the caller has no grant and gets
+    // what the kernel gives it without one. getcwd is relative to our root, the caller's.
+    std::array<char, PATH_MAX + 32> real{};
+    if (::fchdir(out.parent) != 0) return errno;
+    if (::syscall(SYS_getcwd, real.data(), real.size()) < 0 || std::strcmp(real.data(), expect_dir) != 0)
+      return EPERM;
+  }
   if (trailing_slash) {
     struct stat st {};
     return ::fstatat(out.parent, base, &st, AT_SYMLINK_NOFOLLOW) == 0 ? EEXIST : errno;
@@ -315,6 +348,33 @@ SplitPath split_path(std::string_view path) {
   return out;
 }
 
+// Only the loop thread asks (the direct thread never calls the store).
+struct DeviceStore::Watches {
+  UniqueFd fd;  // inotify, non-blocking
+  std::map<std::string, int, std::less<>> by_name;
+  std::map<int, std::string> by_wd;
+  std::set<std::string, std::less<>> dead;  // released, inode gone, not yet asked about
+
+  void drain() {
+    alignas(inotify_event) std::array<char, 4096> buf{};
+    for (;;) {
+      const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+      if (n <= 0) return;
+      for (std::size_t at = 0; at + sizeof(inotify_event) <= static_cast<std::size_t>(n);) {
+        inotify_event ev{};
+        std::memcpy(&ev, buf.data() + at, sizeof ev);
+        at += sizeof ev + ev.len;
+        if ((ev.mask & (IN_DELETE_SELF | IN_IGNORED)) == 0) continue;
+        const auto it = by_wd.find(ev.wd);
+        if (it == by_wd.end()) continue;
+        dead.insert(it->second);
+        by_name.erase(it->second);
+        by_wd.erase(it);
+      }
+    }
+  }
+};
+
 Result<DeviceStore> DeviceStore::create(const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -328,8 +388,11 @@ Result<DeviceStore> DeviceStore::create(const std::filesystem::path& dir) {
   DeviceStore store;
   store.dir_.reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!store.dir_) return sys_error("open `" + dir.string() + "`");
+  store.watches_ = std::make_unique<Watches>();
+  store.watches_->fd.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));  // none: release() keeps names
   // Started now, so its fds and thread are part of the daemon's baseline.
   store.worker_ = std::make_unique<DirectWorker>(store);
+  (void)own_user_ns_fd();
   return store;
 }
 
@@ -349,6 +412,24 @@ Result<DeviceStore::Node> DeviceStore::make_node(std::string_view session, mode_
   return node;
 }
 
+bool DeviceStore::release(const std::string& name) const {
+  if (!watches_ || !watches_->fd) return false;
+  const std::string path = "/proc/self/fd/" + std::to_string(dir_.get()) + "/" + name;
+  const int wd = ::inotify_add_watch(watches_->fd.get(), path.c_str(), IN_DELETE_SELF);
+  if (wd < 0) return false;
+  watches_->by_name[name] = wd;
+  watches_->by_wd[wd] = name;
+  ::unlinkat(dir_.get(), name.c_str(), 0);
+  return true;
+}
+
+bool DeviceStore::alive(const std::string& name) const {
+  if (!watches_) return false;
+  watches_->drain();
+  if (watches_->dead.erase(name) != 0) return false;
+  return watches_->by_name.contains(name);
+}
+
 DeviceStore::DeviceStore(DeviceStore&&) noexcept = default;
 DeviceStore& DeviceStore::operator=(DeviceStore&&) noexcept = default;
 DeviceStore::~DeviceStore() = default;
@@ -360,6 +441,13 @@ DirectWorker& DeviceStore::worker() {
 
 void DeviceStore::remove_node(const std::string& name) const {
   ::unlinkat(dir_.get(), name.c_str(), 0);
+  if (!watches_) return;
+  watches_->dead.erase(name);
+  if (const auto it = watches_->by_name.find(name); it != watches_->by_name.end()) {
+    ::inotify_rm_watch(watches_->fd.get(), it->second);
+    watches_->by_wd.erase(it->second);
+    watches_->by_name.erase(it);
+  }
 }
 
 namespace {
@@ -374,15 +462,25 @@ const struct stat* own_user_ns() {
   return mine.st_ino == 0 ? nullptr : &mine;
 }
 
+// The same as an fd, for caps::capable (opened with the store, so it is part of the daemon's
+// baseline of fds).
+int own_user_ns_fd() {
+  static const UniqueFd fd(::open("/proc/self/ns/user", O_RDONLY | O_CLOEXEC));
+  return fd ? fd.get() : -1;
+}
+
 }  // namespace
 
 Result<void> read_user_ns(Request& req, int proc_dir) {
   if (req.has_user_ns) return {};
-  const UniqueFd ns(::openat(proc_dir, "ns/user", O_RDONLY | O_CLOEXEC));
-  if (!ns) return sys_error("open the caller's ns/user");
+  // Opened by prepare() before the first ID_VALID; only the maps are read now.
+  if (!req.user_ns) {
+    req.user_ns.reset(::openat(proc_dir, "ns/user", O_RDONLY | O_CLOEXEC));
+    if (!req.user_ns) return sys_error("open the caller's ns/user");
+  }
   struct stat theirs {};
   const struct stat* mine = own_user_ns();
-  if (mine == nullptr || ::fstat(ns.get(), &theirs) != 0) return sys_error("stat user namespaces");
+  if (mine == nullptr || ::fstat(req.user_ns.get(), &theirs) != 0) return sys_error("stat user namespaces");
   for (auto [name, map] : {std::pair{"uid_map", &req.uid_map}, std::pair{"gid_map", &req.gid_map}}) {
     auto text = task::read_file_at(proc_dir, name);
     if (!text) return std::unexpected(text.error());
@@ -390,17 +488,62 @@ Result<void> read_user_ns(Request& req, int proc_dir) {
     if (!parsed) return plain_error(std::string("unparsable ") + name);
     *map = std::move(*parsed);
   }
-  // The maps are those of the namespace opened above (a namespace's maps never change).
+  // The maps are those of the namespace opened before (a namespace's maps never change).
   struct stat again {};
   if (::fstatat(proc_dir, "ns/user", &again, 0) != 0 || again.st_ino != theirs.st_ino ||
       again.st_dev != theirs.st_dev) {
     return sys_error(ESRCH, "the caller changed user namespace");
   }
   req.same_user_ns = mine->st_ino == theirs.st_ino && mine->st_dev == theirs.st_dev;
-  req.user_ns = UniqueFd(::fcntl(ns.get(), F_DUPFD_CLOEXEC, 3));
-  if (!req.user_ns) return sys_error("dup ns/user");
   req.has_user_ns = true;
   return {};
+}
+
+std::uint64_t mount_ns_id(int ns_fd) noexcept {
+  std::uint64_t id = 0;
+  return ::ioctl(ns_fd, kNsGetMntnsId, &id) == 0 ? id : 0;
+}
+
+std::uint64_t unique_mount_id(int fd) noexcept {
+  struct statx stx {};
+  if (::statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, kStatxMntIdUnique, &stx) != 0 ||
+      (stx.stx_mask & kStatxMntIdUnique) == 0) {
+    return 0;
+  }
+  return stx.stx_mnt_id;
+}
+
+bool still_mounted(const Attached& node) noexcept {
+  if (node.mnt_id == 0 || node.ns_id == 0) return true;
+  MntIdReq req{};
+  req.size = sizeof req;
+  req.mnt_id = node.mnt_id;
+  req.param = kStatmountSbBasic;
+  req.mnt_ns_id = node.ns_id;
+  // struct statmount is 512 bytes with room to grow; no strings are asked for.
+  alignas(8) std::array<char, 4096> buf{};
+  if (::syscall(kSysStatmount, &req, buf.data(), buf.size(), 0) == 0) return true;
+  // ENOENT: the mount, or its whole namespace, is gone. Any other error: keep it.
+  return errno != ENOENT;
+}
+
+Result<Authority> authorize(const Request& req) {
+  if (!req.user_ns || !req.mnt_ns) return plain_error("mknod: the caller's namespaces were not opened");
+  const caps::Subject subject{req.user_ns.get(), static_cast<uid_t>(req.creds.uid[1]),
+                              req.creds.cap_effective};
+  // The node lands in the caller's mount namespace: CAP_MKNOD in the user namespace that owns
+  // it, as the kernel asks CAP_SYS_ADMIN there for any other mount (never the caller's own
+  // user namespace alone: under `unshare -Ur` the mount namespace is the host's).
+  auto over = caps::capable_over(subject, req.mnt_ns.get(), caps::kMknod);
+  if (!over) return std::unexpected(over.error());
+  if (!*over) return Authority::Kernel;
+  // CAP_MKNOD where the kernel itself asks for it (host root, a rootful container): the kernel
+  // makes the node, and its device cgroup and LSMs decide as for any other call.
+  const int own = own_user_ns_fd();
+  if (own < 0) return sys_error(EBADF, "open the daemon's ns/user");
+  auto real = caps::capable(subject, own, caps::kMknod);
+  if (!real) return std::unexpected(real.error());
+  return *real ? Authority::Kernel : Authority::Emulate;
 }
 
 Result<Request> prepare(const task::TaskHandle& task, mode_t mode, std::uint32_t dev, int dirfd,
@@ -422,6 +565,9 @@ Result<Request> prepare(const task::TaskHandle& task, mode_t mode, std::uint32_t
   auto mnt_ns = task.open_entry("ns/mnt", O_RDONLY);
   if (!mnt_ns) return std::unexpected(mnt_ns.error());
   req.mnt_ns = std::move(*mnt_ns);
+  auto user_ns = task.open_entry("ns/user", O_RDONLY);
+  if (!user_ns) return std::unexpected(user_ns.error());
+  req.user_ns = std::move(*user_ns);
 
   auto status = task::read_file_at(task.proc_dir(), "status");
   if (!status) return std::unexpected(status.error());
@@ -452,6 +598,10 @@ Result<Running> start(const Request& req, const std::string& path, DeviceStore& 
   const bool whiteout = (req.mode & S_IFMT) == S_IFCHR && numbers.major == 0 && numbers.minor == 0;
   const bool has_mknod = (req.creds.cap_effective & (std::uint64_t{1} << kCapMknod)) != 0;
   p->native = whiteout || !has_mknod;
+  if (req.expect_dir) {
+    if (!copy_to(p->expect_dir, *req.expect_dir)) return sys_error(ENAMETOOLONG, "path");
+    p->check_dir = true;
+  }
   p->root_fd = req.root.get();
   p->start_fd = req.start.get();
   p->user_ns_fd = req.user_ns.get();
@@ -489,6 +639,7 @@ Result<Running> start(const Request& req, const std::string& path, DeviceStore& 
     std::memcpy(p->node.data(), node.name.c_str(), node.name.size() + 1);
     p->tree_fd = node.tree.get();
     run.node_name = node.name;
+    run.ns_id = mount_ns_id(req.mnt_ns.get());
   }
   std::array<int, 2> diag{};
   if (::pipe2(diag.data(), O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -518,6 +669,8 @@ Result<Running> start(const Request& req, const std::string& path, DeviceStore& 
     return err;
   }
   run.diag = std::move(diag_read);
+  // The same open mount as the helper's: once it attached it, this fd names the mount.
+  run.tree = std::move(node.tree);
   return run;
 }
 
@@ -531,6 +684,7 @@ Outcome finish(Running& run, const DeviceStore& store) {
   }
   if (out.err != 0 && !run.node_name.empty()) store.remove_node(run.node_name);
   run.pidfd.reset();
+  run.tree.reset();
   run.diag.reset();
   return out;
 }

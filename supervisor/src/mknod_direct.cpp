@@ -74,6 +74,7 @@ struct DirectWorker::Shared {
   bool stop = false;
   UniqueFd store_dir;  // our own: the thread may outlive the store at shutdown
   UniqueFd home_ns;    // the daemon's mount namespace, where the store's nodes can be cloned
+  UniqueFd home_root;  // the daemon's root directory
   std::uint64_t counter = 0;
   // The thread's state between requests (it alone touches these).
   std::array<__user_cap_data_struct, 2> caps{};  // as the thread started: full
@@ -95,12 +96,15 @@ struct DirectWorker::Shared {
     node.reset();
   }
 
-  // In the daemon's mount namespace (open_tree clones only mounts of the current one).
+  // Back in the daemon's mount namespace and root after every request, whatever its outcome:
+  // between requests the thread pins no container's mount namespace, root or cwd (an exited
+  // container's mounts, a tmpfs full of its files, would otherwise live on through it).
+  [[nodiscard]] bool go_home() const {
+    return ::setns(home_ns.get(), CLONE_NEWNS) == 0 && ::fchdir(home_root.get()) == 0 && ::chroot(".") == 0;
+  }
+
+  // At home (open_tree clones only mounts of the current mount namespace).
   std::optional<Node> make_node(mode_t type, std::uint32_t dev, std::string& diagnostic) {
-    if (::setns(home_ns.get(), CLONE_NEWNS) != 0) {
-      diagnostic = why("return to the daemon's mount namespace", errno);
-      return std::nullopt;
-    }
     Node node{"d." + std::to_string(++counter), UniqueFd(), type, dev};
     if (::mknodat(store_dir.get(), node.name.c_str(), type | 0, dev) != 0) {
       diagnostic = why("mknod in the device store", errno);
@@ -127,8 +131,9 @@ struct DirectWorker::Shared {
       return errno;
     }
     CreatedAt made;
-    const int err = create_as_caller(req.dir.c_str(), req.base.c_str(), req.trailing_slash, req.native,
-                                     req.mode, req.dev, made);
+    const int err =
+        create_as_caller(req.dir.c_str(), req.base.c_str(), req.trailing_slash, req.native, req.mode, req.dev,
+                         req.expect_dir ? req.expect_dir->c_str() : nullptr, made);
     parent.reset(made.parent);
     placeholder.reset(made.placeholder);
     return err;
@@ -227,6 +232,7 @@ struct DirectWorker::Shared {
       return true;
     }
     req.node_name = node->name;
+    req.mnt_id = unique_mount_id(node->tree.get());  // the tree is the attached mount now
     return true;
   }
 
@@ -259,6 +265,10 @@ struct DirectWorker::Shared {
         req->fallback = true;
         req->diagnostic = "direct mknod thread unavailable";
       }
+      // Home before the answer, so whoever sees the answer sees the thread home. A thread that
+      // cannot leave the container's namespaces serves nobody again (the helpers, which exit,
+      // take its requests).
+      if (!go_home()) usable = false;
       const std::uint64_t one = 1;
       [[maybe_unused]] const ssize_t n = ::write(req->done.get(), &one, sizeof one);
       const bool again = usable && !req->native && !req->fallback;
@@ -284,7 +294,8 @@ struct DirectWorker::Shared {
 DirectWorker::DirectWorker(DeviceStore& store) : shared_(std::make_shared<Shared>()) {
   shared_->store_dir.reset(::fcntl(store.dir_fd(), F_DUPFD_CLOEXEC, 3));
   shared_->home_ns.reset(::open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC));
-  if (!shared_->store_dir || !shared_->home_ns) {
+  shared_->home_root.reset(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!shared_->store_dir || !shared_->home_ns || !shared_->home_root) {
     shared_->broken = true;
     return;
   }

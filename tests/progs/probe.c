@@ -13,6 +13,11 @@
  *   probe as UID GID KEEP_MKNOD(0|1) -- probe ...    run the rest as UID/GID (in the container),
  *                                                    keeping only CAP_MKNOD if asked
  *   probe stat PATH                                  prints "TYPE MAJ:MIN UID GID MODE"
+ *   probe mknod-many PREFIX N                        mknod(PREFIX0 .. PREFIX{N-1}, c 1:3) until
+ *                                                    one fails; prints "COUNT ok" or "COUNT ERRNO"
+ *   probe mknod-copy DIR N                           N times: mknod DIR/n c 1:3, bind-mount it on
+ *                                                    a new file DIR/kI, umount and unlink DIR/n;
+ *                                                    prints "COUNT ok" or "COUNT ERRNO" (mknod's)
  *   probe call NR ARG...                             syscall(NR, ARG...); ARG is a number
  *                                                    (strtoull base 0, so 0x.. and -1 work) or
  *                                                    s:TEXT, a pointer to that string; prints
@@ -126,6 +131,8 @@ static const char* errname(int e) {
       return "ENOTBLK";
     case ENOTSUP:
       return "ENOTSUP";
+    case ENOSPC:
+      return "ENOSPC";
     default: {
       static char buf[32];
       snprintf(buf, sizeof buf, "E%d", e);
@@ -366,6 +373,44 @@ static int run(int argc, char** argv) {
       return 2;
     }
     return run(argc - 6, argv + 6);
+  }
+  if (strcmp(op, "mknod-many") == 0 && argc >= 4) {
+    const int n = atoi(argv[3]);
+    int made = 0;
+    int err = 0;
+    char path[4096];
+    for (; made < n; ++made) {
+      snprintf(path, sizeof path, "%s%d", argv[2], made);
+      if (mknod(path, S_IFCHR | 0666, makedev(1, 3)) != 0) {
+        err = errno;
+        break;
+      }
+    }
+    printf("%d %s\n", made, errname(err));
+    return 0;
+  }
+  if (strcmp(op, "mknod-copy") == 0 && argc >= 4) {
+    const int n = atoi(argv[3]);
+    int made = 0;
+    int err = 0;
+    char node[4096];
+    char copy[4096];
+    snprintf(node, sizeof node, "%s/n", argv[2]);
+    for (; made < n; ++made) {
+      if (mknod(node, S_IFCHR | 0666, makedev(1, 3)) != 0) {
+        err = errno;
+        break;
+      }
+      snprintf(copy, sizeof copy, "%s/k%d", argv[2], made);
+      int fd = open(copy, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+      if (fd < 0 || close(fd) != 0 || mount(node, copy, NULL, MS_BIND, NULL) != 0 || umount2(node, 0) != 0 ||
+          unlink(node) != 0) {
+        perror("probe mknod-copy");
+        return 2;
+      }
+    }
+    printf("%d %s\n", made, errname(err));
+    return 0;
   }
   if (strcmp(op, "stat") == 0 && argc >= 3) {
     struct stat st;

@@ -36,6 +36,8 @@ struct SessionState {
   mknod::DeviceStore* devices = nullptr;
   std::vector<std::string> nodes;     // device nodes made for it, removed with the session
   std::vector<std::uint64_t> mounts;  // unique ids (STATX_MNT_ID_UNIQUE) of the mounts made for it
+  // Where each of `nodes` is mounted: mknod reclaims a node whose mount is gone.
+  std::vector<mknod::Attached> attached;
 };
 
 struct Answer {

@@ -45,14 +45,18 @@ struct SplitPath {
 // The caller's own part of an emulated mknod, run with the caller's identity, root and start
 // directory already in place (a helper process, or the direct thread): resolves `dir` without
 // magic links, then either makes the node itself (`native`: the kernel's own answer, e.g.
-// EPERM without CAP_MKNOD, or a whiteout) or creates the empty placeholder. Returns the errno
-// (0: done) and the fds it opened (-1 when not; the caller closes them). Raw syscalls only.
+// EPERM without CAP_MKNOD, or a whiteout) or creates the empty placeholder. With `expect_dir`
+// (a rule's `path` matcher decided on the path's text), `dir` must resolve to that directory
+// (as seen from our root, the caller's), else EPERM and nothing is made: a symlink or `..`
+// must not carry the grant elsewhere. Changes the cwd then. Returns the errno (0: done) and
+// the fds it opened (-1 when not; the caller closes them). Raw syscalls only.
 struct CreatedAt {
   int parent = -1;
   int placeholder = -1;
 };
 [[nodiscard]] int create_as_caller(const char* dir, const char* base, bool trailing_slash, bool native,
-                                   mode_t mode, std::uint32_t dev, CreatedAt& out) noexcept;
+                                   mode_t mode, std::uint32_t dev, const char* expect_dir,
+                                   CreatedAt& out) noexcept;
 // `name` in `dirfd` is still the file `fd` is open on.
 [[nodiscard]] bool same_inode(int dirfd, const char* name, int fd) noexcept;
 
@@ -77,7 +81,8 @@ struct DirectRequest {
   std::string dir, base;
   bool trailing_slash = false;
   bool relative = false;
-  bool native = false;  // no device to attach: the kernel's own answer (EPERM, a whiteout)
+  bool native = false;                    // no device to attach: the kernel's own answer (EPERM, a whiteout)
+  std::optional<std::string> expect_dir;  // see create_as_caller
   mode_t mode = 0;
   std::uint32_t dev = 0;
   std::uint32_t fsuid = 0, fsgid = 0;  // host view
@@ -89,8 +94,9 @@ struct DirectRequest {
   int err = 0;
   bool fallback = false;  // not decided here: start the helpers
   std::string diagnostic;
-  std::string node_name;  // the store node attached (to remove with the session)
-  UniqueFd done;          // eventfd, readable when the thread is finished with the request
+  std::string node_name;     // the store node attached (to remove with the session)
+  std::uint64_t mnt_id = 0;  // the unique id of the mount that carries it
+  UniqueFd done;             // eventfd, readable when the thread is finished with the request
 };
 
 class DirectWorker {
@@ -122,8 +128,15 @@ class DeviceStore {
     UniqueFd tree;
   };
   [[nodiscard]] Result<Node> make_node(std::string_view session, mode_t type, std::uint32_t dev);
-  // Nodes still mounted in a container live on through the mount; the name goes.
+  // Nodes still mounted in a container live on through the mount; the name goes (and the
+  // watch of a released node).
   void remove_node(const std::string& name) const;
+  // Reclaiming a node whose own mount is gone: a copy of that mount (a bind mount, another
+  // mount namespace) may still hold its inode. release() takes the name out of the store and
+  // watches the inode (inotify IN_DELETE_SELF: sent when its last reference goes); false when
+  // no watch could be set (the name stays). alive(): the released node's inode still exists.
+  [[nodiscard]] bool release(const std::string& name) const;
+  [[nodiscard]] bool alive(const std::string& name) const;
   [[nodiscard]] int dir_fd() const noexcept { return dir_.get(); }
   // The direct thread, started on first use.
   [[nodiscard]] DirectWorker& worker();
@@ -132,6 +145,8 @@ class DeviceStore {
   DeviceStore() = default;
   UniqueFd dir_;
   std::unique_ptr<std::atomic<std::uint64_t>> counter_ = std::make_unique<std::atomic<std::uint64_t>>(0);
+  struct Watches;
+  std::unique_ptr<Watches> watches_;
   std::unique_ptr<DirectWorker> worker_;
 };
 
@@ -143,16 +158,19 @@ struct Request {
   UniqueFd root;              // the caller's root directory
   UniqueFd start;             // its cwd, or its dirfd's directory
   int start_err = 0;          // why `start` could not be opened: the kernel's errno for a relative path
-  UniqueFd user_ns;           // /proc/TID/ns/user
+  UniqueFd user_ns;           // /proc/TID/ns/user (opened by prepare, before ID_VALID)
   UniqueFd mnt_ns;            // /proc/TID/ns/mnt
   bool same_user_ns = false;  // the caller is in the supervisor's own user namespace
   task::Credentials creds;    // host view
-  // The user namespace part (user_ns, same_user_ns and the maps) is read only when needed:
+  // The rest of the user namespace part (same_user_ns and the maps) is read only when needed:
   // the direct thread never needs it, the helpers always do.
   bool has_user_ns = false;
   UniqueFd proc;  // /proc/TID, kept while the user namespace part is still to read
   std::vector<task::IdRange> uid_map;
   std::vector<task::IdRange> gid_map;
+  // Set by the emulation when a `path` matcher decided: the directory (inside the caller's
+  // root) the node must land in (create_as_caller).
+  std::optional<std::string> expect_dir;
 };
 
 // Gathers a Request for `tid`. `dirfd` is the caller's dirfd argument (AT_FDCWD for mknod).
@@ -169,7 +187,41 @@ struct Running {
   UniqueFd pidfd;
   UniqueFd diag;  // read end: {stage, errno} records from the helpers
   std::string node_name;
+  UniqueFd tree;            // the node's mount, attached by the helper on success
+  std::uint64_t ns_id = 0;  // the caller's mount namespace
 };
+
+// A device node attached for a container: its store name, and the mount that carries it (the
+// unique mount id, STATX_MNT_ID_UNIQUE, in the mount namespace with id `ns_id`). Its store
+// node is reclaimed once that mount is gone (umount, or the namespace's end), not only when
+// the container's session ends.
+struct Attached {
+  std::string name;
+  std::uint64_t mnt_id = 0;  // 0: unknown (kept until the session ends)
+  std::uint64_t ns_id = 0;
+  bool released = false;  // the mount is gone, the name too; the inode may live on in copies
+};
+// The most emulated nodes one container may hold at once (mounted, copies included);
+// beyond it the caller gets ENOSPC, as from a full file system. The store (one tmpfs of about
+// a million inodes) is shared by every container.
+inline constexpr std::size_t kMaxNodesPerContainer = 1024;
+// The mount namespace id of `ns_fd` (NS_GET_MNTNS_ID); 0 when unknown.
+[[nodiscard]] std::uint64_t mount_ns_id(int ns_fd) noexcept;
+// The unique id of the mount `fd` is on (STATX_MNT_ID_UNIQUE); 0 when unknown.
+[[nodiscard]] std::uint64_t unique_mount_id(int fd) noexcept;
+// Whether the mount is still there (statmount in its namespace). Unknown ids count as there.
+[[nodiscard]] bool still_mounted(const Attached& node) noexcept;
+
+// Who makes a device node for this caller (design.md, "Threat model": the capability counts in
+// the user namespace that owns the object acted on, here the mount namespace the node lands in):
+//   Kernel:  the caller lacks CAP_MKNOD there (a host user, `unshare -Ur` whose mount namespace
+//            is the host's, a container user without it): the kernel answers with the caller's
+//            own rights (CONTINUE), EPERM or an earlier errno, and nothing is made for it; or
+//            it holds CAP_MKNOD where the kernel asks for it (host root): the kernel acts.
+//   Emulate: CAP_MKNOD in the user namespace owning its mount namespace, not in the initial
+//            one (a rootless container, `unshare -Urm`, rootless podman without CAP_SYS_ADMIN).
+enum class Authority : std::uint8_t { Kernel, Emulate };
+[[nodiscard]] Result<Authority> authorize(const Request& req);
 
 // Starts the helpers for `path`, the safe copy of the caller's path. Fails with the kernel's
 // errno (EBADF, ENOTDIR, ...) when a relative path has no start directory.
