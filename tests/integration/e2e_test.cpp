@@ -135,16 +135,17 @@ TEST_F(E2E, EveryAllowedDeviceWorks) {
   const auto o = container(
       "set -e\n"
       "mknod /dev/null c 1 3; mknod /dev/zero c 1 5; mknod /dev/full c 1 7\n"
-      "mknod /dev/random c 1 8; mknod /dev/urandom c 1 9; mknod /dev/tty c 5 0; mknod /dev/console c 5 1\n"
+      "mknod /dev/random c 1 8; mknod /dev/urandom c 1 9; mknod /dev/tty c 5 0\n"
       "echo data > /dev/null\n"
       "head -c 3 /dev/zero | wc -c\n"
       "if echo x > /dev/full; then echo full-accepted; else echo full-refused; fi\n"
       "head -c 5 /dev/random | wc -c\n"
       "head -c 6 /dev/urandom | wc -c\n"
-      "for d in tty console; do probe stat /dev/$d; done\n");
+      "probe stat /dev/tty\n"
+      // 5:1 would be the host's console, not the container's: not on the list.
+      "probe mknod /dev/console c 5 1 || true\n");
   EXPECT_EQ(o.status, 0) << o.err;
-  EXPECT_EQ(lines(o.out),
-            (std::vector<std::string>{"3", "full-refused", "5", "6", "c 5:0 0 0 644", "c 5:1 0 0 644"}))
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"3", "full-refused", "5", "6", "c 5:0 0 0 644", "EPERM"}))
       << o.out << o.err;
   EXPECT_NE(o.err.find("No space left on device"), std::string::npos) << o.err;
 }
@@ -489,10 +490,12 @@ TEST_F(E2E, ExitedContainersAreCleanedUp) {
     const auto o = container("mknod /dev/null c 1 3 && mknod /dev/zero c 1 5 && echo x > /dev/null");
     ASSERT_EQ(o.status, 0) << o.err;
   }
-  for (int i = 0; i < 500 && (count_fds() != fds_before || count_nodes() != 0); ++i) {
+  // Fewer is fine (the direct mknod thread drops its idle spare node after a second); more is
+  // a leak.
+  for (int i = 0; i < 500 && (count_fds() > fds_before || count_nodes() != 0); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  EXPECT_EQ(count_fds(), fds_before) << "listener or helper fds leaked";
+  EXPECT_LE(count_fds(), fds_before) << "listener or helper fds leaked";
   EXPECT_EQ(count_nodes(), 0U) << "device nodes of exited containers left in the store";
 }
 
