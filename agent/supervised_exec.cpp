@@ -109,10 +109,19 @@ constexpr unsigned kCloseRangeCloexec = CLOSE_RANGE_CLOEXEC;
 
 Result<void> close_inherited_fds(unsigned preserve_fds) noexcept {
   const unsigned first = 3 + preserve_fds;
-  if (::syscall(SYS_close_range, first, ~0U, 0U) != 0) {
-    return sys_error("close the inherited fds from " + std::to_string(first) + " up (close_range)");
+  // The benchmark's timing hook (timing.hpp) stays, close-on-exec; everything else goes.
+  const int timing = timing_fd();
+  const auto close_from = [&](unsigned from, unsigned to) -> Result<void> {
+    if (from <= to && ::syscall(SYS_close_range, from, to, 0U) != 0) {
+      return sys_error("close the inherited fds from " + std::to_string(from) + " up (close_range)");
+    }
+    return {};
+  };
+  if (timing < 0 || static_cast<unsigned>(timing) < first || ::fcntl(timing, F_SETFD, FD_CLOEXEC) != 0) {
+    return close_from(first, ~0U);
   }
-  return {};
+  if (auto closed = close_from(first, static_cast<unsigned>(timing) - 1U); !closed) return closed;
+  return close_from(static_cast<unsigned>(timing) + 1U, ~0U);
 }
 
 void supervised_exec(int sock, const Filter& filter, std::uint32_t pid,

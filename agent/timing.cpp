@@ -11,15 +11,21 @@
 
 namespace sysvisor::agent {
 
-void timing_mark(const char* what) noexcept {
+int timing_fd() noexcept {
   const char* env = std::getenv("SYSVISOR_AGENT_TIMING_FD");
-  if (env == nullptr) return;
+  if (env == nullptr) return -1;
   const std::string_view text(env);
   int fd = -1;
   if (auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), fd);
       ec != std::errc{} || end != text.data() + text.size() || fd < 0) {
-    return;
+    return -1;
   }
+  return fd;
+}
+
+void timing_mark(const char* what) noexcept {
+  const int fd = timing_fd();
+  if (fd < 0) return;
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
   std::array<char, 64> buf{};

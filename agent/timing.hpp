@@ -9,4 +9,8 @@ namespace sysvisor::agent {
 
 void timing_mark(const char* what) noexcept;
 
+// The hook's fd, or -1 without the hook. close_inherited_fds() keeps it (close-on-exec: the
+// workload never gets it).
+[[nodiscard]] int timing_fd() noexcept;
+
 }  // namespace sysvisor::agent
