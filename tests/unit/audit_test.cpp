@@ -20,6 +20,7 @@
 #include "sysvisor/config.hpp"
 #include "sysvisor/filter.hpp"
 #include "sysvisor/learn.hpp"
+#include "sysvisor/metrics.hpp"
 #include "sysvisor/policy.hpp"
 #include "sysvisor/tools.hpp"
 
@@ -636,6 +637,12 @@ TEST_F(AuditFile, AFullDiskLosesWholeRecordsAndCountsThem) {
   for (; i < 240; ++i) written += sink->write(sized(i)) ? 1 : 0;
   EXPECT_FALSE(audit::health().failing);
   EXPECT_EQ(audit::health().write_failures - failures_before, lost);
+  // The metrics say it too.
+  const std::string metrics = metrics::Metrics{}.render({});
+  EXPECT_NE(metrics.find("\nsysvisor_audit_write_failures_total " +
+                         std::to_string(audit::health().write_failures) + "\n"),
+            std::string::npos)
+      << metrics;
   const std::string text = slurp(mnt + "/audit.jsonl");
   ASSERT_TRUE(text.ends_with("\n"));
   const auto lines = lines_of(text);
