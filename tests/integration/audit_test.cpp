@@ -502,5 +502,18 @@ TEST_F(Audit, AFullDiskIsCountedAndLeavesNoTornRecord) {
       << human.out;
 }
 
+// `serve --audit-failure refuse` is the daemon's setting, and status says so.
+TEST_F(Audit, TheFailureActionIsShownInStatus) {
+  start({"--audit-failure", "refuse"});
+  const auto status =
+      run({(bin_dir() / "sysvisor").string(), "status", "--json", "--runtime-dir", runtime().string()});
+  ASSERT_EQ(status.status, 0) << status.err;
+  const json a = json::parse(status.out).at("status").at("audit");
+  EXPECT_EQ(a.at("failure_action"), "refuse");
+  EXPECT_EQ(a.at("sink"), audit_log().string());
+  EXPECT_EQ(a.at("failing"), false);
+  EXPECT_EQ(std::stoull(a.at("write_failures").get<std::string>()), 0U);
+}
+
 }  // namespace
 }  // namespace sysvisor::it
