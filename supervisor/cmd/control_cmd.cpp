@@ -91,6 +91,15 @@ std::string duration(double seconds) {
   return out + std::to_string(s) + "s";
 }
 
+// "FILE: 3 records lost, failing now (write audit log `FILE`: No space left on device); on failure: keep"
+std::string audit_line(const v1::AuditStatus& a) {
+  std::string out = a.sink().empty() ? std::string("-") : printable(a.sink());
+  out += ": " + std::to_string(a.write_failures()) + " records lost";
+  if (a.failing()) out += ", failing now (" + printable(a.last_error()) + ")";
+  if (!a.failure_action().empty()) out += "; on failure: " + a.failure_action();
+  return out;
+}
+
 void print_status(const v1::StatusReply& s) {
   char rate[32];
   std::snprintf(rate, sizeof rate, "%.1f", s.notifications_per_second());
@@ -104,6 +113,7 @@ void print_status(const v1::StatusReply& s) {
       {"notifications", std::to_string(s.notifications_total())},
       {"errors", std::to_string(s.errors_total())},
       {"policy set", policy_list(s.policy_set())},
+      {"audit", audit_line(s.audit())},
   });
 }
 

@@ -249,6 +249,13 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--audit", audit_to,
                         "Audit log: a file to append JSON lines to (reopened on SIGHUP), - for stdout, or "
                         "syslog (default: audit of the configuration, -)");
+  std::string audit_failure;
+  serve_cmd
+      ->add_option("--audit-failure", audit_failure,
+                   "While audit records cannot be written: keep answering calls as decided (keep; each "
+                   "lost record is counted and logged), or refuse the calls whose record is lost (refuse) "
+                   "(default: keep)")
+      ->check(CLI::IsMember({"keep", "refuse"}));
   std::string default_policy;
   serve_cmd->add_option("--default-policy", default_policy,
                         "Policy for OCI runtimes (oci.sock) whose profile names none (default: "
@@ -281,6 +288,8 @@ int main(int argc, char** argv) {
       }
       if (!policies_dir.empty()) server.policies_override = policies_dir;
       if (!audit_to.empty()) server.audit_override = audit_to;
+      if (auto action = sysvisor::audit::parse_failure_action(audit_failure))
+        sysvisor::audit::Sink::set_failure_action(*action);
       if (!runtime_dir.empty()) server.runtime_override = runtime_dir;
       if (!default_policy.empty()) server.default_policy_override = default_policy;
       if (!metrics_listen.empty()) server.metrics_override = metrics_listen;

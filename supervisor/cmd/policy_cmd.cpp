@@ -408,6 +408,7 @@ int learn(const LearnOptions& o) {
     for (const auto& e : learned.error()) std::fprintf(stderr, "%s\n", e.c_str());
     return 1;
   }
+  for (const auto& n : learned->notes) std::fprintf(stderr, "%s\n", n.c_str());  // skipped lines, warnings
   // The cases go beside the policy (NAME.cases.yaml) unless --cases says where.
   std::string cases = o.cases;
   if (cases.empty() && o.output != "-") {

@@ -2,14 +2,22 @@
 
 #include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
 #include <utility>
 #include <vector>
+
+#include "sysvisor/unique_fd.hpp"
 
 namespace sysvisor::audit {
 namespace {
@@ -201,76 +209,296 @@ bool Bucket::admit(std::chrono::steady_clock::time_point now) {
   return true;
 }
 
+namespace {
+
+// The process-wide state behind health(): records go through the loop, status and metrics
+// read from it too; a mutex keeps the strings whole.
+struct State {
+  std::mutex m;
+  Health health;
+  std::uint64_t unreported = 0;  // failures since the last log line
+  std::chrono::steady_clock::time_point last_log{};
+  bool logged_once = false;
+};
+State& state() {
+  static State s;
+  return s;
+}
+std::atomic<FailureAction> g_action{FailureAction::Keep};
+
+constexpr auto kLogEvery = std::chrono::seconds(10);
+
+void note_sink(const std::string& where) {
+  State& s = state();
+  const std::lock_guard lock(s.m);
+  s.health.sink = where;
+}
+
+void note_failure(const std::string& where, int err, const char* what) {
+  State& s = state();
+  const std::lock_guard lock(s.m);
+  ++s.health.write_failures;
+  ++s.unreported;
+  s.health.failing = true;
+  s.health.last_error = std::string(what) + " `" + where + "`: " + std::strerror(err);
+  const auto now = std::chrono::steady_clock::now();
+  if (s.logged_once && now - s.last_log < kLogEvery) return;
+  s.logged_once = true;
+  s.last_log = now;
+  spdlog::error("audit: {}: {} record(s) lost ({} since the start); calls are {} while the audit log fails",
+                s.health.last_error, s.unreported, s.health.write_failures,
+                g_action.load() == FailureAction::Refuse ? "refused" : "answered");
+  s.unreported = 0;
+}
+
+void note_success(const std::string& where) {
+  State& s = state();
+  {
+    // Cheap when nothing failed: one uncontended lock.
+    const std::lock_guard lock(s.m);
+    if (!s.health.failing) return;
+    s.health.failing = false;
+    spdlog::warn("audit: writing to `{}` again; {} record(s) lost since the start ({} not reported before)",
+                 where, s.health.write_failures, s.unreported);
+    s.unreported = 0;
+  }
+}
+
+std::string octal(mode_t mode) {
+  std::array<char, 8> buf{};
+  std::snprintf(buf.data(), buf.size(), "%04o", static_cast<unsigned>(mode & 07777));
+  return buf.data();
+}
+
+// The directory `dirfd` (reached as `shown`) as the audit file's directory (`last`) or one above.
+Result<void> check_directory(int dirfd, const std::string& shown, bool last, const std::string& where) {
+  struct stat st {};
+  if (::fstat(dirfd, &st) != 0) return sys_error("audit log `" + where + "`: stat `" + shown + "`");
+  const std::string refused = "audit log `" + where + "`: refused: directory `" + shown + "` ";
+  if (st.st_uid != 0) {
+    return sys_error(EPERM, refused + "is owned by uid " + std::to_string(st.st_uid) +
+                                ", not root (the audit log's directories must be root's alone)");
+  }
+  const bool writable = (st.st_mode & (S_IWGRP | S_IWOTH)) != 0;
+  // Above the file's own directory, a sticky directory (/tmp) is safe: no one else can rename
+  // or remove root's entries in it.
+  if (writable && (last || (st.st_mode & S_ISVTX) == 0)) {
+    return sys_error(EPERM, refused + "is writable by group or others (mode " + octal(st.st_mode) +
+                                "; the audit log's directories must be root's alone)");
+  }
+  return {};
+}
+
+// Opens the audit file's directory, checking every directory on the way.
+Result<UniqueFd> open_directory(const std::filesystem::path& dir, const std::string& where) {
+  UniqueFd fd(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return sys_error("audit log `" + where + "`: open `/`");
+  std::filesystem::path shown = "/";
+  std::vector<std::string> parts;
+  for (const auto& part : dir.relative_path()) {
+    if (!part.empty() && part != ".") parts.push_back(part.string());
+  }
+  if (auto ok = check_directory(fd.get(), "/", parts.empty(), where); !ok) return std::unexpected(ok.error());
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const std::string& part = parts[i];
+    shown /= part;
+    struct stat link {};
+    if (::fstatat(fd.get(), part.c_str(), &link, AT_SYMLINK_NOFOLLOW) != 0)
+      return sys_error("audit log `" + where + "`: directory `" + shown.string() + "`");
+    // The directory holding the link was checked: only root can change a link root owns there.
+    if (S_ISLNK(link.st_mode) && link.st_uid != 0) {
+      return sys_error(EPERM, "audit log `" + where + "`: refused: `" + shown.string() +
+                                  "` is a symbolic link owned by uid " + std::to_string(link.st_uid) +
+                                  ", not root");
+    }
+    UniqueFd next(::openat(fd.get(), part.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!next) return sys_error("audit log `" + where + "`: directory `" + shown.string() + "`");
+    if (auto ok = check_directory(next.get(), shown.string(), i + 1 == parts.size(), where); !ok)
+      return std::unexpected(ok.error());
+    fd = std::move(next);
+  }
+  return fd;
+}
+
+// Opens (or creates, 0600) the audit file under the rules in audit.hpp.
+Result<UniqueFd> open_file(const std::string& where) {
+  const std::filesystem::path path = std::filesystem::path(where).lexically_normal();
+  if (!path.is_absolute() || !path.has_filename())
+    return sys_error(EINVAL, "audit log `" + where + "`: not an absolute file path");
+  auto dir = open_directory(path.parent_path(), where);
+  if (!dir) return std::unexpected(dir.error());
+  const std::string name = path.filename().string();
+  // O_NONBLOCK: a FIFO put there must not hang the daemon in open(); cleared below.
+  UniqueFd fd(::openat(dir->get(), name.c_str(),
+                       O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600));
+  if (!fd) {
+    if (errno == ELOOP) return sys_error(ELOOP, "audit log `" + where + "`: refused: it is a symbolic link");
+    return sys_error("open audit log `" + where + "`");
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return sys_error("audit log `" + where + "`: stat");
+  const std::string refused = "audit log `" + where + "`: refused: ";
+  if (!S_ISREG(st.st_mode)) return sys_error(EPERM, refused + "not a regular file");
+  if (st.st_uid != 0) {
+    return sys_error(EPERM, refused + "owned by uid " + std::to_string(st.st_uid) +
+                                ", not root (remove it, or chown root and chmod 0600 it)");
+  }
+  if ((st.st_mode & 077) != 0) {
+    return sys_error(EPERM, refused + "mode " + octal(st.st_mode) +
+                                " lets others than root read or write it (chmod 0600 it)");
+  }
+  if (st.st_nlink != 1) {
+    return sys_error(EPERM,
+                     refused + "it has " + std::to_string(st.st_nlink) + " links (a hard link elsewhere)");
+  }
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK) != 0)
+    return sys_error("audit log `" + where + "`: fcntl");
+  return fd;
+}
+
+}  // namespace
+
+std::string_view to_string(FailureAction action) noexcept {
+  return action == FailureAction::Refuse ? "refuse" : "keep";
+}
+
+std::optional<FailureAction> parse_failure_action(std::string_view text) noexcept {
+  if (text == "keep") return FailureAction::Keep;
+  if (text == "refuse") return FailureAction::Refuse;
+  return std::nullopt;
+}
+
+Health health() {
+  State& s = state();
+  const std::lock_guard lock(s.m);
+  Health h = s.health;
+  h.action = g_action.load();
+  return h;
+}
+
+void Sink::set_failure_action(FailureAction action) noexcept {
+  g_action.store(action);
+}
+
+FailureAction Sink::failure_action() noexcept {
+  return g_action.load();
+}
+
 Result<Sink> Sink::open(const std::string& where) {
   Sink sink;
   sink.where_ = where;
   if (where == "-") {
-    sink.file_ = stdout;
+    sink.fd_ = STDOUT_FILENO;
+    note_sink(where);
     return sink;
   }
   if (where == "syslog") {
     // LOG_NDELAY: connect now, before the daemon enters namespaces where /dev/log differs.
     ::openlog("sysvisor-audit", LOG_NDELAY, LOG_AUTHPRIV);
     sink.syslog_ = true;
+    note_sink(where);
     return sink;
   }
-  const int fd = ::open(where.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return sys_error("open audit log `" + where + "`");
-  sink.file_ = ::fdopen(fd, "a");
-  if (sink.file_ == nullptr) {
-    ::close(fd);
-    return sys_error("open audit log `" + where + "`");
-  }
+  auto fd = open_file(where);
+  if (!fd) return std::unexpected(fd.error());
+  sink.fd_ = fd->release();
   sink.owned_ = true;
+  note_sink(where);
   return sink;
 }
 
+void Sink::close_fd() noexcept {
+  if (owned_ && fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  owned_ = false;
+}
+
 Sink::Sink(Sink&& other) noexcept
-    : file_(std::exchange(other.file_, nullptr)),
+    : fd_(std::exchange(other.fd_, -1)),
       owned_(std::exchange(other.owned_, false)),
       syslog_(std::exchange(other.syslog_, false)),
+      torn_(std::exchange(other.torn_, false)),
       where_(std::move(other.where_)) {}
 
 Sink& Sink::operator=(Sink&& other) noexcept {
   if (this != &other) {
-    if (owned_ && file_ != nullptr) std::fclose(file_);
-    file_ = std::exchange(other.file_, nullptr);
+    close_fd();
+    fd_ = std::exchange(other.fd_, -1);
     owned_ = std::exchange(other.owned_, false);
     syslog_ = std::exchange(other.syslog_, false);
+    torn_ = std::exchange(other.torn_, false);
     where_ = std::move(other.where_);
   }
   return *this;
 }
 
 Sink::~Sink() {
-  if (owned_ && file_ != nullptr) std::fclose(file_);
+  close_fd();
 }
 
 Result<void> Sink::reopen() {
   if (!owned_) return {};
   auto fresh = open(where_);
-  if (!fresh) return std::unexpected(fresh.error());
+  if (!fresh) {
+    // The old file stays in use: its records are not lost, and they stay root's.
+    spdlog::error("audit: {}; records keep going to the file opened before", fresh.error().message());
+    return std::unexpected(fresh.error());
+  }
   *this = std::move(*fresh);
   return {};
 }
 
-void Sink::write(const Event& event) {
-  write_line(to_json(event));
+bool Sink::write(const Event& event) {
+  return write_line(to_json(event));
 }
 
-void Sink::write(const Suppressed& summary) {
-  write_line(to_json(summary));
+bool Sink::write(const Suppressed& summary) {
+  return write_line(to_json(summary));
 }
 
-void Sink::write_line(const std::string& json) {
+bool Sink::write_line(const std::string& json) {
   if (syslog_) {
     ::syslog(LOG_AUTHPRIV | LOG_INFO, "%s", json.c_str());
-    return;
+    return true;
   }
-  if (file_ == nullptr) return;
-  const std::string line = json + "\n";
-  std::fwrite(line.data(), 1, line.size(), file_);
-  std::fflush(file_);
+  if (fd_ < 0) {
+    note_failure(where_, EBADF, "write audit log");
+    return false;
+  }
+  std::string line;
+  line.reserve(json.size() + 2);
+  if (torn_) line.push_back('\n');  // the torn line before ends here, alone
+  line += json;
+  line.push_back('\n');
+  // Where the file ended before this record: a record written in part is cut back to it.
+  // (One writer: the daemon's loop. A pipe or terminal has no end to cut back to.)
+  const off_t before = owned_ ? ::lseek(fd_, 0, SEEK_END) : -1;
+  std::size_t done = 0;
+  int err = 0;
+  while (done < line.size()) {
+    const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+  }
+  if (done == line.size()) {
+    torn_ = false;
+    note_success(where_);
+    return true;
+  }
+  if (done > 0) {
+    // Part of the line went out (ENOSPC half-way, EFBIG): cut it off, so the file holds whole
+    // records only. If that fails too, the next record starts on a line of its own.
+    torn_ = before < 0 || ::ftruncate(fd_, before) != 0;
+  }
+  note_failure(where_, err, "write audit log");
+  return false;
 }
 
 }  // namespace sysvisor::audit

@@ -14,6 +14,7 @@
 #include <ctime>
 #include <stdexcept>
 
+#include "sysvisor/audit.hpp"
 #include "sysvisor/listen.hpp"
 #include "sysvisor/wire.hpp"
 
@@ -216,8 +217,32 @@ class ControlServer::Connection : public std::enable_shared_from_this<Connection
   bool done_ = false;
 };
 
+namespace {
+
+// The audit sink's health goes into every status reply, whoever builds the rest.
+void add_audit_status(v1::Response& response) {
+  if (!response.has_status()) return;
+  const audit::Health h = audit::health();
+  v1::AuditStatus& a = *response.mutable_status()->mutable_audit();
+  a.set_sink(h.sink);
+  a.set_write_failures(h.write_failures);
+  a.set_failing(h.failing);
+  a.set_last_error(h.last_error);
+  a.set_failure_action(std::string(audit::to_string(h.action)));
+}
+
+ControlServer::Handler with_audit_status(ControlServer::Handler handler) {
+  return [handler = std::move(handler)](const v1::Request& request, const config::Peer& peer) {
+    v1::Response response = handler(request, peer);
+    add_audit_status(response);
+    return response;
+  };
+}
+
+}  // namespace
+
 ControlServer::ControlServer(boost::asio::io_context& io, Config config, Handler handler)
-    : io_(io), config_(std::move(config)), handler_(std::move(handler)), listener_(io) {
+    : io_(io), config_(std::move(config)), handler_(with_audit_status(std::move(handler))), listener_(io) {
   listener_.assign(open_listener(config_.inherited_fd, config_.socket_path, SOCK_SEQPACKET,
                                  config_.group ? 0660 : 0600, config_.group, "control", owns_path_)
                        .release());

@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "sysvisor/audit.hpp"
+
 namespace sysvisor::metrics {
 namespace {
 
@@ -193,6 +195,12 @@ std::string Metrics::render(const Gauges& gauges) const {
   out.append("sysvisor_containers ").append(std::to_string(gauges.containers)).append("\n");
   help(out, "sysvisor_notifications_total", "counter", "Trapped calls received since the start.");
   out.append("sysvisor_notifications_total ").append(std::to_string(gauges.notifications_total)).append("\n");
+  const audit::Health audit_health = audit::health();
+  help(out, "sysvisor_audit_write_failures_total", "counter",
+       "Audit records that could not be written (each one lost) since the start.");
+  out.append("sysvisor_audit_write_failures_total ")
+      .append(std::to_string(audit_health.write_failures))
+      .append("\n");
   help(out, "sysvisor_uptime_seconds", "gauge", "Seconds since the daemon started.");
   out.append("sysvisor_uptime_seconds ").append(format_value(gauges.uptime_seconds)).append("\n");
   help(out, "sysvisor_policy_set_generation", "gauge",

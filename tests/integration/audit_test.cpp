@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -372,6 +373,146 @@ TEST_F(Audit, LearnRoundTrip) {
   EXPECT_EQ(lines(again.out), (std::vector<std::string>{"c 1:3 0 0 644", "c 1:5 0 0 644", "EPERM", "EPERM"}))
       << again.out << again.err << "\n"
       << read_file(learned);
+}
+
+// ---- issue 14: the audit file is root's alone, and no record is lost silently ----
+
+// A user's directory holds a link named like the audit log, to a file of root's: the daemon
+// refuses to start, names the file, and the link's target is unchanged.
+TEST_F(Audit, ASymlinkInAUsersDirectoryIsRefusedAtStart) {
+  const fs::path target = dir_->path() / "rootrc";
+  std::ofstream(target) << "echo hello\n";
+  fs::permissions(target, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                              fs::perms::others_read);
+  const fs::path users = dir_->path() / "users";
+  fs::create_directory(users);
+  ASSERT_EQ(::chown(users.c_str(), 65534, 65534), 0);
+  const fs::path link = users / "audit.jsonl";
+  const auto made = run({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                         "/usr/bin/ln", "-s", target.string(), link.string()});
+  ASSERT_EQ(made.status, 0) << made.err;
+  Daemon d(runtime(), policies(), link, daemon_log());
+  EXPECT_FALSE(d.ready());
+  EXPECT_EQ(d.pid(), -1) << "the daemon exited";
+  const std::string log = read_file(daemon_log());
+  EXPECT_NE(log.find("audit log `" + link.string() + "`: refused"), std::string::npos) << log;
+  EXPECT_EQ(read_file(target), "echo hello\n");
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(link)));
+}
+
+// Logrotate moved the log; before the SIGHUP a link to root's file took its name, then a file
+// others may read. Both reopens are refused (named in the daemon's log), and the records keep
+// going to the file the daemon has open, now audit.jsonl.1: none is lost, none goes elsewhere.
+TEST_F(Audit, ASwappedFileIsRefusedAtSighupAndRecordsGoToTheOldFile) {
+  start();
+  ASSERT_EQ(container("probe mknod /dev/sda b 8 0", "rootless-devices", "before").out, "EPERM\n");
+  const fs::path rotated = dir_->path() / "audit.jsonl.1";
+  fs::rename(audit_log(), rotated);
+  const fs::path victim = dir_->path() / "victim";
+  std::ofstream(victim) << "secret\n";
+  fs::create_symlink(victim, audit_log());
+  const auto refusals = [&] {
+    const std::string log = read_file(daemon_log());
+    std::size_t n = 0;
+    for (std::size_t at = 0;
+         (at = log.find("audit log `" + audit_log().string() + "`: refused", at)) != std::string::npos; ++at)
+      ++n;
+    return n;
+  };
+  const std::size_t before = refusals();
+  ::kill(daemon_->pid(), SIGHUP);
+  ASSERT_TRUE(eventually([&] { return refusals() > before; })) << read_file(daemon_log());
+  ASSERT_EQ(container("probe mknod /dev/sda b 8 0", "rootless-devices", "after-link").out, "EPERM\n");
+  // Now a regular file that others may read (it was a user's pre-created file in the report).
+  fs::remove(audit_log());
+  std::ofstream(audit_log()).flush();
+  fs::permissions(audit_log(), fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                                   fs::perms::others_read);
+  ASSERT_EQ(::chown(audit_log().c_str(), 65534, 65534), 0);
+  const std::size_t second = refusals();
+  ::kill(daemon_->pid(), SIGHUP);
+  ASSERT_TRUE(eventually([&] { return refusals() > second; })) << read_file(daemon_log());
+  ASSERT_EQ(container("probe mknod /dev/sda b 8 0", "rootless-devices", "after-file").out, "EPERM\n");
+  EXPECT_EQ(read_file(victim), "secret\n");
+  EXPECT_EQ(fs::file_size(audit_log()), 0U) << read_file(audit_log());
+  EXPECT_EQ(audit_lines(rotated, "before").size(), 1U);
+  EXPECT_EQ(audit_lines(rotated, "after-link").size(), 1U);
+  EXPECT_EQ(audit_lines(rotated, "after-file").size(), 1U);
+}
+
+// The audit log's filesystem fills up: every record that cannot be written is counted (status,
+// metrics) and logged, none is torn, and `policy learn` reads the file whole afterwards.
+TEST_F(Audit, AFullDiskIsCountedAndLeavesNoTornRecord) {
+  const fs::path mnt = dir_->path() / "small";
+  fs::create_directory(mnt);
+  ASSERT_EQ(::mount("sysvisor-audit-test", mnt.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                    "size=1m,mode=0700"),
+            0)
+      << std::strerror(errno);
+  struct Unmount {
+    fs::path at;
+    ~Unmount() { ::umount2(at.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  const fs::path log = mnt / "audit.jsonl";
+  start({}, log);
+  const auto calls = [](int n) {
+    return "i=0; while [ $i -lt " + std::to_string(n) +
+           " ]; do probe mknod /dev/sda b 8 0 >/dev/null; i=$((i+1)); done; echo done";
+  };
+  constexpr int kCalls = 200;
+  const std::string script = calls(kCalls);
+  ASSERT_EQ(container(calls(10), "learn", "warm").out, "done\n");
+  // Fill what is left: the daemon's mount namespace shares this tmpfs.
+  {
+    const int fd = ::open((mnt / "filler").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    const std::string block(4096, 'x');
+    while (::write(fd, block.data(), block.size()) > 0) {
+    }
+    while (::write(fd, block.data(), 1) > 0) {
+    }
+    ::close(fd);
+  }
+  ASSERT_EQ(container(script, "learn", "full").out, "done\n");
+  const std::size_t written_full = audit_lines(log, "full").size();
+  ASSERT_LT(written_full, static_cast<std::size_t>(kCalls)) << "the disk was not full";
+  const auto status =
+      run({(bin_dir() / "sysvisor").string(), "status", "--json", "--runtime-dir", runtime().string()});
+  ASSERT_EQ(status.status, 0) << status.err;
+  const json a = json::parse(status.out).at("status").at("audit");
+  EXPECT_EQ(a.at("sink"), log.string());
+  EXPECT_EQ(std::stoull(a.at("write_failures").get<std::string>()), kCalls - written_full) << status.out;
+  EXPECT_EQ(a.at("failing"), true);
+  EXPECT_NE(a.at("last_error").get<std::string>().find("No space left on device"), std::string::npos);
+  EXPECT_EQ(a.at("failure_action"), "keep");
+  const std::string daemon_text = read_file(daemon_log());
+  EXPECT_NE(daemon_text.find("record(s) lost"), std::string::npos) << daemon_text;
+  // Space again: records go in again, and every line of the file is a whole record.
+  fs::remove(mnt / "filler");
+  ASSERT_EQ(container(script, "learn", "again").out, "done\n");
+  EXPECT_EQ(audit_lines(log, "again").size(), static_cast<std::size_t>(kCalls));
+  const std::string text = read_file(log);
+  for (const auto& l : lines(text)) EXPECT_TRUE(json::accept(l)) << "torn: " << l;
+  const auto learned =
+      run({(bin_dir() / "sysvisor").string(), "policy", "learn", log.string(), "--output", "-"});
+  EXPECT_EQ(learned.status, 0) << learned.err;
+  EXPECT_EQ(learned.err.find("skipped"), std::string::npos) << learned.err;
+  const auto human = run({(bin_dir() / "sysvisor").string(), "status", "--runtime-dir", runtime().string()});
+  EXPECT_NE(human.out.find(std::to_string(kCalls - written_full) + " records lost"), std::string::npos)
+      << human.out;
+}
+
+// `serve --audit-failure refuse` is the daemon's setting, and status says so.
+TEST_F(Audit, TheFailureActionIsShownInStatus) {
+  start({"--audit-failure", "refuse"});
+  const auto status =
+      run({(bin_dir() / "sysvisor").string(), "status", "--json", "--runtime-dir", runtime().string()});
+  ASSERT_EQ(status.status, 0) << status.err;
+  const json a = json::parse(status.out).at("status").at("audit");
+  EXPECT_EQ(a.at("failure_action"), "refuse");
+  EXPECT_EQ(a.at("sink"), audit_log().string());
+  EXPECT_EQ(a.at("failing"), false);
+  EXPECT_EQ(std::stoull(a.at("write_failures").get<std::string>()), 0U);
 }
 
 }  // namespace

@@ -2,17 +2,25 @@
 // the token bucket of the per-container rate limit.
 #include "sysvisor/audit.hpp"
 
+#include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 #include <linux/audit.h>
 #include <linux/seccomp.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "sysvisor/config.hpp"
 #include "sysvisor/filter.hpp"
 #include "sysvisor/learn.hpp"
+#include "sysvisor/metrics.hpp"
 #include "sysvisor/policy.hpp"
 #include "sysvisor/tools.hpp"
 
@@ -333,7 +341,7 @@ TEST(Learn, WritesAPolicyAndCasesThatAgree) {
             policy::Action::Deny);
 }
 
-TEST(Learn, BadLinesNameTheirLine) {
+TEST(Learn, BadLinesAreSkippedAndNamed) {
   const std::string log = "not json\n" + record("c", "mknod", R"({"type":"char"})") +
                           R"({"event":"call","host_pid":"abc"})"
                           "\n"
@@ -341,16 +349,336 @@ TEST(Learn, BadLinesNameTheirLine) {
                           "\n"
                           R"({"event":"call")";
   const auto r = tools::learn(log, tools::LearnOptions{"x.jsonl", "", "l"});
-  ASSERT_FALSE(r);
-  ASSERT_EQ(r.error().size(), 4U);
-  EXPECT_EQ(r.error()[0], "x.jsonl:1: not an audit record (a JSON object per line)");
-  EXPECT_NE(r.error()[1].find("x.jsonl:3: not an audit record:"), std::string::npos) << r.error()[1];
-  EXPECT_NE(r.error()[1].find("host_pid"), std::string::npos) << r.error()[1];
-  EXPECT_NE(r.error()[2].find("x.jsonl:4: "), std::string::npos) << r.error()[2];
-  EXPECT_NE(r.error()[3].find("x.jsonl:5: "), std::string::npos) << r.error()[3];
+  ASSERT_TRUE(r) << r.error()[0];
+  EXPECT_EQ(r->records, 1U);
+  EXPECT_EQ(r->skipped, 4U);
+  ASSERT_EQ(r->notes.size(), 4U);
+  EXPECT_EQ(r->notes[0], "x.jsonl:1: skipped: not an audit record (a JSON object per line)");
+  EXPECT_NE(r->notes[1].find("x.jsonl:3: skipped: not an audit record (torn or invalid):"), std::string::npos)
+      << r->notes[1];
+  EXPECT_NE(r->notes[1].find("host_pid"), std::string::npos) << r->notes[1];
+  EXPECT_NE(r->notes[2].find("x.jsonl:4: skipped: "), std::string::npos) << r->notes[2];
+  EXPECT_NE(r->notes[3].find("x.jsonl:5: skipped: "), std::string::npos) << r->notes[3];
   const auto none = tools::learn("", tools::LearnOptions{"e.jsonl", "c9", "l"});
   ASSERT_FALSE(none);
   EXPECT_NE(none.error()[0].find("no learn or audit records of container c9"), std::string::npos);
+}
+
+// A record cut off by a full disk and joined to the next one, and a last line cut off by a
+// crash: those lines are skipped and named, and the policy is learned from the others.
+TEST(Learn, SkipsTornLinesAndLearnsFromTheRest) {
+  const std::string null_dev =
+      record("c1", "mknod", R"({"paths":["/dev/null"],"type":"char","device":"1:3"})");
+  const std::string zero_dev =
+      record("c1", "mknod", R"({"paths":["/dev/zero"],"type":"char","device":"1:5"})");
+  const std::string sda = record("c1", "mknod", R"({"paths":["/dev/sda"],"type":"block","device":"8:0"})");
+  std::string log = null_dev;
+  log += sda.substr(0, sda.size() / 2);  // torn ...
+  log += zero_dev;                       // ... and joined to the next record
+  log += null_dev;
+  log += sda.substr(0, 40);  // the last line, cut off
+  const auto r = tools::learn(log, tools::LearnOptions{"audit.jsonl", "c1", "torn"});
+  ASSERT_TRUE(r) << r.error()[0];
+  EXPECT_EQ(r->records, 2U);
+  EXPECT_EQ(r->skipped, 2U);
+  ASSERT_EQ(r->notes.size(), 2U);
+  EXPECT_TRUE(r->notes[0].starts_with("audit.jsonl:2: skipped: not an audit record (torn or invalid)"))
+      << r->notes[0];
+  EXPECT_TRUE(r->notes[1].starts_with("audit.jsonl:4: skipped: not an audit record (torn or invalid)"))
+      << r->notes[1];
+  EXPECT_NE(r->policy.find("devices: [\"1:3\"]"), std::string::npos) << r->policy;
+  EXPECT_EQ(r->policy.find("\"8:0\""), std::string::npos) << "a torn record is not learned: " << r->policy;
+  EXPECT_NE(r->policy.find("\n# audit.jsonl:2: skipped: "), std::string::npos) << r->policy;
+  auto parsed = policy::parse_policy(r->policy, "torn.yaml");
+  EXPECT_TRUE(parsed) << parsed.error()[0].format() << "\n" << r->policy;
+}
+
+// ---- the audit file: root's alone (issue 14, finding 2) ----
+
+std::vector<std::string> lines_of(const std::string& text);
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+void spit(const std::string& path, const std::string& text, mode_t mode) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  ASSERT_GE(fd, 0) << path;
+  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  ::fchmod(fd, mode);
+  ::close(fd);
+}
+
+// A private directory (root, 0700) under the system's temporary directory.
+class AuditFile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "the audit file's rules are about root's files: run as root";
+    std::string templ = (std::filesystem::temp_directory_path() / "sysvisor-audit-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(templ.data()), nullptr);
+    dir_ = templ;
+  }
+  void TearDown() override {
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  [[nodiscard]] std::string at(const std::string& name) const { return (dir_ / name).string(); }
+  std::filesystem::path dir_;
+};
+
+TEST_F(AuditFile, ASymlinkIsRefusedAndItsTargetUnchanged) {
+  // The attack: a link to root's shell rc file, records appended to it.
+  spit(at("bashrc"), "echo hello\n", 0644);
+  ASSERT_EQ(::symlink(at("bashrc").c_str(), at("audit.jsonl").c_str()), 0);
+  auto sink = audit::Sink::open(at("audit.jsonl"));
+  ASSERT_FALSE(sink);
+  EXPECT_EQ(sink.error().err, ELOOP);
+  EXPECT_NE(sink.error().message().find(at("audit.jsonl")), std::string::npos) << sink.error().message();
+  EXPECT_NE(sink.error().message().find("symbolic link"), std::string::npos) << sink.error().message();
+  EXPECT_EQ(slurp(at("bashrc")), "echo hello\n");
+  // A dangling link creates nothing at its target either.
+  ASSERT_EQ(::symlink(at("made").c_str(), at("dangling").c_str()), 0);
+  EXPECT_FALSE(audit::Sink::open(at("dangling")));
+  EXPECT_FALSE(std::filesystem::exists(at("made")));
+}
+
+TEST_F(AuditFile, AFileOfAnotherUserIsRefused) {
+  spit(at("audit.jsonl"), "", 0600);
+  ASSERT_EQ(::chown(at("audit.jsonl").c_str(), 65534, 65534), 0);
+  auto sink = audit::Sink::open(at("audit.jsonl"));
+  ASSERT_FALSE(sink);
+  EXPECT_EQ(sink.error().err, EPERM);
+  EXPECT_NE(sink.error().message().find("`" + at("audit.jsonl") + "`"), std::string::npos);
+  EXPECT_NE(sink.error().message().find("owned by uid 65534"), std::string::npos) << sink.error().message();
+  EXPECT_EQ(std::filesystem::file_size(at("audit.jsonl")), 0U);
+}
+
+TEST_F(AuditFile, AFileOthersMayReadOrWriteIsRefused) {
+  for (const mode_t mode : {0644, 0640, 0604, 0620, 0602}) {
+    spit(at("audit.jsonl"), "", mode);
+    auto sink = audit::Sink::open(at("audit.jsonl"));
+    ASSERT_FALSE(sink) << std::oct << mode;
+    EXPECT_EQ(sink.error().err, EPERM);
+    EXPECT_NE(sink.error().message().find(at("audit.jsonl")), std::string::npos) << sink.error().message();
+    EXPECT_NE(sink.error().message().find("lets others than root"), std::string::npos)
+        << sink.error().message();
+    EXPECT_EQ(std::filesystem::file_size(at("audit.jsonl")), 0U);
+    ASSERT_EQ(::unlink(at("audit.jsonl").c_str()), 0);
+  }
+  // A hard link to root's file elsewhere is not the audit log's own either.
+  spit(at("other"), "", 0600);
+  ASSERT_EQ(::link(at("other").c_str(), at("audit.jsonl").c_str()), 0);
+  auto linked = audit::Sink::open(at("audit.jsonl"));
+  ASSERT_FALSE(linked);
+  EXPECT_NE(linked.error().message().find("2 links"), std::string::npos) << linked.error().message();
+}
+
+TEST_F(AuditFile, ADirectoryOthersMayWriteIsRefused) {
+  const std::string shared = at("shared");
+  for (const mode_t mode : {0777, 01777, 0770, 0757}) {
+    std::filesystem::create_directory(shared);
+    ASSERT_EQ(::chmod(shared.c_str(), mode), 0);
+    auto sink = audit::Sink::open(shared + "/audit.jsonl");
+    ASSERT_FALSE(sink) << std::oct << mode;
+    EXPECT_EQ(sink.error().err, EPERM);
+    EXPECT_NE(sink.error().message().find("`" + shared + "/audit.jsonl`"), std::string::npos);
+    EXPECT_NE(sink.error().message().find("directory `" + shared + "` is writable by group or others"),
+              std::string::npos)
+        << sink.error().message();
+    EXPECT_FALSE(std::filesystem::exists(shared + "/audit.jsonl")) << "nothing created";
+    std::filesystem::remove_all(shared);
+  }
+  // Owned by a user: refused, even if only its owner may write it.
+  std::filesystem::create_directory(shared);
+  ASSERT_EQ(::chown(shared.c_str(), 65534, 65534), 0);
+  ASSERT_EQ(::chmod(shared.c_str(), 0755), 0);
+  auto owned = audit::Sink::open(shared + "/audit.jsonl");
+  ASSERT_FALSE(owned);
+  EXPECT_NE(owned.error().message().find("is owned by uid 65534"), std::string::npos)
+      << owned.error().message();
+  // Higher up the path: a user's directory above root's.
+  std::filesystem::create_directory(shared + "/root");
+  auto above = audit::Sink::open(shared + "/root/audit.jsonl");
+  ASSERT_FALSE(above);
+  EXPECT_NE(above.error().message().find("directory `" + shared + "` is owned by uid 65534"),
+            std::string::npos)
+      << above.error().message();
+  // A symbolic link to root's directory, but the user's link: refused.
+  ASSERT_EQ(::symlink(dir_.c_str(), at("link").c_str()), 0);
+  ASSERT_EQ(::lchown(at("link").c_str(), 65534, 65534), 0);
+  auto via = audit::Sink::open(at("link") + "/audit.jsonl");
+  ASSERT_FALSE(via);
+  EXPECT_NE(via.error().message().find("symbolic link owned by uid 65534"), std::string::npos)
+      << via.error().message();
+  EXPECT_FALSE(std::filesystem::exists(at("audit.jsonl")));
+}
+
+TEST_F(AuditFile, RootsOwnFileIsUsedAndANewOneIs0600) {
+  spit(at("old.jsonl"), "{\"event\":\"call\"}\n", 0600);
+  {
+    auto sink = audit::Sink::open(at("old.jsonl"));
+    ASSERT_TRUE(sink) << sink.error().message();
+    EXPECT_TRUE(sink->write(sample()));
+  }
+  EXPECT_EQ(slurp(at("old.jsonl")), "{\"event\":\"call\"}\n" + audit::to_json(sample()) + "\n");
+  const mode_t old_umask = ::umask(0);
+  auto fresh = audit::Sink::open(at("new.jsonl"));
+  ::umask(old_umask);
+  ASSERT_TRUE(fresh) << fresh.error().message();
+  struct stat st {};
+  ASSERT_EQ(::stat(at("new.jsonl").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600U);
+  EXPECT_EQ(st.st_uid, 0U);
+  // The fd does not leak into children: O_CLOEXEC.
+  bool found = false;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(entry.path(), ec) != at("new.jsonl")) continue;
+    found = true;
+    const int fd = std::stoi(entry.path().filename().string());
+    EXPECT_NE(::fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
+    EXPECT_EQ(::fcntl(fd, F_GETFL) & (O_APPEND | O_NONBLOCK), O_APPEND);
+  }
+  EXPECT_TRUE(found);
+}
+
+// Logrotate renamed the file; a user swapped in a link before the SIGHUP: the reopen is refused
+// and records keep going to the file opened before.
+TEST_F(AuditFile, AReopenThatIsRefusedKeepsTheOldFile) {
+  auto sink = audit::Sink::open(at("audit.jsonl"));
+  ASSERT_TRUE(sink) << sink.error().message();
+  ASSERT_TRUE(sink->write(sample()));
+  ASSERT_EQ(::rename(at("audit.jsonl").c_str(), at("audit.jsonl.1").c_str()), 0);
+  spit(at("victim"), "secret\n", 0600);
+  ASSERT_EQ(::symlink(at("victim").c_str(), at("audit.jsonl").c_str()), 0);
+  auto r = sink->reopen();
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find(at("audit.jsonl")), std::string::npos) << r.error().message();
+  EXPECT_TRUE(sink->write(sample()));
+  EXPECT_EQ(slurp(at("victim")), "secret\n");
+  EXPECT_EQ(lines_of(slurp(at("audit.jsonl.1"))).size(), 2U);
+}
+
+// ---- records whole or not at all, and never lost silently (issue 14, finding 5) ----
+
+// A tmpfs of `size` bytes mounted on `dir` for the test, gone after it.
+class SmallFs {
+ public:
+  SmallFs(const std::string& dir, std::size_t size) : dir_(dir) {
+    const std::string opts = "size=" + std::to_string(size) + ",mode=0700";
+    mounted_ = ::mount("sysvisor-audit-test", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                       opts.c_str()) == 0;
+  }
+  ~SmallFs() {
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  SmallFs(const SmallFs&) = delete;
+  SmallFs& operator=(const SmallFs&) = delete;
+  [[nodiscard]] bool mounted() const { return mounted_; }
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+};
+
+// Fills the filesystem of `path` up, leaving nothing free.
+void fill(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  const std::string block(4096, 'x');
+  while (::write(fd, block.data(), block.size()) > 0) {
+  }
+  while (::write(fd, block.data(), 1) > 0) {
+  }
+  ::close(fd);
+}
+
+audit::Event sized(int i) {
+  audit::Event e = sample();
+  // Records of different sizes, so some cross a page boundary when the disk fills.
+  e.mutable_args()->set_path("/dev/" + std::string(static_cast<std::size_t>(50 + (i * 37) % 300), 'a'));
+  e.set_host_tid(static_cast<std::uint32_t>(i));
+  e.set_action("learn");
+  e.set_would("deny");
+  return e;
+}
+
+TEST_F(AuditFile, AFullDiskLosesWholeRecordsAndCountsThem) {
+  const std::string mnt = at("mnt");
+  std::filesystem::create_directory(mnt);
+  SmallFs fs(mnt, 64 * 1024);
+  ASSERT_TRUE(fs.mounted()) << "mount tmpfs: " << std::strerror(errno);
+  auto sink = audit::Sink::open(mnt + "/audit.jsonl");
+  ASSERT_TRUE(sink) << sink.error().message();
+  const std::uint64_t failures_before = audit::health().write_failures;
+  std::size_t written = 0;
+  std::size_t lost = 0;
+  int i = 0;
+  for (; i < 20; ++i) written += sink->write(sized(i)) ? 1 : 0;
+  fill(mnt + "/filler");
+  // Full: every record is lost, and counted; those that fitted in the file's last page went in.
+  for (; i < 220; ++i) {
+    if (sink->write(sized(i))) {
+      ++written;
+    } else {
+      ++lost;
+    }
+  }
+  EXPECT_GT(lost, 150U);
+  const audit::Health full = audit::health();
+  EXPECT_EQ(full.write_failures - failures_before, lost);
+  EXPECT_TRUE(full.failing);
+  EXPECT_NE(full.last_error.find("No space left on device"), std::string::npos) << full.last_error;
+  EXPECT_NE(full.last_error.find(mnt + "/audit.jsonl"), std::string::npos) << full.last_error;
+  // Space again: the next records go in, and every line in the file is a whole record.
+  ASSERT_EQ(::unlink((mnt + "/filler").c_str()), 0);
+  for (; i < 240; ++i) written += sink->write(sized(i)) ? 1 : 0;
+  EXPECT_FALSE(audit::health().failing);
+  EXPECT_EQ(audit::health().write_failures - failures_before, lost);
+  // The metrics say it too.
+  const std::string metrics = metrics::Metrics{}.render({});
+  EXPECT_NE(metrics.find("\nsysvisor_audit_write_failures_total " +
+                         std::to_string(audit::health().write_failures) + "\n"),
+            std::string::npos)
+      << metrics;
+  const std::string text = slurp(mnt + "/audit.jsonl");
+  ASSERT_TRUE(text.ends_with("\n"));
+  const auto lines = lines_of(text);
+  EXPECT_EQ(lines.size(), written);
+  EXPECT_EQ(written + lost, 240U);
+  for (const auto& line : lines) {
+    audit::Event e;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(line, &e).ok()) << "torn: " << line;
+  }
+  // And `policy learn` reads it all.
+  const auto learned = tools::learn(text, tools::LearnOptions{"audit.jsonl", "", "full"});
+  ASSERT_TRUE(learned) << learned.error()[0];
+  EXPECT_EQ(learned->skipped, 0U);
+}
+
+TEST(AuditFailureAction, KeepByDefaultRefuseWhenSet) {
+  EXPECT_EQ(audit::Sink::failure_action(), audit::FailureAction::Keep);
+  EXPECT_FALSE(audit::Sink::refuses_unrecorded());
+  EXPECT_EQ(audit::parse_failure_action("refuse"), audit::FailureAction::Refuse);
+  EXPECT_EQ(audit::parse_failure_action("keep"), audit::FailureAction::Keep);
+  EXPECT_FALSE(audit::parse_failure_action("halt"));
+  audit::Sink::set_failure_action(audit::FailureAction::Refuse);
+  EXPECT_TRUE(audit::Sink::refuses_unrecorded());
+  EXPECT_EQ(audit::health().action, audit::FailureAction::Refuse);
+  audit::Sink::set_failure_action(audit::FailureAction::Keep);
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const std::size_t eol = std::min(text.find('\n', at), text.size());
+    out.push_back(text.substr(at, eol - at));
+    at = eol + 1;
+  }
+  return out;
 }
 
 }  // namespace

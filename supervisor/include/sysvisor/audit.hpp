@@ -6,7 +6,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -63,10 +62,36 @@ class Bucket {
   bool started_ = false;
 };
 
+// What happens to a call whose record cannot be written (auditd's disk_full_action): `Keep`
+// answers it as decided (the default); `Refuse` tells the dispatcher to refuse it instead.
+enum class FailureAction { Keep, Refuse };
+[[nodiscard]] std::string_view to_string(FailureAction action) noexcept;
+[[nodiscard]] std::optional<FailureAction> parse_failure_action(std::string_view text) noexcept;
+
+// How the audit sink fares, for `sysvisor status` and the metrics. Process-wide: a SIGHUP that
+// switches to another sink keeps counting.
+struct Health {
+  std::string sink;                  // where records go now
+  std::uint64_t write_failures = 0;  // records not written since the start (each one is lost)
+  bool failing = false;              // the last write failed
+  std::string last_error;            // what the last failure was ("" before any)
+  FailureAction action = FailureAction::Keep;
+};
+[[nodiscard]] Health health();
+
+// The audit file must be root's alone, and so must the directory it is in:
+//  - opened with O_NOFOLLOW (a symbolic link is refused, its target untouched) and O_CLOEXEC;
+//    created 0600;
+//  - an existing file is used only if it is a regular file with one link, owned by root, and
+//    no one but root may read or write it (mode & 077 == 0);
+//  - its directory is owned by root and writable by no one else; every directory above it is
+//    owned by root and writable by no one else unless sticky (/tmp); a symbolic link on the way
+//    is followed only when root owns it. Like sshd's StrictModes.
+// Refusals name the file and say what is wrong.
 class Sink {
  public:
   // "-" writes to stdout; "syslog" to syslog(3) (ident sysvisor-audit, LOG_AUTHPRIV|LOG_INFO,
-  // one record per message); anything else is a file opened for appending (created 0600).
+  // one record per message); anything else is a file opened for appending (rules above).
   [[nodiscard]] static Result<Sink> open(const std::string& where);
   Sink(Sink&&) noexcept;
   Sink& operator=(Sink&&) noexcept;
@@ -74,18 +99,31 @@ class Sink {
   Sink& operator=(const Sink&) = delete;
   ~Sink();
 
-  void write(const Event& event);
-  void write(const Suppressed& summary);
-  // Opens the file again (after logrotate moved it); stdout and syslog stay as they are.
+  // Process-wide (it outlives a switch of sink at SIGHUP); `serve --audit-failure`.
+  static void set_failure_action(FailureAction action) noexcept;
+  [[nodiscard]] static FailureAction failure_action() noexcept;
+  // Whether a call whose record was not written must be refused (failure action `refuse`).
+  [[nodiscard]] static bool refuses_unrecorded() noexcept {
+    return failure_action() == FailureAction::Refuse;
+  }
+
+  // One record, one line, written whole or not at all: true when it was written. A record not
+  // written is counted (health().write_failures) and logged (at most one line per 10 s).
+  bool write(const Event& event);
+  bool write(const Suppressed& summary);
+  // Opens the file again (after logrotate moved it); stdout and syslog stay as they are. On
+  // failure (the new file breaks the rules above, or cannot be opened) the old file stays in use.
   [[nodiscard]] Result<void> reopen();
   [[nodiscard]] const std::string& where() const noexcept { return where_; }
 
  private:
   Sink() = default;
-  void write_line(const std::string& json);
-  std::FILE* file_ = nullptr;
+  bool write_line(const std::string& json);
+  void close_fd() noexcept;
+  int fd_ = -1;
   bool owned_ = false;
   bool syslog_ = false;
+  bool torn_ = false;  // a record could be neither completed nor cut back: start the next on a new line
   std::string where_;
 };
 

@@ -20,11 +20,17 @@ struct Learned {
   std::string policy;  // YAML, commented with what was seen
   std::string cases;   // YAML for `sysvisor policy test`
   std::size_t records = 0;
+  // FILE:LINE: skipped: why (a torn or invalid line), and FILE:LINE: warning: ... (records the
+  // rate limit held back). Also in the policy's header, as comments.
+  std::vector<std::string> notes;
+  std::size_t skipped = 0;  // lines skipped
 };
 
-// Every line must be an audit record (JSON of proto/audit.proto); records other than
-// learn/audit calls (enforced calls, rate-limit summaries) and other containers' are skipped.
-// Errors say FILE:LINE.
+// Reads audit records (JSON of proto/audit.proto), one per line. A line that is not a whole
+// record (cut off by a full disk or a crash, or garbage) is skipped and reported in `notes`
+// (FILE:LINE: skipped: why); records other than learn/audit calls (enforced calls, rate-limit
+// summaries) and other containers' are left out. Fails only when no record is left to learn
+// from (the error lists the notes too).
 [[nodiscard]] std::expected<Learned, std::vector<std::string>> learn(std::string_view records,
                                                                      const LearnOptions& options);
 

@@ -208,7 +208,8 @@ void take(Seen& seen, const Record& r) {
   }
 }
 
-std::string write_policy(const Seen& seen, const LearnOptions& options) {
+std::string write_policy(const Seen& seen, const LearnOptions& options,
+                         const std::vector<std::string>& notes) {
   std::string y;
   y += "# " + options.name + ": learned by `sysvisor policy learn` from " + std::to_string(seen.records) +
        " records of " +
@@ -218,6 +219,13 @@ std::string write_policy(const Seen& seen, const LearnOptions& options) {
   y += "# do is refused with EPERM. Review before use: `sysvisor policy check`, then\n";
   y += "# `sysvisor policy test " + options.name + ".yaml " + options.name + ".cases.yaml`.\n";
   for (const auto& n : seen.not_learned) y += "# not learned: " + n + "\n";
+  // Lines skipped (torn or invalid) and warnings: one line each, never a YAML line break.
+  for (const auto& n : notes) {
+    std::string one = n;
+    std::ranges::replace(one, '\n', ' ');
+    std::ranges::replace(one, '\r', ' ');
+    y += "# " + one + "\n";
+  }
   y += "\nname: " + options.name + "\n\ndescription: " + quote("Learned from " + options.file) +
        "\n\nrules:\n";
   std::string denies;
@@ -396,7 +404,10 @@ std::vector<std::string> generalise_xattrs(const std::vector<std::string>& names
 
 std::expected<Learned, std::vector<std::string>> learn(std::string_view records,
                                                        const LearnOptions& options) {
-  std::vector<std::string> errors;
+  // A line that is not a whole audit record (cut off by a full disk or a crash, or garbage) is
+  // skipped and reported: the valid records around it still count.
+  std::vector<std::string> skipped;
+  std::vector<std::string> warnings;
   Seen seen;
   google::protobuf::util::JsonParseOptions parse;
   parse.ignore_unknown_fields = true;  // records of a newer sysvisor
@@ -409,48 +420,50 @@ std::expected<Learned, std::vector<std::string>> learn(std::string_view records,
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
     const std::string where = options.file + ":" + std::to_string(line_no) + ": ";
+    const auto skip = [&](const std::string& why) { skipped.push_back(where + "skipped: " + why); };
     if (line.front() != '{') {
-      errors.push_back(where + "not an audit record (a JSON object per line)");
+      skip("not an audit record (a JSON object per line)");
       continue;
     }
     Record r;
     if (const auto status = google::protobuf::util::JsonStringToMessage(std::string(line), &r, parse);
         !status.ok()) {
       const std::string why(status.message());
-      errors.push_back(where + "not an audit record: " + why.substr(0, why.find('\n')));
+      skip("not an audit record (torn or invalid): " + why.substr(0, why.find('\n')));
       continue;
     }
     if (r.event() == "suppressed") {
       if (options.container.empty() || r.container() == options.container)
-        errors.push_back(where +
-                         "warning: the rate limit held records back here; raise audit_rate while learning");
+        warnings.push_back(where +
+                           "warning: the rate limit held records back here; raise audit_rate while learning");
       continue;
     }
     if (r.event() != "call") {
-      errors.push_back(where + "not an audit record: `event` is `" + r.event() + "`, not call or suppressed");
+      skip("not an audit record: `event` is `" + r.event() + "`, not call or suppressed");
       continue;
     }
     if (r.syscall().empty()) {
-      errors.push_back(where + "audit record without `syscall`");
+      skip("audit record without `syscall`");
       continue;
     }
     if (!options.container.empty() && r.container() != options.container) continue;
     if (r.action() != "learn" && !r.has_would()) continue;  // enforced: not what the workload asked for
     take(seen, r);
   }
-  // A warning alone is not an error.
-  if (std::ranges::any_of(errors,
-                          [](const std::string& e) { return e.find(": warning: ") == std::string::npos; }))
-    return std::unexpected(std::move(errors));
+  std::vector<std::string> notes = std::move(skipped);
+  notes.insert(notes.end(), warnings.begin(), warnings.end());
   if (seen.records == 0) {
-    errors.push_back(options.file + ": no learn or audit records" +
-                     (options.container.empty() ? std::string() : " of container " + options.container) +
-                     " (run the workload with a `mode: learn` policy or `sysvisor-agent run --learn`)");
-    return std::unexpected(std::move(errors));
+    notes.push_back(options.file + ": no learn or audit records" +
+                    (options.container.empty() ? std::string() : " of container " + options.container) +
+                    " (run the workload with a `mode: learn` policy or `sysvisor-agent run --learn`)");
+    return std::unexpected(std::move(notes));
   }
   Learned out;
   out.records = seen.records;
-  out.policy = write_policy(seen, options);
+  out.skipped = std::ranges::count_if(
+      notes, [](const std::string& n) { return n.find(": skipped: ") != std::string::npos; });
+  out.notes = std::move(notes);
+  out.policy = write_policy(seen, options, out.notes);
   out.cases = write_cases(seen, options);
   return out;
 }
