@@ -83,7 +83,7 @@ class Bench:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
         os.makedirs(self.runtime)
         os.makedirs(self.policies)
-        for name in ("rootless-devices.yaml", "mount-images.yaml"):
+        for name in ("rootless-devices.yaml", "rootless-tuning.yaml", "mount-images.yaml"):
             shutil.copy(os.path.join(self.src, "policies", name), self.policies)
         shutil.copy(os.path.join(self.src, "bench", "bench-deny.yaml"), self.policies)
         self.rootfs = os.path.join(self.tmp, "rootfs")
@@ -382,6 +382,63 @@ class Bench:
         self.record("4br", "raw loop: quiet p99 during the same mounts", "ns", rquiet["p99_ns"], rp_alone,
                     rquiet["p99_ns"] / rp_alone, "-", None, quiet_median_ns=rquiet["median_ns"])
 
+    # ---- 7. a neighbour's flood of slow calls ---------------------------------------------
+    def sched_flooder(self, sysvisor):
+        """8 processes of another container flooding emulated sched_setscheduler (ESRCH)."""
+        cmd = ["/bin/workload", "sched-flood", "8"]
+        argv = self.sv_run("rootless-tuning", *cmd) if sysvisor else self.raw_loop(8, self.workload, "flood", "0",
+                                                                                  str(time.monotonic_ns() + int(600e9)))
+        # Its own process group: the raw loop's workload children go with it.
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errlog,
+                             start_new_session=True)
+        if sysvisor and p.stdout.readline() != b"ready\n":
+            p.kill()
+            raise ScenarioError(f"scenario 7: the flooding container did not start; see {self.tmp}/stderr.log")
+        return p
+
+    def stop_flooder(self, p, sysvisor):
+        if sysvisor:
+            out, _ = p.communicate(b"stop\n", timeout=60)
+            got = last_line(out.decode(), "sched-flood")
+            if p.returncode != 0 or got is None:
+                raise ScenarioError(f"scenario 7: the flooding container failed ({p.returncode}); "
+                                    f"see {self.tmp}/stderr.log")
+            return got["calls"]
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        return 0
+
+    def s7_slow_flood(self):
+        n = 50 if self.args.quick else 200
+        cycle = lambda: self.run(self.sv_run("rootless-devices", "/bin/workload", "mknod-cycle", str(n),
+                                             "/dev/bench-null"), "mknod-cycle")
+        native = lambda: self.run([self.workload, "mknod-cycle", str(n), os.path.join(self.native_dir, "null"),
+                                   str(HOST_ROOT), str(HOST_ROOT)], "mknod-cycle")
+        alone, flooded, nat_alone, nat_flooded, calls = [], [], [], [], []
+        for _ in range(self.runs):
+            alone.append(cycle())
+            f = self.sched_flooder(True)
+            try:
+                flooded.append(cycle())
+            finally:
+                calls.append(self.stop_flooder(f, True))
+            # The machine's share: a native cycle beside 8 raw-loop flooders (no sysvisor at all).
+            nat_alone.append(native())
+            f = self.sched_flooder(False)
+            try:
+                time.sleep(0.2)
+                nat_flooded.append(native())
+            finally:
+                self.stop_flooder(f, False)
+        m_alone, m_flood = median([r["median_ns"] for r in alone]), median([r["median_ns"] for r in flooded])
+        self.record("7", "mknod cycle beside a slow-call flood vs alone", "ns", m_flood, m_alone, m_flood / m_alone,
+                    "<= 5x", m_flood <= 5 * m_alone, runs=self.runs, cycles_per_run=n,
+                    flood_calls_per_run=calls, p99_alone=median([r["p99_ns"] for r in alone]),
+                    p99_flooded=median([r["p99_ns"] for r in flooded]))
+        r_alone, r_flood = median([r["median_ns"] for r in nat_alone]), median([r["median_ns"] for r in nat_flooded])
+        self.record("7r", "native mknod cycle beside 8 raw-loop flooders", "ns", r_flood, r_alone, r_flood / r_alone,
+                    "-", None)
+
     # ---- 5. untrapped calls ----------------------------------------------------------------
     def s5_untrapped(self):
         n = 100000 if self.args.quick else 300000
@@ -521,7 +578,7 @@ def main():
     ap.add_argument("--json", default="build/bench.json", help="where to write the results")
     ap.add_argument("--runs", type=int, default=5, help="repeats per scenario (3 uses runs-2, 5 uses 6*runs)")
     ap.add_argument("--quick", action="store_true", help="one short run of each scenario (smoke test)")
-    ap.add_argument("--only", default="", help="comma-separated scenarios to run (1,2,3,4,5,6)")
+    ap.add_argument("--only", default="", help="comma-separated scenarios to run (1,2,3,4,5,6,7)")
     ap.add_argument("--containers", type=int, default=0, help="idle containers in scenario 6 (default 1000)")
     ap.add_argument("--daemon-nice", type=int, default=0,
                     help="run the daemon at this nice value (an experiment; the table says so)")
@@ -537,14 +594,14 @@ def main():
     print(f"machine: Linux {m['kernel']}, {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
           f"load {m['loadavg']:.2f}" + (f"; daemon at nice {args.daemon_nice}" if args.daemon_nice else "")
           + (f"; daemon wrapper `{args.daemon_wrapper}`" if args.daemon_wrapper else ""))
-    only = set(args.only.split(",")) if args.only else {"1", "2", "3", "4", "5", "6"}
+    only = set(args.only.split(",")) if args.only else {"1", "2", "3", "4", "5", "6", "7"}
     try:
         b.setup()
         m["sync_wakeup"] = b.sync_wakeup
         print(f"  (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP {'available' if b.sync_wakeup else 'unavailable'})")
         print(f"  {'id':<6} {'figure':<50} {'measured':>12} {'baseline':>12} {'ratio':>7}  {'target':<10} result")
         for sid, fn in (("1", b.s1_deny), ("2", b.s2_mknod), ("3", b.s3_throughput), ("4", b.s4_fairness),
-                        ("5", b.s5_untrapped), ("6", b.s6_scale)):
+                        ("5", b.s5_untrapped), ("7", b.s7_slow_flood), ("6", b.s6_scale)):
             if sid in only:
                 try:
                     fn()

@@ -29,6 +29,11 @@
  *   reexec                         prints the time (before_ns), then execs itself with `handoff`:
  *                                  what execve alone costs a minimal static process
  *   idle                           prints "ready" (one write), then sleeps until killed
+ *   sched-flood PROCS              PROCS processes each call sched_setscheduler(999999, FIFO 1)
+ *                                  as fast as they can (a pid no container has: an emulated
+ *                                  call that ends in ESRCH, a slow call for the supervisor);
+ *                                  prints "ready" once they run, stops when stdin is readable or
+ *                                  closed, then prints calls
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,11 +47,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -226,6 +233,40 @@ static int op_idle(void) {
   return 0; /* not reached */
 }
 
+static int op_sched_flood(long procs) {
+  if (procs < 1 || procs > 64) die("sched-flood: 1 to 64 processes");
+  /* [0]: stop; [1 + i]: calls of process i */
+  volatile long* shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (shared == MAP_FAILED) die("mmap");
+  pid_t kids[64];
+  for (long i = 0; i < procs; ++i) {
+    kids[i] = fork();
+    if (kids[i] < 0) die("fork");
+    if (kids[i] == 0) {
+      const struct {
+        int priority;
+      } param = {1};
+      while (!shared[0]) {
+        (void)syscall(SYS_sched_setscheduler, 999999, 1 /* SCHED_FIFO */, &param);
+        ++shared[1 + i];
+      }
+      _exit(0);
+    }
+  }
+  static const char ready[] = "ready\n";
+  if (write(1, ready, sizeof(ready) - 1) < 0) die("write");
+  char c;
+  (void)!read(0, &c, 1); /* "stop", or EOF */
+  shared[0] = 1;
+  long calls = 0;
+  for (long i = 0; i < procs; ++i) {
+    waitpid(kids[i], NULL, 0);
+    calls += shared[1 + i];
+  }
+  printf("sched-flood calls=%ld procs=%ld\n", calls, procs);
+  return 0;
+}
+
 static void install_nop_filter(void) {
   struct sock_filter code[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
@@ -314,6 +355,7 @@ int main(int argc, char** argv) {
     die("exec itself");
   }
   if (strcmp(op, "idle") == 0 && left == 0) return op_idle();
+  if (strcmp(op, "sched-flood") == 0 && left == 1) return op_sched_flood(num(arg[0]));
   fprintf(stderr, "workload: unknown op or wrong number of arguments: %s\n", op);
   return 2;
 }
