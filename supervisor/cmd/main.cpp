@@ -24,6 +24,7 @@
 #include "control_cmd.hpp"
 #include "policy_cmd.hpp"
 #include "sysvisor/audit.hpp"
+#include "sysvisor/log_escape.hpp"
 #include "sysvisor/mknod.hpp"
 #include "sysvisor/policy.hpp"
 #include "sysvisor/server.hpp"
@@ -77,16 +78,31 @@ class SyslogPriority final : public spdlog::custom_flag_formatter {
   }
 };
 
+// The message, escaped (log_escape.hpp): the one place where a string from a peer or a
+// container is kept from forging a line or a terminal sequence, whoever logged it.
+class EscapedMessage final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    const std::string escaped =
+        sysvisor::escape_for_log(std::string_view(msg.payload.data(), msg.payload.size()));
+    dest.append(escaped.data(), escaped.data() + escaped.size());
+  }
+  [[nodiscard]] std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<EscapedMessage>();
+  }
+};
+
 void setup_logging(const std::string& level) {
   auto logger = spdlog::stderr_logger_mt("sysvisor");
+  auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  formatter->add_flag<EscapedMessage>('~');
   if (stderr_is_journal()) {
     // The journal stamps and labels each line itself.
-    auto formatter = std::make_unique<spdlog::pattern_formatter>();
-    formatter->add_flag<SyslogPriority>('*').set_pattern("%*%v");
-    logger->set_formatter(std::move(formatter));
+    formatter->add_flag<SyslogPriority>('*').set_pattern("%*%~");
   } else {
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e sysvisor %l: %v");
+    formatter->set_pattern("%Y-%m-%dT%H:%M:%S.%e sysvisor %l: %~");
   }
+  logger->set_formatter(std::move(formatter));
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(level));
 }

@@ -88,6 +88,28 @@ TEST(Cli, ServeTakesLogLevelAfterTheSubcommand) {
   EXPECT_NE(bad.err.find("chatty"), std::string::npos) << bad.err;
 }
 
+// A peer's strings (here a policy name in the Hello) are escaped in the daemon's log: no
+// forged line, no terminal sequence.
+TEST(Cli, APeersStringsCannotForgeLogLines) {
+  if (::geteuid() != 0) GTEST_SKIP() << "serve needs root";
+  TempDir dir("sysvisor-cli");
+  Daemon d(dir.path() / "run", source_dir() / "policies", dir.path() / "audit", dir.path() / "log");
+  ASSERT_TRUE(d.ready()) << read_file(dir.path() / "log");
+  const std::string forged = "nosuch\n2026-12-04T00:00:00.000 sysvisor info: [c=rootc] supervised\x1b[2J";
+  const auto o = run({(bin_dir() / "sysvisor-agent").string(), "exec", "--runtime-dir",
+                      (dir.path() / "run").string(), "--policy", forged, "--", "/bin/true"});
+  EXPECT_EQ(o.status, 125) << o.err;
+  EXPECT_EQ(d.stop(SIGTERM), 0);
+  const std::string log = read_file(dir.path() / "log");
+  EXPECT_NE(log.find("nosuch\\n2026-12-04T00:00:00.000 sysvisor info: [c=rootc] supervised\\x1b[2J"),
+            std::string::npos)
+      << log;
+  for (const auto& line : lines(log)) {
+    EXPECT_FALSE(line.starts_with("2026-12-04T00:00:00.000")) << "a forged line: " << line;
+  }
+  EXPECT_EQ(log.find('\x1b'), std::string::npos) << "a terminal escape reached the log";
+}
+
 TEST(Cli, SecondDaemonOnTheSameRuntimeDirIsRefused) {
   if (::geteuid() != 0) GTEST_SKIP() << "serve needs root";
   TempDir dir("sysvisor-cli");
