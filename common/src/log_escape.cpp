@@ -1,36 +1,9 @@
 #include "sysvisor/log_escape.hpp"
 
-#include <array>
-#include <cstdint>
+#include "sysvisor/utf8.hpp"
 
 namespace sysvisor {
 namespace {
-
-// The length of the valid UTF-8 sequence starting at `at` (2 to 4), or 0 (not one: overlong,
-// surrogate, beyond U+10FFFF, cut short).
-std::size_t utf8_length(std::string_view s, std::size_t at) {
-  const auto byte = [&](std::size_t i) { return static_cast<std::uint8_t>(s[i]); };
-  const std::uint8_t lead = byte(at);
-  std::size_t n = 0;
-  std::uint32_t min = 0;
-  std::uint32_t cp = 0;
-  if (lead >= 0xc2 && lead <= 0xdf) {
-    n = 2, min = 0x80, cp = lead & 0x1fU;
-  } else if (lead >= 0xe0 && lead <= 0xef) {
-    n = 3, min = 0x800, cp = lead & 0x0fU;
-  } else if (lead >= 0xf0 && lead <= 0xf4) {
-    n = 4, min = 0x10000, cp = lead & 0x07U;
-  } else {
-    return 0;
-  }
-  if (at + n > s.size()) return 0;
-  for (std::size_t i = 1; i < n; ++i) {
-    if ((byte(at + i) & 0xc0U) != 0x80U) return 0;
-    cp = (cp << 6U) | (byte(at + i) & 0x3fU);
-  }
-  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-  return n;
-}
 
 // "\\xNN" (width 2) or "\\u00NN" (width 4), lower-case hex.
 void hex(std::string& out, const char* prefix, unsigned value, int width) {
