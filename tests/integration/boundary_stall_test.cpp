@@ -42,12 +42,15 @@ class Child {
  public:
   explicit Child(const std::vector<std::string>& argv) {
     std::array<int, 2> out{};
-    if (::pipe2(out.data(), O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    std::array<int, 2> in{};
+    if (::pipe2(out.data(), O_CLOEXEC) != 0 || ::pipe2(in.data(), O_CLOEXEC) != 0)
+      throw std::runtime_error("pipe");
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
+      ::dup2(in[0], 0);
       ::dup2(out[1], 1);
       ::dup2(out[1], 2);
       ::setpgid(0, 0);
@@ -55,11 +58,18 @@ class Child {
       ::_exit(127);
     }
     ::close(out[1]);
+    ::close(in[0]);
     out_ = out[0];
+    in_ = in[1];
   }
   ~Child() {
     kill(SIGKILL);
     if (out_ >= 0) ::close(out_);
+    if (in_ >= 0) ::close(in_);
+  }
+  void write_line(const std::string& line) {
+    const std::string text = line + "\n";
+    EXPECT_EQ(::write(in_, text.data(), text.size()), static_cast<ssize_t>(text.size()));
   }
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
@@ -119,6 +129,7 @@ class Child {
  private:
   pid_t pid_ = -1;
   int out_ = -1;
+  int in_ = -1;
   int status_ = -1;
   std::string text_;
 };
@@ -241,6 +252,29 @@ TEST_F(BoundaryStall, SysinfoIntoAPageThatNeverArrivesStallsOnlyItsContainer) {
   // sysinfo's emulation writes the caller's buffer: a private writable mapping of the FUSE
   // file needs the page read first (copy on write). The kernel's copy_to_user fails EFAULT.
   stuck_call_is_answered("sysinfo-mapped", "stall-sysinfo", "EFAULT");
+}
+
+TEST_F(BoundaryStall, AStuckWorkerIsReplacedOnceThenTheContainersCallsGetEINTR) {
+  // One container, one call after the other: the first stalls its worker and is answered at
+  // the deadline; a replacement worker serves the next (the null device is made); the third
+  // stalls the replacement too. The session gets no third thread: its next slow call waits and
+  // is answered EINTR at its deadline (nothing was done: the kernel's answer to a trapped call
+  // whose wait ends unanswered). Once the FUSE server is gone the container is served again.
+  Child stuck(
+      agent(rootfs_, "stall-twice",
+            "probe mknod-mapped /fuse/file; probe mknod /dev/null c 1 3; probe mknod-mapped /fuse/file; "
+            "probe mknod /tmp/null c 1 3; echo end; read line; probe mknod /tmp/null c 1 3; ls /dev /tmp"));
+  ASSERT_TRUE(fuse_->wait_for_line("read")) << fuse_->text() << "\n" << stuck.text();
+  ASSERT_TRUE(stuck.wait_for_line("end")) << stuck.text() << read_file(daemon_log());
+  EXPECT_EQ(lines(stuck.text()), (std::vector<std::string>{"EFAULT", "ok", "EFAULT", "EINTR", "end"}));
+  EXPECT_TRUE(fuse_->running());
+  others_are_served("stall-twice-other");
+  fuse_->kill(SIGKILL);
+  // The stuck workers come back (their reads fail): the container is served again.
+  stuck.write_line("go");
+  EXPECT_EQ(stuck.wait(), 0) << stuck.text();
+  EXPECT_EQ(lines(stuck.text()), (std::vector<std::string>{"EFAULT", "ok", "EFAULT", "EINTR", "end", "ok",
+                                                           "/dev:", "null", "/tmp:", "null"}));
 }
 
 }  // namespace

@@ -118,6 +118,9 @@ int main(int argc, char** argv) {
         struct fuse_open_out out;
         memset(&out, 0, sizeof out);
         out.fh = 1;
+        /* Without it a second open invalidates the page cache and waits on the page a held
+         * READ keeps locked: the opener, not the daemon, would be stuck. */
+        out.open_flags = FOPEN_KEEP_CACHE;
         reply(in->unique, 0, &out, sizeof out);
         break;
       }

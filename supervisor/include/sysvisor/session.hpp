@@ -101,7 +101,7 @@ class Session : public std::enable_shared_from_this<Session> {
   };
 
   // On the receiver thread: answers the call when the registers suffice and nothing is to be
-  // recorded (deny, allow, return); false hands it to dispatch() on the loop.
+  // recorded (deny, allow, return); false hands it to dispatch_slow() (loop, then worker).
   bool try_fast(const seccomp_notif& n);
   // Answers a decision that needs no record and no work beyond the answer (allow, deny,
   // return without audit), from either thread; false for any other.
