@@ -781,6 +781,10 @@ void Session::spawn_worker(const std::shared_ptr<Shared>& shared) {
   }
 }
 
+// The thread lives as long as its session, or until it comes back from a stuck call and finds
+// a replacement serving the session. Helpers it forked die with it (PR_SET_PDEATHSIG follows
+// the forking thread): in both cases nobody waits for them any more (a closed session kills
+// its helpers; a late outcome's call was answered at its deadline).
 void Session::run_worker(const std::shared_ptr<Shared>& shared) {
   for (;;) {
     std::shared_ptr<Work> work;
