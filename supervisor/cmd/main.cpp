@@ -28,6 +28,7 @@
 #include "sysvisor/mknod.hpp"
 #include "sysvisor/policy.hpp"
 #include "sysvisor/server.hpp"
+#include "sysvisor/session.hpp"
 
 namespace {
 
@@ -281,6 +282,12 @@ int main(int argc, char** argv) {
                         "Serve Prometheus metrics at http://ADDRESS:PORT/metrics, e.g. 127.0.0.1:9464 "
                         "(default: metrics_listen of the configuration; none). Anyone who can connect can "
                         "read them: keep it on loopback or a trusted network");
+  std::uint32_t emulation_timeout_ms = 0;
+  serve_cmd
+      ->add_option("--emulation-timeout-ms", emulation_timeout_ms,
+                   "How long one trapped call may take (reading the caller's memory, an emulation's "
+                   "helper) before it is answered with an errno (default: 10000)")
+      ->check(CLI::Range(1U, 3600U * 1000U));
 
   sysvisor::cmd::add_policy_commands(app);
   sysvisor::cmd::add_control_commands(app);
@@ -309,6 +316,8 @@ int main(int argc, char** argv) {
       if (!runtime_dir.empty()) server.runtime_override = runtime_dir;
       if (!default_policy.empty()) server.default_policy_override = default_policy;
       if (!metrics_listen.empty()) server.metrics_override = metrics_listen;
+      if (emulation_timeout_ms != 0)
+        sysvisor::set_default_emulation_timeout(std::chrono::milliseconds(emulation_timeout_ms));
       take_activated_sockets(server);
       return serve(server);
     }

@@ -2,14 +2,23 @@
 
 #include <fcntl.h>
 #include <linux/audit.h>
+#include <linux/seccomp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include <array>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
 
 #include "sysvisor/decode.hpp"
 #include "sysvisor/filter.hpp"
@@ -18,6 +27,8 @@
 
 namespace sysvisor {
 namespace {
+
+std::atomic<std::int64_t> g_emulation_timeout_ms{10000};
 
 using Clock = std::chrono::steady_clock;
 
@@ -92,7 +103,70 @@ void fill_event(audit::Event& event, const Session::Identity& who, const policy:
   }
 }
 
+// How many worker threads may be stuck (past a call's deadline and not back) per uid of the
+// launcher and in the whole daemon. A stuck thread waits in the kernel on a page the
+// container's FUSE server or userfaultfd does not deliver; nothing short of killing the
+// daemon interrupts it, so what is bounded is how many there may be. While a uid is at its
+// bound its sessions get no new worker: their slow calls wait in the queue and are answered
+// EINTR at their deadline.
+constexpr std::size_t kStuckPerUid = 4;
+constexpr std::size_t kStuckTotal = 64;
+// A session replaces its stuck worker once: a second stuck thread gets no replacement.
+constexpr std::size_t kStuckPerSession = 2;
+// The worker's stack: decode and the emulators' start() are shallow, buffers are small.
+constexpr std::size_t kWorkerStack = 1024 * 1024;
+
+class StuckWorkers {
+ public:
+  static StuckWorkers& instance() {
+    static StuckWorkers s;
+    return s;
+  }
+  [[nodiscard]] bool may_start(uid_t uid) {
+    const std::scoped_lock lock(m_);
+    const auto it = per_uid_.find(uid);
+    return total_ < kStuckTotal && (it == per_uid_.end() || it->second < kStuckPerUid);
+  }
+  void stuck(uid_t uid) {
+    const std::scoped_lock lock(m_);
+    ++per_uid_[uid];
+    ++total_;
+  }
+  void back(uid_t uid) {
+    const std::scoped_lock lock(m_);
+    if (--per_uid_[uid] == 0) per_uid_.erase(uid);
+    --total_;
+  }
+
+ private:
+  std::mutex m_;
+  std::map<uid_t, std::size_t> per_uid_;
+  std::size_t total_ = 0;
+};
+
+// The answer a decision gives without any work (allow, deny, return); nullopt for the others.
+std::optional<emul::Answer> plain_answer(const policy::Decision& d) {
+  switch (d.action) {
+    case policy::Action::Allow:
+      return emul::Answer::let_kernel_decide();
+    case policy::Action::Deny:
+      return emul::Answer::error(d.err);
+    case policy::Action::Return:
+      return emul::Answer::returning(d.value);
+    default:
+      return std::nullopt;
+  }
+}
+
 }  // namespace
+
+void set_default_emulation_timeout(std::chrono::milliseconds timeout) {
+  g_emulation_timeout_ms.store(timeout.count(), std::memory_order_relaxed);
+}
+
+std::chrono::milliseconds default_emulation_timeout() {
+  return std::chrono::milliseconds(g_emulation_timeout_ms.load(std::memory_order_relaxed));
+}
 
 struct Session::Pending {
   std::unique_ptr<emul::Job> job;
@@ -103,9 +177,118 @@ struct Session::Pending {
   int nr = -1;
   Clock::time_point started;
   bool timed_out = false;
+  bool answered = false;  // the caller had its answer at the deadline: only finish the job
 
   Pending(boost::asio::io_context& io, std::unique_ptr<emul::Job> j)
       : job(std::move(j)), exited(io, ::dup(job->pidfd())), deadline(io) {}
+};
+
+struct Session::Work {
+  // kQueued -> kWorking (the worker took it) -> kDone (answered by the worker's outcome, or
+  // by the loop at the deadline: whoever moves it to kDone answers, once).
+  enum Phase : int { kQueued, kWorking, kDone };
+  seccomp_notif n{};
+  std::shared_ptr<const policy::Policy> policy;
+  Clock::time_point started;
+  std::atomic<int> phase{kQueued};
+};
+
+struct Session::Outcome {
+  enum class Kind : std::uint8_t {
+    Answer,  // send `answer` (after the record)
+    Silent,  // nobody to answer: ID_VALID said the call is gone
+    Kill,    // record, kill, then answer
+    Job,     // a helper runs: the loop waits for it and answers then
+  };
+  std::shared_ptr<Work> work;
+  bool by_worker = false;  // the worker answered before the deadline did
+  Kind kind = Kind::Silent;
+  int nr = -1;
+  policy::Action action = policy::Action::Deny;
+  emul::Answer answer;
+  audit::Event event;
+  bool audit = false;
+  bool kill_container = false;
+  UniqueFd victim;
+  std::unique_ptr<emul::Job> job;
+};
+
+// What the worker threads of a session use. They hold it by shared_ptr and never touch the
+// Session: a stuck worker may outlive it.
+struct Session::Shared {
+  Shared(boost::asio::io_context& io_context, int listener_fd, Session::Identity who,
+         mknod::DeviceStore* device_store, audit::Rate rate)
+      : io(io_context),
+        listener(listener_fd),
+        identity(std::move(who)),
+        devices(device_store),
+        bucket(rate) {}
+
+  boost::asio::io_context& io;
+  const int listener;  // the session's; used only under `m` while !closed (then it may be reused)
+  const Session::Identity identity;
+  mknod::DeviceStore* const devices;
+  std::weak_ptr<Session> session;
+
+  std::mutex m;
+  std::condition_variable cv;
+  bool closed = false;  // the session closed: no more work, no more posts to the loop
+  std::deque<std::shared_ptr<Work>> queue;
+  std::size_t workers = 0;   // threads running, stuck ones included
+  std::size_t stuck = 0;     // threads past a deadline, not back yet
+  emul::SessionState state;  // the loop's state_ as of its last change (publish_state())
+  audit::Bucket bucket;
+  std::uint32_t suppressed = 0;
+  std::chrono::system_clock::time_point suppressed_since, suppressed_until;
+  bool summary_armed = false;
+
+  // ID_VALID, false when the call (or the session) is gone.
+  bool id_valid(std::uint64_t id) {
+    const std::scoped_lock lock(m);
+    if (closed) return false;
+    int rc = 0;
+    do {
+      rc = ::ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &id);
+    } while (rc < 0 && errno == EINTR);
+    return rc == 0;
+  }
+  // Runs `fn` on the loop, unless the session is gone.
+  template <class F>
+  bool post(F&& fn) {
+    const std::scoped_lock lock(m);
+    if (closed) return false;
+    boost::asio::post(io, std::forward<F>(fn));
+    return true;
+  }
+  // Whether the container's rate limit lets one more record through; if not, it is counted
+  // for the summary (`arm`: the loop must start the summary's timer). Never delays or changes
+  // the answer.
+  bool admit_record(bool& arm) {
+    const std::scoped_lock lock(m);
+    if (bucket.admit(Clock::now())) return true;
+    const auto now = std::chrono::system_clock::now();
+    if (suppressed == 0) suppressed_since = now;
+    suppressed_until = now;
+    ++suppressed;
+    if (!summary_armed && !closed) {
+      summary_armed = true;
+      arm = true;
+    }
+    return false;
+  }
+  std::optional<emul::SessionState> state_copy() {
+    const std::scoped_lock lock(m);
+    if (closed) return std::nullopt;
+    return state;
+  }
+  void close() {
+    {
+      const std::scoped_lock lock(m);
+      closed = true;
+      queue.clear();
+    }
+    cv.notify_all();
+  }
 };
 
 Session::Session(boost::asio::io_context& io, SessionServices services, Identity identity,
@@ -119,19 +302,22 @@ Session::Session(boost::asio::io_context& io, SessionServices services, Identity
       generation_(registry.generation()),
       listener_(std::move(listener)),
       on_closed_(std::move(on_closed)),
-      bucket_(services_.audit_rate),
       summary_timer_(io) {
   snapshot_.store(std::make_shared<const Snapshot>(Snapshot{policy_, generation_}));
   state_.session_id = identity_.session_id;
   state_.container_id = identity_.container_id;
   state_.container_pid = identity_.container_pid;
   state_.devices = services_.devices;
+  shared_ =
+      std::make_shared<Shared>(io_, listener_.get(), identity_, services_.devices, services_.audit_rate);
+  publish_state();
   if (identity_.container_pid > 0) {
     container_pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, identity_.container_pid, 0)));
   }
 }
 
 Session::~Session() {
+  shared_->close();  // before listener_ closes: a worker's ID_VALID must not reach a reused fd
   if (receiver_) receiver_->stop();
   for (auto& [id, p] : pending_) {
     p->job->kill();
@@ -148,6 +334,7 @@ void Session::start() {
   // The receiver thread holds no reference: the loop owns the session, and stop() (in close()
   // and the destructor) ends the thread first. A post that finds the session gone is dropped.
   const std::weak_ptr<Session> weak = weak_from_this();
+  shared_->session = weak;
   Receiver::Hooks hooks{
       [this](const seccomp_notif& n) { return try_fast(n); },
       [this, weak](const seccomp_notif& n) {
@@ -246,12 +433,32 @@ bool Session::answer_now(std::uint64_t id, pid_t tid, int nr, const policy::Deci
 
 void Session::dispatch_slow(const seccomp_notif& n) {
   if (closed_) return;  // the listener goes with the session: the kernel fails the call
-  dispatch(n);
-  if (!pending_.contains(n.id) && receiver_) receiver_->answered();
+  if (registry_.generation() != generation_) follow_registry();
+  auto work = std::make_shared<Work>();
+  work->n = n;
+  work->policy = policy_;
+  work->started = Clock::now();
+  auto deadline = std::make_unique<boost::asio::steady_timer>(io_, services_.emulation_timeout);
+  deadline->async_wait([weak = weak_from_this(), id = n.id](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (auto self = weak.lock()) self->on_deadline(id);
+  });
+  in_flight_.insert_or_assign(n.id, InFlight{work, std::move(deadline)});
+  bool spawn = false;
+  {
+    const std::scoped_lock lock(shared_->m);
+    shared_->queue.push_back(std::move(work));
+    spawn = shared_->workers == shared_->stuck && shared_->stuck < kStuckPerSession;
+  }
+  if (spawn) {
+    spawn_worker(shared_);
+  } else {
+    shared_->cv.notify_one();
+  }
 }
 
 void Session::on_hung_up() {
-  // Every task of the filter has exited.
+  // Every task of the filter has exited. Calls still with a worker have nobody to answer.
   hung_up_ = true;
   spdlog::info("[c={}] all tasks exited; {} calls handled", identity_.container_id, handled());
   if (pending_.empty()) close();
@@ -262,6 +469,9 @@ void Session::close() {
   closed_ = true;
   summary_timer_.cancel();
   flush_suppressed();
+  shared_->close();
+  for (auto& [id, f] : in_flight_) f.deadline->cancel();
+  in_flight_.clear();
   if (services_.hangups != nullptr) services_.hangups->unwatch(listener_.get());
   if (receiver_) receiver_->stop();
   for (auto& [id, p] : pending_) {
@@ -280,37 +490,40 @@ void Session::write_audit(audit::Event& event, Clock::time_point started) {
   services_.audit->write(event);
 }
 
-bool Session::admit_record() {
-  if (bucket_.admit(Clock::now())) return true;
-  const auto now = std::chrono::system_clock::now();
-  if (suppressed_ == 0) suppressed_since_ = now;
-  suppressed_until_ = now;
-  ++suppressed_;
-  if (!summary_armed_ && !closed_) {
-    // At most a second without a word about what is held back.
-    summary_armed_ = true;
-    summary_timer_.expires_after(std::chrono::seconds(1));
-    summary_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-      self->summary_armed_ = false;
-      if (!ec) self->flush_suppressed();
-    });
-  }
-  return false;
+void Session::arm_summary() {
+  if (closed_) return;
+  // At most a second without a word about what is held back.
+  summary_timer_.expires_after(std::chrono::seconds(1));
+  summary_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    {
+      const std::scoped_lock lock(self->shared_->m);
+      self->shared_->summary_armed = false;
+    }
+    if (!ec) self->flush_suppressed();
+  });
 }
 
 void Session::flush_suppressed() {
-  if (suppressed_ == 0) return;
   audit::Suppressed summary;
+  {
+    const std::scoped_lock lock(shared_->m);
+    if (shared_->suppressed == 0) return;
+    summary.set_count(shared_->suppressed);
+    audit::set_time(*summary.mutable_since(), shared_->suppressed_since);
+    audit::set_time(*summary.mutable_until(), shared_->suppressed_until);
+    shared_->suppressed = 0;
+  }
   summary.set_event("suppressed");
   audit::set_time(*summary.mutable_time(), std::chrono::system_clock::now());
   summary.set_container(audit::utf8(identity_.container_id));
   summary.set_engine(identity_.engine);
   summary.set_policy(policy_->name);
-  summary.set_count(suppressed_);
-  audit::set_time(*summary.mutable_since(), suppressed_since_);
-  audit::set_time(*summary.mutable_until(), suppressed_until_);
-  suppressed_ = 0;
   services_.audit->write(summary);
+}
+
+void Session::publish_state() {
+  const std::scoped_lock lock(shared_->m);
+  shared_->state = state_;
 }
 
 void Session::warn_unless_gone(const Result<void>& sent, pid_t tid) const {
@@ -348,26 +561,31 @@ void Session::kill_container(pid_t tid) {
   ::kill(tid, SIGKILL);
 }
 
-void Session::dispatch(const seccomp_notif& n) {
-  const auto started = Clock::now();
+std::unique_ptr<Session::Outcome> Session::examine(Shared& shared, const Work& work) {
+  const seccomp_notif& n = work.n;
   const std::uint64_t id = n.id;
   const auto tid = static_cast<pid_t>(n.pid);
-  const auto let_kernel_decide = [&] { warn_unless_gone(listener_.respond_continue(id), tid); };
-  const auto respond = [&](int err) { warn_unless_gone(listener_.respond(id, err), tid); };
-  if (registry_.generation() != generation_) follow_registry();
-  const policy::Policy& pol = *policy_;
+  const Identity& who = shared.identity;
+  auto out = std::make_unique<Outcome>();
+  out->event.set_host_tid(tid);
+  const auto answer = [&](int nr, policy::Action action, emul::Answer a) {
+    out->kind = Outcome::Kind::Answer;
+    out->nr = nr;
+    out->action = action;
+    out->answer = std::move(a);
+    return std::move(out);
+  };
+  const policy::Policy& pol = *work.policy;
 
   const auto nr = filter::identify(n.data.arch, n.data.nr);
   if (!nr) {
     // A call with no x86_64 name (i386 socketcall, ipc): no rule can be about it, and its
     // arguments live in memory the kernel would read again. Not ours to let through.
-    respond(ENOSYS);
-    account(-1, policy::Action::Deny, started);
-    return;
+    return answer(-1, policy::Action::Deny, emul::Answer::error(ENOSYS));
   }
   policy::Call call = decode::raw_call(*nr, n.data, filter::is_compat32(n.data.arch));
   const policy::SyscallInfo* info = policy::syscall_info(*nr);
-  const policy::Mode run_mode = identity_.learn ? policy::Mode::Learn : pol.mode;
+  const policy::Mode run_mode = who.learn ? policy::Mode::Learn : pol.mode;
   const auto decide = [&] { return policy::decide_in(pol, call, run_mode); };
   // In audit and learn modes the record shows every field the call has, not only those the
   // rules read: `policy learn` generalises from them.
@@ -376,27 +594,25 @@ void Session::dispatch(const seccomp_notif& n) {
   if (info != nullptr) decode::from_registers(call, *info, fields);
   const bool from_memory = info != nullptr && (fields & policy::kMemoryFields) != 0;
 
-  // The fast path: the decision needs nothing from the caller's memory and asks for no
-  // record and no work beyond the answer.
+  // The decision needs nothing from the caller's memory and asks for no record and no work
+  // beyond the answer.
   policy::Decision decision;
   if (!from_memory) {
     decision = decide();
-    if (answer_now(id, tid, *nr, decision, started)) return;
+    if (auto plain = plain_answer(decision); plain && !decision.audit) {
+      return answer(*nr, decision.action, std::move(*plain));
+    }
   }
 
   // 1. Open what we need of the task, then prove it is still the caller.
   auto task = task::TaskHandle::open(tid);
   if (!task) {
-    if (!gone(task.error()))
-      spdlog::warn("[c={} tid={}] {}", identity_.container_id, tid, task.error().message());
+    if (!gone(task.error())) spdlog::warn("[c={} tid={}] {}", who.container_id, tid, task.error().message());
     if (run_mode != policy::Mode::Enforce) {
-      let_kernel_decide();  // auditing or learning refuses nothing, even without a record
-      account(*nr, policy::Action::Allow, started);
-      return;
+      // Auditing or learning refuses nothing, even without a record.
+      return answer(*nr, policy::Action::Allow, emul::Answer::let_kernel_decide());
     }
-    respond(EPERM);  // SEND reports ENOENT quietly when the task is gone
-    account(*nr, policy::Action::Deny, started);
-    return;
+    return answer(*nr, policy::Action::Deny, emul::Answer::error(EPERM));  // ENOENT from SEND: gone
   }
   const bool mknod_family = info != nullptr && info->family == policy::Family::Mknod;
   const std::size_t first = mknod_family && info->paths[0].dirfd >= 0 ? 1 : 0;
@@ -410,17 +626,17 @@ void Session::dispatch(const seccomp_notif& n) {
     // matters only if the decision is `emulate`.
     emulation = emul::prepare(*info, *task, call);
   }
-  UniqueFd victim;
   if ((enforcing && from_memory) || decision.action == policy::Action::Kill ||
       decision.action == policy::Action::KillContainer) {
     // PIDFD_THREAD (O_EXCL, kernel >= 6.9) accepts any thread; older kernels only leaders.
-    victim.reset(static_cast<int>(::syscall(SYS_pidfd_open, tid, O_EXCL)));
-    if (!victim) victim.reset(static_cast<int>(::syscall(SYS_pidfd_open, tid, 0)));
+    out->victim.reset(static_cast<int>(::syscall(SYS_pidfd_open, tid, O_EXCL)));
+    if (!out->victim) out->victim.reset(static_cast<int>(::syscall(SYS_pidfd_open, tid, 0)));
   }
-  if (auto v = listener_.id_valid(id); !v) {
-    return;  // the task is gone (or its call interrupted): nobody to answer
-  }
-  // 2. Copy the pointer arguments, then check again that the copy is the caller's.
+  if (!shared.id_valid(id)) return out;  // the task is gone (or its call interrupted): nobody to answer
+
+  // 2. Copy the pointer arguments, then check again that the copy is the caller's. This read
+  // may wait as long as the page's owner wants (FUSE, userfaultfd): the loop answers at the
+  // deadline meanwhile.
   std::string raw_path;
   bool path_read = false;  // the first path was copied (or tried): the record shows it
   Result<void> copied{};
@@ -431,63 +647,266 @@ void Session::dispatch(const seccomp_notif& n) {
     copied = decode::from_memory(call, *info, wanted, *task, &raw_path);
     path_read = (wanted & policy::kFieldPath) != 0;
   }
-  if (auto v = listener_.id_valid(id); !v) return;
+  if (!shared.id_valid(id)) return out;
   if (from_memory) {
-    if (!copied && run_mode == policy::Mode::Enforce) {
+    if (!copied && enforcing) {
       // What the kernel itself would have answered (EFAULT, ENAMETOOLONG, EBADF, ...); never
       // CONTINUE: the kernel would read the memory again, maybe changed by then.
-      respond(copied.error().err);
-      account(*nr, policy::Action::Deny, started);
-      return;
+      return answer(*nr, policy::Action::Deny, emul::Answer::error(copied.error().err));
     }
     decision = decide();  // audit and learn: on what could be copied; the kernel decides anyway
   }
 
   // A record the container's rate limit holds back is counted now, before any /proc read for it.
-  if (decision.audit && !admit_record()) decision.audit = false;
-  audit::Event event;
-  event.set_host_tid(tid);
   if (decision.audit) {
-    fill_event(event, identity_, pol, call, decision, n.data.arch, n.data.nr, copied, raw_path, info,
-               mknod_family, mode, path_read);
-    if (decision.learn) event.set_action("learn");
+    bool arm = false;
+    if (!shared.admit_record(arm)) decision.audit = false;
+    if (arm) {
+      (void)shared.post([weak = shared.session] {
+        if (auto self = weak.lock()) self->arm_summary();
+      });
+    }
   }
+  if (decision.audit) {
+    fill_event(out->event, who, pol, call, decision, n.data.arch, n.data.nr, copied, raw_path, info,
+               mknod_family, mode, path_read);
+    if (decision.learn) out->event.set_action("learn");
+  }
+  out->audit = decision.audit;
+  out->nr = *nr;
+  out->action = decision.action;
 
-  // 3. Act on the copies only. The audit record is written before the answer goes out, so no
-  // decided call is without its record even if the daemon dies right after.
-  switch (decision.action) {
-    case policy::Action::Allow:
-      send_answer(id, emul::Answer::let_kernel_decide(), event, decision.audit, *nr, decision.action,
-                  started);
-      return;
-    case policy::Action::Deny:
-      send_answer(id, emul::Answer::error(decision.err), event, decision.audit, *nr, decision.action,
-                  started);
-      return;
-    case policy::Action::Return:
-      send_answer(id, emul::Answer::returning(decision.value), event, decision.audit, *nr, decision.action,
-                  started);
-      return;
-    case policy::Action::Kill:
-    case policy::Action::KillContainer: {
-      // The record before the kill: once the container is gone, its launcher (and an auditor)
-      // may look for it.
-      const emul::Answer answer = emul::Answer::error(ENOSYS);
-      if (decision.audit) record(event, answer, started);
-      if (decision.action == policy::Action::KillContainer) kill_container(tid);
-      if (victim) {
-        ::syscall(SYS_pidfd_send_signal, victim.get(), SIGKILL, nullptr, 0);
-      } else {
+  // 3. Act on the copies only. The loop writes the record before the answer goes out.
+  if (auto plain = plain_answer(decision)) {
+    out->kind = Outcome::Kind::Answer;
+    out->answer = std::move(*plain);
+    return out;
+  }
+  if (decision.action == policy::Action::Kill || decision.action == policy::Action::KillContainer) {
+    // The record before the kill (on the loop): once the container is gone, its launcher (and
+    // an auditor) may look for it.
+    out->kind = Outcome::Kind::Kill;
+    out->kill_container = decision.action == policy::Action::KillContainer;
+    out->answer = emul::Answer::error(ENOSYS);
+    return out;
+  }
+  // Emulate.
+  out->kind = Outcome::Kind::Answer;
+  if (!emulation) {
+    out->answer = emul::Answer::error(EPERM, emulation.error().message());
+    return out;
+  }
+  if (!*emulation) {
+    // The loader accepts `emulate` only where an emulator exists.
+    out->answer = emul::Answer::error(ENOSYS, "no emulator");
+    return out;
+  }
+  if (!copied) {
+    out->answer = emul::Answer::error(copied.error().err);  // EFAULT / ENAMETOOLONG / EBADF: the kernel's
+    return out;
+  }
+  // 4. What else the emulation reads of the caller's memory, then ID_VALID once more.
+  if (auto more = (*emulation)->copy(*task, call); !more) {
+    if (!shared.id_valid(id)) out->kind = Outcome::Kind::Silent;
+    out->answer = emul::Answer::error(more.error().err);
+    return out;
+  }
+  if (!shared.id_valid(id)) {
+    out->kind = Outcome::Kind::Silent;
+    return out;
+  }
+  const policy::Rule* rule =
+      decision.rule_index >= 0 ? &pol.rules[static_cast<std::size_t>(decision.rule_index)] : nullptr;
+  if (rule == nullptr) {
+    out->answer = emul::Answer::error(ENOSYS, "emulate without a rule");
+    return out;
+  }
+  // The emulators read the session's state (its mounts, its init) and never write it in
+  // start(): a copy, as the loop last published it.
+  std::optional<emul::SessionState> state = shared.state_copy();
+  if (!state) {
+    out->kind = Outcome::Kind::Silent;  // the session closed: its listener goes, the kernel fails the call
+    return out;
+  }
+  const emul::Context ctx{*task, call, rule, raw_path, filter::is_compat32(n.data.arch), *state};
+  emul::Started started_job = (*emulation)->start(ctx);
+  if (auto* now = std::get_if<emul::Answer>(&started_job)) {
+    out->answer = std::move(*now);
+    return out;
+  }
+  out->kind = Outcome::Kind::Job;
+  out->job = std::move(std::get<std::unique_ptr<emul::Job>>(started_job));
+  return out;
+}
+
+void Session::spawn_worker(const std::shared_ptr<Shared>& shared) {
+  const uid_t uid = shared->identity.peer_uid;
+  if (!StuckWorkers::instance().may_start(uid)) {
+    spdlog::warn(
+        "[c={}] too many stuck workers (uid {}): this container's slow calls wait for one to come back",
+        shared->identity.container_id, uid);
+    return;
+  }
+  {
+    const std::scoped_lock lock(shared->m);
+    if (shared->closed) return;
+    ++shared->workers;
+  }
+  pthread_attr_t attr;
+  ::pthread_attr_init(&attr);
+  ::pthread_attr_setstacksize(&attr, kWorkerStack);
+  ::pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  // Signals stay with the loop's thread, as for the receiver.
+  sigset_t all;
+  sigset_t old;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_BLOCK, &all, &old);
+  auto* arg = new std::shared_ptr<Shared>(shared);
+  pthread_t thread{};
+  const int rc = ::pthread_create(
+      &thread, &attr,
+      [](void* p) -> void* {
+        const std::unique_ptr<std::shared_ptr<Shared>> held(static_cast<std::shared_ptr<Shared>*>(p));
+        run_worker(*held);
+        return nullptr;
+      },
+      arg);
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  ::pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    delete arg;
+    spdlog::error("[c={}] start a worker thread: {}", shared->identity.container_id, std::strerror(rc));
+    const std::scoped_lock lock(shared->m);
+    --shared->workers;
+  }
+}
+
+// The thread lives as long as its session, or until it comes back from a stuck call and finds
+// a replacement serving the session. Helpers it forked die with it (PR_SET_PDEATHSIG follows
+// the forking thread): in both cases nobody waits for them any more (a closed session kills
+// its helpers; a late outcome's call was answered at its deadline).
+void Session::run_worker(const std::shared_ptr<Shared>& shared) {
+  for (;;) {
+    std::shared_ptr<Work> work;
+    {
+      std::unique_lock lock(shared->m);
+      shared->cv.wait(lock, [&] { return shared->closed || !shared->queue.empty(); });
+      if (shared->closed) {
+        --shared->workers;
+        return;
+      }
+      work = std::move(shared->queue.front());
+      shared->queue.pop_front();
+    }
+    int phase = Work::kQueued;
+    if (!work->phase.compare_exchange_strong(phase, Work::kWorking)) continue;  // answered at its deadline
+    std::shared_ptr<Outcome> out = examine(*shared, *work);
+    out->work = work;
+    phase = Work::kWorking;
+    out->by_worker = work->phase.compare_exchange_strong(phase, Work::kDone);
+    bool leave = false;
+    if (!out->by_worker) {
+      // The loop answered at the deadline and counted this thread stuck: it is back. If a
+      // replacement serves the session meanwhile, this one ends.
+      const std::scoped_lock lock(shared->m);
+      --shared->stuck;
+      StuckWorkers::instance().back(shared->identity.peer_uid);
+      leave = shared->closed || shared->workers - shared->stuck > 1;
+      if (leave) --shared->workers;
+    }
+    // A late outcome is dropped, but a helper it started is the session's to reap.
+    if (out->by_worker || out->job) {
+      (void)shared->post([weak = shared->session, out] {
+        if (auto self = weak.lock()) self->complete(out);
+      });
+    }
+    if (leave) return;
+  }
+}
+
+void Session::complete(const std::shared_ptr<Outcome>& outcome) {
+  Outcome& o = *outcome;
+  const std::uint64_t id = o.work->n.id;
+  const Clock::time_point started = o.work->started;
+  if (o.by_worker) {
+    if (auto it = in_flight_.find(id); it != in_flight_.end()) {
+      it->second.deadline->cancel();
+      in_flight_.erase(it);
+    }
+  }
+  if (closed_) return;
+  if (!o.by_worker) {
+    // Answered at the deadline; what the helper does still ends in the session's state.
+    if (o.job) wait_pending(id, std::move(o.job), std::move(o.event), false, o.nr, started, true);
+    return;
+  }
+  const auto tid = static_cast<pid_t>(o.work->n.pid);
+  switch (o.kind) {
+    case Outcome::Kind::Silent:
+      break;
+    case Outcome::Kind::Answer:
+      send_answer(id, o.answer, o.event, o.audit, o.nr, o.action, started);
+      break;
+    case Outcome::Kind::Kill:
+      if (o.audit) record(o.event, o.answer, started);
+      if (o.kill_container) kill_container(tid);
+      if (o.victim) {
+        ::syscall(SYS_pidfd_send_signal, o.victim.get(), SIGKILL, nullptr, 0);
+      } else if (listener_.id_valid(id)) {
         ::kill(tid, SIGKILL);  // no pidfd for this thread here; ID_VALID just vouched for tid
       }
-      send_answer(id, answer, event, false, *nr, decision.action, started);
-      return;
-    }
-    case policy::Action::Emulate:
-      emulate(std::move(emulation), id, *task, call, decision, copied, raw_path,
-              filter::is_compat32(n.data.arch), std::move(event), started);
-      return;  // emulate() answers and audits
+      send_answer(id, o.answer, o.event, false, o.nr, o.action, started);
+      break;
+    case Outcome::Kind::Job:
+      wait_pending(id, std::move(o.job), std::move(o.event), o.audit, o.nr, started, false);
+      return;  // answered when the helper exits
   }
+  if (receiver_) receiver_->answered();
+}
+
+void Session::on_deadline(std::uint64_t id) {
+  const auto it = in_flight_.find(id);
+  if (it == in_flight_.end()) return;
+  const std::shared_ptr<Work> work = it->second.work;
+  int phase = work->phase.load();
+  bool replace = false;
+  {
+    // With the worker's own accounting under the same lock: it may be back already.
+    const std::scoped_lock lock(shared_->m);
+    while (phase != Work::kDone && !work->phase.compare_exchange_weak(phase, Work::kDone)) {
+    }
+    if (phase == Work::kDone) return;  // the worker's outcome is on its way
+    if (phase == Work::kWorking) {
+      ++shared_->stuck;
+      StuckWorkers::instance().stuck(identity_.peer_uid);
+      replace = shared_->workers == shared_->stuck && shared_->stuck < kStuckPerSession;
+    }
+  }
+  in_flight_.erase(it);
+  const auto tid = static_cast<pid_t>(work->n.pid);
+  const auto nr = filter::identify(work->n.data.arch, work->n.data.nr);
+  const int nr_or = nr ? *nr : -1;
+  const bool enforcing = !identity_.learn && work->policy->mode == policy::Mode::Enforce;
+  // Reading (or writing) the caller's memory did not finish: the kernel's own copy of a page
+  // it cannot bring in fails EFAULT. A call still queued behind a stuck one was not looked at:
+  // EINTR, what the kernel gives a trapped call whose wait ends without an answer. Audit and
+  // learn modes refuse nothing: the kernel decides (and reads the memory itself).
+  const int err = phase == Work::kWorking ? EFAULT : EINTR;
+  spdlog::warn("[c={} tid={}] {}: not answered within {} ms ({}); answering {}", identity_.container_id, tid,
+               policy::syscall_name(nr_or), services_.emulation_timeout.count(),
+               phase == Work::kWorking ? "the caller's memory or files did not answer"
+                                       : "waiting behind a stuck call of this container",
+               enforcing ? policy::errno_name(err) : "continue");
+  if (enforcing) {
+    warn_unless_gone(listener_.respond(id, err), tid);
+    account(nr_or, policy::Action::Deny, work->started);
+  } else {
+    warn_unless_gone(listener_.respond_continue(id), tid);
+    account(nr_or, policy::Action::Allow, work->started);
+  }
+  account_error();
+  if (replace) spawn_worker(shared_);
+  if (receiver_) receiver_->answered();
 }
 
 void Session::record(audit::Event& event, const emul::Answer& a, Clock::time_point started) {
@@ -560,51 +979,14 @@ void Session::account_error() {
   if (services_.recorder != nullptr) services_.recorder->error(identity_.container_id);
 }
 
-void Session::emulate(Result<std::unique_ptr<emul::Emulation>> prepared, std::uint64_t id,
-                      const task::TaskHandle& task, const policy::Call& call,
-                      const policy::Decision& decision, const Result<void>& copied,
-                      const std::string& raw_path, bool compat32, audit::Event event,
-                      Clock::time_point started) {
-  const auto answer = [&](const emul::Answer& a) {
-    send_answer(id, a, event, decision.audit, call.nr, policy::Action::Emulate, started);
-  };
-  if (!prepared) {
-    answer(emul::Answer::error(EPERM, prepared.error().message()));
-    return;
-  }
-  std::unique_ptr<emul::Emulation> emulation = std::move(*prepared);
-  if (!emulation) {
-    // The loader accepts `emulate` only where an emulator exists.
-    answer(emul::Answer::error(ENOSYS, "no emulator"));
-    return;
-  }
-  if (!copied) {
-    answer(emul::Answer::error(copied.error().err));  // EFAULT / ENAMETOOLONG / EBADF: the kernel's answer
-    return;
-  }
-  // 4. What else the emulation reads of the caller's memory, then ID_VALID once more.
-  if (auto more = emulation->copy(task, call); !more) {
-    if (listener_.id_valid(id)) answer(emul::Answer::error(more.error().err));
-    return;
-  }
-  if (auto v = listener_.id_valid(id); !v) return;
-  const policy::Rule* rule =
-      decision.rule_index >= 0 ? &policy_->rules[static_cast<std::size_t>(decision.rule_index)] : nullptr;
-  if (rule == nullptr) {
-    answer(emul::Answer::error(ENOSYS, "emulate without a rule"));
-    return;
-  }
-  const emul::Context ctx{task, call, rule, raw_path, compat32, state_};
-  emul::Started started_job = emulation->start(ctx);
-  if (auto* now = std::get_if<emul::Answer>(&started_job)) {
-    answer(*now);
-    return;
-  }
-  auto p = std::make_unique<Pending>(io_, std::move(std::get<std::unique_ptr<emul::Job>>(started_job)));
+void Session::wait_pending(std::uint64_t id, std::unique_ptr<emul::Job> job, audit::Event event, bool audit,
+                           int nr, Clock::time_point started, bool answered) {
+  auto p = std::make_unique<Pending>(io_, std::move(job));
   p->event = std::move(event);
-  p->audit = decision.audit;
-  p->nr = call.nr;
+  p->audit = audit;
+  p->nr = nr;
   p->started = started;
+  p->answered = answered;
   p->deadline.expires_after(services_.emulation_timeout);
   p->deadline.async_wait([self = shared_from_this(), id](const boost::system::error_code& ec) {
     if (ec) return;
@@ -646,6 +1028,7 @@ void Session::finish_emulation(std::uint64_t id) {
       Pending& p = *it->second;
       p.job = std::move(next);
       p.exited = boost::asio::posix::stream_descriptor(io_, ::dup(p.job->pidfd()));
+      publish_state();
       wait_for_helper(id);
       return;
     }
@@ -654,6 +1037,12 @@ void Session::finish_emulation(std::uint64_t id) {
   pending_.erase(it);
   p->deadline.cancel();
   const emul::Answer outcome = p->job->finish(state_);
+  publish_state();
+  if (p->answered) {
+    // The caller had its answer at the deadline; the helper's work stays the session's.
+    if (hung_up_ && pending_.empty()) close();
+    return;
+  }
   if (p->timed_out) {
     spdlog::warn("[c={} tid={}] {}: the helper timed out and was killed", identity_.container_id,
                  p->event.host_tid(), policy::syscall_name(p->nr));

@@ -43,6 +43,10 @@
  *                                                    "TOTAL FREE SHARED BUFFER SWAP FREESWAP PROCS
  *                                                    UPTIME MEM_UNIT" (memory in mem_unit units)
  *   probe sysinfo-badptr                             sysinfo((void *)8)
+ *   probe mknod-mapped FILE                          mknod(P, S_IFCHR|0666, 1:3) where P points
+ *                                                    into a fresh shared mapping of FILE
+ *   probe sysinfo-mapped FILE                        sysinfo(P), P into a fresh private mapping
+ *                                                    of FILE (the page is not touched before)
  *   probe setxattr PATH NAME VALUE [l|f]             setxattr / lsetxattr / fsetxattr
  *   probe getxattr PATH NAME                         prints the value, or the errno
  *   probe removexattr PATH NAME [l|f]                removexattr / lremovexattr / fremovexattr
@@ -133,6 +137,8 @@ static const char* errname(int e) {
       return "ENOTSUP";
     case ENOSPC:
       return "ENOSPC";
+    case EINTR:
+      return "EINTR";
     default: {
       static char buf[32];
       snprintf(buf, sizeof buf, "E%d", e);
@@ -527,6 +533,16 @@ static int run(int argc, char** argv) {
     printf("%llu %llu %u %d\n", (unsigned long long)low[4] * low[13], (unsigned long long)low[5] * low[13],
            (unsigned)procs, (int)low[0]);
     return 0;
+  }
+  if ((strcmp(op, "mknod-mapped") == 0 || strcmp(op, "sysinfo-mapped") == 0) && argc >= 3) {
+    const int fd = open(argv[2], O_RDONLY);
+    if (fd < 0) return finish(-1);
+    const int is_mknod = op[0] == 'm';
+    void* page = mmap(NULL, 4096, is_mknod ? PROT_READ : PROT_READ | PROT_WRITE,
+                      is_mknod ? MAP_SHARED : MAP_PRIVATE, fd, 0);
+    if (page == MAP_FAILED) return finish(-1);
+    if (is_mknod) return finish(mknod((const char*)page, S_IFCHR | 0666, makedev(1, 3)));
+    return finish(syscall(SYS_sysinfo, page));
   }
   if (strcmp(op, "sysinfo-badptr") == 0) {
     return finish(syscall(SYS_sysinfo, (void*)8));

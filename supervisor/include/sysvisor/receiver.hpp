@@ -2,9 +2,10 @@
 // SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP the kernel completes that wait on the trapping task's own
 // CPU and hands it over at once; a poll or epoll waiter is woken without the hint (measured:
 // 15% more per round trip). It answers what needs no more than the registers (deny, allow,
-// return without audit) itself and passes everything else to the Asio loop. One per session:
-// containers do not queue behind each other, and a preempted thread delays only its own
-// container.
+// return without audit) itself and passes everything else to the Asio loop, which hands it to
+// the session's worker thread (session.hpp): nothing that touches the container's memory runs
+// here or on the loop. One per session: containers do not queue behind each other, and a
+// preempted thread delays only its own container.
 //
 // RECV does not return when the last task of the filter exits: the loop learns that from
 // HangupWatch (the listener polls POLLHUP), and stop() interrupts the RECV with a signal.

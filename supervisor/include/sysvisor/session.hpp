@@ -1,6 +1,17 @@
 // One supervised listener: the container's trapped calls, answered by its policy.
 // The safe order of design.md lives here, once: RECV, open the task, ID_VALID, copy the
 // arguments, ID_VALID, decide on the copies, act, SEND. ENOENT means the task is gone.
+//
+// Threads. The receiver thread (receiver.hpp) answers what the registers decide. Everything
+// else goes through the loop to the session's own worker thread, which does all that touches
+// the container: /proc/TID, reads and writes of its memory, path resolution, the emulations.
+// A page of the caller's memory can be a FUSE or userfaultfd page that never arrives, so the
+// worker may wait for ever: it then delays only its own container. The loop owns the shared
+// state (audit, pending helpers, the session's device nodes and mounts) and sends the worker's
+// answers; a call the worker has not answered within the emulation timeout is answered by the
+// loop instead (EFAULT: the memory could not be read; EINTR: not looked at yet), and the
+// worker's late result is dropped. A stuck worker is replaced once per session; how many may be
+// stuck per uid and per daemon is bounded (session.cpp).
 #pragma once
 
 #include <atomic>
@@ -27,11 +38,18 @@
 
 namespace sysvisor {
 
+// The emulation timeout sessions get unless told otherwise (`serve --emulation-timeout-ms`):
+// set once at start-up, before the first session.
+void set_default_emulation_timeout(std::chrono::milliseconds timeout);
+[[nodiscard]] std::chrono::milliseconds default_emulation_timeout();
+
 // What every session shares with the daemon.
 struct SessionServices {
   mknod::DeviceStore* devices = nullptr;
   audit::Sink* audit = nullptr;
-  std::chrono::milliseconds emulation_timeout{10000};
+  // How long one slow call may take: reading or writing the caller's memory, an emulation's
+  // helper. Past it the call is answered with an errno.
+  std::chrono::milliseconds emulation_timeout = default_emulation_timeout();
   // At most this many emulations of one session at once; beyond it the session stops
   // receiving until one ends, so a flooding container only delays itself.
   std::size_t max_in_flight = 8;
@@ -74,26 +92,41 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   struct Pending;
+  struct Work;     // a slow call, from the loop to the worker and back
+  struct Outcome;  // what the worker found and did: the loop answers
+  struct Shared;   // what the worker threads share with the session (may outlive it)
+  struct InFlight {
+    std::shared_ptr<Work> work;
+    std::unique_ptr<boost::asio::steady_timer> deadline;
+  };
 
   // On the receiver thread: answers the call when the registers suffice and nothing is to be
-  // recorded (deny, allow, return); false hands it to dispatch() on the loop.
+  // recorded (deny, allow, return); false hands it to dispatch_slow() (loop, then worker).
   bool try_fast(const seccomp_notif& n);
   // Answers a decision that needs no record and no work beyond the answer (allow, deny,
   // return without audit), from either thread; false for any other.
   bool answer_now(std::uint64_t id, pid_t tid, int nr, const policy::Decision& decision,
                   std::chrono::steady_clock::time_point started);
-  // On the loop: a notification the receiver passed; tells the receiver when it is answered.
+  // On the loop: a notification the receiver passed goes to the worker, with its deadline.
+  // The receiver is told (answered()) once the call is answered.
   void dispatch_slow(const seccomp_notif& n);
   void on_hung_up();
-  void dispatch(const seccomp_notif& n);
+  // On a worker thread: the safe order up to the decision, and the action's work (emulation
+  // start included). Touches no session state but what `Shared` holds.
+  static std::unique_ptr<Outcome> examine(Shared& shared, const Work& work);
+  static void run_worker(const std::shared_ptr<Shared>& shared);
+  // Starts a worker thread for `shared` if the per-uid and daemon bounds allow.
+  static void spawn_worker(const std::shared_ptr<Shared>& shared);
+  // On the loop: the worker's result (answered now, or a helper to wait for).
+  void complete(const std::shared_ptr<Outcome>& outcome);
+  // On the loop: a call not answered by the worker in time.
+  void on_deadline(std::uint64_t id);
+  void wait_pending(std::uint64_t id, std::unique_ptr<emul::Job> job, audit::Event event, bool audit, int nr,
+                    std::chrono::steady_clock::time_point started, bool answered);
+  void publish_state();
+  void arm_summary();
   void follow_registry();
   void kill_container(pid_t tid);
-  // The Emulate branch of dispatch(): the emulation's copy, ID_VALID, start, and either the
-  // answer now or a Pending job answered by finish_emulation().
-  void emulate(Result<std::unique_ptr<emul::Emulation>> prepared, std::uint64_t id,
-               const task::TaskHandle& task, const policy::Call& call, const policy::Decision& decision,
-               const Result<void>& copied, const std::string& raw_path, bool compat32, audit::Event event,
-               std::chrono::steady_clock::time_point started);
   // Records the answer in `event`, writes the audit record when asked, then answers: the
   // record exists before the caller goes on.
   void send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event, bool audit, int nr,
@@ -104,9 +137,6 @@ class Session : public std::enable_shared_from_this<Session> {
   void finish_emulation(std::uint64_t id);
   // Writes the record (after the summary of those held back, if any).
   void write_audit(audit::Event& event, std::chrono::steady_clock::time_point started);
-  // Whether the container's rate limit lets one more record through; if not, it is counted
-  // for the summary. Never delays or changes the answer.
-  bool admit_record();
   // The summary of the records held back, if any.
   void flush_suppressed();
   // SEND's failure is logged, except ENOENT: the task is gone, nobody is waiting.
@@ -126,7 +156,10 @@ class Session : public std::enable_shared_from_this<Session> {
   notify::NotifyFd listener_;
   std::function<void(const std::string&)> on_closed_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Pending>> pending_;
-  emul::SessionState state_;  // device nodes and mounts made for this container
+  std::unordered_map<std::uint64_t, InFlight> in_flight_;  // with the worker
+  std::shared_ptr<Shared> shared_;
+  emul::SessionState state_;  // device nodes and mounts made for this container (loop; the
+                              // worker reads a copy, publish_state())
   bool closed_ = false;
   bool hung_up_ = false;
   // What the receiver thread reads: the policy and the registry generation it belongs to,
@@ -143,11 +176,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::atomic<std::int64_t> last_activity_ns{0};  // system_clock
   };
   AtomicCounters counters_;
-  audit::Bucket bucket_;
-  std::uint32_t suppressed_ = 0;
-  std::chrono::system_clock::time_point suppressed_since_, suppressed_until_;
-  boost::asio::steady_timer summary_timer_;
-  bool summary_armed_ = false;
+  boost::asio::steady_timer summary_timer_;  // the audit bucket itself is in Shared
 };
 
 }  // namespace sysvisor
