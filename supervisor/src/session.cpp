@@ -482,12 +482,12 @@ void Session::close() {
   boost::asio::post(io_, [self = shared_from_this()] { self->on_closed_(self->identity_.session_id); });
 }
 
-void Session::write_audit(audit::Event& event, Clock::time_point started) {
+bool Session::write_audit(audit::Event& event, Clock::time_point started) {
   audit::set_time(*event.mutable_time(), std::chrono::system_clock::now());
   event.set_latency_us(static_cast<std::uint32_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count()));
   flush_suppressed();  // the summary comes before the first record admitted again
-  services_.audit->write(event);
+  return services_.audit->write(event);
 }
 
 void Session::arm_summary() {
@@ -909,7 +909,7 @@ void Session::on_deadline(std::uint64_t id) {
   if (receiver_) receiver_->answered();
 }
 
-void Session::record(audit::Event& event, const emul::Answer& a, Clock::time_point started) {
+bool Session::record(audit::Event& event, const emul::Answer& a, Clock::time_point started) {
   switch (a.kind) {
     case emul::Answer::Kind::Continue:
       event.set_result("continue");
@@ -924,7 +924,7 @@ void Session::record(audit::Event& event, const emul::Answer& a, Clock::time_poi
       event.set_err(a.err);
       break;
   }
-  write_audit(event, started);
+  return write_audit(event, started);
 }
 
 void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event, bool audit, int nr,
@@ -934,16 +934,20 @@ void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event&
     spdlog::warn("[c={} tid={}] {} `{}`: {}", identity_.container_id, tid, policy::syscall_name(nr),
                  event.args().path(), a.diagnostic);
   }
-  if (audit) record(event, a, started);
-  switch (a.kind) {
+  // --audit-failure refuse: no call is answered as decided without its record. (An emulation
+  // has acted by now: only its answer can change.)
+  const bool unrecorded = audit && !record(event, a, started) && audit::Sink::refuses_unrecorded();
+  const emul::Answer refused = emul::Answer::error(EPERM);
+  const emul::Answer& sent = unrecorded ? refused : a;
+  switch (sent.kind) {
     case emul::Answer::Kind::Continue:
       warn_unless_gone(listener_.respond_continue(id), tid);
       break;
     case emul::Answer::Kind::Value:
-      warn_unless_gone(listener_.respond_value(id, a.value), tid);
+      warn_unless_gone(listener_.respond_value(id, sent.value), tid);
       break;
     case emul::Answer::Kind::Errno:
-      warn_unless_gone(listener_.respond(id, a.err), tid);
+      warn_unless_gone(listener_.respond(id, sent.err), tid);
       break;
   }
   if (!a.diagnostic.empty()) account_error();

@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -500,6 +501,53 @@ TEST_F(Audit, AFullDiskIsCountedAndLeavesNoTornRecord) {
   const auto human = run({(bin_dir() / "sysvisor").string(), "status", "--runtime-dir", runtime().string()});
   EXPECT_NE(human.out.find(std::to_string(kCalls - written_full) + " records lost"), std::string::npos)
       << human.out;
+}
+
+// `serve --audit-failure refuse`: a call whose record cannot be written is refused (EPERM), not
+// answered as decided; every call answered as decided has its record.
+TEST_F(Audit, RefuseAnswersEpermWhenTheRecordCannotBeWritten) {
+  std::ofstream(policies() / "audited-return.yaml") << "name: audited-return\n"
+                                                       "rules:\n"
+                                                       "  - name: swapon-is-a-no-op\n"
+                                                       "    syscalls: [swapon]\n"
+                                                       "    action: return\n"
+                                                       "    value: 0\n"
+                                                       "    audit: true\n";
+  const fs::path mnt = dir_->path() / "small";
+  fs::create_directory(mnt);
+  ASSERT_EQ(::mount("sysvisor-audit-test", mnt.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                    "size=1m,mode=0700"),
+            0)
+      << std::strerror(errno);
+  struct Unmount {
+    fs::path at;
+    ~Unmount() { ::umount2(at.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  const fs::path log = mnt / "audit.jsonl";
+  start({"--audit-failure", "refuse"}, log);
+  constexpr int kCalls = 40;
+  std::string script;
+  for (int i = 0; i < kCalls; ++i) script += "probe call 167 s:/x 0; ";
+  ASSERT_EQ(lines(container(script, "audited-return", "warm").out), std::vector<std::string>(kCalls, "ok"));
+  {
+    const int fd = ::open((mnt / "filler").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 0);
+    const std::string block(4096, 'x');
+    while (::write(fd, block.data(), block.size()) > 0) {
+    }
+    while (::write(fd, block.data(), 1) > 0) {
+    }
+    ::close(fd);
+  }
+  const auto out = lines(container(script, "audited-return", "full").out);
+  ASSERT_EQ(out.size(), static_cast<std::size_t>(kCalls));
+  const auto oks = static_cast<std::size_t>(std::ranges::count(out, std::string("ok")));
+  const auto refused = static_cast<std::size_t>(std::ranges::count(out, std::string("EPERM")));
+  EXPECT_EQ(oks + refused, static_cast<std::size_t>(kCalls));
+  EXPECT_GT(refused, 0U) << "the disk was not full";
+  EXPECT_EQ(audit_lines(log, "full").size(), oks) << "an answer as decided without its record";
+  fs::remove(mnt / "filler");
+  EXPECT_EQ(lines(container(script, "audited-return", "again").out), std::vector<std::string>(kCalls, "ok"));
 }
 
 // `serve --audit-failure refuse` is the daemon's setting, and status says so.

@@ -132,11 +132,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void send_answer(std::uint64_t id, const emul::Answer& a, audit::Event& event, bool audit, int nr,
                    policy::Action action, std::chrono::steady_clock::time_point started);
   // Completes `event` with the answer and writes it (subject to the rate limit).
-  void record(audit::Event& event, const emul::Answer& a, std::chrono::steady_clock::time_point started);
+  // Returns whether the record was written.
+  bool record(audit::Event& event, const emul::Answer& a, std::chrono::steady_clock::time_point started);
   void wait_for_helper(std::uint64_t id);
   void finish_emulation(std::uint64_t id);
   // Writes the record (after the summary of those held back, if any).
-  void write_audit(audit::Event& event, std::chrono::steady_clock::time_point started);
+  bool write_audit(audit::Event& event, std::chrono::steady_clock::time_point started);
   // The summary of the records held back, if any.
   void flush_suppressed();
   // SEND's failure is logged, except ENOENT: the task is gone, nobody is waiting.
