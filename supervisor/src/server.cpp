@@ -34,6 +34,11 @@ SessionServices session_services(mknod::DeviceStore& devices, audit::Sink& audit
   return services;
 }
 
+// The mode a container really runs in: learn when launched so (and granted), else its policy's.
+const char* running_mode(const policy::Policy& pol, bool learn) {
+  return learn ? policy::to_string(policy::Mode::Learn) : policy::to_string(pol.mode);
+}
+
 bool valid_container_id(const std::string& id) {
   if (id.empty() || id.size() > 128) return false;
   for (const char c : id) {
@@ -157,6 +162,14 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
       refuse(why);
       return;
     }
+    // Learn mode turns the policy's enforcement off: only where the configuration grants it.
+    // The agent can still be told, so a refused request refuses the container before it runs.
+    if (hello.learn()) {
+      if (auto why = config::learn_refusal(server_.config_.config, peer_, hello.policy()); !why.empty()) {
+        refuse(why + "; run without --learn, or grant it with `learn:` in the configuration");
+        return;
+      }
+    }
     policy_ = loaded->policy;
     filter_ = loaded->bpf;
     container_id_ = hello.container_id();
@@ -202,8 +215,9 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
                                   [&srv = server_](const std::string& id) { srv.on_session_closed(id); });
     server_.sessions_.emplace(session_id, Supervised{session, std::move(filter_)});
     session->start();
-    spdlog::info("[c={}] supervised with policy `{}` (session {}, agent pid {} uid {})", container_id_,
-                 policy_->name, session_id, peer_pid_, peer_uid_);
+    spdlog::info("[c={}] supervised with policy `{}` (session {}, agent pid {} uid {}, mode {})",
+                 container_id_, policy_->name, session_id, peer_pid_, peer_uid_,
+                 running_mode(*policy_, learn_));
     finish();
   }
 
@@ -601,7 +615,7 @@ control::v1::Response Server::answer(const control::v1::Request& request, const 
   return response;
 }
 
-std::expected<std::string, std::string> Server::adopt(OciHandoff handoff) {
+std::expected<OciAdopted, std::string> Server::adopt(OciHandoff handoff) {
   if (stopping_) return std::unexpected("the supervisor is shutting down");
   const LoadedPolicy* loaded = registry_.find(handoff.policy);
   if (loaded == nullptr) {
@@ -618,12 +632,27 @@ std::expected<std::string, std::string> Server::adopt(OciHandoff handoff) {
   const std::string session_id = "s" + std::to_string(++next_session_);
   Session::Identity identity{session_id,       container_id,     handoff.peer.pid,
                              handoff.peer.uid, handoff.init_pid, handoff.identity.engine};
-  // Learn mode at launch: listenerMetadata `learn=true` or annotation io.sysvisor.learn=true.
+  // Learn mode at launch: listenerMetadata `learn=true` or annotation io.sysvisor.learn=true,
+  // only where the configuration grants it to this peer for this policy. Whoever writes the
+  // annotations (a pod's author) is not whoever the runtime runs as, and the runtime cannot be
+  // told of a refusal (refusing the handoff would leave its trapped calls failing with ENOSYS):
+  // a refused request runs in the policy's own mode, and the log says so.
   const auto learn_label = handoff.labels.find("learn");
   const auto learn_annotation = handoff.identity.annotations.find("io.sysvisor.learn");
-  identity.learn =
-      (learn_label != handoff.labels.end() && learn_label->second == "true") ||
-      (learn_annotation != handoff.identity.annotations.end() && learn_annotation->second == "true");
+  const char* asked_by =
+      learn_label != handoff.labels.end() && learn_label->second == "true" ? "listenerMetadata `learn=true`"
+      : learn_annotation != handoff.identity.annotations.end() && learn_annotation->second == "true"
+          ? "annotation io.sysvisor.learn=true"
+          : nullptr;
+  if (asked_by != nullptr) {
+    if (auto why = config::learn_refusal(config_.config, handoff.peer, handoff.policy); !why.empty()) {
+      spdlog::warn("[c={}] learn mode asked for by the {} is not granted: {}; the container runs in mode {}",
+                   container_id, asked_by, why, running_mode(*loaded->policy, false));
+    } else {
+      identity.learn = true;
+    }
+  }
+  const std::string mode = running_mode(*loaded->policy, identity.learn);
   auto session = std::make_shared<Session>(
       io_, services(), identity, registry_, loaded->policy, std::move(handoff.listener),
       [this, container_id](const std::string& id) {
@@ -642,7 +671,7 @@ std::expected<std::string, std::string> Server::adopt(OciHandoff handoff) {
     spdlog::info("[c={}] process {} joins the container ({} supervised processes)", container_id, handoff.pid,
                  group.size());
   }
-  return session_id;
+  return OciAdopted{session_id, mode};
 }
 
 }  // namespace sysvisor

@@ -61,9 +61,16 @@ struct OciHandoff {
   Peer peer;  // for per-uid policy permissions
 };
 
-// Returns the session id, or the reason for refusing (then the listener is closed and the
+// What the Server made of a handoff: its session, and the mode the container really runs in
+// ("enforce", "audit" or "learn": learn only when asked for and granted).
+struct OciAdopted {
+  std::string session_id;
+  std::string mode;
+};
+
+// Returns the session, or the reason for refusing (then the listener is closed and the
 // runtime's trapped calls fail with ENOSYS).
-using AdoptFn = std::function<std::expected<std::string, std::string>(OciHandoff)>;
+using AdoptFn = std::function<std::expected<OciAdopted, std::string>(OciHandoff)>;
 
 class OciIntake {
  public:

@@ -71,7 +71,7 @@ class Server {
   // An OCI runtime's listener (from oci.sock): a session in the container's group. Every
   // process of one container id (run, each exec) joins the same group. The error is the
   // refusal, for the intake's log line.
-  [[nodiscard]] std::expected<std::string, std::string> adopt(OciHandoff handoff);
+  [[nodiscard]] std::expected<OciAdopted, std::string> adopt(OciHandoff handoff);
 
  private:
   class Connection;

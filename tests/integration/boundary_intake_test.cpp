@@ -1,0 +1,357 @@
+// The privilege boundary at the daemon's sockets (agent.sock, oci.sock), on the real kernel
+// with the real daemon: learn mode, which turns a policy's enforcement off, only where the
+// configuration grants it; and a local user who floods the sockets with idle or dribbling
+// connections delays nobody else's container, grows neither the log nor the daemon's memory.
+#include <fcntl.h>
+#include <grp.h>
+#include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstddef>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
+
+#include "harness.hpp"
+
+namespace sysvisor::it {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit = 10s) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return cond();
+}
+
+int connect_to(const fs::path& path, int type) {
+  const int s = ::socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  if (::connect(s, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(s);
+    return -1;
+  }
+  return s;
+}
+
+void send_with(int s, const std::string& bytes, const std::vector<int>& fds) {
+  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * std::max<std::size_t>(fds.size(), 1)));
+  if (!fds.empty()) {
+    mh.msg_control = control.data();
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
+  }
+  ::sendmsg(s, &mh, MSG_NOSIGNAL);
+}
+
+// The daemon closes every connection when it is done with it (runc never does).
+bool closed_by_daemon(int s) {
+  timeval tv{10, 0};
+  ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[64];
+  ssize_t n = 0;
+  do {
+    n = ::recv(s, buf, sizeof buf, 0);
+  } while (n > 0);
+  ::close(s);
+  return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+// A child under a filter that traps unshare, waiting for "go"; its listener comes back here.
+// On "go" it calls unshare(CLONE_NEWUTS) once and reports the errno (0: it worked). The test
+// runs as root, so the kernel itself lets it: only an enforcing policy refuses.
+struct Filtered {
+  pid_t pid = -1;
+  int listener = -1;
+  int go = -1;
+  int result = -1;
+
+  Filtered() = default;
+  Filtered(const Filtered&) = delete;
+  Filtered& operator=(const Filtered&) = delete;
+  ~Filtered() {
+    for (const int fd : {listener, go, result}) {
+      if (fd >= 0) ::close(fd);
+    }
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+  void drop_listener() {
+    ::close(listener);
+    listener = -1;
+  }
+  int unshare_errno() {
+    const char byte = 'g';
+    if (::write(go, &byte, 1) != 1) return -1;
+    pollfd pfd{result, POLLIN, 0};
+    if (::poll(&pfd, 1, 10000) != 1) return -2;  // not answered
+    int err = -1;
+    if (::read(result, &err, sizeof err) != static_cast<ssize_t>(sizeof err)) return -3;
+    return err;
+  }
+};
+
+std::unique_ptr<Filtered> filtered_child() {
+  auto f = std::make_unique<Filtered>();
+  std::array<int, 2> sp{};
+  std::array<int, 2> go{};
+  std::array<int, 2> result{};
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp.data()) != 0 ||
+      ::pipe2(go.data(), O_CLOEXEC) != 0 || ::pipe2(result.data(), O_CLOEXEC) != 0)
+    return nullptr;
+  f->pid = ::fork();
+  if (f->pid == 0) {
+    std::array<sock_filter, 7> code{{
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_unshare, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    }};
+    sock_fprog prog{static_cast<unsigned short>(code.size()), code.data()};
+    ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    const int listener = static_cast<int>(
+        ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog));
+    if (listener < 0) ::_exit(1);
+    const char byte = 'l';
+    iovec iov{const_cast<char*>(&byte), 1};
+    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control.data();
+    mh.msg_controllen = control.size();
+    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cm), &listener, sizeof(int));
+    if (::sendmsg(sp[1], &mh, 0) != 1) ::_exit(2);
+    ::close(listener);
+    char g = 0;
+    if (::read(go[0], &g, 1) != 1) ::_exit(0);
+    const long rc = ::syscall(SYS_unshare, CLONE_NEWUTS);
+    const int err = rc == 0 ? 0 : errno;
+    if (::write(result[1], &err, sizeof err) != static_cast<ssize_t>(sizeof err)) ::_exit(3);
+    ::_exit(0);
+  }
+  ::close(sp[1]);
+  ::close(go[0]);
+  ::close(result[1]);
+  f->go = go[1];
+  f->result = result[0];
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control.data();
+  mh.msg_controllen = control.size();
+  if (::recvmsg(sp[0], &mh, MSG_CMSG_CLOEXEC) == 1 && CMSG_FIRSTHDR(&mh) != nullptr) {
+    std::memcpy(&f->listener, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(int));
+  }
+  ::close(sp[0]);
+  return f->listener >= 0 ? std::move(f) : nullptr;
+}
+
+// runc's payload, with annotations.
+std::string payload(const std::string& id, pid_t pid, const std::string& metadata,
+                    const std::map<std::string, std::string>& annotations = {}) {
+  json p = {{"ociVersion", "1.0.2-dev"},
+            {"fds", {"seccompFd"}},
+            {"pid", pid},
+            {"metadata", metadata},
+            {"state",
+             {{"ociVersion", "1.0.2-dev"},
+              {"id", id},
+              {"status", "creating"},
+              {"pid", pid},
+              {"bundle", "/b"},
+              {"annotations", annotations}}}};
+  return p.dump();
+}
+
+// One daemon per test: the configuration is what each test is about.
+class Boundary : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (the daemon, other users)";
+    dir_ = std::make_unique<TempDir>("sysvisor-boundary");
+    fs::create_directories(policies());
+    for (const char* name : {"deny-dangerous.yaml", "rootless-devices.yaml"}) {
+      fs::copy_file(source_dir() / "policies" / name, policies() / name);
+    }
+  }
+  void TearDown() override {
+    if (daemon_) {
+      EXPECT_EQ(daemon_->stop(SIGTERM), 0) << "clean shutdown on SIGTERM\n" << tail_of_log();
+    }
+  }
+
+  // `config`: the configuration file's text; nullopt: the built-in configuration.
+  void start(const std::optional<std::string>& config) {
+    std::vector<std::string> extra;
+    if (config) {
+      const fs::path file = dir_->path() / "sysvisor.yaml";
+      std::ofstream(file) << *config;
+      extra = {"--config", file.string()};
+    }
+    daemon_ = std::make_unique<Daemon>(runtime(), policies(), audit_log(), daemon_log(), extra);
+    ASSERT_TRUE(daemon_->ready()) << read_file(daemon_log());
+    ::chmod(runtime().c_str(), 0755);  // for the other users of the flood tests
+  }
+
+  [[nodiscard]] std::string tail_of_log() const {
+    const std::string log = read_file(daemon_log());
+    return log.size() > 4000 ? log.substr(log.size() - 4000) : log;
+  }
+  [[nodiscard]] std::vector<json> audit_of(const std::string& id) const {
+    std::vector<json> out;
+    for (const auto& l : audit_lines(audit_log(), id)) out.push_back(json::parse(l));
+    return out;
+  }
+  [[nodiscard]] std::string log_line(const std::string& text) const {
+    const std::string log = read_file(daemon_log());
+    const auto at = log.find(text);
+    if (at == std::string::npos) return {};
+    const auto start = log.rfind('\n', at);
+    return log.substr(start == std::string::npos ? 0 : start + 1, log.find('\n', at) - start - 1);
+  }
+  [[nodiscard]] bool logged(const std::string& text) const {
+    return wait_for([&] { return read_file(daemon_log()).find(text) != std::string::npos; }, 5s);
+  }
+
+  // A handoff of a real listener from root, as runc makes it; the child's unshare errno.
+  int handoff_and_unshare(const std::string& id, const std::string& metadata,
+                          const std::map<std::string, std::string>& annotations) {
+    auto child = filtered_child();
+    if (child == nullptr) return -100;
+    const int s = connect_to(oci_sock(), SOCK_STREAM);
+    if (s < 0) return -101;
+    send_with(s, payload(id, child->pid, metadata, annotations), {child->listener});
+    EXPECT_TRUE(closed_by_daemon(s));
+    child->drop_listener();
+    return child->unshare_errno();
+  }
+
+  [[nodiscard]] fs::path runtime() const { return dir_->path() / "run"; }
+  [[nodiscard]] fs::path policies() const { return dir_->path() / "policies"; }
+  [[nodiscard]] fs::path audit_log() const { return dir_->path() / "audit.jsonl"; }
+  [[nodiscard]] fs::path daemon_log() const { return dir_->path() / "daemon.log"; }
+  [[nodiscard]] fs::path oci_sock() const { return runtime() / "oci.sock"; }
+  [[nodiscard]] fs::path agent_sock() const { return runtime() / "agent.sock"; }
+
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<Daemon> daemon_;
+};
+
+// ---- Learn mode: an annotation (a pod author's) must not turn enforcement off.
+
+TEST_F(Boundary, LearnAnnotationWithoutAGrantRunsEnforcingAndSaysSo) {
+  start(std::nullopt);  // built-in: root may use every policy, nobody may learn
+  const int err = handoff_and_unshare("annotated", "policy=deny-dangerous", {{"io.sysvisor.learn", "true"}});
+  EXPECT_EQ(err, EPERM) << "deny-dangerous refuses unshare: the annotation must not lift it\n"
+                        << tail_of_log();
+  ASSERT_TRUE(logged("[c=annotated] supervised with policy `deny-dangerous`")) << tail_of_log();
+  const std::string line = log_line("[c=annotated] supervised with policy");
+  EXPECT_NE(line.find("mode enforce"), std::string::npos) << line;
+  const std::string warning =
+      log_line("[c=annotated] learn mode asked for by the annotation io.sysvisor.learn=true");
+  EXPECT_NE(warning.find("is not granted: uid 0 may not run policy \"deny-dangerous\" in learn mode"),
+            std::string::npos)
+      << tail_of_log();
+  EXPECT_NE(warning.find("the container runs in mode enforce"), std::string::npos) << warning;
+  ASSERT_TRUE(wait_for([&] { return audit_of("annotated").size() == 1; })) << read_file(audit_log());
+  const json r = audit_of("annotated")[0];
+  EXPECT_EQ(r["syscall"], "unshare");
+  EXPECT_EQ(r["action"], "deny");
+  EXPECT_EQ(r["result"], "EPERM");
+  EXPECT_FALSE(r.contains("would")) << r.dump();
+
+  // The listenerMetadata line is the same request, refused the same way.
+  EXPECT_EQ(handoff_and_unshare("labelled", "policy=deny-dangerous\nlearn=true", {}), EPERM);
+  EXPECT_NE(log_line("[c=labelled] supervised with policy").find("mode enforce"), std::string::npos)
+      << tail_of_log();
+}
+
+TEST_F(Boundary, LearnGrantedByTheConfigurationIsAllowedAndRecorded) {
+  start(
+      "access:\n"
+      "  - users: [root]\n"
+      "    policies: [\"*\"]\n"
+      "    learn: [deny-dangerous]\n");
+  // Learning, the kernel decides: root may unshare.
+  EXPECT_EQ(handoff_and_unshare("learner", "policy=deny-dangerous", {{"io.sysvisor.learn", "true"}}), 0)
+      << tail_of_log();
+  ASSERT_TRUE(logged("[c=learner] supervised with policy `deny-dangerous`")) << tail_of_log();
+  EXPECT_NE(log_line("[c=learner] supervised with policy").find("mode learn"), std::string::npos)
+      << tail_of_log();
+  EXPECT_EQ(read_file(daemon_log()).find("is not granted"), std::string::npos) << tail_of_log();
+  ASSERT_TRUE(wait_for([&] { return audit_of("learner").size() == 1; })) << read_file(audit_log());
+  const json r = audit_of("learner")[0];
+  EXPECT_EQ(r["action"], "learn");
+  EXPECT_EQ(r["would"], "deny");
+  EXPECT_EQ(r["result"], "continue");
+  // Granted for deny-dangerous only: rootless-devices under the same annotation enforces.
+  EXPECT_EQ(handoff_and_unshare("other", "policy=rootless-devices", {{"io.sysvisor.learn", "true"}}), 0);
+  EXPECT_NE(log_line("[c=other] supervised with policy").find("mode enforce"), std::string::npos)
+      << tail_of_log();
+}
+
+// The agent can be told: `--learn` without a grant refuses the container before it runs.
+TEST_F(Boundary, AgentLearnWithoutAGrantIsRefused) {
+  start(std::nullopt);
+  const TempDir root_holder("sysvisor-rootfs");
+  const fs::path rootfs = root_holder.path() / "rootfs";
+  fs::create_directories(rootfs);
+  make_rootfs(rootfs, kHostRoot);
+  const auto refused =
+      run_container(runtime(), "deny-dangerous", rootfs, "echo ran", "agent-learn", {"--learn"});
+  EXPECT_NE(refused.status, 0);
+  EXPECT_EQ(refused.out.find("ran"), std::string::npos) << "nothing runs";
+  EXPECT_NE(refused.err.find("uid 0 may not run policy \"deny-dangerous\" in learn mode"), std::string::npos)
+      << refused.err;
+  const auto plain = run_container(runtime(), "deny-dangerous", rootfs, "echo ran", "agent-plain");
+  EXPECT_EQ(plain.status, 0) << plain.err;
+  EXPECT_NE(log_line("[c=agent-plain] supervised with policy").find("mode enforce"), std::string::npos)
+      << tail_of_log();
+}
+
+}  // namespace
+}  // namespace sysvisor::it
