@@ -53,9 +53,12 @@ bool valid_container_id(const std::string& id) {
 // One agent connection, from hello to handoff. Every violation closes it with a log line.
 class Server::Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Server& server, UniqueFd sock)
-      : server_(server), sock_(std::move(sock)), readable_(server.io_, sock_.get()), deadline_(server.io_) {
-    peer_ = peer_credentials(sock_.get());
+  Connection(Server& server, UniqueFd sock, config::Peer peer)
+      : server_(server),
+        sock_(std::move(sock)),
+        readable_(server.io_, sock_.get()),
+        deadline_(server.io_),
+        peer_(std::move(peer)) {
     peer_pid_ = peer_.pid;
     peer_uid_ = peer_.uid;
   }
@@ -68,22 +71,30 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
   Connection& operator=(const Connection&) = delete;
 
   void start() {
-    deadline_.expires_after(server_.config_.handshake_timeout);
-    deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-      if (ec) return;
-      self->drop("no complete handshake within the timeout");
-    });
+    arm_deadline(server_.config_.hello_timeout, "no hello within the timeout");
     wait();
   }
 
   void drop(const std::string& why) {
     if (done_) return;
     done_ = true;
-    spdlog::warn("agent connection (pid {} uid {}) closed: {}", peer_pid_, peer_uid_, why);
+    server_.agent_gate_.log().warn(
+        peer_uid_, fmt::format("agent connection (pid {} uid {}) closed: {}", peer_pid_, peer_uid_, why));
     finish();
   }
 
+  [[nodiscard]] uid_t uid() const noexcept { return peer_uid_; }
+
  private:
+  // Re-arming cancels the wait before (its handler sees operation_aborted).
+  void arm_deadline(std::chrono::milliseconds after, const char* why) {
+    deadline_.expires_after(after);
+    deadline_.async_wait([self = shared_from_this(), why, after](const boost::system::error_code& ec) {
+      if (ec) return;
+      self->drop(std::string(why) + " (" + std::to_string(after.count()) + " ms)");
+    });
+  }
+
   void wait() {
     readable_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                          [self = shared_from_this()](const boost::system::error_code& ec) {
@@ -105,7 +116,8 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     v1::SupervisorMessage msg;
     msg.mutable_refusal()->set_reason(reason);
     (void)wire::send_message(sock_.get(), msg);
-    spdlog::warn("agent (pid {} uid {}) refused: {}", peer_pid_, peer_uid_, reason);
+    server_.agent_gate_.log().warn(
+        peer_uid_, fmt::format("agent (pid {} uid {}) refused: {}", peer_pid_, peer_uid_, reason));
     finish();
   }
 
@@ -185,6 +197,7 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     hello_done_ = true;
+    arm_deadline(server_.config_.handshake_timeout, "no handoff within the timeout after the hello");
     wait();
   }
 
@@ -307,6 +320,7 @@ Server::Server(boost::asio::io_context& io, ServerConfig config, PolicySet polic
       listener_(io),
       signals_(io, SIGTERM, SIGINT),
       hangups_(io, SIGHUP),
+      agent_gate_(io, "agent.sock", config_.limits),
       listener_hangups_(io),
       ticker_(io) {
   try {
@@ -339,8 +353,8 @@ void Server::bind_socket() {
     listener_.assign(listen_unix(socket_path_, SOCK_SEQPACKET, cfg.socket_mode, cfg.socket_group).release());
   }
   OciIntake::Config oci_config{
-      cfg.runtime_dir / "oci.sock", cfg.default_policy,     cfg.socket_mode, cfg.socket_group,
-      config_.handshake_timeout,    config_.max_connections};
+      cfg.runtime_dir / "oci.sock", cfg.default_policy, cfg.socket_mode, cfg.socket_group,
+      config_.handshake_timeout,    config_.limits};
   oci_config.inherited_fd = inherited("oci");
   oci_ = std::make_unique<OciIntake>(io_, std::move(oci_config),
                                      [this](OciHandoff handoff) { return adopt(std::move(handoff)); });
@@ -497,26 +511,12 @@ void Server::shutdown() {
 }
 
 void Server::accept_next() {
-  if (stopping_) return;
-  listener_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                       [this](const boost::system::error_code& ec) {
-                         if (ec || stopping_) return;
-                         accept_pending(listener_.native_handle(), socket_path_, [this](UniqueFd sock) {
-                           if (connections_.size() >= config_.max_connections) {
-                             spdlog::warn("too many agent handshakes in progress ({}): connection dropped",
-                                          connections_.size());
-                             return;
-                           }
-                           auto conn = std::make_shared<Connection>(*this, std::move(sock));
-                           connections_.emplace(conn.get(), conn);
-                           conn->start();
-                         });
-                         accept_next();
-                       });
+  accept_connections(*this, listener_, socket_path_, connections_, agent_gate_, stopping_);
 }
 
 void Server::on_connection_done(Connection* conn) {
-  connections_.erase(conn);
+  const uid_t uid = conn->uid();  // alive: the posted handler holds it
+  if (connections_.erase(conn) != 0) agent_gate_.release(uid);
 }
 
 void Server::on_session_closed(const std::string& session_id) {
