@@ -297,7 +297,7 @@ TEST_F(Boundary, LearnAnnotationWithoutAGrantRunsEnforcingAndSaysSo) {
             std::string::npos)
       << tail_of_log();
   EXPECT_NE(warning.find("the container runs in mode enforce"), std::string::npos) << warning;
-  ASSERT_TRUE(wait_for([&] { return audit_of("annotated").size() == 1; })) << read_file(audit_log());
+  EXPECT_TRUE(wait_for([&] { return audit_of("annotated").size() == 1; })) << read_file(audit_log());
   const json r = audit_of("annotated")[0];
   EXPECT_EQ(r["syscall"], "unshare");
   EXPECT_EQ(r["action"], "deny");
@@ -323,7 +323,7 @@ TEST_F(Boundary, LearnGrantedByTheConfigurationIsAllowedAndRecorded) {
   EXPECT_NE(log_line("[c=learner] supervised with policy").find("mode learn"), std::string::npos)
       << tail_of_log();
   EXPECT_EQ(read_file(daemon_log()).find("is not granted"), std::string::npos) << tail_of_log();
-  ASSERT_TRUE(wait_for([&] { return audit_of("learner").size() == 1; })) << read_file(audit_log());
+  EXPECT_TRUE(wait_for([&] { return audit_of("learner").size() == 1; })) << read_file(audit_log());
   const json r = audit_of("learner")[0];
   EXPECT_EQ(r["action"], "learn");
   EXPECT_EQ(r["would"], "deny");
@@ -351,6 +351,214 @@ TEST_F(Boundary, AgentLearnWithoutAGrantIsRefused) {
   EXPECT_EQ(plain.status, 0) << plain.err;
   EXPECT_NE(log_line("[c=agent-plain] supervised with policy").find("mode enforce"), std::string::npos)
       << tail_of_log();
+}
+
+// ---- A flood from one unprivileged user.
+
+// The attacker, uid/gid 65534 in a child process: `idle` connections held open on each socket,
+// `bulk` connections on oci.sock each sending 1 MiB of a JSON object that never ends, `bytewise`
+// ones sending theirs one byte at a time; every connection the daemon closes is reopened at
+// once. Runs until `stop` is readable (or 120 s: it stops by itself), then writes its count of
+// connections closed by the daemon to `report`. Once every bulk connection has sent all its
+// bytes or been closed at least once, it writes one byte to `report`.
+struct FloodPlan {
+  fs::path agent;
+  fs::path oci;
+  int idle = 300;
+  int bulk = 60;
+  int bytewise = 10;
+};
+
+[[noreturn]] void flood(const FloodPlan& plan, int stop, int report) {
+  if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+      ::setresuid(65534, 65534, 65534) != 0)
+    ::_exit(10);
+  enum Kind { AgentIdle, OciIdle, OciBulk, OciByte };
+  struct Slot {
+    Kind kind;
+    int fd = -1;
+    std::size_t sent = 0;
+    bool done_once = false;
+  };
+  const std::string body = R"({"ociVersion":"1.0.2-dev","pad":")" + std::string(1 << 20, 'x');
+  std::vector<Slot> slots;
+  for (int i = 0; i < plan.bulk; ++i) slots.push_back({OciBulk});
+  for (int i = 0; i < plan.bytewise; ++i) slots.push_back({OciByte});
+  for (int i = 0; i < plan.idle; ++i) slots.push_back({OciIdle});
+  for (int i = 0; i < plan.idle; ++i) slots.push_back({AgentIdle});
+  const auto open_slot = [&](Slot& slot) {
+    const bool agent = slot.kind == AgentIdle;
+    slot.fd = ::socket(AF_UNIX, (agent ? SOCK_SEQPACKET : SOCK_STREAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, (agent ? plan.agent : plan.oci).c_str(), sizeof addr.sun_path - 1);
+    if (::connect(slot.fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 &&
+        errno != EINPROGRESS) {
+      ::close(slot.fd);  // the backlog is full: again at the next round
+      slot.fd = -1;
+    }
+    slot.sent = 0;
+  };
+  for (auto& slot : slots) open_slot(slot);
+  std::uint64_t closed = 0;
+  bool bulk_reported = false;
+  const auto until = std::chrono::steady_clock::now() + 120s;
+  std::vector<pollfd> fds;
+  while (std::chrono::steady_clock::now() < until) {
+    fds.assign(1, pollfd{stop, POLLIN, 0});
+    for (const auto& slot : slots) {
+      const bool sending = slot.kind == OciBulk || slot.kind == OciByte;
+      fds.push_back(pollfd{
+          slot.fd, static_cast<short>(POLLIN | (sending && slot.sent < body.size() ? POLLOUT : 0)), 0});
+    }
+    if (::poll(fds.data(), fds.size(), 5) < 0 && errno != EINTR) break;
+    if (fds[0].revents != 0) break;
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      Slot& slot = slots[i];
+      const short ev = fds[i + 1].revents;
+      if (slot.fd < 0) {
+        open_slot(slot);
+        continue;
+      }
+      if ((ev & (POLLIN | POLLHUP | POLLERR)) != 0) {
+        char buf[256];
+        const ssize_t n = ::recv(slot.fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN)) {
+          ::close(slot.fd);
+          ++closed;
+          slot.done_once = true;
+          open_slot(slot);
+          continue;
+        }
+      }
+      if ((ev & POLLOUT) != 0) {
+        const std::size_t want =
+            slot.kind == OciByte ? 1 : std::min<std::size_t>(16384, body.size() - slot.sent);
+        const ssize_t n = ::send(slot.fd, body.data() + slot.sent, want, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) slot.sent += static_cast<std::size_t>(n);
+        if (slot.sent == body.size()) slot.done_once = true;
+      }
+    }
+    if (!bulk_reported &&
+        std::ranges::all_of(slots, [](const Slot& s) { return s.kind != OciBulk || s.done_once; })) {
+      bulk_reported = true;
+      const char byte = 'b';
+      if (::write(report, &byte, 1) != 1) ::_exit(11);
+    }
+  }
+  if (::write(report, &closed, sizeof closed) != static_cast<ssize_t>(sizeof closed)) ::_exit(12);
+  ::_exit(0);
+}
+
+// VmRSS of `pid`, in KiB.
+long rss_kib(pid_t pid) {
+  for (const auto& line : lines(read_file("/proc/" + std::to_string(pid) + "/status"))) {
+    if (line.starts_with("VmRSS:")) return std::stol(line.substr(6));
+  }
+  return -1;
+}
+
+std::size_t count_lines_with(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (const auto& l : lines(text)) n += l.find(what) != std::string::npos ? 1 : 0;
+  return n;
+}
+
+TEST_F(Boundary, AFloodFromOneUserDelaysNobodyElseAndGrowsNeitherLogNorMemory) {
+  start(std::nullopt);
+  const TempDir root_holder("sysvisor-rootfs");
+  const fs::path rootfs = root_holder.path() / "rootfs";
+  fs::create_directories(rootfs);
+  make_rootfs(rootfs, kHostRoot);
+  // Warm up the daemon (its first container), then measure its memory before the flood.
+  const auto warm = run_container(runtime(), "deny-dangerous", rootfs, "echo warm", "warm");
+  ASSERT_EQ(warm.status, 0) << warm.err << tail_of_log();
+  const long rss_before = rss_kib(daemon_->pid());
+  ASSERT_GT(rss_before, 0);
+
+  std::array<int, 2> stop{};
+  std::array<int, 2> report{};
+  ASSERT_EQ(::pipe2(stop.data(), O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(report.data(), O_CLOEXEC), 0);
+  const FloodPlan plan{agent_sock(), oci_sock()};
+  const auto started = std::chrono::steady_clock::now();
+  const pid_t attacker = ::fork();
+  ASSERT_GE(attacker, 0);
+  if (attacker == 0) {
+    ::close(stop[1]);
+    ::close(report[0]);
+    flood(plan, stop[0], report[1]);
+  }
+  ::close(stop[0]);
+  ::close(report[1]);
+  struct Reaper {
+    pid_t pid;
+    int stop;
+    ~Reaper() {
+      if (stop >= 0) ::close(stop);
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reaper{attacker, stop[1]};
+
+  // The flood is at its height once every bulk payload was sent or refused, and the daemon
+  // refuses the user's connections on both sockets.
+  pollfd pfd{report[0], POLLIN, 0};
+  ASSERT_EQ(::poll(&pfd, 1, 60000), 1) << "the attacker's bulk payloads never went out\n" << tail_of_log();
+  char byte = 0;
+  ASSERT_EQ(::read(report[0], &byte, 1), 1) << "the attacker failed to start (setresuid?)";
+  const long rss_flood = rss_kib(daemon_->pid());
+  EXPECT_TRUE(wait_for([&] {
+    const std::string log = read_file(daemon_log());
+    return log.find("agent.sock: connection from uid 65534 refused") != std::string::npos &&
+           log.find("oci.sock: connection from uid 65534 refused") != std::string::npos;
+  })) << tail_of_log();
+
+  // Meanwhile root's containers start, through either socket.
+  const auto root_run =
+      run_container(runtime(), "deny-dangerous", rootfs, "echo root-ran", "root-during-flood");
+  EXPECT_EQ(root_run.status, 0) << root_run.err << tail_of_log();
+  EXPECT_EQ(root_run.out, "root-ran\n");
+  EXPECT_EQ(handoff_and_unshare("oci-during-flood", "policy=deny-dangerous", {}), EPERM)
+      << "root's runc handoff was adopted and enforced\n"
+      << tail_of_log();
+  EXPECT_TRUE(logged("[c=oci-during-flood] supervised with policy `deny-dangerous`")) << tail_of_log();
+
+  // Stop the flood; the attacker says how often the daemon closed its connections.
+  ASSERT_EQ(::write(stop[1], "s", 1), 1);
+  std::uint64_t closed = 0;
+  ASSERT_EQ(::poll(&pfd, 1, 30000), 1);
+  ASSERT_EQ(::read(report[0], &closed, sizeof closed), static_cast<ssize_t>(sizeof closed));
+  ::close(report[0]);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_GT(closed, 1000U) << "the flood was real: connections refused and reopened";
+
+  // Memory: the bulk payloads (60 MiB sent) are not held; a few MiB of them are.
+  EXPECT_LT(rss_flood - rss_before, 16 * 1024)
+      << "daemon RSS " << rss_before << " KiB before, " << rss_flood << " KiB during the flood";
+  // The log: per socket at most 10 lines of this uid per 10 s, and one line that counts the
+  // rest (written at the end of the 10 s interval that held lines back).
+  EXPECT_TRUE(wait_for(
+      [&] {
+        return read_file(daemon_log()).find("more lines about refused or failed connections not logged") !=
+               std::string::npos;
+      },
+      30s))
+      << tail_of_log();
+  const std::string log = read_file(daemon_log());
+  const auto bound = static_cast<std::size_t>(2 * (seconds / 10 + 2) * 11);
+  EXPECT_LE(count_lines_with(log, "65534"), bound) << closed << " connections closed in " << seconds << " s";
+  // Everything else the daemon said in this test (start, five containers) is a few dozen lines.
+  EXPECT_LE(lines(log).size(), bound + 60) << closed << " connections closed in " << seconds << " s";
+  EXPECT_LT(log.size(), 256U * 1024) << tail_of_log();
+  std::fprintf(stderr,
+               "flood: %llu connections closed in %.1f s; daemon RSS %ld -> %ld KiB; %zu log lines of uid "
+               "65534 (bound %zu)\n",
+               static_cast<unsigned long long>(closed), seconds, rss_before, rss_flood,
+               count_lines_with(log, "65534"), bound);
+  // The daemon serves on.
+  const auto after = run_container(runtime(), "deny-dangerous", rootfs, "echo after", "after-flood");
+  EXPECT_EQ(after.status, 0) << after.err;
 }
 
 }  // namespace
