@@ -464,8 +464,39 @@ std::size_t count_lines_with(const std::string& text, const std::string& what) {
   return n;
 }
 
+// Another unprivileged user's own handoff, as rootless podman's runc makes it: uid `uid` puts
+// a process of its own under a filter and hands its listener over on oci.sock. The errno of
+// that process's unshare(CLONE_NEWUTS) afterwards (EPERM from the kernel or the policy alike;
+// ENOSYS when the listener was closed); negative when a step failed.
+int other_users_handoff(const fs::path& oci, uid_t uid, const std::string& id) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)
+      ::_exit(100);
+    auto child = filtered_child();
+    if (child == nullptr) ::_exit(101);
+    const int s = connect_to(oci, SOCK_STREAM);
+    if (s < 0) ::_exit(102);
+    send_with(s, payload(id, child->pid, "policy=deny-dangerous"), {child->listener});
+    if (!closed_by_daemon(s)) ::_exit(103);
+    child->drop_listener();
+    const int err = child->unshare_errno();
+    ::_exit(err >= 0 && err < 100 ? err : 104);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? (WEXITSTATUS(status) >= 100 ? -WEXITSTATUS(status) : WEXITSTATUS(status)) : -2;
+}
+
 TEST_F(Boundary, AFloodFromOneUserDelaysNobodyElseAndGrowsNeitherLogNorMemory) {
-  start(std::nullopt);
+  constexpr uid_t kOther = 4242;  // another unprivileged user, granted deny-dangerous
+  start(
+      "access:\n"
+      "  - users: [root]\n"
+      "    policies: [\"*\"]\n"
+      "  - users: [\"4242\"]\n"
+      "    policies: [deny-dangerous]\n");
   const TempDir root_holder("sysvisor-rootfs");
   const fs::path rootfs = root_holder.path() / "rootfs";
   fs::create_directories(rootfs);
@@ -523,6 +554,11 @@ TEST_F(Boundary, AFloodFromOneUserDelaysNobodyElseAndGrowsNeitherLogNorMemory) {
       << "root's runc handoff was adopted and enforced\n"
       << tail_of_log();
   EXPECT_TRUE(logged("[c=oci-during-flood] supervised with policy `deny-dangerous`")) << tail_of_log();
+  // And another user's: supervised (its call audited), not refused (ENOSYS).
+  EXPECT_EQ(other_users_handoff(oci_sock(), kOther, "other-user-during-flood"), EPERM) << tail_of_log();
+  EXPECT_TRUE(logged("[c=other-user-during-flood] supervised with policy `deny-dangerous`")) << tail_of_log();
+  EXPECT_TRUE(wait_for([&] { return audit_of("other-user-during-flood").size() == 1; }))
+      << read_file(audit_log());
 
   // Stop the flood; the attacker says how often the daemon closed its connections.
   ASSERT_EQ(::write(stop[1], "s", 1), 1);
