@@ -353,6 +353,18 @@ TEST_F(Boundary, AgentLearnWithoutAGrantIsRefused) {
       << tail_of_log();
 }
 
+// ---- Deadlines: the agent says hello first thing; a connection that does not is closed soon.
+
+TEST_F(Boundary, AnAgentConnectionWithoutAHelloIsClosedAfterTheHelloDeadline) {
+  start(std::nullopt);
+  const int s = connect_to(agent_sock(), SOCK_SEQPACKET);
+  ASSERT_GE(s, 0);
+  EXPECT_TRUE(closed_by_daemon(s));
+  EXPECT_TRUE(logged("closed: no hello within the timeout (3000 ms)")) << tail_of_log();
+  // A connection that said hello has the handshake's deadline for its handoff: covered by the
+  // agent's own runs (sysvisor-agent run makes the container between the two).
+}
+
 // ---- A flood from one unprivileged user.
 
 // The attacker, uid/gid 65534 in a child process: `idle` connections held open on each socket,
