@@ -347,9 +347,8 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     spdlog::info(
-        "{}supervised with policy `{}` (from {}; session {}, mode {}, {} process pid {}, engine {}, bundle "
-        "`{}`, "
-        "runtime pid {} uid {}{}{})",
+        "{}supervised with policy `{}` (from {}; session {}, mode {}, {} process pid {}, engine {}, "
+        "bundle `{}`, runtime pid {} uid {}{}{})",
         prefix, choice->name, oci::to_string(choice->source), adopted->session_id, adopted->mode,
         exec ? "exec" : "init", pid, engine, ps->state.bundle, peer_.pid, peer_.uid,
         labels.empty() ? "" : ", labels ", labels);
