@@ -122,7 +122,7 @@ class ControlServer::Connection : public std::enable_shared_from_this<Connection
     deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (ec || self->done_) return;
       self->server_.gate_.log().warn(
-          self->peer_.uid,
+          self->peer_.charged,
           fmt::format("control: uid {} (pid {}): no request or no room for the answer within the timeout",
                       self->peer_.uid, self->peer_.pid));
       self->finish();
@@ -140,7 +140,7 @@ class ControlServer::Connection : public std::enable_shared_from_this<Connection
                       [self = shared_from_this()] { self->server_.on_connection_done(self.get()); });
   }
 
-  [[nodiscard]] uid_t uid() const noexcept { return peer_.uid; }
+  [[nodiscard]] uid_t uid() const noexcept { return peer_.charged; }
 
  private:
   void wait(boost::asio::posix::stream_descriptor::wait_type what) {
@@ -165,8 +165,8 @@ class ControlServer::Connection : public std::enable_shared_from_this<Connection
     // and the client might see ECONNRESET instead of the reason.
     if (!may_control(peer_, server_.config_.group)) {
       server_.gate_.log().warn(
-          peer_.uid, fmt::format("control: uid {} (pid {}) refused: not root{}", peer_.uid, peer_.pid,
-                                 server_.config_.group ? " nor in control_group" : ""));
+          peer_.charged, fmt::format("control: uid {} (pid {}) refused: not root{}", peer_.uid, peer_.pid,
+                                     server_.config_.group ? " nor in control_group" : ""));
       v1::Response denied;
       denied.mutable_error()->set_message("permission denied: uid " + std::to_string(peer_.uid) +
                                           " is not root" +
@@ -185,7 +185,7 @@ class ControlServer::Connection : public std::enable_shared_from_this<Connection
 
   void bad_request(const std::string& why) {
     server_.gate_.log().warn(
-        peer_.uid, fmt::format("control: uid {} (pid {}): bad request: {}", peer_.uid, peer_.pid, why));
+        peer_.charged, fmt::format("control: uid {} (pid {}): bad request: {}", peer_.uid, peer_.pid, why));
     v1::Response response;
     response.mutable_error()->set_message("bad request: " + why);
     reply(response);

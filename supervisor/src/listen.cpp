@@ -1,7 +1,9 @@
 #include "sysvisor/listen.hpp"
 
 #include <fcntl.h>
+#include <linux/nsfs.h>
 #include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -215,13 +217,14 @@ std::size_t ConnectionGate::in_progress(uid_t uid) const {
 }
 
 config::Peer peer_credentials(int fd) {
-  config::Peer peer{0, 65534, 65534, {}};
+  config::Peer peer{0, 65534, 65534, {}, 65534};
   ucred cred{};
   socklen_t len = sizeof cred;
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
     peer.pid = cred.pid;
     peer.uid = cred.uid;
     peer.gid = cred.gid;
+    peer.charged = cred.uid;
   }
   std::vector<gid_t> groups(64);
   len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
@@ -236,6 +239,47 @@ config::Peer peer_credentials(int fd) {
   groups.resize(len / sizeof(gid_t));
   peer.groups = std::move(groups);
   return peer;
+}
+
+namespace {
+
+// Not in Debian 12's headers: asm-generic/socket.h (Linux 6.5) and linux/pidfd.h (Linux 6.11).
+constexpr int kSoPeerPidfd = 77;
+constexpr unsigned long kPidfdGetUserNamespace = _IO(0xFF, 9);
+
+bool same_file(int fd, const struct stat& other) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 && st.st_ino == other.st_ino && st.st_dev == other.st_dev;
+}
+
+}  // namespace
+
+uid_t charged_uid(int fd, const config::Peer& peer) {
+  if (peer.uid == 0) return 0;
+  static const struct stat initial = [] {
+    struct stat st {};
+    ::stat("/proc/self/ns/user", &st);
+    return st;
+  }();
+  int raw = -1;
+  socklen_t len = sizeof raw;
+  if (::getsockopt(fd, SOL_SOCKET, kSoPeerPidfd, &raw, &len) != 0) return peer.uid;
+  const UniqueFd pidfd(raw);
+  UniqueFd ns(::ioctl(pidfd.get(), kPidfdGetUserNamespace, 0));
+  if (!ns) return peer.uid;  // gone already, or an older kernel
+  // Up to the namespace whose parent is the initial one; at most 32 levels (the kernel's).
+  for (int depth = 0; depth < 33; ++depth) {
+    if (same_file(ns.get(), initial)) return peer.uid;
+    UniqueFd parent(::ioctl(ns.get(), NS_GET_PARENT));
+    if (!parent) return peer.uid;
+    if (same_file(parent.get(), initial)) {
+      uid_t owner = 0;
+      if (::ioctl(ns.get(), NS_GET_OWNER_UID, &owner) != 0 || owner == 0) return peer.uid;
+      return owner;
+    }
+    ns = std::move(parent);
+  }
+  return peer.uid;
 }
 
 }  // namespace sysvisor

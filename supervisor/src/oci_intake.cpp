@@ -153,7 +153,7 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
   void refuse(const std::string& why) {
     if (done_) return;
     intake_.gate_.log().warn(
-        peer_.uid,
+        peer_.charged,
         fmt::format("oci: {}refused{}: {}{}", who(), id_.empty() ? "" : " container `" + id_ + "`", why,
                     fds_.empty() ? ""
                                  : "; the listener is closed, so the calls the runtime's filter traps in "
@@ -161,7 +161,7 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
     finish();
   }
 
-  [[nodiscard]] uid_t uid() const noexcept { return peer_.uid; }
+  [[nodiscard]] uid_t uid() const noexcept { return peer_.charged; }
 
  private:
   [[nodiscard]] std::string who() const {
@@ -179,7 +179,7 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
   void finish() {
     done_ = true;
     fds_.clear();  // closes every fd not handed over
-    intake_.give_back_buffer(peer_.uid, held_);
+    intake_.give_back_buffer(peer_.charged, held_);
     held_ = 0;
     std::string().swap(bytes_);
     deadline_.cancel();
@@ -223,8 +223,8 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
       refuse("payload larger than " + std::to_string(intake_.config_.max_bytes) + " bytes");
       return;
     }
-    if (!intake_.take_buffer(peer_.uid, got)) {
-      refuse("uid " + std::to_string(peer_.uid) +
+    if (!intake_.take_buffer(peer_.charged, got)) {
+      refuse("uid " + std::to_string(peer_.charged) +
              " has too many bytes of unfinished payloads held by the supervisor (" +
              std::to_string(intake_.config_.max_buffered_per_uid) + " per user)");
       return;
@@ -250,7 +250,7 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
       // crun connects before it creates the container and closes without a word when
       // creation fails: not an error of ours.
       intake_.gate_.log().log(
-          spdlog::level::info, peer_.uid,
+          spdlog::level::info, peer_.charged,
           "oci: " + who() +
               "closed without a payload (crun does this when the container could not be created)");
       done_ = true;

@@ -79,11 +79,11 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     if (done_) return;
     done_ = true;
     server_.agent_gate_.log().warn(
-        peer_uid_, fmt::format("agent connection (pid {} uid {}) closed: {}", peer_pid_, peer_uid_, why));
+        peer_.charged, fmt::format("agent connection (pid {} uid {}) closed: {}", peer_pid_, peer_uid_, why));
     finish();
   }
 
-  [[nodiscard]] uid_t uid() const noexcept { return peer_uid_; }
+  [[nodiscard]] uid_t uid() const noexcept { return peer_.charged; }
 
  private:
   // Re-arming cancels the wait before (its handler sees operation_aborted).
@@ -117,7 +117,7 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     msg.mutable_refusal()->set_reason(reason);
     (void)wire::send_message(sock_.get(), msg);
     server_.agent_gate_.log().warn(
-        peer_uid_, fmt::format("agent (pid {} uid {}) refused: {}", peer_pid_, peer_uid_, reason));
+        peer_.charged, fmt::format("agent (pid {} uid {}) refused: {}", peer_pid_, peer_uid_, reason));
     finish();
   }
 

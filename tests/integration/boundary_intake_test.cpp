@@ -609,5 +609,85 @@ TEST_F(Boundary, AFloodFromOneUserDelaysNobodyElseAndGrowsNeitherLogNorMemory) {
   EXPECT_EQ(after.status, 0) << after.err;
 }
 
+// A user with subordinate uids connects from a user namespace of its own as 40 host uids, 16
+// connections each: more than all non-root users' share (256) together, were each host uid
+// its own user. They are all that user's, and another user's handoff still gets through.
+TEST_F(Boundary, TheUidsOfOneUsersNamespaceShareThatUsersLimit) {
+  constexpr uid_t kOwner = 4243;  // makes the namespace; host uids 200000.. are "its subuids"
+  constexpr uid_t kOther = 4242;
+  constexpr int kUids = 40;
+  start(
+      "access:\n"
+      "  - users: [root]\n"
+      "    policies: [\"*\"]\n"
+      "  - users: [\"4242\"]\n"
+      "    policies: [deny-dangerous]\n");
+  std::array<int, 2> stop{};
+  std::array<int, 2> ready{};
+  std::array<int, 2> mapped{};
+  ASSERT_EQ(::pipe2(stop.data(), O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(ready.data(), O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(mapped.data(), O_CLOEXEC), 0);
+  const fs::path oci = oci_sock();
+  const pid_t owner = ::fork();
+  ASSERT_GE(owner, 0);
+  if (owner == 0) {
+    ::close(stop[1]);
+    ::close(ready[0]);
+    ::close(mapped[1]);
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(kOwner, kOwner, kOwner) != 0 ||
+        ::setresuid(kOwner, kOwner, kOwner) != 0 || ::unshare(CLONE_NEWUSER) != 0)
+      ::_exit(10);
+    if (::write(ready[1], "u", 1) != 1) ::_exit(11);
+    char byte = 0;
+    if (::read(mapped[0], &byte, 1) != 1) ::_exit(12);  // the test wrote our maps
+    for (int i = 1; i <= kUids; ++i) {
+      if (::fork() != 0) continue;
+      if (::setresgid(i, i, i) != 0 || ::setresuid(i, i, i) != 0) ::_exit(13);
+      std::vector<int> held;
+      for (int c = 0; c < 16; ++c) held.push_back(connect_to(oci, SOCK_STREAM));
+      if (::write(ready[1], "c", 1) != 1) ::_exit(14);
+      (void)::read(stop[0], &byte, 1);  // until the test closes its end
+      ::_exit(0);
+    }
+    while (::wait(nullptr) > 0) {
+    }
+    ::_exit(0);
+  }
+  ::close(stop[0]);
+  ::close(ready[1]);
+  ::close(mapped[0]);
+  struct Reaper {
+    pid_t pid;
+    int stop;
+    ~Reaper() {
+      ::close(stop);  // every connecting process of the namespace exits
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reaper{owner, stop[1]};
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "the owner could not make its user namespace";
+  const std::string proc = "/proc/" + std::to_string(owner);
+  std::ofstream(proc + "/uid_map") << "0 200000 100\n";
+  std::ofstream(proc + "/gid_map") << "0 200000 100\n";
+  ASSERT_EQ(::write(mapped[1], "m", 1), 1);
+  ::close(mapped[1]);
+  for (int i = 0; i < kUids; ++i) {
+    ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "a uid of the namespace failed to connect";
+  }
+  ::close(ready[0]);
+  EXPECT_TRUE(wait_for([&] {
+    const std::string log = read_file(daemon_log());
+    return log.find("oci.sock: connection from uid") != std::string::npos;
+  })) << tail_of_log();
+  EXPECT_EQ(other_users_handoff(oci, kOther, "other-user-beside-the-namespace"), EPERM) << tail_of_log();
+  EXPECT_TRUE(logged("[c=other-user-beside-the-namespace] supervised with policy `deny-dangerous`"))
+      << tail_of_log();
+  EXPECT_TRUE(logged("oci.sock: connection from uid 4243 refused: uid 4243 has 16 connections in progress"))
+      << "charged to the namespace's owner\n"
+      << tail_of_log();
+}
+
 }  // namespace
 }  // namespace sysvisor::it

@@ -55,6 +55,9 @@ struct Peer {
   uid_t uid = 0;
   gid_t gid = 0;
   std::vector<gid_t> groups;
+  // Whose share of a socket's connections this peer uses (listen.hpp, charged_uid): `uid`, or
+  // for a process in a user namespace a non-root user made, that user.
+  uid_t charged = 0;
 };
 
 [[nodiscard]] std::expected<Config, std::vector<policy::LoadError>> parse_config(std::string_view text,

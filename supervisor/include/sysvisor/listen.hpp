@@ -43,6 +43,14 @@ namespace sysvisor {
 // credentials cannot be read is uid/gid 65534 (nobody), which no default grants anything.
 [[nodiscard]] config::Peer peer_credentials(int fd);
 
+// Whose share of a socket's connections the peer of `fd` uses. A user with subordinate uids
+// (/etc/subuid, newuidmap) can connect as thousands of host uids from a user namespace of its
+// own: such a peer is charged to the user who made the outermost user namespace it is in
+// (NS_GET_OWNER_UID below the initial one), read from the peer's pidfd (SO_PEERPIDFD), so
+// no pid reuse can point elsewhere. A namespace root made (a rootful engine's) is not root's
+// share: its peers are charged their own uid. `peer.uid` when any of it cannot be read.
+[[nodiscard]] uid_t charged_uid(int fd, const config::Peer& peer);
+
 // Accepts the connections waiting on the non-blocking `listener` (until EAGAIN, or `batch` of
 // them: a flood of connects must not keep the loop from everything else) and hands each to
 // `take`; accept errors other than "nothing more" are logged naming `where`, at most once a
@@ -123,8 +131,9 @@ class ConnectionGate {
 
 // The accept loop of a socket whose connections live in `connections` until they are done:
 // each accepted socket becomes a Conn(owner, socket, peer), started at once, if `gate` admits
-// its peer's uid (else it is closed, the refusal logged through the gate). The owner's
-// on_connection_done must release the gate's slot (Conn::uid()). Stops when `stopping` is set.
+// its peer's charged uid (else it is closed, the refusal logged through the gate). The owner's
+// on_connection_done must release the gate's slot (Conn::uid(): the charged uid). Stops when
+// `stopping` is set.
 template <class Conn, class Owner>
 void accept_connections(Owner& owner, boost::asio::posix::stream_descriptor& listener,
                         const std::filesystem::path& path,
@@ -136,7 +145,8 @@ void accept_connections(Owner& owner, boost::asio::posix::stream_descriptor& lis
                         if (ec || stopping) return;
                         accept_pending(listener.native_handle(), path, [&](UniqueFd sock) {
                           config::Peer peer = peer_credentials(sock.get());
-                          if (!gate.admit(peer.uid)) return;
+                          peer.charged = charged_uid(sock.get(), peer);
+                          if (!gate.admit(peer.charged)) return;
                           auto conn = std::make_shared<Conn>(owner, std::move(sock), std::move(peer));
                           connections.emplace(conn.get(), conn);
                           conn->start();
