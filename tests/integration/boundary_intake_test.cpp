@@ -581,9 +581,17 @@ TEST_F(Boundary, AFloodFromOneUserDelaysNobodyElseAndGrowsNeitherLogNorMemory) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   EXPECT_GT(closed, 1000U) << "the flood was real: connections refused and reopened";
 
-  // Memory: the bulk payloads (60 MiB sent) are not held; a few MiB of them are.
+  // Memory: the bulk payloads (60 MiB sent) are not held; a few MiB of them are. Under
+  // AddressSanitizer (the asan preset builds the daemon as it builds this test) freed memory
+  // stays resident in its quarantine, so RSS says nothing there.
+#if defined(__SANITIZE_ADDRESS__)
+  std::fprintf(stderr,
+               "\n*** the daemon's RSS is not checked under AddressSanitizer (%ld -> %ld KiB) ***\n\n",
+               rss_before, rss_flood);
+#else
   EXPECT_LT(rss_flood - rss_before, 16 * 1024)
       << "daemon RSS " << rss_before << " KiB before, " << rss_flood << " KiB during the flood";
+#endif
   // The log: per socket at most 10 lines of this uid per 10 s, and one line that counts the
   // rest (written at the end of the 10 s interval that held lines back).
   EXPECT_TRUE(wait_for(
