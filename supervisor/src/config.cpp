@@ -28,7 +28,7 @@ constexpr std::array<std::string_view, 9> kConfigKeys{"policies", "runtime_dir",
                                                       "access",   "control_group", "metrics_listen"};
 constexpr std::array<std::string_view, 2> kAuditRateKeys{"per_second", "burst"};
 constexpr std::array<std::string_view, 2> kSocketKeys{"mode", "group"};
-constexpr std::array<std::string_view, 3> kGrantKeys{"users", "groups", "policies"};
+constexpr std::array<std::string_view, 4> kGrantKeys{"users", "groups", "policies", "learn"};
 
 bool valid_policy_name(std::string_view name) {
   auto lower_or_digit = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
@@ -85,6 +85,7 @@ class ConfigReader : public policy::detail::YamlReader {
   std::optional<mode_t> mode(const Entry& entry);
   std::optional<gid_t> group(const YAML::Node& node, const std::string& what);
   std::optional<Grant> grant(const YAML::Node& node, std::size_t index);
+  void learn(const Entry& entry, Grant& result);
 };
 
 std::optional<std::filesystem::path> ConfigReader::absolute_path(const Entry& entry) {
@@ -238,10 +239,39 @@ std::optional<Grant> ConfigReader::grant(const YAML::Node& node, std::size_t ind
       }
     }
   }
+  if (const Entry* learn = find(*entries, "learn")) {
+    this->learn(*learn, result);
+  }
   if (error_count() != before) {
     return std::nullopt;
   }
   return result;
+}
+
+// `learn: true | false | [NAME, ...]`: which of the entry's own policies may run in learn
+// mode at launch. A name the entry does not grant would grant nothing: an error, not a no-op.
+void ConfigReader::learn(const Entry& entry, Grant& result) {
+  if (entry.value.IsScalar()) {
+    if (auto on = boolean(entry)) {
+      if (*on) result.learn.emplace_back("*");
+    }
+    return;
+  }
+  auto items = string_list(entry, "true, false or a list of policy names");
+  if (!items) {
+    return;
+  }
+  const bool every = std::ranges::find(result.policies, "*") != result.policies.end();
+  for (const auto& [text, item] : *items) {
+    if (text != "*" && !valid_policy_name(text)) {
+      fail(ErrorCode::BadValue, item, "`learn`: `" + text + "` is not a policy name (nor \"*\")");
+    } else if (text != "*" && !every && std::ranges::find(result.policies, text) == result.policies.end()) {
+      fail(ErrorCode::BadValue, item,
+           "`learn`: policy `" + text + "` is not among this entry's `policies`, so it grants nothing");
+    } else {
+      result.learn.push_back(text);
+    }
+  }
 }
 
 std::optional<Config> ConfigReader::config(const YAML::Node& root) {
@@ -298,7 +328,7 @@ std::optional<Config> ConfigReader::config(const YAML::Node& root) {
   }
   if (const Entry* entry = find(*entries, "access")) {
     if (!entry->value.IsSequence()) {
-      wrong_type(*entry, "a list of {users, groups, policies}");
+      wrong_type(*entry, "a list of {users, groups, policies, learn}");
     } else {
       result.access.clear();
       std::size_t index = 0;
@@ -399,6 +429,25 @@ std::string refusal(const Config& config, const Peer& peer, std::string_view pol
     list += (list.empty() ? "" : ", ") + name;
   }
   return who + " may not use policy " + quoted(policy_name) + " (allowed: " + list + "; see " + source + ")";
+}
+
+}  // namespace sysvisor::config
+
+namespace sysvisor::config {
+
+std::string learn_refusal(const Config& config, const Peer& peer, std::string_view policy_name) {
+  const auto names = [&](const std::vector<std::string>& list) {
+    return std::ranges::any_of(list,
+                               [&](const std::string& name) { return name == "*" || name == policy_name; });
+  };
+  for (const Grant& grant : config.access) {
+    if (grant_matches(grant, peer) && names(grant.policies) && names(grant.learn)) {
+      return {};
+    }
+  }
+  const std::string source = config.file.empty() ? "the built-in configuration" : config.file.string();
+  return "uid " + std::to_string(peer.uid) + " may not run policy " + quoted(policy_name) +
+         " in learn mode (no `learn:` for it in the `access:` entries of " + source + ")";
 }
 
 }  // namespace sysvisor::config

@@ -103,10 +103,12 @@ std::string to_json(const v1::Response& response) {
 // One client: its request, the answer, done. Every failure closes it; none throws.
 class ControlServer::Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(ControlServer& server, UniqueFd sock)
-      : server_(server), sock_(std::move(sock)), io_(server.io_, sock_.get()), deadline_(server.io_) {
-    peer_ = peer_credentials(sock_.get());
-  }
+  Connection(ControlServer& server, UniqueFd sock, config::Peer peer)
+      : server_(server),
+        sock_(std::move(sock)),
+        io_(server.io_, sock_.get()),
+        deadline_(server.io_),
+        peer_(std::move(peer)) {}
   ~Connection() {
     boost::system::error_code ec;
     io_.cancel(ec);
@@ -120,8 +122,10 @@ class ControlServer::Connection : public std::enable_shared_from_this<Connection
     deadline_.expires_after(server_.config_.timeout);
     deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (ec || self->done_) return;
-      spdlog::warn("control: uid {} (pid {}): no request or no room for the answer within the timeout",
-                   self->peer_.uid, self->peer_.pid);
+      self->server_.gate_.log().warn(
+          self->peer_.charged,
+          fmt::format("control: uid {} (pid {}): no request or no room for the answer within the timeout",
+                      self->peer_.uid, self->peer_.pid));
       self->finish();
     });
     wait(boost::asio::posix::stream_descriptor::wait_read);
@@ -136,6 +140,8 @@ class ControlServer::Connection : public std::enable_shared_from_this<Connection
     boost::asio::post(server_.io_,
                       [self = shared_from_this()] { self->server_.on_connection_done(self.get()); });
   }
+
+  [[nodiscard]] uid_t uid() const noexcept { return peer_.charged; }
 
  private:
   void wait(boost::asio::posix::stream_descriptor::wait_type what) {
@@ -159,8 +165,9 @@ class ControlServer::Connection : public std::enable_shared_from_this<Connection
     // Checked once the request is read: closing with it unread would reset the connection
     // and the client might see ECONNRESET instead of the reason.
     if (!may_control(peer_, server_.config_.group)) {
-      spdlog::warn("control: uid {} (pid {}) refused: not root{}", peer_.uid, peer_.pid,
-                   server_.config_.group ? " nor in control_group" : "");
+      server_.gate_.log().warn(
+          peer_.charged, fmt::format("control: uid {} (pid {}) refused: not root{}", peer_.uid, peer_.pid,
+                                     server_.config_.group ? " nor in control_group" : ""));
       v1::Response denied;
       denied.mutable_error()->set_message("permission denied: uid " + std::to_string(peer_.uid) +
                                           " is not root" +
@@ -178,7 +185,8 @@ class ControlServer::Connection : public std::enable_shared_from_this<Connection
   }
 
   void bad_request(const std::string& why) {
-    spdlog::warn("control: uid {} (pid {}): bad request: {}", peer_.uid, peer_.pid, why);
+    server_.gate_.log().warn(
+        peer_.charged, fmt::format("control: uid {} (pid {}): bad request: {}", peer_.uid, peer_.pid, why));
     v1::Response response;
     response.mutable_error()->set_message("bad request: " + why);
     reply(response);
@@ -242,7 +250,14 @@ ControlServer::Handler with_audit_status(ControlServer::Handler handler) {
 }  // namespace
 
 ControlServer::ControlServer(boost::asio::io_context& io, Config config, Handler handler)
-    : io_(io), config_(std::move(config)), handler_(with_audit_status(std::move(handler))), listener_(io) {
+    : io_(io),
+      config_(std::move(config)),
+      handler_(with_audit_status(std::move(handler))),
+      listener_(io),
+      // control.sock is root's and control_group's: a member holds at most a quarter of it.
+      gate_(io, "control.sock",
+            ConnectionLimits{std::max<std::size_t>(config_.max_connections / 4, 1),
+                             config_.max_connections / 2, config_.max_connections}) {
   listener_.assign(open_listener(config_.inherited_fd, config_.socket_path, SOCK_SEQPACKET,
                                  config_.group ? 0660 : 0600, config_.group, "control", owns_path_)
                        .release());
@@ -267,12 +282,12 @@ void ControlServer::shutdown() {
 }
 
 void ControlServer::accept_next() {
-  accept_connections(*this, listener_, config_.socket_path, connections_, config_.max_connections, "control",
-                     stopping_);
+  accept_connections(*this, listener_, config_.socket_path, connections_, gate_, stopping_);
 }
 
 void ControlServer::on_connection_done(Connection* conn) {
-  connections_.erase(conn);
+  const uid_t uid = conn->uid();  // alive: the posted handler holds it
+  if (connections_.erase(conn) != 0) gate_.release(uid);
 }
 
 // ---- The client's side ----

@@ -1,12 +1,15 @@
 #include "sysvisor/listen.hpp"
 
 #include <fcntl.h>
+#include <linux/nsfs.h>
 #include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -88,12 +91,25 @@ UniqueFd open_listener(int& inherited_fd, const std::filesystem::path& path, int
 }
 
 void accept_pending(int listener, const std::filesystem::path& where,
-                    const std::function<void(UniqueFd)>& take) {
-  for (;;) {
+                    const std::function<void(UniqueFd)>& take, std::size_t batch) {
+  for (std::size_t i = 0; i < batch; ++i) {
     UniqueFd sock(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     if (!sock) {
-      if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-        spdlog::warn("accept on {}: {}", where.string(), std::strerror(errno));
+      const int err = errno;
+      if (err != EAGAIN && err != EINTR && err != ECONNABORTED) {
+        // Out of fds (EMFILE) repeats at every wake-up while it lasts: once a minute is enough.
+        static std::chrono::steady_clock::time_point last{};
+        static std::uint64_t held_back = 0;
+        const auto now = std::chrono::steady_clock::now();
+        if (last == std::chrono::steady_clock::time_point{} || now - last >= std::chrono::minutes(1)) {
+          spdlog::warn("accept on {}: {}{}", where.string(), std::strerror(err),
+                       held_back == 0 ? std::string()
+                                      : " (" + std::to_string(held_back) + " more accept errors not logged)");
+          last = now;
+          held_back = 0;
+        } else {
+          ++held_back;
+        }
       }
       return;
     }
@@ -101,14 +117,114 @@ void accept_pending(int listener, const std::filesystem::path& where,
   }
 }
 
+RefusalLog::RefusalLog(boost::asio::io_context& io, std::string what, Limits limits)
+    : what_(std::move(what)), limits_(limits), timer_(io) {}
+
+void RefusalLog::log(spdlog::level::level_enum level, uid_t uid, const std::string& line) {
+  if (uid == 0) {
+    spdlog::log(level, "{}", line);
+    return;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  if (now - window_start_ >= limits_.interval) {
+    flush();
+    window_start_ = now;
+    written_.clear();
+    written_total_ = 0;
+  }
+  if (written_total_ < limits_.total && (written_.contains(uid) || written_.size() < limits_.uids)) {
+    std::size_t& n = written_[uid];
+    if (n < limits_.per_uid) {
+      ++n;
+      ++written_total_;
+      spdlog::log(level, "{}", line);
+      return;
+    }
+  }
+  ++suppressed_window_;
+  ++suppressed_ever_;
+  if (suppressed_.contains(uid) || suppressed_.size() < limits_.uids) {
+    ++suppressed_[uid];
+  } else {
+    ++suppressed_other_;
+  }
+  if (!armed_) {
+    armed_ = true;
+    timer_.expires_at(window_start_ + limits_.interval);
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;  // cancelled: `this` may be gone
+      armed_ = false;
+      flush();
+    });
+  }
+}
+
+void RefusalLog::flush() {
+  if (suppressed_window_ == 0) return;
+  std::vector<std::pair<std::uint64_t, uid_t>> top;
+  top.reserve(suppressed_.size());
+  for (const auto& [uid, n] : suppressed_) top.emplace_back(n, uid);
+  const std::size_t shown = std::min<std::size_t>(top.size(), 5);
+  std::partial_sort(top.begin(), top.begin() + static_cast<std::ptrdiff_t>(shown), top.end(),
+                    [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::string who;
+  for (std::size_t i = 0; i < shown; ++i) {
+    who += (i == 0 ? "" : ", ") + std::string("uid ") + std::to_string(top[i].second) + ": " +
+           std::to_string(top[i].first);
+  }
+  const std::size_t rest = top.size() - shown + (suppressed_other_ > 0 ? 1 : 0);
+  if (rest > 0) who += ", and " + std::to_string(rest) + " other uid(s)";
+  spdlog::warn("{}: {} more lines about refused or failed connections not logged in the last {} s ({})",
+               what_, suppressed_window_,
+               std::chrono::duration_cast<std::chrono::seconds>(limits_.interval).count(), who);
+  suppressed_.clear();
+  suppressed_other_ = 0;
+  suppressed_window_ = 0;
+}
+
+bool ConnectionGate::admit(uid_t uid) {
+  std::string why;
+  if (total_ >= limits_.total) {
+    why = std::to_string(total_) + " connections in progress, the limit of this socket";
+  } else if (uid != 0 && others_ >= limits_.others) {
+    why = std::to_string(others_) + " connections of users other than root in progress, their limit";
+  } else if (uid != 0 && in_progress(uid) >= limits_.per_uid) {
+    why = "uid " + std::to_string(uid) + " has " + std::to_string(in_progress(uid)) +
+          " connections in progress, the limit per user";
+  }
+  if (!why.empty()) {
+    log_.warn(uid, what_ + ": connection from uid " + std::to_string(uid) + " refused: " + why);
+    return false;
+  }
+  ++total_;
+  if (uid != 0) {
+    ++others_;
+    ++by_uid_[uid];
+  }
+  return true;
+}
+
+void ConnectionGate::release(uid_t uid) {
+  if (total_ > 0) --total_;
+  if (uid == 0) return;
+  if (others_ > 0) --others_;
+  if (const auto it = by_uid_.find(uid); it != by_uid_.end() && --it->second == 0) by_uid_.erase(it);
+}
+
+std::size_t ConnectionGate::in_progress(uid_t uid) const {
+  const auto it = by_uid_.find(uid);
+  return it == by_uid_.end() ? 0 : it->second;
+}
+
 config::Peer peer_credentials(int fd) {
-  config::Peer peer{0, 65534, 65534, {}};
+  config::Peer peer{0, 65534, 65534, {}, 65534};
   ucred cred{};
   socklen_t len = sizeof cred;
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
     peer.pid = cred.pid;
     peer.uid = cred.uid;
     peer.gid = cred.gid;
+    peer.charged = cred.uid;
   }
   std::vector<gid_t> groups(64);
   len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
@@ -123,6 +239,47 @@ config::Peer peer_credentials(int fd) {
   groups.resize(len / sizeof(gid_t));
   peer.groups = std::move(groups);
   return peer;
+}
+
+namespace {
+
+// Not in Debian 12's headers: asm-generic/socket.h (Linux 6.5) and linux/pidfd.h (Linux 6.11).
+constexpr int kSoPeerPidfd = 77;
+constexpr unsigned long kPidfdGetUserNamespace = _IO(0xFF, 9);
+
+bool same_file(int fd, const struct stat& other) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 && st.st_ino == other.st_ino && st.st_dev == other.st_dev;
+}
+
+}  // namespace
+
+uid_t charged_uid(int fd, const config::Peer& peer) {
+  if (peer.uid == 0) return 0;
+  static const struct stat initial = [] {
+    struct stat st {};
+    ::stat("/proc/self/ns/user", &st);
+    return st;
+  }();
+  int raw = -1;
+  socklen_t len = sizeof raw;
+  if (::getsockopt(fd, SOL_SOCKET, kSoPeerPidfd, &raw, &len) != 0) return peer.uid;
+  const UniqueFd pidfd(raw);
+  UniqueFd ns(::ioctl(pidfd.get(), kPidfdGetUserNamespace, 0));
+  if (!ns) return peer.uid;  // gone already, or an older kernel
+  // Up to the namespace whose parent is the initial one; at most 32 levels (the kernel's).
+  for (int depth = 0; depth < 33; ++depth) {
+    if (same_file(ns.get(), initial)) return peer.uid;
+    UniqueFd parent(::ioctl(ns.get(), NS_GET_PARENT));
+    if (!parent) return peer.uid;
+    if (same_file(parent.get(), initial)) {
+      uid_t owner = 0;
+      if (::ioctl(ns.get(), NS_GET_OWNER_UID, &owner) != 0 || owner == 0) return peer.uid;
+      return owner;
+    }
+    ns = std::move(parent);
+  }
+  return peer.uid;
 }
 
 }  // namespace sysvisor

@@ -44,41 +44,44 @@ std::expected<pid_t, std::string> pid_member(const json& obj, const char* key, c
 }  // namespace
 
 Scan scan_object(std::string_view bytes) {
-  std::size_t i = 0;
-  while (i < bytes.size() && is_space(bytes[i])) ++i;
-  if (i == bytes.size()) return Scan::Incomplete;
-  if (bytes[i] != '{') return Scan::NotAnObject;
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (; i < bytes.size(); ++i) {
-    const char c = bytes[i];
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
+  return ObjectScanner{}.feed(bytes);
+}
+
+Scan ObjectScanner::feed(std::string_view chunk) {
+  scanned_ += chunk.size();
+  if (state_ == Scan::NotAnObject) return state_;
+  for (const char c : chunk) {
+    if (state_ == Scan::Complete) {
+      // One object; what follows may only be whitespace (crun's trailing newline).
+      if (!is_space(c)) return state_ = Scan::NotAnObject;
+      continue;
+    }
+    if (!started_) {
+      if (is_space(c)) continue;
+      if (c != '{') return state_ = Scan::NotAnObject;
+      started_ = true;
+      depth_ = 1;
+      continue;
+    }
+    if (in_string_) {
+      if (escaped_) {
+        escaped_ = false;
       } else if (c == '\\') {
-        escaped = true;
+        escaped_ = true;
       } else if (c == '"') {
-        in_string = false;
+        in_string_ = false;
       }
       continue;
     }
     if (c == '"') {
-      in_string = true;
+      in_string_ = true;
     } else if (c == '{' || c == '[') {
-      ++depth;
+      ++depth_;
     } else if (c == '}' || c == ']') {
-      if (--depth < 0) return Scan::NotAnObject;
-      if (depth == 0) {
-        // One object; what follows may only be whitespace (crun's trailing newline).
-        for (++i; i < bytes.size(); ++i) {
-          if (!is_space(bytes[i])) return Scan::NotAnObject;
-        }
-        return Scan::Complete;
-      }
+      if (--depth_ == 0) state_ = Scan::Complete;
     }
   }
-  return Scan::Incomplete;
+  return state_;
 }
 
 std::expected<ProcessState, std::string> parse_process_state(std::string_view bytes) {

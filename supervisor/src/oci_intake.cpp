@@ -126,12 +126,12 @@ std::expected<void, std::string> check_peer_owns(const Peer& peer, const LivePro
 // handoff, then close. runc never closes its side, so completeness is ours to judge.
 class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(OciIntake& intake, UniqueFd sock)
+  Connection(OciIntake& intake, UniqueFd sock, Peer peer)
       : intake_(intake),
         sock_(std::move(sock)),
         readable_(intake.io_, sock_.get()),
         deadline_(intake.io_),
-        peer_(peer_credentials(sock_.get())) {}
+        peer_(std::move(peer)) {}
   ~Connection() {
     boost::system::error_code ec;
     readable_.cancel(ec);
@@ -152,12 +152,16 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
 
   void refuse(const std::string& why) {
     if (done_) return;
-    spdlog::warn("oci: {}refused{}: {}{}", who(), id_.empty() ? "" : " container `" + id_ + "`", why,
-                 fds_.empty() ? ""
-                              : "; the listener is closed, so the calls the runtime's filter traps in "
-                                "this process now fail with ENOSYS (Function not implemented)");
+    intake_.gate_.log().warn(
+        peer_.charged,
+        fmt::format("oci: {}refused{}: {}{}", who(), id_.empty() ? "" : " container `" + id_ + "`", why,
+                    fds_.empty() ? ""
+                                 : "; the listener is closed, so the calls the runtime's filter traps in "
+                                   "this process now fail with ENOSYS (Function not implemented)"));
     finish();
   }
+
+  [[nodiscard]] uid_t uid() const noexcept { return peer_.charged; }
 
  private:
   [[nodiscard]] std::string who() const {
@@ -175,6 +179,9 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
   void finish() {
     done_ = true;
     fds_.clear();  // closes every fd not handed over
+    intake_.give_back_buffer(peer_.charged, held_);
+    held_ = 0;
+    std::string().swap(bytes_);
     deadline_.cancel();
     boost::system::error_code ec;
     readable_.cancel(ec);
@@ -183,16 +190,16 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void on_readable() {
+    // Read into one buffer of the loop's; only what came is kept, and only while its owner's
+    // share of the daemon's memory has room for it.
+    static std::array<char, kReadChunk> chunk;
     const std::size_t room = intake_.config_.max_bytes + 1 - bytes_.size();
-    const std::size_t old = bytes_.size();
-    bytes_.resize(old + std::min(room, kReadChunk));
     std::array<int, kMaxFds> raw{};
     std::size_t nfds = 0;
     int flags = 0;
-    const ssize_t n = wire::receive_with_fds(sock_.get(), bytes_.data() + old, bytes_.size() - old,
+    const ssize_t n = wire::receive_with_fds(sock_.get(), chunk.data(), std::min(room, chunk.size()),
                                              raw.data(), raw.size(), &nfds, &flags, true);
     const int err = errno;
-    bytes_.resize(old + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
     for (std::size_t i = 0; i < std::min(nfds, raw.size()); ++i) fds_.emplace_back(raw[i]);
     if (n < 0) {
       if (err == EAGAIN || err == EINTR) {
@@ -211,11 +218,21 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
       on_eof();
       return;
     }
-    if (bytes_.size() > intake_.config_.max_bytes) {
+    const auto got = static_cast<std::size_t>(n);
+    if (bytes_.size() + got > intake_.config_.max_bytes) {
       refuse("payload larger than " + std::to_string(intake_.config_.max_bytes) + " bytes");
       return;
     }
-    switch (oci::scan_object(bytes_)) {
+    if (!intake_.take_buffer(peer_.charged, got)) {
+      refuse("uid " + std::to_string(peer_.charged) +
+             " has too many bytes of unfinished payloads held by the supervisor (" +
+             std::to_string(intake_.config_.max_buffered_per_uid) + " per user)");
+      return;
+    }
+    held_ += got;
+    const std::string_view fresh(chunk.data(), got);
+    bytes_.append(fresh);
+    switch (scanner_.feed(fresh)) {
       case oci::Scan::Incomplete:
         wait();
         return;
@@ -232,13 +249,15 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
     if (bytes_.empty() && fds_.empty()) {
       // crun connects before it creates the container and closes without a word when
       // creation fails: not an error of ours.
-      spdlog::info("oci: {}closed without a payload (crun does this when the container could not be created)",
-                   who());
+      intake_.gate_.log().log(
+          spdlog::level::info, peer_.charged,
+          "oci: " + who() +
+              "closed without a payload (crun does this when the container could not be created)");
       done_ = true;
       finish();
       return;
     }
-    if (oci::scan_object(bytes_) == oci::Scan::Complete) {
+    if (scanner_.state() == oci::Scan::Complete) {
       on_payload();
       return;
     }
@@ -328,10 +347,11 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     spdlog::info(
-        "{}supervised with policy `{}` (from {}; session {}, {} process pid {}, engine {}, bundle `{}`, "
-        "runtime pid {} uid {}{}{})",
-        prefix, choice->name, oci::to_string(choice->source), *adopted, exec ? "exec" : "init", pid, engine,
-        ps->state.bundle, peer_.pid, peer_.uid, labels.empty() ? "" : ", labels ", labels);
+        "{}supervised with policy `{}` (from {}; session {}, mode {}, {} process pid {}, engine {}, "
+        "bundle `{}`, runtime pid {} uid {}{}{})",
+        prefix, choice->name, oci::to_string(choice->source), adopted->session_id, adopted->mode,
+        exec ? "exec" : "init", pid, engine, ps->state.bundle, peer_.pid, peer_.uid,
+        labels.empty() ? "" : ", labels ", labels);
     finish();
   }
 
@@ -341,13 +361,19 @@ class OciIntake::Connection : public std::enable_shared_from_this<Connection> {
   boost::asio::steady_timer deadline_;
   Peer peer_;
   std::string bytes_;
+  oci::ObjectScanner scanner_;  // of bytes_, fed as they come
+  std::size_t held_ = 0;        // bytes taken from the intake's buffer budget
   std::vector<UniqueFd> fds_;
   std::string id_;
   bool done_ = false;
 };
 
 OciIntake::OciIntake(boost::asio::io_context& io, Config config, AdoptFn adopt)
-    : io_(io), config_(std::move(config)), adopt_(std::move(adopt)), listener_(io) {
+    : io_(io),
+      config_(std::move(config)),
+      adopt_(std::move(adopt)),
+      listener_(io),
+      gate_(io, config_.socket_path.filename().string(), config_.limits) {
   // SOCK_STREAM, as the OCI runtimes connect.
   listener_.assign(open_listener(config_.inherited_fd, config_.socket_path, SOCK_STREAM, config_.mode,
                                  config_.group, "oci", owns_path_)
@@ -375,12 +401,33 @@ void OciIntake::shutdown() {
 }
 
 void OciIntake::accept_next() {
-  accept_connections(*this, listener_, config_.socket_path, connections_, config_.max_pending, "oci",
-                     stopping_);
+  accept_connections(*this, listener_, config_.socket_path, connections_, gate_, stopping_);
 }
 
 void OciIntake::on_connection_done(Connection* conn) {
-  connections_.erase(conn);
+  const uid_t uid = conn->uid();  // alive: the posted handler holds it
+  if (connections_.erase(conn) != 0) gate_.release(uid);
+}
+
+bool OciIntake::take_buffer(uid_t uid, std::size_t more) {
+  if (uid == 0) return true;
+  std::size_t& mine = buffered_[uid];
+  if (mine + more > config_.max_buffered_per_uid || buffered_others_ + more > config_.max_buffered_others) {
+    if (mine == 0) buffered_.erase(uid);
+    return false;
+  }
+  mine += more;
+  buffered_others_ += more;
+  return true;
+}
+
+void OciIntake::give_back_buffer(uid_t uid, std::size_t bytes) {
+  if (uid == 0 || bytes == 0) return;
+  buffered_others_ -= std::min(buffered_others_, bytes);
+  if (const auto it = buffered_.find(uid); it != buffered_.end()) {
+    it->second -= std::min(it->second, bytes);
+    if (it->second == 0) buffered_.erase(it);
+  }
 }
 
 }  // namespace sysvisor

@@ -34,6 +34,11 @@ SessionServices session_services(mknod::DeviceStore& devices, audit::Sink& audit
   return services;
 }
 
+// The mode a container really runs in: learn when launched so (and granted), else its policy's.
+const char* running_mode(const policy::Policy& pol, bool learn) {
+  return learn ? policy::to_string(policy::Mode::Learn) : policy::to_string(pol.mode);
+}
+
 bool valid_container_id(const std::string& id) {
   if (id.empty() || id.size() > 128) return false;
   for (const char c : id) {
@@ -48,9 +53,12 @@ bool valid_container_id(const std::string& id) {
 // One agent connection, from hello to handoff. Every violation closes it with a log line.
 class Server::Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Server& server, UniqueFd sock)
-      : server_(server), sock_(std::move(sock)), readable_(server.io_, sock_.get()), deadline_(server.io_) {
-    peer_ = peer_credentials(sock_.get());
+  Connection(Server& server, UniqueFd sock, config::Peer peer)
+      : server_(server),
+        sock_(std::move(sock)),
+        readable_(server.io_, sock_.get()),
+        deadline_(server.io_),
+        peer_(std::move(peer)) {
     peer_pid_ = peer_.pid;
     peer_uid_ = peer_.uid;
   }
@@ -63,22 +71,30 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
   Connection& operator=(const Connection&) = delete;
 
   void start() {
-    deadline_.expires_after(server_.config_.handshake_timeout);
-    deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-      if (ec) return;
-      self->drop("no complete handshake within the timeout");
-    });
+    arm_deadline(server_.config_.hello_timeout, "no hello within the timeout");
     wait();
   }
 
   void drop(const std::string& why) {
     if (done_) return;
     done_ = true;
-    spdlog::warn("agent connection (pid {} uid {}) closed: {}", peer_pid_, peer_uid_, why);
+    server_.agent_gate_.log().warn(
+        peer_.charged, fmt::format("agent connection (pid {} uid {}) closed: {}", peer_pid_, peer_uid_, why));
     finish();
   }
 
+  [[nodiscard]] uid_t uid() const noexcept { return peer_.charged; }
+
  private:
+  // Re-arming cancels the wait before (its handler sees operation_aborted).
+  void arm_deadline(std::chrono::milliseconds after, const char* why) {
+    deadline_.expires_after(after);
+    deadline_.async_wait([self = shared_from_this(), why, after](const boost::system::error_code& ec) {
+      if (ec) return;
+      self->drop(std::string(why) + " (" + std::to_string(after.count()) + " ms)");
+    });
+  }
+
   void wait() {
     readable_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                          [self = shared_from_this()](const boost::system::error_code& ec) {
@@ -100,7 +116,8 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     v1::SupervisorMessage msg;
     msg.mutable_refusal()->set_reason(reason);
     (void)wire::send_message(sock_.get(), msg);
-    spdlog::warn("agent (pid {} uid {}) refused: {}", peer_pid_, peer_uid_, reason);
+    server_.agent_gate_.log().warn(
+        peer_.charged, fmt::format("agent (pid {} uid {}) refused: {}", peer_pid_, peer_uid_, reason));
     finish();
   }
 
@@ -157,6 +174,14 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
       refuse(why);
       return;
     }
+    // Learn mode turns the policy's enforcement off: only where the configuration grants it.
+    // The agent can still be told, so a refused request refuses the container before it runs.
+    if (hello.learn()) {
+      if (auto why = config::learn_refusal(server_.config_.config, peer_, hello.policy()); !why.empty()) {
+        refuse(why + "; run without --learn, or grant it with `learn:` in the configuration");
+        return;
+      }
+    }
     policy_ = loaded->policy;
     filter_ = loaded->bpf;
     container_id_ = hello.container_id();
@@ -172,6 +197,7 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
       return;
     }
     hello_done_ = true;
+    arm_deadline(server_.config_.handshake_timeout, "no handoff within the timeout after the hello");
     wait();
   }
 
@@ -202,8 +228,9 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
                                   [&srv = server_](const std::string& id) { srv.on_session_closed(id); });
     server_.sessions_.emplace(session_id, Supervised{session, std::move(filter_)});
     session->start();
-    spdlog::info("[c={}] supervised with policy `{}` (session {}, agent pid {} uid {})", container_id_,
-                 policy_->name, session_id, peer_pid_, peer_uid_);
+    spdlog::info("[c={}] supervised with policy `{}` (session {}, agent pid {} uid {}, mode {})",
+                 container_id_, policy_->name, session_id, peer_pid_, peer_uid_,
+                 running_mode(*policy_, learn_));
     finish();
   }
 
@@ -293,6 +320,7 @@ Server::Server(boost::asio::io_context& io, ServerConfig config, PolicySet polic
       listener_(io),
       signals_(io, SIGTERM, SIGINT),
       hangups_(io, SIGHUP),
+      agent_gate_(io, "agent.sock", config_.limits),
       listener_hangups_(io),
       ticker_(io) {
   try {
@@ -325,8 +353,8 @@ void Server::bind_socket() {
     listener_.assign(listen_unix(socket_path_, SOCK_SEQPACKET, cfg.socket_mode, cfg.socket_group).release());
   }
   OciIntake::Config oci_config{
-      cfg.runtime_dir / "oci.sock", cfg.default_policy,     cfg.socket_mode, cfg.socket_group,
-      config_.handshake_timeout,    config_.max_connections};
+      cfg.runtime_dir / "oci.sock", cfg.default_policy, cfg.socket_mode, cfg.socket_group,
+      config_.handshake_timeout,    config_.limits};
   oci_config.inherited_fd = inherited("oci");
   oci_ = std::make_unique<OciIntake>(io_, std::move(oci_config),
                                      [this](OciHandoff handoff) { return adopt(std::move(handoff)); });
@@ -483,26 +511,12 @@ void Server::shutdown() {
 }
 
 void Server::accept_next() {
-  if (stopping_) return;
-  listener_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                       [this](const boost::system::error_code& ec) {
-                         if (ec || stopping_) return;
-                         accept_pending(listener_.native_handle(), socket_path_, [this](UniqueFd sock) {
-                           if (connections_.size() >= config_.max_connections) {
-                             spdlog::warn("too many agent handshakes in progress ({}): connection dropped",
-                                          connections_.size());
-                             return;
-                           }
-                           auto conn = std::make_shared<Connection>(*this, std::move(sock));
-                           connections_.emplace(conn.get(), conn);
-                           conn->start();
-                         });
-                         accept_next();
-                       });
+  accept_connections(*this, listener_, socket_path_, connections_, agent_gate_, stopping_);
 }
 
 void Server::on_connection_done(Connection* conn) {
-  connections_.erase(conn);
+  const uid_t uid = conn->uid();  // alive: the posted handler holds it
+  if (connections_.erase(conn) != 0) agent_gate_.release(uid);
 }
 
 void Server::on_session_closed(const std::string& session_id) {
@@ -601,7 +615,7 @@ control::v1::Response Server::answer(const control::v1::Request& request, const 
   return response;
 }
 
-std::expected<std::string, std::string> Server::adopt(OciHandoff handoff) {
+std::expected<OciAdopted, std::string> Server::adopt(OciHandoff handoff) {
   if (stopping_) return std::unexpected("the supervisor is shutting down");
   const LoadedPolicy* loaded = registry_.find(handoff.policy);
   if (loaded == nullptr) {
@@ -618,12 +632,27 @@ std::expected<std::string, std::string> Server::adopt(OciHandoff handoff) {
   const std::string session_id = "s" + std::to_string(++next_session_);
   Session::Identity identity{session_id,       container_id,     handoff.peer.pid,
                              handoff.peer.uid, handoff.init_pid, handoff.identity.engine};
-  // Learn mode at launch: listenerMetadata `learn=true` or annotation io.sysvisor.learn=true.
+  // Learn mode at launch: listenerMetadata `learn=true` or annotation io.sysvisor.learn=true,
+  // only where the configuration grants it to this peer for this policy. Whoever writes the
+  // annotations (a pod's author) is not whoever the runtime runs as, and the runtime cannot be
+  // told of a refusal (refusing the handoff would leave its trapped calls failing with ENOSYS):
+  // a refused request runs in the policy's own mode, and the log says so.
   const auto learn_label = handoff.labels.find("learn");
   const auto learn_annotation = handoff.identity.annotations.find("io.sysvisor.learn");
-  identity.learn =
-      (learn_label != handoff.labels.end() && learn_label->second == "true") ||
-      (learn_annotation != handoff.identity.annotations.end() && learn_annotation->second == "true");
+  const char* asked_by =
+      learn_label != handoff.labels.end() && learn_label->second == "true" ? "listenerMetadata `learn=true`"
+      : learn_annotation != handoff.identity.annotations.end() && learn_annotation->second == "true"
+          ? "annotation io.sysvisor.learn=true"
+          : nullptr;
+  if (asked_by != nullptr) {
+    if (auto why = config::learn_refusal(config_.config, handoff.peer, handoff.policy); !why.empty()) {
+      spdlog::warn("[c={}] learn mode asked for by the {} is not granted: {}; the container runs in mode {}",
+                   container_id, asked_by, why, running_mode(*loaded->policy, false));
+    } else {
+      identity.learn = true;
+    }
+  }
+  const std::string mode = running_mode(*loaded->policy, identity.learn);
   auto session = std::make_shared<Session>(
       io_, services(), identity, registry_, loaded->policy, std::move(handoff.listener),
       [this, container_id](const std::string& id) {
@@ -642,7 +671,7 @@ std::expected<std::string, std::string> Server::adopt(OciHandoff handoff) {
     spdlog::info("[c={}] process {} joins the container ({} supervised processes)", container_id, handoff.pid,
                  group.size());
   }
-  return session_id;
+  return OciAdopted{session_id, mode};
 }
 
 }  // namespace sysvisor

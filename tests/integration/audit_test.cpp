@@ -323,7 +323,10 @@ TEST_F(Audit, AuditModeAllowsAndSaysWhatWouldHaveBeenDone) {
 }
 
 TEST_F(Audit, LearnFlagAtLaunchAllowsAndRecords) {
-  start();
+  // Learn mode at launch lifts enforcement: only where the configuration grants it.
+  const fs::path config = dir_->path() / "sysvisor.yaml";
+  std::ofstream(config) << "access:\n  - users: [root]\n    policies: [\"*\"]\n    learn: true\n";
+  start({"--config", config.string()});
   // rootless-devices enforcing would emulate 1:3; learning, the kernel decides (a rootless
   // container may not make devices) and the record says what the rules would have done.
   const auto o = container("probe mknod /dev/null c 1 3; probe mknod /dev/sda b 8 0", "rootless-devices",

@@ -119,7 +119,8 @@ class Oci : public DaemonSuite<Oci> {
                              "  - users: [root, "
                           << kRootlessUser
                           << "]\n"
-                             "    policies: [\"*\"]\n";
+                             "    policies: [\"*\"]\n"
+                             "    learn: true\n";  // LearnInTheMetadataAllowsAndRecords
     daemon_ = new Daemon(runtime(), policies, audit_log(), daemon_log(),
                          {"--config", config.string(), "--default-policy", "deny-devices"});
     ASSERT_TRUE(daemon_->ready()) << read_file(daemon_log());

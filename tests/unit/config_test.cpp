@@ -187,6 +187,72 @@ access:
   EXPECT_EQ(refusal(nobody, peer(0), "x"), "uid 0 is not granted any policy by sysvisor.yaml");
 }
 
+// Learn mode at launch overrides a policy's mode: only an `access:` entry that grants the
+// policy and names it under `learn` allows it. Nobody, not even root, by default.
+TEST(Config, LearnIsGrantedOnlyWhereTheConfigurationSaysSo) {
+  Config builtin;
+  EXPECT_EQ(refusal(builtin, peer(0), "deny-dangerous"), "");
+  EXPECT_EQ(learn_refusal(builtin, peer(0), "deny-dangerous"),
+            "uid 0 may not run policy \"deny-dangerous\" in learn mode (no `learn:` for it in the `access:` "
+            "entries of the built-in configuration)");
+  EXPECT_NE(learn_refusal(parse_ok("{}\n"), peer(0), "deny-dangerous"), "");
+
+  Config config = parse_ok(R"(
+access:
+  - users: [root]
+    policies: ["*"]
+  - users: [root]
+    policies: [learn-me, deny-dangerous]
+    learn: [learn-me]
+  - users: [1000]
+    policies: [rootless-devices, deny-dangerous]
+    learn: true
+  - users: [1001]
+    policies: ["*"]
+    learn: [deny-dangerous]
+  - users: [1002]
+    policies: [deny-dangerous]
+    learn: false
+  - groups: [60]
+    policies: [rootless-devices]
+  - users: [1003]
+    policies: [deny-dangerous]
+)");
+  ASSERT_EQ(config.access.size(), 7u);
+  EXPECT_TRUE(config.access[0].learn.empty());
+  EXPECT_EQ(config.access[1].learn, std::vector<std::string>{"learn-me"});
+  EXPECT_EQ(config.access[2].learn, std::vector<std::string>{"*"});
+  EXPECT_TRUE(config.access[4].learn.empty());
+  EXPECT_EQ(learn_refusal(config, peer(0), "learn-me"), "");
+  EXPECT_NE(learn_refusal(config, peer(0), "deny-dangerous"), "") << "granted, but not for learning";
+  EXPECT_EQ(learn_refusal(config, peer(1000), "deny-dangerous"), "");  // `true`: its own policies
+  EXPECT_NE(learn_refusal(config, peer(1000), "other"), "") << "true covers only the entry's policies";
+  EXPECT_EQ(learn_refusal(config, peer(1001), "deny-dangerous"), "");
+  EXPECT_NE(learn_refusal(config, peer(1001), "rootless-devices"), "");
+  EXPECT_NE(learn_refusal(config, peer(1002), "deny-dangerous"), "");
+  EXPECT_NE(learn_refusal(config, peer(2000, 60), "rootless-devices"), "");
+  // A learn grant in one entry does not reach another user's entry.
+  EXPECT_EQ(learn_refusal(config, peer(1003), "deny-dangerous"),
+            "uid 1003 may not run policy \"deny-dangerous\" in learn mode (no `learn:` for it in the "
+            "`access:` entries of sysvisor.yaml)");
+}
+
+TEST(Config, LearnErrors) {
+  const std::string head = "access:\n  - users: [root]\n    policies: [a, b]\n";
+  expect_one_error(head + "    learn: yes-please\n", ErrorCode::WrongType, 4, 12);
+  expect_one_error(head + "    learn: {a: true}\n", ErrorCode::WrongType, 4, 12);
+  expect_one_error(head + "    learn: []\n", ErrorCode::BadValue, 4, 12);
+  expect_one_error(head + "    learn: [Bad]\n", ErrorCode::BadValue, 4, 13);
+  expect_one_error(head + "    learn: [a, c]\n", ErrorCode::BadValue, 4, 16);  // not granted by the entry
+  expect_one_error(head + "    learn: true\n    learn: false\n", ErrorCode::DuplicateKey, 5, 5);
+  auto config = parse_config(head + "    learn: [a, c]\n", "sysvisor.yaml");
+  ASSERT_FALSE(config.has_value());
+  EXPECT_EQ(
+      config.error()[0].format(),
+      "sysvisor.yaml:4:16: `learn`: policy `c` is not among this entry's `policies`, so it grants nothing");
+  EXPECT_EQ(parse_ok(head + "    learn: [b]\n").access[0].learn, std::vector<std::string>{"b"});
+}
+
 TEST(Config, LoadFile) {
   const auto dir = std::filesystem::temp_directory_path();
   const auto path = dir / ("sysvisor-config-test-" + std::to_string(::getpid()) + ".yaml");

@@ -22,6 +22,9 @@ struct Grant {
   std::vector<uid_t> uids;            // by number or by name (resolved at load)
   std::vector<gid_t> gids;            // the peer's primary or supplementary group
   std::vector<std::string> policies;  // names; "*" is every policy
+  // Learn mode at launch (agent --learn, OCI learn=true or io.sysvisor.learn=true) for these
+  // of the entry's policies: `learn: true` is "*" (all of them), absent or false none.
+  std::vector<std::string> learn;
   policy::Position pos;
 };
 
@@ -41,8 +44,9 @@ struct Config {
   // control.sock: root only (0600), or also this group (0660).
   std::optional<gid_t> control_group;
   std::string metrics_listen;  // ADDRESS:PORT for Prometheus metrics; empty: none
-  // Built-in default: root may use every policy, nobody else any.
-  std::vector<Grant> access{Grant{false, {0}, {}, {"*"}, {}}};
+  // Built-in default: root may use every policy, nobody else any; nobody may override a
+  // policy's mode with learn mode at launch.
+  std::vector<Grant> access{Grant{false, {0}, {}, {"*"}, {}, {}}};
 };
 
 // A peer as SO_PEERCRED and SO_PEERGROUPS describe it.
@@ -51,6 +55,9 @@ struct Peer {
   uid_t uid = 0;
   gid_t gid = 0;
   std::vector<gid_t> groups;
+  // Whose share of a socket's connections this peer uses (listen.hpp, charged_uid): `uid`, or
+  // for a process in a user namespace a non-root user made, that user.
+  uid_t charged = 0;
 };
 
 [[nodiscard]] std::expected<Config, std::vector<policy::LoadError>> parse_config(std::string_view text,
@@ -60,5 +67,10 @@ struct Peer {
 
 // Empty when `peer` may use `policy_name`; else the reason, for the peer and the log.
 [[nodiscard]] std::string refusal(const Config& config, const Peer& peer, std::string_view policy_name);
+
+// Empty when `peer` may run `policy_name` in learn mode at launch (whatever the policy's own
+// mode): an entry of `access:` that matches the peer grants the policy and names it under
+// `learn`. Else the reason, for the log.
+[[nodiscard]] std::string learn_refusal(const Config& config, const Peer& peer, std::string_view policy_name);
 
 }  // namespace sysvisor::config

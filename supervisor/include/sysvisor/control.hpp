@@ -23,6 +23,7 @@
 
 #include "control.pb.h"
 #include "sysvisor/config.hpp"
+#include "sysvisor/listen.hpp"
 #include "sysvisor/stats.hpp"
 #include "sysvisor/unique_fd.hpp"
 
@@ -99,6 +100,7 @@ class ControlServer {
   Config config_;
   Handler handler_;
   boost::asio::posix::stream_descriptor listener_;
+  ConnectionGate gate_;  // by uid, as on agent.sock and oci.sock; before connections_
   std::map<Connection*, std::shared_ptr<Connection>> connections_;
   bool owns_path_ = true;  // not when systemd made the socket
   bool stopping_ = false;

@@ -48,6 +48,24 @@ struct ProcessState {
 enum class Scan { Incomplete, Complete, NotAnObject };
 [[nodiscard]] Scan scan_object(std::string_view bytes);
 
+// The same judgement made as the bytes arrive: feed() each chunk once, and every byte is looked
+// at once (a peer that sends a payload one byte at a time costs time linear in its size, not
+// quadratic). After NotAnObject the answer stays NotAnObject.
+class ObjectScanner {
+ public:
+  Scan feed(std::string_view chunk);
+  [[nodiscard]] Scan state() const noexcept { return state_; }
+  [[nodiscard]] std::size_t scanned() const noexcept { return scanned_; }
+
+ private:
+  Scan state_ = Scan::Incomplete;
+  bool started_ = false;  // the opening brace was seen
+  bool in_string_ = false;
+  bool escaped_ = false;
+  std::size_t depth_ = 0;
+  std::size_t scanned_ = 0;
+};
+
 // Parses a complete payload. Any field order; unknown fields are ignored; the required ones
 // (state.id, a pid somewhere) are checked. The error says what is wrong, for a log line.
 [[nodiscard]] std::expected<ProcessState, std::string> parse_process_state(std::string_view bytes);

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "sysvisor/config.hpp"
+#include "sysvisor/listen.hpp"
 #include "sysvisor/notify.hpp"
 #include "sysvisor/oci.hpp"
 #include "sysvisor/unique_fd.hpp"
@@ -61,9 +62,16 @@ struct OciHandoff {
   Peer peer;  // for per-uid policy permissions
 };
 
-// Returns the session id, or the reason for refusing (then the listener is closed and the
+// What the Server made of a handoff: its session, and the mode the container really runs in
+// ("enforce", "audit" or "learn": learn only when asked for and granted).
+struct OciAdopted {
+  std::string session_id;
+  std::string mode;
+};
+
+// Returns the session, or the reason for refusing (then the listener is closed and the
 // runtime's trapped calls fail with ENOSYS).
-using AdoptFn = std::function<std::expected<std::string, std::string>(OciHandoff)>;
+using AdoptFn = std::function<std::expected<OciAdopted, std::string>(OciHandoff)>;
 
 class OciIntake {
  public:
@@ -72,9 +80,14 @@ class OciIntake {
     std::string default_policy;  // empty: a payload must name its policy
     mode_t mode = 0666;
     std::optional<gid_t> group;
+    // The whole payload, from connect: crun connects before it creates the container.
     std::chrono::milliseconds timeout{10000};
-    std::size_t max_pending = 64;
+    ConnectionLimits limits;  // handshakes in progress, by the peer's uid
     std::size_t max_bytes = oci::kMaxPayloadBytes;
+    // Unfinished payloads held for one non-root uid, and for all of them together: a peer
+    // that dribbles megabytes over many connections grows the daemon by at most this much.
+    std::size_t max_buffered_per_uid = 4 * oci::kMaxPayloadBytes;
+    std::size_t max_buffered_others = 64 * oci::kMaxPayloadBytes;
     int inherited_fd = -1;  // socket activation: a listening socket to take over, not bind
   };
 
@@ -97,10 +110,17 @@ class OciIntake {
   void accept_next();
   void on_connection_done(Connection* conn);
 
+  // Room for `more` bytes of `uid`'s unfinished payloads; taken when granted.
+  [[nodiscard]] bool take_buffer(uid_t uid, std::size_t more);
+  void give_back_buffer(uid_t uid, std::size_t bytes);
+
   boost::asio::io_context& io_;
   Config config_;
   AdoptFn adopt_;
   boost::asio::posix::stream_descriptor listener_;
+  ConnectionGate gate_;                    // before connections_: outlives them
+  std::map<uid_t, std::size_t> buffered_;  // non-root uids' unfinished payload bytes
+  std::size_t buffered_others_ = 0;
   std::map<Connection*, std::shared_ptr<Connection>> connections_;
   bool stopping_ = false;
   bool owns_path_ = true;  // not when systemd made the socket

@@ -22,6 +22,7 @@
 #include "sysvisor/audit.hpp"
 #include "sysvisor/config.hpp"
 #include "sysvisor/control.hpp"
+#include "sysvisor/listen.hpp"
 #include "sysvisor/metrics.hpp"
 #include "sysvisor/mknod.hpp"
 #include "sysvisor/oci_intake.hpp"
@@ -44,8 +45,13 @@ struct ServerConfig {
   // Socket activation: listening sockets inherited from systemd by name (agent, oci,
   // control); the Server takes them over instead of binding those paths.
   std::map<std::string, int, std::less<>> listen_fds;
+  // agent.sock: the hello comes at once after connecting (the agent sends it first thing);
+  // the handoff after the agent made the container, within handshake_timeout of the hello.
+  // oci.sock: the whole payload within handshake_timeout (crun connects before it creates).
+  std::chrono::milliseconds hello_timeout{3000};
   std::chrono::milliseconds handshake_timeout{10000};
-  std::size_t max_connections = 256;  // handshakes in progress at once
+  // Handshakes in progress on agent.sock and on oci.sock (each its own), by the peer's uid.
+  ConnectionLimits limits;
 };
 
 class Server {
@@ -71,7 +77,7 @@ class Server {
   // An OCI runtime's listener (from oci.sock): a session in the container's group. Every
   // process of one container id (run, each exec) joins the same group. The error is the
   // refusal, for the intake's log line.
-  [[nodiscard]] std::expected<std::string, std::string> adopt(OciHandoff handoff);
+  [[nodiscard]] std::expected<OciAdopted, std::string> adopt(OciHandoff handoff);
 
  private:
   class Connection;
@@ -101,6 +107,7 @@ class Server {
   boost::asio::posix::stream_descriptor listener_;
   boost::asio::signal_set signals_;
   boost::asio::signal_set hangups_;
+  ConnectionGate agent_gate_;  // before connections_: outlives them
   std::map<Connection*, std::shared_ptr<Connection>> connections_;
   HangupWatch listener_hangups_;  // before sessions_: outlives them
   std::map<std::string, Supervised> sessions_;
