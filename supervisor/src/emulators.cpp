@@ -36,13 +36,6 @@ Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info, cons
 }
 
 namespace mknod_emul {
-namespace {
-
-// A node attached for the container: removed with the session, or earlier by reclaim().
-void record(SessionState& state, const std::string& name, std::uint64_t mnt_id, std::uint64_t ns_id) {
-  state.nodes.push_back(name);
-  state.attached.push_back(mknod::Attached{name, mnt_id, ns_id});
-}
 
 // The store nodes whose mount is gone (the container unmounted them, or its mount namespace
 // ended) leave the store now, so a container cycling mknod + umount holds no more than it has
@@ -71,6 +64,14 @@ void reclaim(SessionState& state) {
     std::erase(state.nodes, node.name);
   }
   state.attached = std::move(kept);
+}
+
+namespace {
+
+// A node attached for the container: removed with the session, or earlier by reclaim().
+void record(SessionState& state, const std::string& name, std::uint64_t mnt_id, std::uint64_t ns_id) {
+  state.nodes.push_back(name);
+  state.attached.push_back(mknod::Attached{name, mnt_id, ns_id});
 }
 
 class MknodJob final : public Job {
@@ -181,8 +182,8 @@ class Mknod final : public Emulation {
       auto who = mknod::authorize(*request_);
       if (!who) return Answer::error(EPERM, "mknod: " + who.error().message());
       if (*who == mknod::Authority::Kernel) return Answer::let_kernel_decide();
-      reclaim(ctx.state);
-      // The container's own limit, audited as ENOSPC and not logged (it controls the rate).
+      // The container's own limit, audited as ENOSPC and not logged (it controls the rate). The
+      // loop reclaimed what is gone before it handed the call over (Session::dispatch_slow).
       if (ctx.state.nodes.size() >= mknod::kMaxNodesPerContainer) return Answer::error(ENOSPC);
     }
     if (!ctx.rule->match.paths.empty()) {

@@ -24,6 +24,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 
 #include "sysvisor/capable.hpp"
@@ -348,8 +349,9 @@ SplitPath split_path(std::string_view path) {
   return out;
 }
 
-// Only the loop thread asks (the direct thread never calls the store).
+// The loop reclaims; session workers may remove a node of a failed start: one lock.
 struct DeviceStore::Watches {
+  std::mutex m;
   UniqueFd fd;  // inotify, non-blocking
   std::map<std::string, int, std::less<>> by_name;
   std::map<int, std::string> by_wd;
@@ -414,6 +416,7 @@ Result<DeviceStore::Node> DeviceStore::make_node(std::string_view session, mode_
 
 bool DeviceStore::release(const std::string& name) const {
   if (!watches_ || !watches_->fd) return false;
+  const std::scoped_lock lock(watches_->m);
   const std::string path = "/proc/self/fd/" + std::to_string(dir_.get()) + "/" + name;
   const int wd = ::inotify_add_watch(watches_->fd.get(), path.c_str(), IN_DELETE_SELF);
   if (wd < 0) return false;
@@ -425,6 +428,7 @@ bool DeviceStore::release(const std::string& name) const {
 
 bool DeviceStore::alive(const std::string& name) const {
   if (!watches_) return false;
+  const std::scoped_lock lock(watches_->m);
   watches_->drain();
   if (watches_->dead.erase(name) != 0) return false;
   return watches_->by_name.contains(name);
@@ -442,6 +446,7 @@ DirectWorker& DeviceStore::worker() {
 void DeviceStore::remove_node(const std::string& name) const {
   ::unlinkat(dir_.get(), name.c_str(), 0);
   if (!watches_) return;
+  const std::scoped_lock lock(watches_->m);
   watches_->dead.erase(name);
   if (const auto it = watches_->by_name.find(name); it != watches_->by_name.end()) {
     ::inotify_rm_watch(watches_->fd.get(), it->second);

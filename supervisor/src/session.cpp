@@ -434,6 +434,17 @@ bool Session::answer_now(std::uint64_t id, pid_t tid, int nr, const policy::Deci
 void Session::dispatch_slow(const seccomp_notif& n) {
   if (closed_) return;  // the listener goes with the session: the kernel fails the call
   if (registry_.generation() != generation_) follow_registry();
+  // The worker emulates on a copy of the state: what an emulation reads of it (the nodes that
+  // count against the cap) is brought up to date here, where the state is owned.
+  if (!state_.attached.empty()) {
+    if (const auto nr = filter::identify(n.data.arch, n.data.nr)) {
+      const policy::SyscallInfo* info = policy::syscall_info(*nr);
+      if (info != nullptr && info->family == policy::Family::Mknod) {
+        emul::mknod_emul::reclaim(state_);
+        publish_state();
+      }
+    }
+  }
   auto work = std::make_shared<Work>();
   work->n = n;
   work->policy = policy_;

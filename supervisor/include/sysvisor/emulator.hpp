@@ -101,10 +101,13 @@ class Emulation {
 
 // The families (one file each).
 namespace mknod_emul {
+// The store nodes whose mount is gone leave the store and stop counting against the cap. On
+// the loop only (it owns the session's state and the store's watches).
+void reclaim(SessionState& state);
 [[nodiscard]] Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info,
                                                          const task::TaskHandle& task,
                                                          const policy::Call& call);
-}
+}  // namespace mknod_emul
 namespace sched {
 [[nodiscard]] Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info,
                                                          const task::TaskHandle& task,
