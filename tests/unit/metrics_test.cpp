@@ -244,7 +244,7 @@ TEST(Metrics, ARenderInProgressDoesNotBlockRecording) {
     // for ever. The wait below is only a guard that turns such a hang into a failure.
     std::promise<void> done;
     auto f = done.get_future();
-    recorder = std::thread([&m, &done, mknod] {
+    recorder = std::thread([&m, done = std::move(done), mknod]() mutable {
       for (int i = 0; i < kCalls; ++i) {
         m.record("a", mknod, policy::Action::Deny, 3us);
         m.record("c", mknod, policy::Action::Emulate, 3us);
