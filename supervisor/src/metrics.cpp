@@ -527,6 +527,7 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
    public:
     Connection(std::shared_ptr<Impl> server, stream_protocol::socket sock, std::uint64_t id)
         : server_(std::move(server)), stream_(std::move(sock)), id_(id) {}
+    ~Connection() { server_->open_.erase(id_); }  // closed or not (a loop torn down)
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
