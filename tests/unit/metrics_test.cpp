@@ -389,6 +389,7 @@ TEST(MetricsHttp, ASilentClientIsClosedAfterTheTimeout) {
   ::close(fd);
   EXPECT_GE(ms, 200);
   EXPECT_LT(ms, 3000);
+  loop.stop();  // before the server goes: its handlers run on the loop's thread
 }
 
 int connect_tcp(std::uint16_t port) {
@@ -452,6 +453,7 @@ TEST(MetricsHttp, IdleConnectionsDoNotLockAScraperOut) {
   // The oldest idle ones made room: they are closed, not left hanging.
   EXPECT_GE(ms_until_closed(idle.front()), 0);
   for (const int fd : idle) ::close(fd);
+  loop.stop();  // before the server goes: its handlers run on the loop's thread
 }
 
 TEST(MetricsHttp, PipelinedRequestsPerConnectionAreLimited) {
@@ -469,6 +471,7 @@ TEST(MetricsHttp, PipelinedRequestsPerConnectionAreLimited) {
   ::close(fd);
   EXPECT_EQ(occurrences(answers, "HTTP/1.1 200 OK"), 3u) << answers;
   EXPECT_EQ(occurrences(answers, "Connection: close"), 1u) << answers;
+  loop.stop();  // before the server goes: its handlers run on the loop's thread
 }
 
 class MetricsUnix : public ::testing::Test {
@@ -538,6 +541,7 @@ TEST_F(MetricsUnix, RootOnlyByDefault) {
   const std::string nobody = scrape_as(path, 65534, 65534, err);
   EXPECT_EQ(err, EACCES);
   EXPECT_EQ(nobody, "");
+  loop.stop();  // the server is the loop's: shut down with the loop stopped, as on the loop
   server.shutdown();
   EXPECT_FALSE(std::filesystem::exists(path));  // the socket goes with the server
 }
@@ -561,6 +565,7 @@ TEST_F(MetricsUnix, AGroupMayScrape) {
   EXPECT_NE(member.find("x_total 1\n"), std::string::npos) << member;
   (void)scrape_as(path, 65534, 65534, err);
   EXPECT_EQ(err, EACCES);
+  loop.stop();  // before the server goes: its handlers run on the loop's thread
 }
 
 class ControlSocket : public ::testing::Test {
@@ -603,6 +608,7 @@ TEST_F(ControlSocket, RequestAndAnswerAndASilentClient) {
   ::close(fd);
   EXPECT_GE(ms, 200);
   EXPECT_LT(ms, 3000);
+  loop.stop();  // before the server goes: its handlers run on the loop's thread
 }
 
 TEST_F(ControlSocket, AnAnswerLargerThanTheSocketBuffer) {
