@@ -278,10 +278,12 @@ int main(int argc, char** argv) {
                         "Policy for OCI runtimes (oci.sock) whose profile names none (default: "
                         "default_policy of the configuration; none: such handoffs are refused)");
   std::string metrics_listen;
-  serve_cmd->add_option("--metrics-listen", metrics_listen,
-                        "Serve Prometheus metrics at http://ADDRESS:PORT/metrics, e.g. 127.0.0.1:9464 "
-                        "(default: metrics_listen of the configuration; none). Anyone who can connect can "
-                        "read them: keep it on loopback or a trusted network");
+  serve_cmd->add_option(
+      "--metrics-listen", metrics_listen,
+      "Serve Prometheus metrics at http://ADDRESS:PORT/metrics, e.g. 127.0.0.1:9464, or on a unix "
+      "socket, unix:/run/sysvisor/metrics.sock (mode 0600, root only; ?group=GROUP for 0660) "
+      "(default: metrics_listen of the configuration; none). Anyone who can connect can "
+      "read them (container ids, per-syscall counts): prefer the unix socket");
   std::uint32_t emulation_timeout_ms = 0;
   serve_cmd
       ->add_option("--emulation-timeout-ms", emulation_timeout_ms,

@@ -2,6 +2,7 @@
 // against a real daemon and real rootless busybox containers. Needs root.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -639,6 +641,75 @@ TEST_F(Control, JournaldFormatWhenStderrIsTheJournal) {
     EXPECT_TRUE(info) << read_file(daemon_log);
     EXPECT_TRUE(warn) << read_file(daemon_log);
   }
+}
+
+}  // namespace
+}  // namespace sysvisor::it
+
+namespace sysvisor::it {
+namespace {
+
+// GET /metrics over the unix socket `sock` as uid/gid (in a child, no supplementary groups):
+// the answer, or "connect: ERRNO-TEXT" with the kernel's answer to connect().
+std::string scrape_unix_as(const fs::path& sock, uid_t uid, gid_t gid) {
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) return "pipe";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(1);
+    std::string out;
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, sock.c_str(), sizeof addr.sun_path - 1);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      out = "connect: " + std::string(std::strerror(errno));
+    } else {
+      const std::string request = "GET /metrics HTTP/1.0\r\n\r\n";
+      (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+      char buf[65536];
+      for (;;) {
+        pollfd pfd{fd, POLLIN, 0};
+        if (::poll(&pfd, 1, 15000) <= 0) break;
+        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        out.append(buf, static_cast<std::size_t>(n));
+      }
+    }
+    (void)!::write(pipefd[1], out.data(), out.size());
+    ::_exit(0);
+  }
+  ::close(pipefd[1]);
+  std::string out;
+  char buf[65536];
+  for (ssize_t n; (n = ::read(pipefd[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  ::close(pipefd[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return out;
+}
+
+TEST_F(Control, MetricsOnAUnixSocketAreForRootOnly) {
+  // A directory anyone may traverse: what keeps another user out is the socket's own mode.
+  TempDir dir("sysvisor-msock");
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
+  const fs::path sock = dir.path() / "metrics.sock";
+  Daemon daemon(dir.path() / "run", policies(), dir.path() / "audit.jsonl", dir.path() / "daemon.log",
+                {"--metrics-listen", "unix:" + sock.string()});
+  ASSERT_TRUE(daemon.ready()) << read_file(dir.path() / "daemon.log");
+  struct stat st {};
+  ASSERT_EQ(::stat(sock.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(st.st_uid, 0u);
+  const std::string root = scrape_unix_as(sock, 0, 0);
+  EXPECT_NE(root.find("HTTP/1.0 200 OK"), std::string::npos) << root;
+  EXPECT_NE(root.find("\nsysvisor_uptime_seconds "), std::string::npos) << root;
+  // Any other local user: the kernel's answer for a socket it may not write.
+  EXPECT_EQ(scrape_unix_as(sock, 65534, 65534), "connect: " + std::string(std::strerror(EACCES)));
+  EXPECT_EQ(daemon.stop(SIGTERM), 0);
+  EXPECT_FALSE(fs::exists(sock)) << "the metrics socket outlived the daemon";
 }
 
 }  // namespace

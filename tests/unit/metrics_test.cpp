@@ -3,19 +3,27 @@
 #include "sysvisor/metrics.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <future>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "sysvisor/control.hpp"
 
@@ -222,6 +230,116 @@ TEST(ControlLogic, JsonUsesSnakeCaseAndPrintsZeros) {
 }
 
 // The servers on a real loop and real sockets, with short timeouts.
+TEST(Metrics, ARenderInProgressDoesNotBlockRecording) {
+  metrics::Metrics m;
+  const int mknod = policy::syscall_from_name("mknod").value();
+  m.record("a", mknod, policy::Action::Deny, 3us);
+  m.record("b", mknod, policy::Action::Deny, 3us);
+  constexpr int kCalls = 1000;
+  bool finished = false;
+  std::thread recorder;
+  m.set_render_hook([&] {
+    // Mid-render: another thread records into the containers being rendered, into a new one,
+    // and forgets one; with a lock held by render() it would wait for the render to end, i.e.
+    // for ever. The wait below is only a guard that turns such a hang into a failure.
+    std::promise<void> done;
+    auto f = done.get_future();
+    recorder = std::thread([&m, done = std::move(done), mknod]() mutable {
+      for (int i = 0; i < kCalls; ++i) {
+        m.record("a", mknod, policy::Action::Deny, 3us);
+        m.record("c", mknod, policy::Action::Emulate, 3us);
+        m.error("b");
+      }
+      m.forget("b");
+      done.set_value();
+    });
+    finished = f.wait_for(60s) == std::future_status::ready;
+  });
+  const std::string during = m.render({});
+  recorder.join();
+  EXPECT_TRUE(finished) << "record() waited for the render in progress";
+  m.set_render_hook({});
+  const std::string after = m.render({});
+  EXPECT_NE(after.find("sysvisor_calls_total{container=\"a\",syscall=\"mknod\",action=\"deny\"} 1001\n"),
+            std::string::npos)
+      << after;
+  EXPECT_NE(after.find("sysvisor_calls_total{container=\"c\",syscall=\"mknod\",action=\"emulate\"} 1000\n"),
+            std::string::npos)
+      << after;
+  EXPECT_EQ(after.find("container=\"b\""), std::string::npos) << after;
+  EXPECT_NE(after.find("sysvisor_call_latency_seconds_count{action=\"deny\"} 1002\n"), std::string::npos);
+  // The render in progress is a snapshot: consistent, whatever it caught of the new calls.
+  EXPECT_NE(during.find("sysvisor_calls_total{container=\"b\",syscall=\"mknod\",action=\"deny\"} 1\n"),
+            std::string::npos)
+      << during;
+}
+
+TEST(Metrics, SeriesBeyondTheLimitAreCountedAsOverflow) {
+  metrics::Metrics m(5);
+  const int mknod = policy::syscall_from_name("mknod").value();
+  const int mount = policy::syscall_from_name("mount").value();
+  m.record("a", mknod, policy::Action::Deny, 3us);   // a's errors + (mknod, deny): 2
+  m.record("a", mount, policy::Action::Deny, 3us);   // 3
+  m.record("b", mknod, policy::Action::Allow, 3us);  // b's errors + (mknod, allow): 5
+  EXPECT_EQ(m.series(), 5u);
+  // A container id (or syscall) per call from a launcher does not grow the daemon's memory
+  // or the scrape: beyond the limit the calls are counted by action only.
+  for (int i = 0; i < 1000; ++i) m.record("x-" + std::to_string(i), mknod, policy::Action::Deny, 3us);
+  m.record("a", mknod, policy::Action::Emulate, 3us);  // a new series of a known container
+  m.record("a", mknod, policy::Action::Deny, 3us);     // an existing one still counts
+  m.error("y");
+  EXPECT_EQ(m.series(), 5u);
+  std::string out = m.render({});
+  EXPECT_EQ(out.find("container=\"x-"), std::string::npos);
+  EXPECT_EQ(out.find("sysvisor_calls_total{container=\"a\",syscall=\"mknod\",action=\"emulate\"}"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("sysvisor_calls_total{container=\"a\",syscall=\"mknod\",action=\"deny\"} 2\n"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("sysvisor_calls_overflow_total{action=\"deny\"} 1000\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("sysvisor_calls_overflow_total{action=\"emulate\"} 1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("sysvisor_errors_overflow_total 1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("sysvisor_series 5\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("sysvisor_series_limit 5\n"), std::string::npos) << out;
+  // Every call is in the histogram, overflow or not.
+  EXPECT_NE(out.find("sysvisor_call_latency_seconds_count{action=\"deny\"} 1003\n"), std::string::npos);
+  // A container that goes frees its series for others.
+  m.forget("a");
+  EXPECT_EQ(m.series(), 2u);
+  m.record("z", mount, policy::Action::Kill, 3us);
+  EXPECT_EQ(m.series(), 4u);
+  out = m.render({});
+  EXPECT_NE(out.find("sysvisor_calls_total{container=\"z\",syscall=\"mount\",action=\"kill\"} 1\n"),
+            std::string::npos)
+      << out;
+}
+
+TEST(Metrics, UnixListenAddresses) {
+  auto plain = metrics::parse_listen("unix:/run/sysvisor/metrics.sock");
+  ASSERT_TRUE(plain) << plain.error();
+  EXPECT_TRUE(plain->is_unix());
+  EXPECT_EQ(plain->path, "/run/sysvisor/metrics.sock");
+  EXPECT_EQ(plain->mode, 0600u);
+  EXPECT_FALSE(plain->group);
+  auto grouped = metrics::parse_listen("unix:/run/m.sock?group=0");
+  ASSERT_TRUE(grouped) << grouped.error();
+  EXPECT_EQ(grouped->mode, 0660u);
+  EXPECT_EQ(grouped->group, 0u);
+  auto named = metrics::parse_listen("unix:/run/m.sock?mode=0640&group=root");
+  ASSERT_TRUE(named) << named.error();
+  EXPECT_EQ(named->mode, 0640u);
+  EXPECT_EQ(named->group, 0u);
+  for (const char* bad : {"unix:", "unix:run/m.sock", "unix:/m.sock?mode=0999", "unix:/m.sock?mode=",
+                          "unix:/m.sock?group=no-such-group-here", "unix:/m.sock?owner=1"}) {
+    auto r = metrics::parse_listen(bad);
+    EXPECT_FALSE(r) << bad;
+    if (!r) {
+      EXPECT_NE(r.error().find("metrics address"), std::string::npos) << r.error();
+    }
+  }
+}
+
 class Loop {
  public:
   Loop() = default;
@@ -271,6 +389,183 @@ TEST(MetricsHttp, ASilentClientIsClosedAfterTheTimeout) {
   ::close(fd);
   EXPECT_GE(ms, 200);
   EXPECT_LT(ms, 3000);
+  loop.stop();  // before the server goes: its handlers run on the loop's thread
+}
+
+int connect_tcp(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Sends `request` on `fd` and reads until the peer closes (or 10 s of silence).
+std::string send_and_read(int fd, const std::string& request) {
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size()))
+    return {};
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    pollfd pfd{fd, POLLIN, 0};
+    if (::poll(&pfd, 1, 10000) <= 0) break;
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  return out;
+}
+
+std::size_t occurrences(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(MetricsHttp, IdleConnectionsDoNotLockAScraperOut) {
+  Loop loop;
+  metrics::HttpServer::Config config{{"127.0.0.1", 0}};
+  config.max_connections = 4;
+  metrics::HttpServer server(loop.io, config, [] { return std::string("x_total 1\n"); });
+  server.start();
+  loop.run();
+  // M + k silent connections, and one keep-alive connection left idle after one answer.
+  std::vector<int> idle;
+  for (int i = 0; i < 6; ++i) {
+    const int fd = connect_tcp(server.port());
+    ASSERT_GE(fd, 0);
+    idle.push_back(fd);
+  }
+  const std::string scrape = "GET /metrics HTTP/1.0\r\nHost: a\r\n\r\n";
+  for (int i = 0; i < 3; ++i) {
+    const int fd = connect_tcp(server.port());
+    ASSERT_GE(fd, 0);
+    const std::string answer = send_and_read(fd, scrape);
+    ::close(fd);
+    EXPECT_NE(answer.find("HTTP/1.0 200 OK"), std::string::npos) << "scrape " << i << ": " << answer;
+    EXPECT_NE(answer.find("x_total 1\n"), std::string::npos);
+  }
+  // The oldest idle ones made room: they are closed, not left hanging.
+  EXPECT_GE(ms_until_closed(idle.front()), 0);
+  for (const int fd : idle) ::close(fd);
+  loop.stop();  // before the server goes: its handlers run on the loop's thread
+}
+
+TEST(MetricsHttp, PipelinedRequestsPerConnectionAreLimited) {
+  Loop loop;
+  metrics::HttpServer::Config config{{"127.0.0.1", 0}};
+  config.max_requests = 3;
+  metrics::HttpServer server(loop.io, config, [] { return std::string("x_total 1\n"); });
+  server.start();
+  loop.run();
+  const int fd = connect_tcp(server.port());
+  ASSERT_GE(fd, 0);
+  std::string burst;
+  for (int i = 0; i < 50; ++i) burst += "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n";
+  const std::string answers = send_and_read(fd, burst);  // until the server closes
+  ::close(fd);
+  EXPECT_EQ(occurrences(answers, "HTTP/1.1 200 OK"), 3u) << answers;
+  EXPECT_EQ(occurrences(answers, "Connection: close"), 1u) << answers;
+  loop.stop();  // before the server goes: its handlers run on the loop's thread
+}
+
+class MetricsUnix : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "the socket's owner and group are set as root, as the daemon is";
+    char templ[] = "/tmp/sysvisor-metrics-unit-XXXXXX";
+    ASSERT_NE(::mkdtemp(templ), nullptr);
+    dir_ = templ;
+    ::chmod(dir_.c_str(), 0755);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  }
+  // GET /metrics over the unix socket at `path` as uid/gid (in a child), "" if it could not
+  // connect; the child's exit status carries errno of connect().
+  static std::string scrape_as(const std::filesystem::path& path, uid_t uid, gid_t gid, int& connect_errno) {
+    int pipefd[2];
+    if (::pipe2(pipefd, O_CLOEXEC) != 0) return {};
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(pipefd[0]);
+      if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(250);
+      const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) ::_exit(errno);
+      const std::string answer = send_and_read(fd, "GET /metrics HTTP/1.0\r\n\r\n");
+      (void)!::write(pipefd[1], answer.data(), answer.size());
+      ::_exit(0);
+    }
+    ::close(pipefd[1]);
+    std::string out;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(pipefd[0], buf, sizeof buf)) > 0;)
+      out.append(buf, static_cast<std::size_t>(n));
+    ::close(pipefd[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    connect_errno = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return out;
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(MetricsUnix, RootOnlyByDefault) {
+  Loop loop;
+  const auto path = dir_ / "metrics.sock";
+  auto listen = metrics::parse_listen("unix:" + path.string());
+  ASSERT_TRUE(listen) << listen.error();
+  metrics::HttpServer server(loop.io, {*listen}, [] { return std::string("x_total 1\n"); });
+  server.start();
+  loop.run();
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(st.st_uid, 0u);
+  int err = 0;
+  const std::string root = scrape_as(path, 0, 0, err);
+  EXPECT_EQ(err, 0);
+  EXPECT_NE(root.find("HTTP/1.0 200 OK"), std::string::npos) << root;
+  EXPECT_NE(root.find("x_total 1\n"), std::string::npos) << root;
+  // Another user gets the kernel's answer for a socket it may not write: EACCES.
+  const std::string nobody = scrape_as(path, 65534, 65534, err);
+  EXPECT_EQ(err, EACCES);
+  EXPECT_EQ(nobody, "");
+  loop.stop();  // the server is the loop's: shut down with the loop stopped, as on the loop
+  server.shutdown();
+  EXPECT_FALSE(std::filesystem::exists(path));  // the socket goes with the server
+}
+
+TEST_F(MetricsUnix, AGroupMayScrape) {
+  Loop loop;
+  const auto path = dir_ / "metrics.sock";
+  auto listen = metrics::parse_listen("unix:" + path.string() + "?group=65533");
+  ASSERT_TRUE(listen) << listen.error();
+  metrics::HttpServer server(loop.io, {*listen}, [] { return std::string("x_total 1\n"); });
+  server.start();
+  loop.run();
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0660u);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_gid, 65533u);
+  int err = 0;
+  const std::string member = scrape_as(path, 65534, 65533, err);
+  EXPECT_EQ(err, 0);
+  EXPECT_NE(member.find("x_total 1\n"), std::string::npos) << member;
+  (void)scrape_as(path, 65534, 65534, err);
+  EXPECT_EQ(err, EACCES);
+  loop.stop();  // before the server goes: its handlers run on the loop's thread
 }
 
 class ControlSocket : public ::testing::Test {
@@ -313,6 +608,7 @@ TEST_F(ControlSocket, RequestAndAnswerAndASilentClient) {
   ::close(fd);
   EXPECT_GE(ms, 200);
   EXPECT_LT(ms, 3000);
+  loop.stop();  // before the server goes: its handlers run on the loop's thread
 }
 
 TEST_F(ControlSocket, AnAnswerLargerThanTheSocketBuffer) {
