@@ -196,6 +196,7 @@ int serve(sysvisor::ServerConfig server) {
   }
   auto& [config, policies] = *loaded;
   server.config = config;
+  sysvisor::apply_audit_failure(config);
   if (::geteuid() != 0) {
     std::fprintf(stderr,
                  "sysvisor: serve must run as root (it creates device nodes and mounts for containers)\n");
@@ -313,8 +314,7 @@ int main(int argc, char** argv) {
       }
       if (!policies_dir.empty()) server.policies_override = policies_dir;
       if (!audit_to.empty()) server.audit_override = audit_to;
-      if (auto action = sysvisor::audit::parse_failure_action(audit_failure))
-        sysvisor::audit::Sink::set_failure_action(*action);
+      if (!audit_failure.empty()) server.audit_failure_override = audit_failure;
       if (!runtime_dir.empty()) server.runtime_override = runtime_dir;
       if (!default_policy.empty()) server.default_policy_override = default_policy;
       if (!metrics_listen.empty()) server.metrics_override = metrics_listen;

@@ -23,9 +23,9 @@ using policy::detail::Entry;
 using policy::detail::find;
 using policy::detail::kind;
 
-constexpr std::array<std::string_view, 9> kConfigKeys{"policies", "runtime_dir",   "default_policy",
-                                                      "socket",   "audit",         "audit_rate",
-                                                      "access",   "control_group", "metrics_listen"};
+constexpr std::array<std::string_view, 10> kConfigKeys{
+    "policies",   "runtime_dir", "default_policy", "socket",         "audit",
+    "audit_rate", "access",      "control_group",  "metrics_listen", "audit_failure"};
 constexpr std::array<std::string_view, 2> kAuditRateKeys{"per_second", "burst"};
 constexpr std::array<std::string_view, 2> kSocketKeys{"mode", "group"};
 constexpr std::array<std::string_view, 4> kGrantKeys{"users", "groups", "policies", "learn"};
@@ -312,6 +312,18 @@ std::optional<Config> ConfigReader::config(const YAML::Node& root) {
   if (const Entry* entry = find(*entries, "audit_rate")) {
     audit_rate(*entry, result);
   }
+  if (const Entry* entry = find(*entries, "audit_failure")) {
+    if (auto text = string(*entry)) {
+      if (*text == "keep" || *text == "refuse") {
+        result.audit_failure = *text;
+      } else {
+        fail(ErrorCode::BadValue, *entry,
+             "`audit_failure` must be keep (answer calls whose record is lost) or refuse (refuse them "
+             "with EPERM), got `" +
+                 *text + "`");
+      }
+    }
+  }
   if (const Entry* entry = find(*entries, "control_group")) {
     result.control_group = group(entry->value, "`control_group`");
   }
@@ -320,7 +332,8 @@ std::optional<Config> ConfigReader::config(const YAML::Node& root) {
     if (auto text = string(*entry)) {
       if (text->find(':') == std::string::npos) {
         fail(ErrorCode::BadValue, *entry,
-             "`metrics_listen` must be ADDRESS:PORT such as 127.0.0.1:9464, got `" + *text + "`");
+             "`metrics_listen` must be ADDRESS:PORT such as 127.0.0.1:9464, or unix:PATH, got `" + *text +
+                 "`");
       } else {
         result.metrics_listen = *text;
       }

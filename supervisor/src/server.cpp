@@ -281,6 +281,11 @@ std::expected<PolicySet, std::vector<std::string>> load_policies(const std::file
   return out;
 }
 
+void apply_audit_failure(const config::Config& cfg) {
+  audit::Sink::set_failure_action(
+      audit::parse_failure_action(cfg.audit_failure).value_or(audit::FailureAction::Keep));
+}
+
 std::expected<std::pair<config::Config, PolicySet>, std::vector<std::string>> load_all(
     const ServerConfig& server) {
   config::Config cfg;
@@ -295,6 +300,7 @@ std::expected<std::pair<config::Config, PolicySet>, std::vector<std::string>> lo
   }
   if (server.policies_override) cfg.policies_dir = *server.policies_override;
   if (server.audit_override) cfg.audit = *server.audit_override;
+  if (server.audit_failure_override) cfg.audit_failure = *server.audit_failure_override;
   if (server.runtime_override) cfg.runtime_dir = *server.runtime_override;
   if (server.default_policy_override) cfg.default_policy = *server.default_policy_override;
   if (server.metrics_override) cfg.metrics_listen = *server.metrics_override;
@@ -399,9 +405,14 @@ void Server::start() {
                    : std::string("root only"));
   if (metrics_http_) {
     metrics_http_->start();
-    spdlog::info("serving metrics on http://{}:{}/metrics",
-                 config_.config.metrics_listen.substr(0, config_.config.metrics_listen.rfind(':')),
-                 metrics_http_->port());
+    const auto listen = metrics::parse_listen(config_.config.metrics_listen);
+    if (listen && listen->is_unix()) {
+      spdlog::info("serving metrics on unix:{} (GET /metrics)", listen->path.string());
+    } else {
+      spdlog::info("serving metrics on http://{}:{}/metrics",
+                   config_.config.metrics_listen.substr(0, config_.config.metrics_listen.rfind(':')),
+                   metrics_http_->port());
+    }
   }
   tick();
   std::string names;
@@ -486,6 +497,7 @@ std::expected<void, std::vector<std::string>> Server::reload() {
   for (const auto& [name, p] : policies)
     names += (names.empty() ? "" : ", ") + name + " v" + p.policy->version;
   config_.config = std::move(cfg);
+  apply_audit_failure(config_.config);
   registry_.replace(std::move(policies));
   oci_->set_default_policy(config_.config.default_policy);
   spdlog::info("reload: in force: {}", names.empty() ? "no policies" : names);

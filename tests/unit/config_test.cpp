@@ -103,6 +103,14 @@ TEST(Config, EmptyMappingKeepsDefaultsAndModes) {
   EXPECT_TRUE(parse_ok("access: []\n").access.empty());  // nobody, not even root
 }
 
+TEST(Config, AuditFailureIsKeepUnlessTheFileSaysRefuse) {
+  EXPECT_EQ(parse_ok("policies: /x\n").audit_failure, "keep");
+  EXPECT_EQ(parse_ok("audit_failure: refuse\n").audit_failure, "refuse");
+  EXPECT_EQ(parse_ok("audit_failure: keep\n").audit_failure, "keep");
+  expect_one_error("audit_failure: panic\n", ErrorCode::BadValue, 1, 16);
+  expect_one_error("audit_failure: [refuse]\n", ErrorCode::WrongType, 1, 16);
+}
+
 TEST(Config, Errors) {
   expect_one_error("polices: /x\n", ErrorCode::UnknownKey, 1, 1);
   expect_one_error("policies: relative/dir\n", ErrorCode::BadValue, 1, 11);

@@ -43,7 +43,8 @@ struct Config {
   } audit_rate;
   // control.sock: root only (0600), or also this group (0660).
   std::optional<gid_t> control_group;
-  std::string metrics_listen;  // ADDRESS:PORT for Prometheus metrics; empty: none
+  std::string audit_failure = "keep";  // keep | refuse: what a call gets when its record cannot be written
+  std::string metrics_listen;          // ADDRESS:PORT for Prometheus metrics; empty: none
   // Built-in default: root may use every policy, nobody else any; nobody may override a
   // policy's mode with learn mode at launch.
   std::vector<Grant> access{Grant{false, {0}, {}, {"*"}, {}, {}}};

@@ -39,6 +39,7 @@ struct ServerConfig {
   // Command-line values that win over the file's, at start and at every reload.
   std::optional<std::filesystem::path> policies_override;
   std::optional<std::string> audit_override;
+  std::optional<std::string> audit_failure_override;  // serve --audit-failure
   std::optional<std::filesystem::path> runtime_override;
   std::optional<std::string> default_policy_override;
   std::optional<std::string> metrics_override;  // --metrics-listen
@@ -132,6 +133,9 @@ class Server {
 // Warnings are logged.
 [[nodiscard]] std::expected<PolicySet, std::vector<std::string>> load_policies(
     const std::filesystem::path& dir);
+
+// The configuration's audit_failure (keep | refuse) made the sink's, at start and at reload.
+void apply_audit_failure(const config::Config& cfg);
 
 // The configuration as `serve` starts with it: the file (if any) and the overrides, checked
 // against the loaded policies (the default policy must exist).
