@@ -507,6 +507,10 @@ class Mount final : public Emulation {
         p->ours[p->nours++] = id;
       }
       if (p->nours == 0) return Answer::let_kernel_decide();
+    } else if (ctx.state.mounts.size() >= kMaxMounts) {
+      // The container's own limit, as a full mount table would answer (the umount2 emulation
+      // can name only this many as its own).
+      return Answer::error(ENOSPC);
     } else if (bind != nullptr) {
       p->bind = true;
       if (bind->host.size() >= p->source.size()) return Answer::error(ENAMETOOLONG);

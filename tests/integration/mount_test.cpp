@@ -256,5 +256,22 @@ TEST_F(MountEmulation, BindMountsOfTheHostPathsThePolicyNames) {
   EXPECT_EQ(st.st_uid, kHostRoot) << "not idmapped: the container's root writes as host uid 100000";
 }
 
+// A cap on one container's emulated mounts: ENOSPC beyond it, room again once one is unmounted.
+TEST_F(MountEmulation, MountsBeyondTheCapGetEnospc) {
+  const auto o = container(
+      "i=0; while [ $i -lt 257 ]; do mkdir -p /mnt/c$i; "
+      "probe mount " +
+          host_ro().string() +
+          " /mnt/c$i - bind > /tmp/rc; r=$(cat /tmp/rc); "
+          "[ \"$r\" = ok ] || echo \"$i $r\"; i=$((i+1)); done; "
+          "probe umount /mnt/c0; probe mount " +
+          host_ro().string() +
+          " /mnt/c0 - bind; "
+          "grep -c ' /mnt/c' /proc/self/mountinfo",
+      "mount-bind-test");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"256 ENOSPC", "ok", "ok", "256"}))
+      << o.err << read_file(daemon_log());
+}
+
 }  // namespace
 }  // namespace sysvisor::it
