@@ -1,4 +1,5 @@
-// The privilege boundary of the scheduling emulation (issue 13, finding 3), per kind of caller,
+// The privilege boundary of the scheduling emulation (issue 13, finding 3) and of the xattr
+// emulation, per kind of caller,
 // under the shipped rootless-tuning policy granted by a configuration:
 //   - a host user in a user namespace of its own (`unshare -Ur`, `sysvisor-agent exec`, the host's
 //     pid namespace) on a root-owned host process: the kernel's answer (EPERM), nothing changed;
@@ -10,8 +11,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include <array>
 #include <fstream>
 #include <sstream>
 
@@ -135,6 +138,30 @@ TEST_F(BoundarySched, HostUserInItsOwnUserNamespaceCannotScheduleARootProcess) {
   const Outcome o = as_unshared_nobody(script, true);
   EXPECT_EQ(lines(o.out), lines(kernel.out)) << o.err;
   EXPECT_EQ(host_sched(target.pid()), before) << "the root-owned host process was rescheduled";
+}
+
+// The xattr emulation under the same grant (rootless-tuning emulates trusted.overlay.*): the
+// inode's owner decides. A host user in a user namespace of its own gets the kernel's answer on a
+// file of root's or of another user's, and nothing is set on the host.
+TEST_F(BoundarySched, HostUserInItsOwnUserNamespaceSetsNoXattrOnFilesItDoesNotOwn) {
+  const fs::path dir = dir_->path() / "xattr";
+  fs::create_directories(dir);
+  fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                           fs::perms::others_read | fs::perms::others_exec);
+  std::ofstream(dir / "roots") << "x";
+  std::ofstream(dir / "others") << "x";
+  ASSERT_EQ(::chown((dir / "others").c_str(), 4242, 4242), 0);
+  const std::string script = "$PROBE setxattr " + (dir / "roots").string() + " trusted.overlay.opaque y; " +
+                             "$PROBE setxattr " + (dir / "others").string() + " trusted.overlay.opaque y";
+  const Outcome kernel = as_unshared_nobody(script, false);
+  ASSERT_EQ(lines(kernel.out), (std::vector<std::string>{"EPERM", "EPERM"})) << kernel.err;
+  const Outcome o = as_unshared_nobody(script, true);
+  EXPECT_EQ(lines(o.out), lines(kernel.out)) << o.err << read_file(daemon_log());
+  for (const char* f : {"roots", "others"}) {
+    std::array<char, 8> buf{};
+    EXPECT_LT(::getxattr((dir / f).c_str(), "trusted.overlay.opaque", buf.data(), buf.size()), 0)
+        << f << ": an xattr was set on the host";
+  }
 }
 
 // The same user on its own processes (its user namespace owns them): what the policy grants.
