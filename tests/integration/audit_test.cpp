@@ -444,19 +444,45 @@ TEST_F(Audit, ASwappedFileIsRefusedAtSighupAndRecordsGoToTheOldFile) {
   EXPECT_EQ(audit_lines(rotated, "after-file").size(), 1U);
 }
 
+// A 1 MiB tmpfs for a full disk on demand (the daemon's mount namespace shares it).
+class SmallTmpfs {
+ public:
+  explicit SmallTmpfs(fs::path at) : at_(std::move(at)) {
+    fs::create_directory(at_);
+    mounted_ = ::mount("sysvisor-audit-test", at_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                       "size=1m,mode=0700") == 0;
+  }
+  ~SmallTmpfs() {
+    if (mounted_) ::umount2(at_.c_str(), MNT_DETACH);
+  }
+  SmallTmpfs(const SmallTmpfs&) = delete;
+  SmallTmpfs& operator=(const SmallTmpfs&) = delete;
+  [[nodiscard]] bool mounted() const { return mounted_; }
+  [[nodiscard]] const fs::path& path() const { return at_; }
+  // Takes every byte left (a file `filler`); remove it for space again.
+  [[nodiscard]] bool fill() const {
+    const int fd = ::open((at_ / "filler").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return false;
+    const std::string block(4096, 'x');
+    while (::write(fd, block.data(), block.size()) > 0) {
+    }
+    while (::write(fd, block.data(), 1) > 0) {
+    }
+    ::close(fd);
+    return true;
+  }
+
+ private:
+  fs::path at_;
+  bool mounted_ = false;
+};
+
 // The audit log's filesystem fills up: every record that cannot be written is counted (status,
 // metrics) and logged, none is torn, and `policy learn` reads the file whole afterwards.
 TEST_F(Audit, AFullDiskIsCountedAndLeavesNoTornRecord) {
-  const fs::path mnt = dir_->path() / "small";
-  fs::create_directory(mnt);
-  ASSERT_EQ(::mount("sysvisor-audit-test", mnt.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                    "size=1m,mode=0700"),
-            0)
-      << std::strerror(errno);
-  struct Unmount {
-    fs::path at;
-    ~Unmount() { ::umount2(at.c_str(), MNT_DETACH); }
-  } unmount{mnt};
+  const SmallTmpfs small(dir_->path() / "small");
+  ASSERT_TRUE(small.mounted()) << std::strerror(errno);
+  const fs::path mnt = small.path();
   const fs::path log = mnt / "audit.jsonl";
   start({}, log);
   const auto calls = [](int n) {
@@ -467,16 +493,7 @@ TEST_F(Audit, AFullDiskIsCountedAndLeavesNoTornRecord) {
   const std::string script = calls(kCalls);
   ASSERT_EQ(container(calls(10), "learn", "warm").out, "done\n");
   // Fill what is left: the daemon's mount namespace shares this tmpfs.
-  {
-    const int fd = ::open((mnt / "filler").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    ASSERT_GE(fd, 0);
-    const std::string block(4096, 'x');
-    while (::write(fd, block.data(), block.size()) > 0) {
-    }
-    while (::write(fd, block.data(), 1) > 0) {
-    }
-    ::close(fd);
-  }
+  ASSERT_TRUE(small.fill());
   ASSERT_EQ(container(script, "learn", "full").out, "done\n");
   const std::size_t written_full = audit_lines(log, "full").size();
   ASSERT_LT(written_full, static_cast<std::size_t>(kCalls)) << "the disk was not full";
@@ -516,32 +533,16 @@ TEST_F(Audit, RefuseAnswersEpermWhenTheRecordCannotBeWritten) {
                                                        "    action: return\n"
                                                        "    value: 0\n"
                                                        "    audit: true\n";
-  const fs::path mnt = dir_->path() / "small";
-  fs::create_directory(mnt);
-  ASSERT_EQ(::mount("sysvisor-audit-test", mnt.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                    "size=1m,mode=0700"),
-            0)
-      << std::strerror(errno);
-  struct Unmount {
-    fs::path at;
-    ~Unmount() { ::umount2(at.c_str(), MNT_DETACH); }
-  } unmount{mnt};
+  const SmallTmpfs small(dir_->path() / "small");
+  ASSERT_TRUE(small.mounted()) << std::strerror(errno);
+  const fs::path mnt = small.path();
   const fs::path log = mnt / "audit.jsonl";
   start({"--audit-failure", "refuse"}, log);
   constexpr int kCalls = 40;
   std::string script;
   for (int i = 0; i < kCalls; ++i) script += "probe call 167 s:/x 0; ";
   ASSERT_EQ(lines(container(script, "audited-return", "warm").out), std::vector<std::string>(kCalls, "ok"));
-  {
-    const int fd = ::open((mnt / "filler").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    ASSERT_GE(fd, 0);
-    const std::string block(4096, 'x');
-    while (::write(fd, block.data(), block.size()) > 0) {
-    }
-    while (::write(fd, block.data(), 1) > 0) {
-    }
-    ::close(fd);
-  }
+  ASSERT_TRUE(small.fill());
   const auto out = lines(container(script, "audited-return", "full").out);
   ASSERT_EQ(out.size(), static_cast<std::size_t>(kCalls));
   const auto oks = static_cast<std::size_t>(std::ranges::count(out, std::string("ok")));

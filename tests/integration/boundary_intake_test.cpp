@@ -88,108 +88,6 @@ bool closed_by_daemon(int s) {
   return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
-// A child under a filter that traps unshare, waiting for "go"; its listener comes back here.
-// On "go" it calls unshare(CLONE_NEWUTS) once and reports the errno (0: it worked). The test
-// runs as root, so the kernel itself lets it: only an enforcing policy refuses.
-struct Filtered {
-  pid_t pid = -1;
-  int listener = -1;
-  int go = -1;
-  int result = -1;
-
-  Filtered() = default;
-  Filtered(const Filtered&) = delete;
-  Filtered& operator=(const Filtered&) = delete;
-  ~Filtered() {
-    for (const int fd : {listener, go, result}) {
-      if (fd >= 0) ::close(fd);
-    }
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  }
-  void drop_listener() {
-    ::close(listener);
-    listener = -1;
-  }
-  int unshare_errno() {
-    const char byte = 'g';
-    if (::write(go, &byte, 1) != 1) return -1;
-    pollfd pfd{result, POLLIN, 0};
-    if (::poll(&pfd, 1, 10000) != 1) return -2;  // not answered
-    int err = -1;
-    if (::read(result, &err, sizeof err) != static_cast<ssize_t>(sizeof err)) return -3;
-    return err;
-  }
-};
-
-std::unique_ptr<Filtered> filtered_child() {
-  auto f = std::make_unique<Filtered>();
-  std::array<int, 2> sp{};
-  std::array<int, 2> go{};
-  std::array<int, 2> result{};
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp.data()) != 0 ||
-      ::pipe2(go.data(), O_CLOEXEC) != 0 || ::pipe2(result.data(), O_CLOEXEC) != 0)
-    return nullptr;
-  f->pid = ::fork();
-  if (f->pid == 0) {
-    std::array<sock_filter, 7> code{{
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_unshare, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    }};
-    sock_fprog prog{static_cast<unsigned short>(code.size()), code.data()};
-    ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    const int listener = static_cast<int>(
-        ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog));
-    if (listener < 0) ::_exit(1);
-    const char byte = 'l';
-    iovec iov{const_cast<char*>(&byte), 1};
-    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = control.data();
-    mh.msg_controllen = control.size();
-    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cm), &listener, sizeof(int));
-    if (::sendmsg(sp[1], &mh, 0) != 1) ::_exit(2);
-    ::close(listener);
-    char g = 0;
-    if (::read(go[0], &g, 1) != 1) ::_exit(0);
-    const long rc = ::syscall(SYS_unshare, CLONE_NEWUTS);
-    const int err = rc == 0 ? 0 : errno;
-    if (::write(result[1], &err, sizeof err) != static_cast<ssize_t>(sizeof err)) ::_exit(3);
-    ::_exit(0);
-  }
-  ::close(sp[1]);
-  ::close(go[0]);
-  ::close(result[1]);
-  f->go = go[1];
-  f->result = result[0];
-  char byte = 0;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control.data();
-  mh.msg_controllen = control.size();
-  if (::recvmsg(sp[0], &mh, MSG_CMSG_CLOEXEC) == 1 && CMSG_FIRSTHDR(&mh) != nullptr) {
-    std::memcpy(&f->listener, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(int));
-  }
-  ::close(sp[0]);
-  return f->listener >= 0 ? std::move(f) : nullptr;
-}
-
 // runc's payload, with annotations.
 std::string payload(const std::string& id, pid_t pid, const std::string& metadata,
                     const std::map<std::string, std::string>& annotations = {}) {
@@ -260,14 +158,14 @@ class Boundary : public ::testing::Test {
   // A handoff of a real listener from root, as runc makes it; the child's unshare errno.
   int handoff_and_unshare(const std::string& id, const std::string& metadata,
                           const std::map<std::string, std::string>& annotations) {
-    auto child = filtered_child();
+    auto child = filtered_child(__NR_unshare, [] { return ::syscall(SYS_unshare, CLONE_NEWUTS); });
     if (child == nullptr) return -100;
     const int s = connect_to(oci_sock(), SOCK_STREAM);
     if (s < 0) return -101;
     send_with(s, payload(id, child->pid, metadata, annotations), {child->listener});
     EXPECT_TRUE(closed_by_daemon(s));
     child->drop_listener();
-    return child->unshare_errno();
+    return child->call_errno();
   }
 
   [[nodiscard]] fs::path runtime() const { return dir_->path() / "run"; }
@@ -486,14 +384,14 @@ int other_users_handoff(const fs::path& oci, uid_t uid, const std::string& id) {
   if (pid == 0) {
     if (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)
       ::_exit(100);
-    auto child = filtered_child();
+    auto child = filtered_child(__NR_unshare, [] { return ::syscall(SYS_unshare, CLONE_NEWUTS); });
     if (child == nullptr) ::_exit(101);
     const int s = connect_to(oci, SOCK_STREAM);
     if (s < 0) ::_exit(102);
     send_with(s, payload(id, child->pid, "policy=deny-dangerous"), {child->listener});
     if (!closed_by_daemon(s)) ::_exit(103);
     child->drop_listener();
-    const int err = child->unshare_errno();
+    const int err = child->call_errno();
     ::_exit(err >= 0 && err < 100 ? err : 104);
   }
   int status = 0;

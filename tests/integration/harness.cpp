@@ -2,15 +2,22 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cstddef>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -121,6 +128,97 @@ fs::path public_bin(const std::string& name) {
                               fs::perms::others_read | fs::perms::others_exec);
   }
   return copy;
+}
+
+FilteredChild::~FilteredChild() {
+  for (const int fd : {listener, go, result}) {
+    if (fd >= 0) ::close(fd);
+  }
+  if (pid > 0) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+}
+
+void FilteredChild::drop_listener() {
+  ::close(listener);
+  listener = -1;
+}
+
+int FilteredChild::call_errno() {
+  const char byte = 'g';
+  if (::write(go, &byte, 1) != 1) return -1;
+  pollfd pfd{result, POLLIN, 0};
+  if (::poll(&pfd, 1, 10000) != 1) return -2;  // not answered
+  int err = -1;
+  if (::read(result, &err, sizeof err) != static_cast<ssize_t>(sizeof err)) return -3;
+  return err;
+}
+
+std::unique_ptr<FilteredChild> filtered_child(int nr, long (*call)()) {
+  auto f = std::make_unique<FilteredChild>();
+  std::array<int, 2> sp{};
+  std::array<int, 2> go{};
+  std::array<int, 2> result{};
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp.data()) != 0 ||
+      ::pipe2(go.data(), O_CLOEXEC) != 0 || ::pipe2(result.data(), O_CLOEXEC) != 0)
+    return nullptr;
+  f->pid = ::fork();
+  if (f->pid == 0) {
+    std::array<sock_filter, 7> code{{
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<std::uint32_t>(nr), 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    }};
+    sock_fprog prog{static_cast<unsigned short>(code.size()), code.data()};
+    ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    const int listener = static_cast<int>(
+        ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog));
+    if (listener < 0) ::_exit(1);
+    const char byte = 'l';
+    iovec iov{const_cast<char*>(&byte), 1};
+    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control.data();
+    mh.msg_controllen = control.size();
+    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cm), &listener, sizeof(int));
+    if (::sendmsg(sp[1], &mh, 0) != 1) ::_exit(2);
+    ::close(listener);
+    char g = 0;
+    if (::read(go[0], &g, 1) != 1) ::_exit(0);
+    const long rc = call();
+    const int err = rc == 0 ? 0 : errno;
+    if (::write(result[1], &err, sizeof err) != static_cast<ssize_t>(sizeof err)) ::_exit(3);
+    ::_exit(0);
+  }
+  ::close(sp[1]);
+  ::close(go[0]);
+  ::close(result[1]);
+  f->go = go[1];
+  f->result = result[0];
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = control.data();
+  mh.msg_controllen = control.size();
+  if (::recvmsg(sp[0], &mh, MSG_CMSG_CLOEXEC) == 1 && CMSG_FIRSTHDR(&mh) != nullptr) {
+    std::memcpy(&f->listener, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(int));
+  }
+  ::close(sp[0]);
+  return f->listener >= 0 ? std::move(f) : nullptr;
 }
 
 TempDir::TempDir(const std::string& prefix) {

@@ -101,6 +101,26 @@ Outcome run_container(const fs::path& runtime_dir, const std::string& policy, co
     }                                                                                             \
   } while (false)
 
+// A child under a filter that traps syscall `nr` (x86_64) with SECCOMP_RET_USER_NOTIF; its
+// listener comes back here. On call_errno() it makes `call` once and reports its errno (0 for
+// success): a listener a test hands to the daemon, and the caller whose answer it checks.
+struct FilteredChild {
+  pid_t pid = -1;
+  int listener = -1;
+  int go = -1;      // write a byte: the child makes the call once
+  int result = -1;  // the child's errno (an int)
+
+  FilteredChild() = default;
+  FilteredChild(const FilteredChild&) = delete;
+  FilteredChild& operator=(const FilteredChild&) = delete;
+  ~FilteredChild();
+  // Our copy of the listener, closed once handed over (else the listener never goes away).
+  void drop_listener();
+  // The call's errno; -2 when it was not answered within 10 s.
+  int call_errno();
+};
+[[nodiscard]] std::unique_ptr<FilteredChild> filtered_child(int nr, long (*call)());
+
 // Container root on the host under the agent's default map (0 -> 100000).
 inline constexpr uid_t kHostRoot = 100000;
 

@@ -498,104 +498,6 @@ TEST_F(OciPodman, RootlessWithRunc) {
 
 // ---- Broken peers on oci.sock: the daemon logs, closes, and keeps serving.
 
-// A child under a filter that traps mknodat, waiting for "go"; its listener comes back here.
-struct Filtered {
-  pid_t pid = -1;
-  int listener = -1;
-  int go = -1;      // write a byte: the child calls mknodat(block 8:0) once
-  int result = -1;  // the child's errno (an int)
-
-  ~Filtered() {
-    for (const int fd : {listener, go, result}) {
-      if (fd >= 0) ::close(fd);
-    }
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  }
-  // Our copy of the listener, closed once handed over (else the listener never goes away).
-  void drop_listener() {
-    ::close(listener);
-    listener = -1;
-  }
-  int mknod_errno() {
-    const char byte = 'g';
-    if (::write(go, &byte, 1) != 1) return -1;
-    pollfd pfd{result, POLLIN, 0};
-    if (::poll(&pfd, 1, 10000) != 1) return -2;  // not answered
-    int err = -1;
-    if (::read(result, &err, sizeof err) != static_cast<ssize_t>(sizeof err)) return -3;
-    return err;
-  }
-};
-
-std::unique_ptr<Filtered> filtered_child() {
-  auto f = std::make_unique<Filtered>();
-  std::array<int, 2> sp{};
-  std::array<int, 2> go{};
-  std::array<int, 2> result{};
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp.data()) != 0 ||
-      ::pipe2(go.data(), O_CLOEXEC) != 0 || ::pipe2(result.data(), O_CLOEXEC) != 0)
-    return nullptr;
-  f->pid = ::fork();
-  if (f->pid == 0) {
-    std::array<sock_filter, 7> code{{
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mknodat, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    }};
-    sock_fprog prog{static_cast<unsigned short>(code.size()), code.data()};
-    ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    const int listener = static_cast<int>(
-        ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog));
-    if (listener < 0) ::_exit(1);
-    const char byte = 'l';
-    iovec iov{const_cast<char*>(&byte), 1};
-    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = control.data();
-    mh.msg_controllen = control.size();
-    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cm), &listener, sizeof(int));
-    if (::sendmsg(sp[1], &mh, 0) != 1) ::_exit(2);
-    ::close(listener);
-    char g = 0;
-    if (::read(go[0], &g, 1) != 1) ::_exit(0);
-    const long rc = ::syscall(SYS_mknodat, AT_FDCWD, "/nonexistent-dir/sda", S_IFBLK | 0600, makedev(8, 0));
-    const int err = rc == 0 ? 0 : errno;
-    if (::write(result[1], &err, sizeof err) != static_cast<ssize_t>(sizeof err)) ::_exit(3);
-    ::_exit(0);
-  }
-  ::close(sp[1]);
-  ::close(go[0]);
-  ::close(result[1]);
-  f->go = go[1];
-  f->result = result[0];
-  char byte = 0;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int))> control{};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control.data();
-  mh.msg_controllen = control.size();
-  if (::recvmsg(sp[0], &mh, MSG_CMSG_CLOEXEC) == 1 && CMSG_FIRSTHDR(&mh) != nullptr) {
-    std::memcpy(&f->listener, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(int));
-  }
-  ::close(sp[0]);
-  return f->listener >= 0 ? std::move(f) : nullptr;
-}
-
 std::string payload(const std::string& id, pid_t pid, const std::optional<std::string>& metadata) {
   json p = {
       {"ociVersion", "1.0.2-dev"},
@@ -654,7 +556,9 @@ class OciPeers : public Oci {
 };
 
 TEST_F(OciPeers, BrokenPayloadsAreRefusedAndTheDaemonKeepsServing) {
-  auto child = filtered_child();
+  auto child = filtered_child(__NR_mknodat, [] {
+    return ::syscall(SYS_mknodat, AT_FDCWD, "/nonexistent-dir/sda", S_IFBLK | 0600, makedev(8, 0));
+  });
   ASSERT_NE(child, nullptr);
   const int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   const std::string good = payload("peer-box", child->pid, "policy=rootless-devices");
@@ -712,18 +616,20 @@ TEST_F(OciPeers, BrokenPayloadsAreRefusedAndTheDaemonKeepsServing) {
   send_with(s, good.substr(60), {});
   EXPECT_TRUE(closed_by_daemon(s));
   child->drop_listener();
-  EXPECT_EQ(child->mknod_errno(), EPERM) << "the rootless-devices policy refuses block 8:0";
+  EXPECT_EQ(child->call_errno(), EPERM) << "the rootless-devices policy refuses block 8:0";
   EXPECT_TRUE(wait_for([&] { return audit_of("peer-box").size() == 1; }, 5s)) << read_file(audit_log());
 }
 
 TEST_F(OciPeers, LearnInTheMetadataAllowsAndRecords) {
-  auto child = filtered_child();
+  auto child = filtered_child(__NR_mknodat, [] {
+    return ::syscall(SYS_mknodat, AT_FDCWD, "/nonexistent-dir/sda", S_IFBLK | 0600, makedev(8, 0));
+  });
   ASSERT_NE(child, nullptr);
   const int s = connect_oci();
   send_with(s, payload("learn-box", child->pid, "policy=deny-devices\nlearn=true"), {child->listener});
   EXPECT_TRUE(closed_by_daemon(s));
   child->drop_listener();
-  EXPECT_NE(child->mknod_errno(), EACCES) << "learning, the kernel decides, not deny-devices";
+  EXPECT_NE(child->call_errno(), EACCES) << "learning, the kernel decides, not deny-devices";
   ASSERT_TRUE(wait_for([&] { return audit_of("learn-box").size() == 1; }, 5s)) << read_file(audit_log());
   const std::string line = audit_of("learn-box")[0];
   EXPECT_NE(line.find("\"action\":\"learn\""), std::string::npos) << line;
@@ -731,24 +637,28 @@ TEST_F(OciPeers, LearnInTheMetadataAllowsAndRecords) {
 }
 
 TEST_F(OciPeers, NoPolicyNamedGetsTheDefault) {
-  auto child = filtered_child();
+  auto child = filtered_child(__NR_mknodat, [] {
+    return ::syscall(SYS_mknodat, AT_FDCWD, "/nonexistent-dir/sda", S_IFBLK | 0600, makedev(8, 0));
+  });
   ASSERT_NE(child, nullptr);
   const int s = connect_oci();
   send_with(s, payload("default-box", child->pid, std::nullopt), {child->listener});
   EXPECT_TRUE(closed_by_daemon(s));
   child->drop_listener();
-  EXPECT_EQ(child->mknod_errno(), EACCES) << "deny-devices (the default here) answers EACCES";
+  EXPECT_EQ(child->call_errno(), EACCES) << "deny-devices (the default here) answers EACCES";
   expect_log("[c=default-box] supervised with policy `deny-devices` (from default policy");
 }
 
 TEST_F(OciPeers, UnknownPolicyIsRefusedAndSaysWhatFollows) {
-  auto child = filtered_child();
+  auto child = filtered_child(__NR_mknodat, [] {
+    return ::syscall(SYS_mknodat, AT_FDCWD, "/nonexistent-dir/sda", S_IFBLK | 0600, makedev(8, 0));
+  });
   ASSERT_NE(child, nullptr);
   const int s = connect_oci();
   send_with(s, payload("lost-box", child->pid, "policy=no-such\nteam=web"), {child->listener});
   EXPECT_TRUE(closed_by_daemon(s));
   child->drop_listener();
-  EXPECT_EQ(child->mknod_errno(), ENOSYS) << "nobody supervises the listener any more";
+  EXPECT_EQ(child->call_errno(), ENOSYS) << "nobody supervises the listener any more";
   expect_log("refused container `lost-box`: unknown policy `no-such` (named by the listenerMetadata)");
   expect_log(
       "policy directory; loaded: audit-dangerous, audit-only-dangerous, deny-dangerous, deny-devices, "
