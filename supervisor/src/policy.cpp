@@ -1922,7 +1922,9 @@ std::expected<T, std::vector<LoadError>> io_failure(const std::exception& e,
 
 // ======================================== public API ========================================
 
-bool matches_glob(std::string_view pattern, std::string_view text) noexcept { return glob_match(pattern, text); }
+bool matches_glob(std::string_view pattern, std::string_view text) noexcept {
+  return glob_match(pattern, text);
+}
 
 const char* to_string(ErrorCode code) {
   switch (code) {
