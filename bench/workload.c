@@ -243,9 +243,7 @@ static int op_sched_flood(long procs) {
     kids[i] = fork();
     if (kids[i] < 0) die("fork");
     if (kids[i] == 0) {
-      const struct {
-        int priority;
-      } param = {1};
+      const struct { int priority; } param = {1};
       while (!shared[0]) {
         (void)syscall(SYS_sched_setscheduler, 999999, 1 /* SCHED_FIFO */, &param);
         ++shared[1 + i];

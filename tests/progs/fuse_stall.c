@@ -26,9 +26,8 @@ enum { kFileIno = 2, kFileSize = 16384 };
 static int dev_fd = -1;
 
 static void reply(uint64_t unique, int err, const void* body, size_t size) {
-  struct fuse_out_header out = {.len = (uint32_t)(sizeof out + (err == 0 ? size : 0)),
-                                .error = -err,
-                                .unique = unique};
+  struct fuse_out_header out = {
+      .len = (uint32_t)(sizeof out + (err == 0 ? size : 0)), .error = -err, .unique = unique};
   struct iovec iov[2] = {{&out, sizeof out}, {(void*)body, err == 0 ? size : 0}};
   if (writev(dev_fd, iov, err == 0 && size > 0 ? 2 : 1) < 0 && errno != ENOENT) perror("fuse_stall: writev");
 }
