@@ -29,6 +29,7 @@
 #include "sysvisor/policy.hpp"
 #include "sysvisor/server.hpp"
 #include "sysvisor/session.hpp"
+#include "sysvisor/trusted_files.hpp"
 
 namespace {
 
@@ -205,12 +206,12 @@ int serve(sysvisor::ServerConfig server) {
   // Step 2: our own mount namespace, runtime dir, device store, audit sink.
   raise_fd_limit();
   enter_private_mount_namespace();
-  std::error_code ec;
-  std::filesystem::create_directories(config.runtime_dir, ec);
-  if (ec) {
-    throw std::runtime_error("create runtime dir `" + config.runtime_dir.string() + "`: " + ec.message());
+  auto runtime_dir = sysvisor::trusted::make_runtime_dir(config.runtime_dir);
+  if (!runtime_dir) {
+    std::fprintf(stderr, "sysvisor: not starting: %s\n", runtime_dir.error().c_str());
+    return 1;
   }
-  auto devices = sysvisor::mknod::DeviceStore::create(config.runtime_dir / "devices");
+  auto devices = sysvisor::mknod::DeviceStore::create(runtime_dir->get(), "devices");
   if (!devices) throw std::runtime_error(devices.error().message());
   auto audit = sysvisor::audit::Sink::open(config.audit);
   if (!audit) throw std::runtime_error(audit.error().message());
@@ -223,7 +224,7 @@ int serve(sysvisor::ServerConfig server) {
     io.run();
     (void)sd_notify(0, "STOPPING=1");
   }
-  ::umount2((config.runtime_dir / "devices").c_str(), MNT_DETACH);
+  ::umount2((config.runtime_dir / "devices").c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
   spdlog::info("stopped");
   return 0;
 }

@@ -25,26 +25,58 @@ UniqueFd listen_unix(const std::filesystem::path& where, int type, mode_t mode, 
   };
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) {
-    throw std::runtime_error("socket path `" + path + "` is longer than " +
-                             std::to_string(sizeof addr.sun_path - 1) +
-                             " bytes: choose a shorter runtime directory");
+  // The socket is bound in a private directory beside `where` (.sv-XXXXXX/s), given its group
+  // and mode there, and renamed into place: it is never reachable with another mode, and no
+  // name a user could have swapped (a symbolic link at `where`) is followed. rename(2) replaces
+  // a stale socket, or a link, itself.
+  const std::filesystem::path parent = where.parent_path();
+  std::string private_dir = (parent / ".sv-XXXXXX").string();
+  if (path.size() >= sizeof addr.sun_path || private_dir.size() + 2 >= sizeof addr.sun_path) {
+    throw std::runtime_error(
+        "socket path `" + path + "` is too long (a unix socket's path has at most " +
+        std::to_string(sizeof addr.sun_path - 1) +
+        " bytes, and it is bound first as DIR/.sv-XXXXXX/s): choose a shorter directory");
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  UniqueFd sock(::socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!sock) throw fail("socket for");
   {
     UniqueFd probe(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
     if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
       throw std::runtime_error("another supervisor is already serving `" + path + "`");
     }
-    ::unlink(path.c_str());
   }
-  if (::bind(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) throw fail("bind");
+  UniqueFd dir(::open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) throw fail("open the directory of");
+  if (::mkdtemp(private_dir.data()) == nullptr) throw fail("make a private directory (mkdtemp) beside");
+  const std::string private_name = std::filesystem::path(private_dir).filename().string();
+  UniqueFd priv(::openat(dir.get(), private_name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  struct Cleanup {
+    int dir, priv;
+    const std::string& name;
+    ~Cleanup() {
+      if (priv >= 0) ::unlinkat(priv, "s", 0);
+      ::unlinkat(dir, name.c_str(), AT_REMOVEDIR);
+    }
+  } cleanup{dir.get(), priv.get(), private_name};
+  struct stat st {};
+  if (!priv || ::fstat(priv.get(), &st) != 0 || st.st_uid != ::geteuid() || (st.st_mode & 077) != 0) {
+    throw fail("the private directory `" + private_dir + "` is not ours; not binding");
+  }
+  const std::string bound = private_dir + "/s";
+  sockaddr_un priv_addr{};
+  priv_addr.sun_family = AF_UNIX;
+  std::memcpy(priv_addr.sun_path, bound.c_str(), bound.size() + 1);
+  UniqueFd sock(::socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!sock) throw fail("socket for");
+  if (::bind(sock.get(), reinterpret_cast<const sockaddr*>(&priv_addr), sizeof priv_addr) != 0)
+    throw fail("bind");
   // Who may connect is the socket's mode and group; what a peer may ask for is `access:`.
-  if (group && ::chown(path.c_str(), 0, *group) != 0) throw fail("chown to group " + std::to_string(*group));
-  if (::chmod(path.c_str(), mode) != 0) throw fail("chmod");
+  if (group && ::fchownat(priv.get(), "s", 0, *group, AT_SYMLINK_NOFOLLOW) != 0) {
+    throw fail("chown to group " + std::to_string(*group));
+  }
+  if (::fchmodat(priv.get(), "s", mode, 0) != 0) throw fail("chmod");
   if (::listen(sock.get(), 128) != 0) throw fail("listen on");
+  if (::renameat(priv.get(), "s", dir.get(), where.filename().c_str()) != 0)
+    throw fail("rename the socket to");
   return sock;
 }
 

@@ -377,19 +377,33 @@ struct DeviceStore::Watches {
   }
 };
 
-Result<DeviceStore> DeviceStore::create(const std::filesystem::path& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return sys_error(ec.value(), "create `" + dir.string() + "`");
-  ::chmod(dir.c_str(), 0700);
+Result<DeviceStore> DeviceStore::create(int runtime_dir, const std::string& name) {
+  if (::mkdirat(runtime_dir, name.c_str(), 0700) != 0 && errno != EEXIST)
+    return sys_error("create `" + name + "`");
+  UniqueFd dir(::openat(runtime_dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir) return sys_error("open `" + name + "` in the runtime dir (a directory, not a link)");
+  struct stat st {};
+  if (::fstat(dir.get(), &st) != 0) return sys_error("stat `" + name + "`");
+  if (st.st_uid != 0) return sys_error(EPERM, "`" + name + "` in the runtime dir is not root's");
+  if (::fchmod(dir.get(), 0700) != 0) return sys_error("chmod `" + name + "`");
   // nodev must NOT be set: the nodes are used through their bind mounts.
-  if (::mount("sysvisor-dev", dir.c_str(), "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0700,nr_inodes=1048576") !=
-      0) {
-    return sys_error("mount tmpfs on `" + dir.string() + "`");
+  const UniqueFd fs(static_cast<int>(::syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC)));
+  if (!fs) return sys_error("fsopen tmpfs for the device store");
+  if (::syscall(SYS_fsconfig, fs.get(), FSCONFIG_SET_STRING, "source", "sysvisor-dev", 0) != 0 ||
+      ::syscall(SYS_fsconfig, fs.get(), FSCONFIG_SET_STRING, "mode", "0700", 0) != 0 ||
+      ::syscall(SYS_fsconfig, fs.get(), FSCONFIG_SET_STRING, "nr_inodes", "1048576", 0) != 0 ||
+      ::syscall(SYS_fsconfig, fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
+    return sys_error("configure the device store's tmpfs");
+  }
+  UniqueFd mnt(static_cast<int>(
+      ::syscall(SYS_fsmount, fs.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)));
+  if (!mnt) return sys_error("fsmount the device store");
+  if (::syscall(SYS_move_mount, mnt.get(), "", dir.get(), "",
+                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0) {
+    return sys_error("attach the device store on `" + name + "` (move_mount)");
   }
   DeviceStore store;
-  store.dir_.reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!store.dir_) return sys_error("open `" + dir.string() + "`");
+  store.dir_ = std::move(mnt);  // the tmpfs's root, whatever becomes of the name
   store.watches_ = std::make_unique<Watches>();
   store.watches_->fd.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));  // none: release() keeps names
   // Started now, so its fds and thread are part of the daemon's baseline.

@@ -1894,7 +1894,16 @@ bool is_policy_file(const std::filesystem::directory_entry& entry) {
   return (ext == ".yaml" || ext == ".yml") && entry.is_regular_file(ec);
 }
 
-// The policy files directly in `dir`, sorted by name.
+template <typename T>
+std::expected<T, std::vector<LoadError>> io_failure(const std::exception& e,
+                                                    const std::filesystem::path& where) {
+  return std::unexpected(std::vector{LoadError{ErrorCode::Io, e.what(), Position{where.string(), 0, 0}}});
+}
+
+}  // namespace
+
+// ======================================== public API ========================================
+
 std::expected<std::vector<std::filesystem::path>, LoadError> policy_files(const std::filesystem::path& dir) {
   std::vector<std::filesystem::path> files;
   std::error_code ec;
@@ -1911,16 +1920,6 @@ std::expected<std::vector<std::filesystem::path>, LoadError> policy_files(const 
   std::ranges::sort(files, {}, [](const std::filesystem::path& path) { return path.filename(); });
   return files;
 }
-
-template <typename T>
-std::expected<T, std::vector<LoadError>> io_failure(const std::exception& e,
-                                                    const std::filesystem::path& where) {
-  return std::unexpected(std::vector{LoadError{ErrorCode::Io, e.what(), Position{where.string(), 0, 0}}});
-}
-
-}  // namespace
-
-// ======================================== public API ========================================
 
 bool matches_glob(std::string_view pattern, std::string_view text) noexcept {
   return glob_match(pattern, text);

@@ -16,6 +16,7 @@
 #include "sysvisor/filter.hpp"
 #include "sysvisor/listen.hpp"
 #include "sysvisor/notify.hpp"
+#include "sysvisor/trusted_files.hpp"
 #include "sysvisor/wire.hpp"
 
 #ifndef SYSVISOR_VERSION
@@ -167,7 +168,7 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     }
     const LoadedPolicy* loaded = server_.registry_.find(hello.policy());
     if (loaded == nullptr) {
-      refuse("unknown policy `" + hello.policy() + "` (known: " + server_.registry_.names() + ")");
+      refuse("unknown policy `" + hello.policy() + "` (yours to use: " + server_.usable_names(peer_) + ")");
       return;
     }
     if (auto why = config::refusal(server_.config_.config, peer_, hello.policy()); !why.empty()) {
@@ -304,6 +305,21 @@ std::expected<std::pair<config::Config, PolicySet>, std::vector<std::string>> lo
   if (server.runtime_override) cfg.runtime_dir = *server.runtime_override;
   if (server.default_policy_override) cfg.default_policy = *server.default_policy_override;
   if (server.metrics_override) cfg.metrics_listen = *server.metrics_override;
+  // Root grants what these files say: nobody else may be able to change them (sshd's StrictModes).
+  std::vector<std::string> untrusted;
+  if (!server.config_file.empty()) {
+    if (auto ok = trusted::check_file(server.config_file, "configuration file"); !ok)
+      untrusted.push_back(ok.error());
+  }
+  if (auto ok = trusted::check_dir(cfg.policies_dir, "policies directory"); !ok) {
+    untrusted.push_back(ok.error());
+  } else if (auto files = policy::policy_files(cfg.policies_dir)) {
+    for (const auto& file : *files) {
+      if (auto checked = trusted::check_file(file, "policy file"); !checked)
+        untrusted.push_back(checked.error());
+    }
+  }
+  if (!untrusted.empty()) return std::unexpected(untrusted);
   auto policies = load_policies(cfg.policies_dir);
   if (!policies) return std::unexpected(policies.error());
   if (!cfg.default_policy.empty() && !policies->contains(cfg.default_policy)) {
@@ -627,6 +643,11 @@ control::v1::Response Server::answer(const control::v1::Request& request, const 
   return response;
 }
 
+std::string Server::usable_names(const config::Peer& peer) const {
+  return registry_.names(
+      [&](const std::string& name) { return config::refusal(config_.config, peer, name).empty(); });
+}
+
 std::expected<OciAdopted, std::string> Server::adopt(OciHandoff handoff) {
   if (stopping_) return std::unexpected("the supervisor is shutting down");
   const LoadedPolicy* loaded = registry_.find(handoff.policy);
@@ -634,8 +655,8 @@ std::expected<OciAdopted, std::string> Server::adopt(OciHandoff handoff) {
     return std::unexpected(
         "unknown policy `" + handoff.policy + "` (named by the " + oci::to_string(handoff.policy_source) +
         "). To fix it, name a loaded policy in the profile's listenerMetadata "
-        "(`policy=NAME`) or add the policy to the supervisor's policy directory; loaded: " +
-        registry_.names());
+        "(`policy=NAME`) or add the policy to the supervisor's policy directory; yours to use: " +
+        usable_names(handoff.peer));
   }
   if (auto why = config::refusal(config_.config, handoff.peer, handoff.policy); !why.empty()) {
     return std::unexpected(why);

@@ -661,7 +661,7 @@ TEST_F(OciPeers, UnknownPolicyIsRefusedAndSaysWhatFollows) {
   EXPECT_EQ(child->call_errno(), ENOSYS) << "nobody supervises the listener any more";
   expect_log("refused container `lost-box`: unknown policy `no-such` (named by the listenerMetadata)");
   expect_log(
-      "policy directory; loaded: audit-dangerous, audit-only-dangerous, deny-dangerous, deny-devices, "
+      "policy directory; yours to use: audit-dangerous, audit-only-dangerous, deny-dangerous, deny-devices, "
       "kill-block");
   expect_log(
       "; the listener is closed, so the calls the runtime's filter traps in this process now fail with "

@@ -116,7 +116,9 @@ class DirectWorker {
 
 class DeviceStore {
  public:
-  [[nodiscard]] static Result<DeviceStore> create(const std::filesystem::path& dir);
+  // The store: a private tmpfs mounted on `name` in the directory `runtime_dir` (an fd), made
+  // and opened with O_NOFOLLOW, refused unless root owns it; the mount is attached by fd.
+  [[nodiscard]] static Result<DeviceStore> create(int runtime_dir, const std::string& name);
   DeviceStore(DeviceStore&&) noexcept;
   DeviceStore& operator=(DeviceStore&&) noexcept;
   ~DeviceStore();

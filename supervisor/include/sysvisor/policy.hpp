@@ -276,8 +276,11 @@ struct LoadResult {
 // Resolves includes among `parsed`, fills `rules` and `version`, checks what needs the whole
 // set (include cycles, unsafe allows, emulators), and computes warnings.
 [[nodiscard]] std::expected<LoadResult, std::vector<LoadError>> resolve(std::vector<Policy> parsed);
-// Every *.yaml and *.yml file directly in `dir` (files ending in .cases.yaml are decision
-// cases, not policies, and are skipped); all errors of all files are returned together.
+// The policy files directly in `dir`, sorted by name: every *.yaml and *.yml file (files
+// ending in .cases.yaml are decision cases, not policies, and are skipped).
+[[nodiscard]] std::expected<std::vector<std::filesystem::path>, LoadError> policy_files(
+    const std::filesystem::path& dir);
+// Every file of policy_files(dir); all errors of all files are returned together.
 [[nodiscard]] std::expected<LoadResult, std::vector<LoadError>> load_policy_dir(
     const std::filesystem::path& dir);
 // `files`, resolving includes against the other policies in each file's directory.

@@ -37,9 +37,13 @@ class PolicyRegistry {
   [[nodiscard]] std::uint64_t generation() const noexcept {
     return generation_.load(std::memory_order_acquire);
   }
-  [[nodiscard]] std::string names() const {
+  // The names `shown` lets through (a peer sees the policies it may use, not all of them).
+  template <typename Pred>
+  [[nodiscard]] std::string names(Pred shown) const {
     std::string out;
-    for (const auto& [name, _] : set_) out += (out.empty() ? "" : ", ") + name;
+    for (const auto& [name, _] : set_) {
+      if (shown(name)) out += (out.empty() ? "" : ", ") + name;
+    }
     return out.empty() ? "none" : out;
   }
 

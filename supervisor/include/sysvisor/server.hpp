@@ -79,6 +79,8 @@ class Server {
   // process of one container id (run, each exec) joins the same group. The error is the
   // refusal, for the intake's log line.
   [[nodiscard]] std::expected<OciAdopted, std::string> adopt(OciHandoff handoff);
+  // The loaded policies `peer` may use, by name, for its refusals: nobody learns the others.
+  [[nodiscard]] std::string usable_names(const config::Peer& peer) const;
 
  private:
   class Connection;
