@@ -267,7 +267,7 @@ TEST_F(BoundaryMount, CwdFlippedByAnotherThreadNeverMountsOutsideTheTargetPatter
   make_root(kHostRoot, kHostRoot);
   const auto o =
       run_container(runtime(), "mount-under-mnt", rootfs_,
-                    "mkdir /etc/a; probe mount-cwd-race /images/x.img a ext4 /mnt /etc 1000; "
+                    "mkdir /etc/a; probe mount-cwd-race /images/x.img a ext4 /mnt /etc 400; "
                     "grep -c ' /etc/a ' /proc/self/mountinfo; grep -c /dev/loop /proc/self/mountinfo");
   EXPECT_EQ(lines(o.out), (std::vector<std::string>{"done", "0", "0"})) << o.err << read_file(daemon_log());
   expect_host_untouched("a container's mount");
