@@ -401,5 +401,47 @@ TEST_F(BoundaryOwner, TheAuditRateHoldsPerUidAcrossSessions) {
       << written << " records in " << seconds << " s across " << kSessions << " sessions";
 }
 
+// The sessions of one container (an OCI run and its execs: one id, one owner) share the
+// container's budget too, root's included.
+TEST_F(BoundaryOwner, TheAuditRateHoldsPerContainerAcrossItsSessions) {
+  constexpr int kSessions = 4;
+  constexpr int kCalls = 5;
+  constexpr int kBurst = 3;
+  start("audit_rate: {per_second: 1, burst: 3}\n");
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<std::unique_ptr<FilteredChild>> children;
+  for (int i = 0; i < kSessions; ++i) {
+    auto child = filtered_child(__NR_unshare, [] {
+      long rc = 0;
+      for (int n = 0; n < kCalls; ++n) rc = ::syscall(SYS_unshare, CLONE_NEWUTS);
+      return rc;
+    });
+    ASSERT_NE(child, nullptr);
+    const int s = connect_to(runtime() / "oci.sock", SOCK_STREAM);
+    ASSERT_GE(s, 0);
+    send_with(s, payload("one-container", child->pid, "policy=deny-dangerous"), child->listener);
+    EXPECT_TRUE(closed_by_daemon(s));
+    child->drop_listener();
+    children.push_back(std::move(child));
+  }
+  for (auto& child : children) EXPECT_EQ(child->call_errno(), EPERM) << tail_of_log();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  children.clear();  // the processes exit: every session closes and writes its summary
+  std::size_t written = 0;
+  ASSERT_TRUE(wait_for([&] {
+    std::uint64_t n = 0;
+    written = 0;
+    for (const auto& r : audit_of("one-container")) {
+      if (r["event"] == "call") ++written;
+      n += r["event"] == "call" ? 1 : r["count"].get<std::uint64_t>();
+    }
+    return n == static_cast<std::uint64_t>(kSessions * kCalls);
+  })) << "written + suppressed must equal the calls\n"
+      << read_file(audit_log()) << tail_of_log();
+  EXPECT_EQ(supervised_count("one-container"), static_cast<std::size_t>(kSessions));
+  EXPECT_LE(static_cast<double>(written), kBurst + seconds * 1.0 + 1.0)
+      << written << " records in " << seconds << " s across " << kSessions << " sessions";
+}
+
 }  // namespace
 }  // namespace sysvisor::it
