@@ -44,9 +44,9 @@ struct Config {
     // burst times this); 0: no per-uid budget. Root's containers have none.
     std::uint32_t per_uid = 1;
   } audit_rate;
-  // Per-uid bounds (docs/policy.md, "Limits"). Each supervised session costs the daemon a
-  // receiver thread, a worker thread and a few fds: the session bound is the thread and fd
-  // bound. Root (uid 0) is never bounded per uid.
+  // Per-uid bounds (docs/policy.md, the configuration table). Each supervised session costs the
+  // daemon a receiver thread, one or two worker threads and a few fds: the session bound is the
+  // thread and fd bound. Root (uid 0) is never bounded per uid.
   struct Limits {
     std::uint32_t sessions_per_uid = 32;    // live sessions of one owner uid; 0: unbounded
     std::uint32_t handshakes_per_uid = 16;  // handoffs in progress per uid, on each socket
