@@ -255,6 +255,16 @@ TEST_F(BoundaryOwner, AnotherUsersHandoffWithRootsLiveIdIsRefused) {
   EXPECT_NE(agent.err.find("container id `prod-db` is in use by another user's container"), std::string::npos)
       << agent.err;
 
+  // From a user namespace of its own (root in there) the user is still the user.
+  auto in_namespace = exec_argv(kUser, "deny-dangerous", "prod-db", {"/bin/echo", "ran"});
+  in_namespace.insert(in_namespace.begin() + 4, {"/usr/bin/unshare", "-Ur"});
+  const auto namespaced = run(in_namespace);
+  EXPECT_NE(namespaced.status, 0);
+  EXPECT_EQ(namespaced.out.find("ran"), std::string::npos) << "nothing runs";
+  EXPECT_NE(namespaced.err.find("container id `prod-db` is in use by another user's container"),
+            std::string::npos)
+      << namespaced.err;
+
   EXPECT_EQ(oci_handoff_as(runtime() / "oci.sock", kUser, "prod-db"), ENOSYS)
       << "refused: the listener is closed, nobody answers\n"
       << tail_of_log();
