@@ -55,7 +55,9 @@ void add_common_options(CLI::App& cmd, CommonOptions& common) {
       ->required();
   cmd.add_option("--id", common.id,
                  "Container id, for the supervisor's logs and audit (and the hostname in `run`); "
-                 "1-64 characters [A-Za-z0-9_.-]; default: sv- and 8 random hex digits")
+                 "1-64 characters [A-Za-z0-9_.-]; default: sv- and 8 random hex digits. An id is its "
+                 "user's while any of its processes is supervised: the supervisor refuses an id "
+                 "another user's running container holds")
       ->type_name("ID");
   cmd.add_flag("--learn", common.learn,
                "Learn mode: every call the policy traps is allowed and recorded (action \"learn\"), for "

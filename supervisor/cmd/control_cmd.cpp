@@ -122,13 +122,13 @@ void print_containers(const v1::ContainersReply& reply) {
     std::printf("no containers\n");
     return;
   }
-  std::vector<std::vector<std::string>> rows{{"ID", "ENGINE", "PID", "POLICY", "EMULATED", "ALLOWED",
+  std::vector<std::vector<std::string>> rows{{"ID", "OWNER", "ENGINE", "PID", "POLICY", "EMULATED", "ALLOWED",
                                               "DENIED", "RETURNED", "KILLED", "ERRORS", "LAST ACTIVITY"}};
   for (const auto& c : reply.containers()) {
-    rows.push_back({printable(c.id()), printable(c.engine()), c.pid() == 0 ? "-" : std::to_string(c.pid()),
-                    c.policy() + " v" + c.policy_version(), std::to_string(c.emulated()),
-                    std::to_string(c.allowed()), std::to_string(c.denied()), std::to_string(c.returned()),
-                    std::to_string(c.killed()), std::to_string(c.errors()),
+    rows.push_back({printable(c.id()), std::to_string(c.owner()), printable(c.engine()),
+                    c.pid() == 0 ? "-" : std::to_string(c.pid()), c.policy() + " v" + c.policy_version(),
+                    std::to_string(c.emulated()), std::to_string(c.allowed()), std::to_string(c.denied()),
+                    std::to_string(c.returned()), std::to_string(c.killed()), std::to_string(c.errors()),
                     c.last_activity().empty() ? "-" : c.last_activity()});
   }
   print_table(rows);

@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -367,6 +368,7 @@ int oci_profile(const OciOptions& o) {
 struct LearnOptions {
   std::string records;
   std::string container;
+  std::string owner = "0";
   std::string name = "learned";
   std::string output = "-";
   std::string cases;
@@ -402,6 +404,17 @@ int learn(const LearnOptions& o) {
   tools::LearnOptions options;
   options.file = o.records;
   options.container = o.container;
+  if (o.owner != "any") {
+    unsigned long uid = 0;
+    const char* end = o.owner.data() + o.owner.size();
+    const auto [ptr, ec] = std::from_chars(o.owner.data(), end, uid);
+    if (o.owner.empty() || ec != std::errc{} || ptr != end || uid >= 0xffffffffUL) {
+      std::fprintf(stderr, "sysvisor: --owner must be a uid (a number) or `any`, got `%s`\n",
+                   o.owner.c_str());
+      return 2;
+    }
+    options.owner = static_cast<uid_t>(uid);
+  }
   options.name = o.name;
   const auto learned = tools::learn(text, options);
   if (!learned) {
@@ -502,6 +515,12 @@ void add_policy_commands(CLI::App& app) {
       "rest of those calls refused; with NAME.cases.yaml for `policy test` (docs/audit.md)");
   l->add_option("AUDIT", learn_options->records, "The audit log (JSON lines), - for stdin")->required();
   l->add_option("--container", learn_options->container, "Only this container's records");
+  l->add_option("--owner", learn_options->owner,
+                "Only records of containers this host uid owns (the records' owner_uid: the user whose "
+                "launcher handed the container off). Another user may run a container with the same id, "
+                "so by default only root's (0) are taken; `any` takes every owner's, and records "
+                "without owner_uid (older files). How many were left out is said on stderr")
+      ->capture_default_str();
   l->add_option("--name", learn_options->name, "The policy's name")->capture_default_str();
   l->add_option("--output", learn_options->output, "The policy file, - for stdout")->capture_default_str();
   l->add_option("--cases", learn_options->cases,

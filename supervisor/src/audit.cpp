@@ -165,17 +165,24 @@ Process describe(pid_t tid) {
   return out;
 }
 
-bool Bucket::admit(std::chrono::steady_clock::time_point now) {
+bool Bucket::ready(std::chrono::steady_clock::time_point now) {
   if (rate_.unlimited()) return true;
   if (!started_) {
     started_ = true;
     last_ = now;
   }
-  const double elapsed = std::chrono::duration<double>(now - last_).count();
-  last_ = now;
-  tokens_ = std::min(rate_.burst, tokens_ + elapsed * rate_.per_second);
-  if (tokens_ < 1.0) return false;
-  tokens_ -= 1.0;
+  // A clock read before another thread's later one (two sessions share a bucket) adds nothing.
+  if (now > last_) {
+    const double elapsed = std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+    tokens_ = std::min(rate_.burst, tokens_ + elapsed * rate_.per_second);
+  }
+  return tokens_ >= 1.0;
+}
+
+bool Bucket::admit(std::chrono::steady_clock::time_point now) {
+  if (!ready(now)) return false;
+  take();
   return true;
 }
 

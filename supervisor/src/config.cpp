@@ -23,10 +23,11 @@ using policy::detail::Entry;
 using policy::detail::find;
 using policy::detail::kind;
 
-constexpr std::array<std::string_view, 10> kConfigKeys{
-    "policies",   "runtime_dir", "default_policy", "socket",         "audit",
-    "audit_rate", "access",      "control_group",  "metrics_listen", "audit_failure"};
-constexpr std::array<std::string_view, 2> kAuditRateKeys{"per_second", "burst"};
+constexpr std::array<std::string_view, 11> kConfigKeys{
+    "policies", "runtime_dir",   "default_policy", "socket",        "audit", "audit_rate",
+    "access",   "control_group", "metrics_listen", "audit_failure", "limits"};
+constexpr std::array<std::string_view, 3> kAuditRateKeys{"per_second", "burst", "per_uid"};
+constexpr std::array<std::string_view, 2> kLimitKeys{"sessions_per_uid", "handshakes_per_uid"};
 constexpr std::array<std::string_view, 2> kSocketKeys{"mode", "group"};
 constexpr std::array<std::string_view, 4> kGrantKeys{"users", "groups", "policies", "learn"};
 
@@ -82,6 +83,8 @@ class ConfigReader : public policy::detail::YamlReader {
   std::optional<std::filesystem::path> absolute_path(const Entry& entry);
   void socket(const Entry& entry, Config& config);
   void audit_rate(const Entry& entry, Config& config);
+  void limits(const Entry& entry, Config& config);
+  std::optional<std::uint32_t> count(const Entry& e, const std::string& what, std::uint32_t max);
   std::optional<mode_t> mode(const Entry& entry);
   std::optional<gid_t> group(const YAML::Node& node, const std::string& what);
   std::optional<Grant> grant(const YAML::Node& node, std::size_t index);
@@ -143,28 +146,53 @@ std::optional<gid_t> ConfigReader::group(const YAML::Node& node, const std::stri
   return std::nullopt;
 }
 
+// A whole number from 0 to `max`, or an error naming `what` and the key.
+std::optional<std::uint32_t> ConfigReader::count(const Entry& e, const std::string& what, std::uint32_t max) {
+  std::uint32_t value = 0;
+  const std::string text = e.value.IsScalar() ? e.value.Scalar() : "";
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc{} || ptr != end || value > max) {
+    fail(ErrorCode::BadValue, e,
+         what + ": `" + e.key.Scalar() + "` must be a whole number from 0 to " + std::to_string(max));
+    return std::nullopt;
+  }
+  return value;
+}
+
+// `limits: {sessions_per_uid: N, handshakes_per_uid: N}`.
+void ConfigReader::limits(const Entry& entry, Config& config) {
+  auto entries = mapping(entry.value, kLimitKeys, "`limits`");
+  if (!entries) {
+    return;
+  }
+  if (const Entry* e = find(*entries, "sessions_per_uid")) {
+    config.limits.sessions_per_uid = count(*e, "`limits`", 1000000).value_or(config.limits.sessions_per_uid);
+  }
+  if (const Entry* e = find(*entries, "handshakes_per_uid")) {
+    const auto value = count(*e, "`limits`", 4096);
+    if (value == 0U) {
+      fail(ErrorCode::BadValue, *e, "`limits`: `handshakes_per_uid` must be at least 1");
+    } else if (value) {
+      config.limits.handshakes_per_uid = *value;
+    }
+  }
+}
+
 void ConfigReader::audit_rate(const Entry& entry, Config& config) {
   auto entries = mapping(entry.value, kAuditRateKeys, "`audit_rate`");
   if (!entries) {
     return;
   }
-  const auto count = [&](const Entry& e) -> std::optional<std::uint32_t> {
-    std::uint32_t value = 0;
-    const std::string text = e.value.IsScalar() ? e.value.Scalar() : "";
-    const char* end = text.data() + text.size();
-    auto [ptr, ec] = std::from_chars(text.data(), end, value);
-    if (text.empty() || ec != std::errc{} || ptr != end || value > 1000000) {
-      fail(ErrorCode::BadValue, e,
-           "`audit_rate`: `" + e.key.Scalar() + "` must be a whole number from 0 to 1000000");
-      return std::nullopt;
-    }
-    return value;
-  };
+  const auto count = [&](const Entry& e) { return this->count(e, "`audit_rate`", 1000000); };
   if (const Entry* e = find(*entries, "per_second")) {
     config.audit_rate.per_second = count(*e).value_or(config.audit_rate.per_second);
   }
   if (const Entry* e = find(*entries, "burst")) {
     config.audit_rate.burst = count(*e).value_or(config.audit_rate.burst);
+  }
+  if (const Entry* e = find(*entries, "per_uid")) {
+    config.audit_rate.per_uid = count(*e).value_or(config.audit_rate.per_uid);
   }
   if (config.audit_rate.per_second > 0 && config.audit_rate.burst == 0) {
     fail(ErrorCode::BadValue, entry, "`audit_rate`: `burst` must be at least 1 when `per_second` limits");
@@ -311,6 +339,9 @@ std::optional<Config> ConfigReader::config(const YAML::Node& root) {
   }
   if (const Entry* entry = find(*entries, "audit_rate")) {
     audit_rate(*entry, result);
+  }
+  if (const Entry* entry = find(*entries, "limits")) {
+    limits(*entry, result);
   }
   if (const Entry* entry = find(*entries, "audit_failure")) {
     if (auto text = string(*entry)) {

@@ -55,13 +55,16 @@ double RateWindow::per_second() const noexcept {
 }
 
 v1::ContainersReply containers_reply(const std::vector<SessionStats>& sessions) {
-  std::map<std::string, v1::Container> by_id;
-  std::map<std::string, std::chrono::system_clock::time_point> last;
+  using Key = std::pair<std::string, uid_t>;  // id, owner
+  std::map<Key, v1::Container> by_id;
+  std::map<Key, std::chrono::system_clock::time_point> last;
   for (const SessionStats& s : sessions) {
-    auto [it, fresh] = by_id.try_emplace(s.container_id);
+    const Key key{s.container_id, s.owner};
+    auto [it, fresh] = by_id.try_emplace(key);
     v1::Container& c = it->second;
     if (fresh) {
       c.set_id(s.container_id);
+      c.set_owner(s.owner);
       c.set_engine(s.engine);
       c.set_policy(s.policy);
       c.set_policy_version(s.policy_version);
@@ -76,7 +79,7 @@ v1::ContainersReply containers_reply(const std::vector<SessionStats>& sessions) 
     c.set_returned(c.returned() + n.returned);
     c.set_killed(c.killed() + n.killed);
     c.set_errors(c.errors() + n.errors);
-    auto& when = last[s.container_id];
+    auto& when = last[key];
     when = std::max(when, n.last_activity);
   }
   v1::ContainersReply reply;

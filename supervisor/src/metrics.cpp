@@ -207,6 +207,11 @@ void Metrics::error(const std::string& container_id) {
   }
 }
 
+void Metrics::set_owner(const std::string& container_id, uid_t owner) {
+  (void)with_container(container_id,
+                       [owner](Container& c) { c.owner.store(owner, std::memory_order_relaxed); });
+}
+
 void Metrics::forget(const std::string& container_id) {
   std::shared_ptr<Container> gone;
   {
@@ -231,7 +236,7 @@ std::string Metrics::render(const Gauges& gauges) const {
     for (const auto& [id, c] : containers_) containers.emplace_back(id, c);
   }
   struct Snapshot {
-    std::string id;  // escaped
+    std::string id;  // escaped, with the owner label when known: `NAME",owner="UID`
     std::vector<std::pair<std::uint32_t, std::uint64_t>> calls;
     std::uint64_t errors = 0;
   };
@@ -239,6 +244,9 @@ std::string Metrics::render(const Gauges& gauges) const {
   sorted.reserve(containers.size());
   for (auto& [id, c] : containers) {
     Snapshot snap{escape_label_value(id), {}, c->errors.load(std::memory_order_relaxed)};
+    if (const std::int64_t owner = c->owner.load(std::memory_order_relaxed); owner >= 0) {
+      snap.id.append("\",owner=\"").append(std::to_string(owner));
+    }
     {
       const std::scoped_lock lock(c->m);
       snap.calls.assign(c->calls.begin(), c->calls.end());
@@ -252,8 +260,8 @@ std::string Metrics::render(const Gauges& gauges) const {
 
   std::string out;
   help(out, "sysvisor_calls_total", "counter",
-       "Trapped calls decided, by container, syscall and action (a container's series go when its last "
-       "process does).");
+       "Trapped calls decided, by container (and its owner uid), syscall and action (a container's series "
+       "go when its last process does).");
   for (auto& s : sorted) {
     std::ranges::sort(s.calls);
     for (const auto& [key, count] : s.calls) {

@@ -1,9 +1,11 @@
 #include "sysvisor/server.hpp"
 
 #include <fcntl.h>
+#include <linux/kcmp.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -38,6 +40,13 @@ SessionServices session_services(mknod::DeviceStore& devices, audit::Sink& audit
 // The mode a container really runs in: learn when launched so (and granted), else its policy's.
 const char* running_mode(const policy::Policy& pol, bool learn) {
   return learn ? policy::to_string(policy::Mode::Learn) : policy::to_string(pol.mode);
+}
+
+// The handshakes per uid on agent.sock and oci.sock: the configuration's limits.handshakes_per_uid
+// (read at the start only: the gates are made once).
+ConnectionLimits handshake_limits(ServerConfig& server) {
+  server.limits.per_uid = server.config.limits.handshakes_per_uid;
+  return server.limits;
 }
 
 bool valid_container_id(const std::string& id) {
@@ -183,6 +192,10 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
         return;
       }
     }
+    if (auto why = server_.admission(peer_.charged, hello.container_id(), -1); !why.empty()) {
+      refuse(why);
+      return;
+    }
     policy_ = loaded->policy;
     filter_ = loaded->bpf;
     container_id_ = hello.container_id();
@@ -211,6 +224,11 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
       refuse("the handed-over fd is not a seccomp listener");
       return;
     }
+    // Checked again: another uid's container may have taken the id since the hello.
+    if (auto why = server_.admission(peer_.charged, container_id_, fd.get()); !why.empty()) {
+      refuse(why);
+      return;
+    }
     const std::string session_id = "s" + std::to_string(++server_.next_session_);
     // Ready first: the agent execs the workload while the session is set up (its trapped calls
     // wait in the kernel until the receiver thread takes them). Should the set-up fail, the
@@ -220,17 +238,19 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
     (void)wire::send_message(sock_.get(), msg);
     // The agent's pid for the workload is believed only if it is the peer or its descendant
     // namespace's init it just made; else kill-container has nobody to kill but the caller.
-    Session::Identity identity{
-        session_id, container_id_, peer_pid_, peer_uid_, plausible_init(pid) ? pid : 0, "sysvisor-agent"};
+    Session::Identity identity{session_id,      container_id_, peer_pid_,
+                               peer_uid_,       peer_.charged, plausible_init(pid) ? pid : 0,
+                               "sysvisor-agent"};
     identity.learn = learn_;
+    if (server_.metrics_) server_.metrics_->set_owner(container_id_, peer_.charged);
     auto session =
-        std::make_shared<Session>(server_.io_, server_.services(), identity, server_.registry_, policy_,
-                                  notify::NotifyFd(std::move(fd)),
+        std::make_shared<Session>(server_.io_, server_.services(peer_.charged, container_id_), identity,
+                                  server_.registry_, policy_, notify::NotifyFd(std::move(fd)),
                                   [&srv = server_](const std::string& id) { srv.on_session_closed(id); });
     server_.sessions_.emplace(session_id, Supervised{session, std::move(filter_)});
     session->start();
-    spdlog::info("[c={}] supervised with policy `{}` (session {}, agent pid {} uid {}, mode {})",
-                 container_id_, policy_->name, session_id, peer_pid_, peer_uid_,
+    spdlog::info("[c={}] supervised with policy `{}` (session {}, agent pid {} uid {}, owner {}, mode {})",
+                 container_id_, policy_->name, session_id, peer_pid_, peer_uid_, peer_.charged,
                  running_mode(*policy_, learn_));
     finish();
   }
@@ -342,7 +362,7 @@ Server::Server(boost::asio::io_context& io, ServerConfig config, PolicySet polic
       listener_(io),
       signals_(io, SIGTERM, SIGINT),
       hangups_(io, SIGHUP),
-      agent_gate_(io, "agent.sock", config_.limits),
+      agent_gate_(io, "agent.sock", handshake_limits(config_)),
       listener_hangups_(io),
       ticker_(io) {
   try {
@@ -354,11 +374,79 @@ Server::Server(boost::asio::io_context& io, ServerConfig config, PolicySet polic
   }
 }
 
-SessionServices Server::services() {
+SessionServices Server::services(uid_t owner, const std::string& container_id) {
   SessionServices s = session_services(devices_, audit_, config_.config);
   s.recorder = metrics_.get();
   s.hangups = &listener_hangups_;
+  // The audit rate limit holds per container and per owner uid, not per session: the budgets
+  // live as long as a session holds them (a uid's for the daemon's life: closing and opening
+  // sessions must not refill it), and a reload with another rate gives new sessions new ones.
+  std::erase_if(container_budgets_, [](const auto& entry) { return entry.second.expired(); });
+  auto& weak = container_budgets_[{owner, container_id}];
+  auto budget = weak.lock();
+  if (!budget || budget->rate.per_second != s.audit_rate.per_second ||
+      budget->rate.burst != s.audit_rate.burst) {
+    budget = std::make_shared<AuditBudget>(s.audit_rate);
+    weak = budget;
+  }
+  s.container_budget = budget;
+  const std::uint32_t per_uid = config_.config.audit_rate.per_uid;
+  if (owner != 0 && per_uid > 0 && !s.audit_rate.unlimited()) {
+    const audit::Rate rate{s.audit_rate.per_second * per_uid, s.audit_rate.burst * per_uid};
+    auto& held = uid_budgets_[owner];
+    if (!held || held->rate.per_second != rate.per_second || held->rate.burst != rate.burst) {
+      held = std::make_shared<AuditBudget>(rate);
+    }
+    s.uid_budget = held;
+  }
   return s;
+}
+
+std::string Server::admission(uid_t owner, const std::string& container_id, int listener) const {
+  // A container id is its first user's while any of its sessions lives.
+  for (const auto& [id, s] : sessions_) {
+    const Session::Identity& who = s.session->identity();
+    if (who.container_id == container_id && who.owner != owner) {
+      return "container id `" + container_id +
+             "` is in use by another user's container; choose another id (an id belongs to the user "
+             "that first used it while any of its processes is supervised)";
+    }
+  }
+  // Seccomp listeners are anon inodes that all share one inode: the open file description
+  // tells one from another. A listener adopted twice would be served by two sessions.
+  if (listener >= 0) {
+    const pid_t self = ::getpid();
+    for (const auto& [id, s] : sessions_) {
+      const int theirs = s.session->listener_fd();
+      if (theirs < 0) continue;
+      const long same = ::syscall(SYS_kcmp, self, self, KCMP_FILE, listener, theirs);
+      if (same == 0) {
+        return "this seccomp listener is already supervised: a listener is adopted once (its "
+               "container's calls are answered by the first session)";
+      }
+      if (same < 0 && errno == ENOSYS) {
+        // A kernel without CONFIG_CHECKPOINT_RESTORE has no kcmp: a listener handed off twice
+        // is then not recognised (each session still counts against its uid's bound).
+        static bool warned = false;
+        if (!warned) {
+          warned = true;
+          spdlog::warn("kcmp(2) is not available: a seccomp listener handed off twice cannot be recognised");
+        }
+        break;
+      }
+    }
+  }
+  const std::uint32_t bound = config_.config.limits.sessions_per_uid;
+  if (owner != 0 && bound > 0) {
+    const auto live = static_cast<std::size_t>(std::ranges::count_if(
+        sessions_, [owner](const auto& entry) { return entry.second.session->identity().owner == owner; }));
+    if (live >= bound) {
+      return "uid " + std::to_string(owner) + " has " + std::to_string(live) +
+             " supervised processes, its bound (limits.sessions_per_uid in the supervisor's "
+             "configuration); wait for one to exit";
+    }
+  }
+  return {};
 }
 
 void Server::bind_socket() {
@@ -619,8 +707,8 @@ control::v1::Response Server::answer(const control::v1::Request& request, const 
       for (const auto& [id, s] : sessions_) {
         const Session::Identity& who = s.session->identity();
         const policy::Policy& pol = s.session->policy();
-        all.push_back(
-            {who.container_id, who.engine, who.container_pid, pol.name, pol.version, s.session->counters()});
+        all.push_back({who.container_id, who.engine, who.container_pid, pol.name, pol.version,
+                       s.session->counters(), who.owner});
       }
       *response.mutable_containers() = control::containers_reply(all);
       break;
@@ -662,9 +750,13 @@ std::expected<OciAdopted, std::string> Server::adopt(OciHandoff handoff) {
     return std::unexpected(why);
   }
   const std::string container_id = handoff.identity.id;
+  const uid_t owner = handoff.peer.charged;
+  if (auto why = admission(owner, container_id, handoff.listener.get()); !why.empty()) {
+    return std::unexpected(why);
+  }
   const std::string session_id = "s" + std::to_string(++next_session_);
-  Session::Identity identity{session_id,       container_id,     handoff.peer.pid,
-                             handoff.peer.uid, handoff.init_pid, handoff.identity.engine};
+  Session::Identity identity{session_id, container_id,     handoff.peer.pid,       handoff.peer.uid,
+                             owner,      handoff.init_pid, handoff.identity.engine};
   // Learn mode at launch: listenerMetadata `learn=true` or annotation io.sysvisor.learn=true,
   // only where the configuration grants it to this peer for this policy. Whoever writes the
   // annotations (a pod's author) is not whoever the runtime runs as, and the runtime cannot be
@@ -686,8 +778,9 @@ std::expected<OciAdopted, std::string> Server::adopt(OciHandoff handoff) {
     }
   }
   const std::string mode = running_mode(*loaded->policy, identity.learn);
+  if (metrics_) metrics_->set_owner(container_id, owner);
   auto session = std::make_shared<Session>(
-      io_, services(), identity, registry_, loaded->policy, std::move(handoff.listener),
+      io_, services(owner, container_id), identity, registry_, loaded->policy, std::move(handoff.listener),
       [this, container_id](const std::string& id) {
         if (auto group = oci_containers_.find(container_id); group != oci_containers_.end()) {
           group->second.erase(id);

@@ -55,6 +55,7 @@ void fill_event(audit::Event& event, const Session::Identity& who, const policy:
                 bool mknod_family, mode_t mode, bool path_read) {
   event.set_event("call");
   event.set_container(audit::utf8(who.container_id));
+  event.set_owner_uid(who.owner);
   event.set_engine(who.engine);
   event.set_policy(pol.name);
   event.set_policy_version(pol.version);
@@ -217,12 +218,14 @@ struct Session::Outcome {
 // Session: a stuck worker may outlive it.
 struct Session::Shared {
   Shared(boost::asio::io_context& io_context, int listener_fd, Session::Identity who,
-         mknod::DeviceStore* device_store, audit::Rate rate)
+         mknod::DeviceStore* device_store, std::shared_ptr<AuditBudget> container,
+         std::shared_ptr<AuditBudget> owner)
       : io(io_context),
         listener(listener_fd),
         identity(std::move(who)),
         devices(device_store),
-        bucket(rate) {}
+        budget(std::move(container)),
+        uid_budget(std::move(owner)) {}
 
   boost::asio::io_context& io;
   const int listener;  // the session's; used only under `m` while !closed (then it may be reused)
@@ -237,10 +240,10 @@ struct Session::Shared {
   std::size_t workers = 0;   // threads running, stuck ones included
   std::size_t stuck = 0;     // threads past a deadline, not back yet
   emul::SessionState state;  // the loop's state_ as of its last change (publish_state())
-  audit::Bucket bucket;
-  std::uint32_t suppressed = 0;
-  std::chrono::system_clock::time_point suppressed_since, suppressed_until;
-  bool summary_armed = false;
+  // The audit rate limits: the container's (shared with its other sessions; it counts what
+  // is held back) and the owner's (null: none). Locked in this order, never under `m`.
+  const std::shared_ptr<AuditBudget> budget;
+  const std::shared_ptr<AuditBudget> uid_budget;
 
   // ID_VALID, false when the call (or the session) is gone.
   bool id_valid(std::uint64_t id) {
@@ -263,15 +266,28 @@ struct Session::Shared {
   // Whether the container's rate limit lets one more record through; if not, it is counted
   // for the summary (`arm`: the loop must start the summary's timer). Never delays or changes
   // the answer.
+  // A record passes when both the container's budget and its owner's have a token; it takes
+  // one from each, or from neither.
   bool admit_record(bool& arm) {
-    const std::scoped_lock lock(m);
-    if (bucket.admit(Clock::now())) return true;
+    AuditBudget& c = *budget;
+    const std::scoped_lock lock(c.m);
+    const auto mono = Clock::now();
+    bool admitted = c.bucket.ready(mono);
+    if (admitted && uid_budget) {
+      const std::scoped_lock owner_lock(uid_budget->m);
+      admitted = uid_budget->bucket.ready(mono);
+      if (admitted) uid_budget->bucket.take();
+    }
+    if (admitted) {
+      c.bucket.take();
+      return true;
+    }
     const auto now = std::chrono::system_clock::now();
-    if (suppressed == 0) suppressed_since = now;
-    suppressed_until = now;
-    ++suppressed;
-    if (!summary_armed && !closed) {
-      summary_armed = true;
+    if (c.suppressed == 0) c.suppressed_since = now;
+    c.suppressed_until = now;
+    ++c.suppressed;
+    if (!c.summary_armed) {
+      c.summary_armed = true;
       arm = true;
     }
     return false;
@@ -308,8 +324,10 @@ Session::Session(boost::asio::io_context& io, SessionServices services, Identity
   state_.container_id = identity_.container_id;
   state_.container_pid = identity_.container_pid;
   state_.devices = services_.devices;
-  shared_ =
-      std::make_shared<Shared>(io_, listener_.get(), identity_, services_.devices, services_.audit_rate);
+  if (!services_.container_budget)
+    services_.container_budget = std::make_shared<AuditBudget>(services_.audit_rate);
+  shared_ = std::make_shared<Shared>(io_, listener_.get(), identity_, services_.devices,
+                                     services_.container_budget, services_.uid_budget);
   publish_state();
   if (identity_.container_pid > 0) {
     container_pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, identity_.container_pid, 0)));
@@ -502,13 +520,18 @@ bool Session::write_audit(audit::Event& event, Clock::time_point started) {
 }
 
 void Session::arm_summary() {
-  if (closed_) return;
+  if (closed_) {
+    // close() wrote the summary; the next record held back arms another session's timer.
+    const std::scoped_lock lock(shared_->budget->m);
+    shared_->budget->summary_armed = false;
+    return;
+  }
   // At most a second without a word about what is held back.
   summary_timer_.expires_after(std::chrono::seconds(1));
   summary_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     {
-      const std::scoped_lock lock(self->shared_->m);
-      self->shared_->summary_armed = false;
+      const std::scoped_lock lock(self->shared_->budget->m);
+      self->shared_->budget->summary_armed = false;
     }
     if (!ec) self->flush_suppressed();
   });
@@ -517,16 +540,18 @@ void Session::arm_summary() {
 void Session::flush_suppressed() {
   audit::Suppressed summary;
   {
-    const std::scoped_lock lock(shared_->m);
-    if (shared_->suppressed == 0) return;
-    summary.set_count(shared_->suppressed);
-    audit::set_time(*summary.mutable_since(), shared_->suppressed_since);
-    audit::set_time(*summary.mutable_until(), shared_->suppressed_until);
-    shared_->suppressed = 0;
+    AuditBudget& budget = *shared_->budget;
+    const std::scoped_lock lock(budget.m);
+    if (budget.suppressed == 0) return;
+    summary.set_count(budget.suppressed);
+    audit::set_time(*summary.mutable_since(), budget.suppressed_since);
+    audit::set_time(*summary.mutable_until(), budget.suppressed_until);
+    budget.suppressed = 0;
   }
   summary.set_event("suppressed");
   audit::set_time(*summary.mutable_time(), std::chrono::system_clock::now());
   summary.set_container(audit::utf8(identity_.container_id));
+  summary.set_owner_uid(identity_.owner);
   summary.set_engine(identity_.engine);
   summary.set_policy(policy_->name);
   services_.audit->write(summary);
@@ -672,10 +697,18 @@ std::unique_ptr<Session::Outcome> Session::examine(Shared& shared, const Work& w
   if (decision.audit) {
     bool arm = false;
     if (!shared.admit_record(arm)) decision.audit = false;
-    if (arm) {
-      (void)shared.post([weak = shared.session] {
-        if (auto self = weak.lock()) self->arm_summary();
-      });
+    if (arm && !shared.post([weak = shared.session, budget = shared.budget] {
+          if (auto self = weak.lock()) {
+            self->arm_summary();
+          } else {
+            const std::scoped_lock lock(budget->m);
+            budget->summary_armed = false;
+          }
+        })) {
+      // The session closed: another session of the container (or the next record) writes the
+      // summary.
+      const std::scoped_lock lock(shared.budget->m);
+      shared.budget->summary_armed = false;
     }
   }
   if (decision.audit) {

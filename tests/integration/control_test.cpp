@@ -180,6 +180,7 @@ TEST_F(Control, StatusAndContainersShowARunningContainerAndItsCounts) {
   const json* c = find_container(containers, "ctl-counts");
   ASSERT_NE(c, nullptr) << containers.dump();
   EXPECT_EQ(c->at("engine"), "sysvisor-agent");
+  EXPECT_EQ(c->at("owner"), 0) << "root launched it";
   EXPECT_GT(c->at("pid").get<int>(), 0);
   EXPECT_EQ(c->at("policy"), "rootless-devices");
   EXPECT_FALSE(c->at("policy_version").get<std::string>().empty());
@@ -206,20 +207,21 @@ TEST_F(Control, StatusAndContainersShowARunningContainerAndItsCounts) {
   const auto rows = lines(table.out);
   ASSERT_GE(rows.size(), 2u) << table.out;
   EXPECT_EQ(fields(rows[0]),
-            (std::vector<std::string>{"ID", "ENGINE", "PID", "POLICY", "EMULATED", "ALLOWED", "DENIED",
-                                      "RETURNED", "KILLED", "ERRORS", "LAST", "ACTIVITY"}));
+            (std::vector<std::string>{"ID", "OWNER", "ENGINE", "PID", "POLICY", "EMULATED", "ALLOWED",
+                                      "DENIED", "RETURNED", "KILLED", "ERRORS", "LAST", "ACTIVITY"}));
   bool found = false;
   for (const auto& row : rows) {
     const auto f = fields(row);
     if (f.empty() || f[0] != "ctl-counts") continue;
     found = true;
-    ASSERT_EQ(f.size(), 12u) << row;
-    EXPECT_EQ(f[1], "sysvisor-agent");
-    EXPECT_EQ(f[3], "rootless-devices");
-    EXPECT_EQ(f[5], "2") << row;  // emulated
-    EXPECT_EQ(f[6], "0") << row;  // allowed
-    EXPECT_EQ(f[7], "1") << row;  // denied
-    EXPECT_EQ(row.find(f[5], rows[0].find("EMULATED")), rows[0].find("EMULATED")) << "aligned:\n"
+    ASSERT_EQ(f.size(), 13u) << row;
+    EXPECT_EQ(f[1], "0") << row;  // owner: root
+    EXPECT_EQ(f[2], "sysvisor-agent");
+    EXPECT_EQ(f[4], "rootless-devices");
+    EXPECT_EQ(f[6], "2") << row;  // emulated
+    EXPECT_EQ(f[7], "0") << row;  // allowed
+    EXPECT_EQ(f[8], "1") << row;  // denied
+    EXPECT_EQ(row.find(f[6], rows[0].find("EMULATED")), rows[0].find("EMULATED")) << "aligned:\n"
                                                                                   << table.out;
   }
   EXPECT_TRUE(found) << table.out;
@@ -245,15 +247,16 @@ TEST_F(Control, StatusAndContainersShowARunningContainerAndItsCounts) {
   const std::string metrics = scrape(port_);
   EXPECT_NE(metrics.find("HTTP/1.0 200 OK"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << metrics;
-  EXPECT_NE(metrics.find(
-                "sysvisor_calls_total{container=\"ctl-counts\",syscall=\"mknodat\",action=\"emulate\"} 2\n"),
+  EXPECT_NE(metrics.find("sysvisor_calls_total{container=\"ctl-counts\",owner=\"0\",syscall=\"mknodat\","
+                         "action=\"emulate\"} 2\n"),
             std::string::npos)
       << metrics;
-  EXPECT_NE(
-      metrics.find("sysvisor_calls_total{container=\"ctl-counts\",syscall=\"mknodat\",action=\"deny\"} 1\n"),
-      std::string::npos)
+  EXPECT_NE(metrics.find("sysvisor_calls_total{container=\"ctl-counts\",owner=\"0\",syscall=\"mknodat\","
+                         "action=\"deny\"} 1\n"),
+            std::string::npos)
       << metrics;
-  EXPECT_NE(metrics.find("sysvisor_errors_total{container=\"ctl-counts\"} 0\n"), std::string::npos);
+  EXPECT_NE(metrics.find("sysvisor_errors_total{container=\"ctl-counts\",owner=\"0\"} 0\n"),
+            std::string::npos);
   std::smatch m;
   ASSERT_TRUE(std::regex_search(
       metrics, m,

@@ -302,7 +302,7 @@ TEST(Learn, WritesAPolicyAndCasesThatAgree) {
   log +=
       R"({"event":"call","container":"c1","syscall":"mknod","args":{"paths":["/dev/mem"],"type":"char","device":"1:1"},"action":"deny"})"
       "\n";
-  const auto learned = tools::learn(log, tools::LearnOptions{"a.jsonl", "c1", "web"});
+  const auto learned = tools::learn(log, tools::LearnOptions{"a.jsonl", "c1", "web", std::nullopt});
   ASSERT_TRUE(learned) << learned.error()[0];
   EXPECT_EQ(learned->records, 5U);
   EXPECT_NE(learned->policy.find("devices: [\"1:3\", \"1:5\"]"), std::string::npos) << learned->policy;
@@ -348,7 +348,7 @@ TEST(Learn, BadLinesAreSkippedAndNamed) {
                           R"({"foo":1})"
                           "\n"
                           R"({"event":"call")";
-  const auto r = tools::learn(log, tools::LearnOptions{"x.jsonl", "", "l"});
+  const auto r = tools::learn(log, tools::LearnOptions{"x.jsonl", "", "l", std::nullopt});
   ASSERT_TRUE(r) << r.error()[0];
   EXPECT_EQ(r->records, 1U);
   EXPECT_EQ(r->skipped, 4U);
@@ -359,7 +359,7 @@ TEST(Learn, BadLinesAreSkippedAndNamed) {
   EXPECT_NE(r->notes[1].find("host_pid"), std::string::npos) << r->notes[1];
   EXPECT_NE(r->notes[2].find("x.jsonl:4: skipped: "), std::string::npos) << r->notes[2];
   EXPECT_NE(r->notes[3].find("x.jsonl:5: skipped: "), std::string::npos) << r->notes[3];
-  const auto none = tools::learn("", tools::LearnOptions{"e.jsonl", "c9", "l"});
+  const auto none = tools::learn("", tools::LearnOptions{"e.jsonl", "c9", "l", std::nullopt});
   ASSERT_FALSE(none);
   EXPECT_NE(none.error()[0].find("no learn or audit records of container c9"), std::string::npos);
 }
@@ -377,7 +377,7 @@ TEST(Learn, SkipsTornLinesAndLearnsFromTheRest) {
   log += zero_dev;                       // ... and joined to the next record
   log += null_dev;
   log += sda.substr(0, 40);  // the last line, cut off
-  const auto r = tools::learn(log, tools::LearnOptions{"audit.jsonl", "c1", "torn"});
+  const auto r = tools::learn(log, tools::LearnOptions{"audit.jsonl", "c1", "torn", std::nullopt});
   ASSERT_TRUE(r) << r.error()[0];
   EXPECT_EQ(r->records, 2U);
   EXPECT_EQ(r->skipped, 2U);
@@ -653,7 +653,7 @@ TEST_F(AuditFile, AFullDiskLosesWholeRecordsAndCountsThem) {
     EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(line, &e).ok()) << "torn: " << line;
   }
   // And `policy learn` reads it all.
-  const auto learned = tools::learn(text, tools::LearnOptions{"audit.jsonl", "", "full"});
+  const auto learned = tools::learn(text, tools::LearnOptions{"audit.jsonl", "", "full", std::nullopt});
   ASSERT_TRUE(learned) << learned.error()[0];
   EXPECT_EQ(learned->skipped, 0U);
 }

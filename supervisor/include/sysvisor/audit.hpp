@@ -49,11 +49,20 @@ struct Rate {
   [[nodiscard]] bool unlimited() const noexcept { return per_second <= 0; }
 };
 
-// A token bucket: admit() says whether one more record may be written now.
+// A token bucket: admit() says whether one more record may be written now. ready() and
+// take() do the same in two steps, for a record that must pass two buckets (its container's
+// and its owner's) and may take from neither unless both have a token.
 class Bucket {
  public:
   explicit Bucket(Rate rate) : rate_(rate), tokens_(rate.burst) {}
   [[nodiscard]] bool admit(std::chrono::steady_clock::time_point now);
+  // Refills for the time since the last call; whether a token is there.
+  [[nodiscard]] bool ready(std::chrono::steady_clock::time_point now);
+  // Takes the token ready() found.
+  void take() noexcept {
+    if (!rate_.unlimited()) tokens_ -= 1.0;
+  }
+  [[nodiscard]] const Rate& rate() const noexcept { return rate_; }
 
  private:
   Rate rate_;

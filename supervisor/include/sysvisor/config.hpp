@@ -40,7 +40,17 @@ struct Config {
   struct AuditRate {
     std::uint32_t per_second = 200;
     std::uint32_t burst = 400;
+    // What all containers of one non-root owner uid share, in containers' worth (rate and
+    // burst times this); 0: no per-uid budget. Root's containers have none.
+    std::uint32_t per_uid = 1;
   } audit_rate;
+  // Per-uid bounds (docs/policy.md, the configuration table). Each supervised session costs the
+  // daemon a receiver thread, one or two worker threads and a few fds: the session bound is the
+  // thread and fd bound. Root (uid 0) is never bounded per uid.
+  struct Limits {
+    std::uint32_t sessions_per_uid = 32;    // live sessions of one owner uid; 0: unbounded
+    std::uint32_t handshakes_per_uid = 16;  // handoffs in progress per uid, on each socket
+  } limits;
   // control.sock: root only (0600), or also this group (0660).
   std::optional<gid_t> control_group;
   std::string audit_failure = "keep";  // keep | refuse: what a call gets when its record cannot be written

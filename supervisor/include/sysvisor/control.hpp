@@ -59,10 +59,11 @@ struct SessionStats {
   std::string policy;
   std::string policy_version;
   stats::Counters counters;
+  uid_t owner = 0;  // the uid the container's handoffs were charged to
 };
 
-// One entry per container id, in id order: the sessions of one container (OCI run and each
-// exec) are summed; engine and policy come from the first, pid from the first that has one.
+// One entry per container (id and owner), in id order: the sessions of one container (OCI run
+// and each exec) are summed; engine and policy come from the first, pid from the first that has one.
 [[nodiscard]] v1::ContainersReply containers_reply(const std::vector<SessionStats>& sessions);
 
 // The Response as `--json` prints it: protobuf's JSON mapping, snake_case field names, zero

@@ -86,6 +86,10 @@ class Metrics final : public stats::Recorder {
   void record(const std::string& container_id, int nr, policy::Action action,
               std::chrono::nanoseconds latency) override;
   void error(const std::string& container_id) override;
+  // The container's owner uid, shown as the label owner="UID" on its series (a series of a
+  // container whose owner was never set has no owner label). Creates the container's entry if
+  // the cap allows.
+  void set_owner(const std::string& container_id, uid_t owner);
   // The container's last session closed: its series are dropped.
   void forget(const std::string& container_id);
   [[nodiscard]] std::string render(const Gauges& gauges) const;
@@ -106,6 +110,7 @@ class Metrics final : public stats::Recorder {
     std::mutex m;
     std::unordered_map<std::uint32_t, std::uint64_t> calls;  // (nr + 1) << 3 | action -> count
     std::atomic<std::uint64_t> errors{0};
+    std::atomic<std::int64_t> owner{-1};  // -1: not set
   };
   static constexpr std::size_t kActions = 6;  // policy::Action
 

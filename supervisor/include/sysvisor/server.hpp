@@ -95,7 +95,13 @@ class Server {
   void bind_socket();
   void on_session_closed(const std::string& session_id);
   void on_connection_done(Connection* conn);
-  [[nodiscard]] SessionServices services();
+  // What a new session of `container_id`, owned by `owner`, gets: its audit budgets included.
+  [[nodiscard]] SessionServices services(uid_t owner, const std::string& container_id);
+  // Empty when `owner` may start a session of `container_id` with `listener` (-1: not known
+  // yet) now; else the refusal, for the peer and the log. Refused: an id another uid's live
+  // session holds, a listener a live session already supervises (kcmp KCMP_FILE), a uid at
+  // limits.sessions_per_uid (root never is).
+  [[nodiscard]] std::string admission(uid_t owner, const std::string& container_id, int listener) const;
   void tick();
   [[nodiscard]] std::uint64_t notifications_total() const;
   [[nodiscard]] std::size_t container_count() const;
@@ -119,6 +125,10 @@ class Server {
   // OCI: container id -> its sessions (one per process); the intake of oci.sock.
   std::map<std::string, std::set<std::string>, std::less<>> oci_containers_;
   std::unique_ptr<OciIntake> oci_;
+  // The audit budgets (session.hpp, AuditBudget): per container (owner, id) while a session
+  // holds it, per non-root owner uid for the daemon's life.
+  std::map<std::pair<uid_t, std::string>, std::weak_ptr<AuditBudget>> container_budgets_;
+  std::map<uid_t, std::shared_ptr<AuditBudget>> uid_budgets_;
   // Control and metrics. Closed sessions' counts stay in the totals.
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::uint64_t closed_notifications_ = 0;

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -43,6 +44,21 @@ namespace sysvisor {
 void set_default_emulation_timeout(std::chrono::milliseconds timeout);
 [[nodiscard]] std::chrono::milliseconds default_emulation_timeout();
 
+// The audit rate limit of one scope, shared by every session in it (docs/audit.md, "Rate
+// limit"): the daemon keeps one per container (owner uid and id) and one per non-root owner
+// uid, so N sessions of a container, or of a uid, together get what one session would. Used
+// on the loop and on the sessions' worker threads, under `m`. A container's budget also counts
+// the records held back, for its `suppressed` summaries.
+struct AuditBudget {
+  explicit AuditBudget(audit::Rate r) : rate(r), bucket(r) {}
+  const audit::Rate rate;
+  std::mutex m;
+  audit::Bucket bucket;
+  std::uint32_t suppressed = 0;  // held back since the last summary
+  std::chrono::system_clock::time_point suppressed_since, suppressed_until;
+  bool summary_armed = false;  // a session's timer will write the summary
+};
+
 // What every session shares with the daemon.
 struct SessionServices {
   mknod::DeviceStore* devices = nullptr;
@@ -56,6 +72,10 @@ struct SessionServices {
   stats::Recorder* recorder = nullptr;  // optional: metrics
   HangupWatch* hangups = nullptr;       // tells the session when its tasks have all exited
   audit::Rate audit_rate;               // records per container (docs/audit.md)
+  // The container's budget (null: one of the session's own, at audit_rate) and its owner's
+  // (null: none, as for root).
+  std::shared_ptr<AuditBudget> container_budget;
+  std::shared_ptr<AuditBudget> uid_budget;
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -65,6 +85,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string container_id;  // from the agent, for logs and audit
     pid_t peer_pid = 0;
     uid_t peer_uid = 0;
+    uid_t owner = 0;          // the uid the handoff was charged to (config::Peer::charged): owns the id
     pid_t container_pid = 0;  // the process `kill-container` kills (0: unknown)
     std::string engine = "sysvisor-agent";
     bool learn = false;  // launched in learn mode: every trapped call allowed and recorded
@@ -89,6 +110,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // A snapshot (the receiver thread counts too).
   [[nodiscard]] stats::Counters counters() const noexcept;
   [[nodiscard]] const policy::Policy& policy() const noexcept { return *policy_; }
+  // The seccomp listener (for recognising a listener handed off twice); -1 once closed.
+  [[nodiscard]] int listener_fd() const noexcept { return closed_ ? -1 : listener_.get(); }
 
  private:
   struct Pending;

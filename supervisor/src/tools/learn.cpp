@@ -214,6 +214,7 @@ std::string write_policy(const Seen& seen, const LearnOptions& options,
   y += "# " + options.name + ": learned by `sysvisor policy learn` from " + std::to_string(seen.records) +
        " records of " +
        (options.container.empty() ? std::string("every container") : "container " + options.container) +
+       (options.owner ? " owned by uid " + std::to_string(*options.owner) : std::string(" of every owner")) +
        " in " + options.file + ".\n";
   y += "# What was seen is granted (emulated), generalised a little; everything else these calls\n";
   y += "# do is refused with EPERM. Review before use: `sysvisor policy check`, then\n";
@@ -409,6 +410,8 @@ std::expected<Learned, std::vector<std::string>> learn(std::string_view records,
   std::vector<std::string> skipped;
   std::vector<std::string> warnings;
   Seen seen;
+  std::size_t other_owners = 0;
+  std::size_t no_owner = 0;
   google::protobuf::util::JsonParseOptions parse;
   parse.ignore_unknown_fields = true;  // records of a newer sysvisor
   std::size_t line_no = 0;
@@ -433,7 +436,9 @@ std::expected<Learned, std::vector<std::string>> learn(std::string_view records,
       continue;
     }
     if (r.event() == "suppressed") {
-      if (options.container.empty() || r.container() == options.container)
+      // (Its owner_uid has the same JSON key as a call's: parsed as one.)
+      const bool owner_ok = !options.owner || (r.has_owner_uid() && r.owner_uid() == *options.owner);
+      if (owner_ok && (options.container.empty() || r.container() == options.container))
         warnings.push_back(where +
                            "warning: the rate limit held records back here; raise audit_rate while learning");
       continue;
@@ -448,18 +453,37 @@ std::expected<Learned, std::vector<std::string>> learn(std::string_view records,
     }
     if (!options.container.empty() && r.container() != options.container) continue;
     if (r.action() != "learn" && !r.has_would()) continue;  // enforced: not what the workload asked for
+    // A container id is its owner's only while the owner's container runs: another user's
+    // container may have had the same id, and must not write root's policy.
+    if (options.owner && !r.has_owner_uid()) {
+      ++no_owner;
+      continue;
+    }
+    if (options.owner && r.owner_uid() != *options.owner) {
+      ++other_owners;
+      continue;
+    }
     take(seen, r);
   }
   std::vector<std::string> notes = std::move(skipped);
   notes.insert(notes.end(), warnings.begin(), warnings.end());
+  if (other_owners + no_owner > 0) {
+    notes.push_back(options.file + ": note: left out " + std::to_string(other_owners) +
+                    " records of containers of other owners than uid " +
+                    std::to_string(options.owner.value_or(0)) + " and " + std::to_string(no_owner) +
+                    " without an owner (older records); choose with --owner UID, or --owner any for all");
+  }
   if (seen.records == 0) {
     notes.push_back(options.file + ": no learn or audit records" +
                     (options.container.empty() ? std::string() : " of container " + options.container) +
+                    (options.owner ? " owned by uid " + std::to_string(*options.owner) : std::string()) +
                     " (run the workload with a `mode: learn` policy or `sysvisor-agent run --learn`)");
     return std::unexpected(std::move(notes));
   }
   Learned out;
   out.records = seen.records;
+  out.other_owners = other_owners;
+  out.no_owner = no_owner;
   out.skipped = std::ranges::count_if(
       notes, [](const std::string& n) { return n.find(": skipped: ") != std::string::npos; });
   out.notes = std::move(notes);
