@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -362,7 +364,27 @@ FailureAction Sink::failure_action() noexcept {
   return g_action.load();
 }
 
+namespace {
+// 0 when a datagram or stream socket connects to /dev/log (as openlog() tries them), or the errno.
+int syslog_reachable() {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, "/dev/log", sizeof "/dev/log");
+  int err = 0;
+  for (const int type : {SOCK_DGRAM, SOCK_STREAM}) {
+    const UniqueFd sock(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+    if (sock && ::connect(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) return 0;
+    err = errno;
+  }
+  return err;
+}
+}  // namespace
+
 Result<Sink> Sink::open(const std::string& where) {
+  if (where != "-" && where != "syslog" && !where.starts_with('/')) {
+    return sys_error(EINVAL, "audit file `" + where +
+                                 "`: not an absolute path (`-` for standard output, `syslog`, or /PATH)");
+  }
   Sink sink;
   sink.where_ = where;
   if (where == "-") {
@@ -371,6 +393,12 @@ Result<Sink> Sink::open(const std::string& where) {
     return sink;
   }
   if (where == "syslog") {
+    // openlog() says nothing when nobody listens: every record would vanish. Refuse to start.
+    if (const int err = syslog_reachable(); err != 0) {
+      return sys_error(err,
+                       "audit sink `syslog`: nothing listens on /dev/log; start a syslog daemon "
+                       "(rsyslog, systemd-journald) or audit to a file");
+    }
     // LOG_NDELAY: connect now, before the daemon enters namespaces where /dev/log differs.
     ::openlog("sysvisor-audit", LOG_NDELAY, LOG_AUTHPRIV);
     sink.syslog_ = true;

@@ -587,9 +587,11 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
       res_.set(http::field::server, "sysvisor");
       const std::string_view target(req.target().data(), req.target().size());
       const bool metrics_path = target == "/metrics" || target.starts_with("/metrics?");
-      if (req.method() != http::verb::get) {
+      // HEAD is GET without the body (RFC 9110): its headers, Content-Length included.
+      const bool head = req.method() == http::verb::head;
+      if (req.method() != http::verb::get && !head) {
         res_.result(http::status::method_not_allowed);
-        res_.set(http::field::allow, "GET");
+        res_.set(http::field::allow, "GET, HEAD");
         res_.set(http::field::content_type, "text/plain; charset=utf-8");
         res_.body() = "only GET /metrics\n";
       } else if (!metrics_path) {
@@ -602,6 +604,7 @@ class HttpServer::Impl : public std::enable_shared_from_this<Impl> {
         res_.body() = server_->body_();
       }
       res_.prepare_payload();
+      if (head) res_.body().clear();  // Content-Length stays the GET's
       stream_.expires_after(server_->config_.timeout);
       http::async_write(stream_, res_, [self = shared_from_this()](const beast::error_code& ec, std::size_t) {
         if (ec || self->closed_ || !self->res_.keep_alive() || self->server_->stopping_) return self->close();

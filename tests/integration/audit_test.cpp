@@ -381,6 +381,29 @@ TEST_F(Audit, LearnRoundTrip) {
 
 // ---- issue 14: the audit file is root's alone, and no record is lost silently ----
 
+// A sink that would lose every record is an error at the start, not silence: a relative path
+// (relative to the daemon's cwd, not the operator's), and syslog with nobody on /dev/log.
+TEST_F(Audit, ASinkThatWouldLoseEveryRecordIsRefusedAtStart) {
+  const std::string exe = (bin_dir() / "sysvisor").string();
+  const Outcome relative = run({exe, "serve", "--runtime-dir", runtime().string(), "--policies",
+                                policies().string(), "--audit", "audit.jsonl"},
+                               std::chrono::seconds(20));
+  EXPECT_EQ(relative.status, 1) << relative.err;
+  EXPECT_NE(relative.err.find("audit file `audit.jsonl`: not an absolute path"), std::string::npos)
+      << relative.err;
+  // In a mount namespace of its own where /dev/log is a plain file (or absent): nobody listens.
+  const fs::path plain = dir_->path() / "not-a-socket";
+  std::ofstream{plain};
+  const std::string script = "if [ -e /dev/log ]; then mount --bind " + plain.string() +
+                             " /dev/log || exit 99; fi; exec " + exe + " serve --runtime-dir " +
+                             runtime().string() + " --policies " + policies().string() + " --audit syslog";
+  const Outcome syslog = run({"/usr/bin/unshare", "-m", "/bin/sh", "-c", script}, std::chrono::seconds(20));
+  EXPECT_EQ(syslog.status, 1) << syslog.err;
+  EXPECT_NE(syslog.err.find("audit sink `syslog`: nothing listens on /dev/log"), std::string::npos)
+      << syslog.err;
+  EXPECT_FALSE(fs::exists(runtime() / "agent.sock"));
+}
+
 // A user's directory holds a link named like the audit log, to a file of root's: the daemon
 // refuses to start, names the file, and the link's target is unchanged.
 TEST_F(Audit, ASymlinkInAUsersDirectoryIsRefusedAtStart) {

@@ -280,10 +280,17 @@ TEST_F(Control, StatusAndContainersShowARunningContainerAndItsCounts) {
   EXPECT_GE(std::stoull(cli_json({"status"}).at("status").at("notifications_total").get<std::string>()), 3u);
 }
 
-TEST_F(Control, MetricsEndpointAnswersOnlyGetMetrics) {
+TEST_F(Control, MetricsEndpointAnswersOnlyGetAndHeadOfMetrics) {
   EXPECT_NE(http(port_, "GET /other HTTP/1.0\r\n\r\n").find("HTTP/1.0 404"), std::string::npos);
   EXPECT_NE(http(port_, "POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n").find("HTTP/1.0 405"),
             std::string::npos);
+  // HEAD: the GET's headers, Content-Length included, and no body (a monitor's liveness check).
+  const std::string head = http(port_, "HEAD /metrics HTTP/1.0\r\n\r\n");
+  EXPECT_NE(head.find("HTTP/1.0 200"), std::string::npos) << head;
+  EXPECT_EQ(head.find("sysvisor_"), std::string::npos) << "a body in the answer to HEAD: " << head;
+  const auto length = head.find("Content-Length: ");
+  ASSERT_NE(length, std::string::npos) << head;
+  EXPECT_GT(std::stoul(head.substr(length + 16)), 100u) << head;
   // Garbage: closed without an answer, and the daemon goes on.
   EXPECT_EQ(http(port_, "\x01\x02 garbage\r\n\r\n"), "");
   EXPECT_EQ(http(port_, "GET /metrics HTTP/1.1\r\nX: " + std::string(20000, 'a') + "\r\n\r\n"), "");
