@@ -38,7 +38,7 @@ std::filesystem::path runtime_dir(const Options& o) {
   }
   auto loaded = config::load_config(file);
   if (!loaded) {
-    for (const auto& e : loaded.error()) std::fprintf(stderr, "%s\n", e.format().c_str());
+    for (const auto& e : loaded.error()) std::fprintf(stderr, "%s\n", e.diagnostic().c_str());
     std::fprintf(stderr, "sysvisor: cannot read the runtime directory from `%s`: give --runtime-dir\n",
                  file.c_str());
     finish(1);

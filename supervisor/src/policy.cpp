@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
@@ -129,6 +130,49 @@ std::string join(std::span<const std::string_view> words) {
   return joined;
 }
 
+std::string_view closest(std::string_view word, std::span<const std::string_view> candidates) {
+  const auto lower = [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); };
+  // Optimal string alignment distance, three rows.
+  const auto distance = [&](std::string_view a, std::string_view b) {
+    std::vector<std::size_t> before(b.size() + 1), prev(b.size() + 1), cur(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+      cur[0] = i;
+      for (std::size_t j = 1; j <= b.size(); ++j) {
+        const std::size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
+        if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) && lower(a[i - 2]) == lower(b[j - 1])) {
+          cur[j] = std::min(cur[j], before[j - 2] + 1);
+        }
+      }
+      before = prev;
+      prev = cur;
+    }
+    return prev[b.size()];
+  };
+  if (word.empty() || word.size() > 64) return {};
+  const std::size_t limit = std::max<std::size_t>(1, word.size() / 3);
+  std::string_view best;
+  std::size_t best_distance = limit + 1;
+  bool tie = false;
+  for (const std::string_view candidate : candidates) {
+    const std::size_t d = distance(word, candidate);
+    if (d < best_distance) {
+      best = candidate;
+      best_distance = d;
+      tie = false;
+    } else if (d == best_distance && candidate != best) {
+      tie = true;
+    }
+  }
+  return tie ? std::string_view{} : best;
+}
+
+std::string did_you_mean(std::string_view word, std::span<const std::string_view> candidates) {
+  const std::string_view guess = closest(word, candidates);
+  return guess.empty() ? std::string() : "; did you mean `" + std::string(guess) + "`?";
+}
+
 const Entry* find(const Entries& entries, std::string_view name) {
   auto it = entries.find(name);
   return it == entries.end() ? nullptr : &it->second;
@@ -179,6 +223,14 @@ std::optional<std::string> read_text(const std::string& path, LoadError& error) 
   struct stat st {};
   if (::fstat(fd.get(), &st) == 0 && !S_ISREG(st.st_mode)) {
     error = LoadError{ErrorCode::Io, S_ISDIR(st.st_mode) ? io_message("read", EISDIR) : "not a regular file",
+                      pos};
+    return std::nullopt;
+  }
+  // The size the file has, not what was read of it before the limit stopped the reading.
+  if (static_cast<std::uint64_t>(st.st_size) > kMaxInputBytes) {
+    error = LoadError{ErrorCode::BadValue,
+                      "the file is " + std::to_string(st.st_size) + " bytes, more than the limit of " +
+                          std::to_string(kMaxInputBytes >> 10) + " KiB",
                       pos};
     return std::nullopt;
   }
@@ -246,7 +298,8 @@ std::optional<YAML::Node> YamlReader::document(std::string_view view, const char
     return std::nullopt;
   }
   std::optional<YAML::Node> root;
-  guarded(*this, [&] {
+  const std::size_t errors_before = errors_.size();
+  const bool parsed = guarded(*this, [&] {
     const std::string text(view);
     const Documents docs = scan_documents(text);
     const std::vector<YAML::Mark>& starts = docs.starts;
@@ -266,6 +319,26 @@ std::optional<YAML::Node> YamlReader::document(std::string_view view, const char
     // YAML::Load() makes one call to HandleNextDocument(): it cannot loop.
     root = YAML::Load(text);
   });
+  // The parser's words for a tab in the indentation ("illegal block entry", "end of sequence
+  // not found") do not say what to fix: say it when such a line comes before the error.
+  if (!parsed && errors_.size() > errors_before && errors_.back().code == ErrorCode::YamlParse) {
+    int line = 1;
+    bool indent = true;
+    for (const char c : view) {
+      if (c == '\n') {
+        ++line;
+        indent = true;
+      } else if (indent && c == '\t') {
+        if (errors_.back().pos.line == 0 || line <= errors_.back().pos.line) {
+          errors_.back().message +=
+              "; line " + std::to_string(line) + " is indented with a tab: YAML indents with spaces only";
+        }
+        break;
+      } else if (c != ' ') {
+        indent = false;
+      }
+    }
+  }
   return root;
 }
 
@@ -285,7 +358,8 @@ std::optional<Entries> YamlReader::mapping(const YAML::Node& node, std::span<con
     const std::string& name = key.Scalar();
     if (std::ranges::find(allowed, name) == allowed.end()) {
       fail(ErrorCode::UnknownKey, key,
-           "unknown key `" + name + "` in " + what + "; allowed keys: " + join(allowed));
+           "unknown key `" + name + "` in " + what + did_you_mean(name, allowed) +
+               "; allowed keys: " + join(allowed));
       continue;
     }
     if (const Entry* first = find(entries, name)) {
@@ -454,6 +528,15 @@ constexpr ErrnoInfo kErrnos[] = {
 };
 #undef E
 
+std::span<const std::string_view> errno_names() {
+  static const std::vector<std::string_view> names = [] {
+    std::vector<std::string_view> out;
+    for (const auto& e : kErrnos) out.emplace_back(e.name);
+    return out;
+  }();
+  return names;
+}
+
 struct NamedValue {
   std::string_view name;
   std::uint64_t value;
@@ -493,6 +576,15 @@ constexpr std::array kActions{
     std::pair{"deny", Action::Deny},       std::pair{"return", Action::Return},
     std::pair{"kill", Action::Kill},       std::pair{"kill-container", Action::KillContainer},
 };
+
+std::span<const std::string_view> action_names() {
+  static const std::vector<std::string_view> names = [] {
+    std::vector<std::string_view> out;
+    for (const auto& [name, value] : kActions) out.emplace_back(name);
+    return out;
+  }();
+  return names;
+}
 
 constexpr std::array kOps{
     std::pair{"eq", CmpOp::Eq},
@@ -948,6 +1040,18 @@ std::optional<DevicePattern> PolicyReader::device(const YAML::Node& node) {
   }
   DevicePattern pattern;
   std::string_view view(text);
+  // Unquoted, 1:3 is a string to yaml-cpp but the number 63 to a YAML 1.1 reader (PyYAML, the
+  // schema check, most editors' tooling): one file, two meanings. Quotes make it one.
+  const auto digits = [](std::string_view part) {
+    return !part.empty() && std::ranges::all_of(part, [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (node.Tag() == "?" && digits(view.substr(0, colon)) && digits(view.substr(colon + 1))) {
+    fail(ErrorCode::BadValue, node,
+         "device " + text + " must be quoted (\"" + text +
+             "\"): unquoted, YAML 1.1 readers such as the schema check read it as a base-60 number "
+             "(1:3 as 63)");
+    return std::nullopt;
+  }
   if (!parse_device_number(view.substr(0, colon), kMaxMajor, pattern.major)) {
     fail(ErrorCode::BadValue, node,
          "device `" + text + "`: the major must be * or a number from 0 to " + std::to_string(kMaxMajor));
@@ -1230,7 +1334,8 @@ std::optional<Action> PolicyReader::action(const Entry& entry) {
     }
   }
   fail(ErrorCode::BadValue, entry,
-       "unknown action `" + *text + "`; expected emulate, allow, deny, return, kill or kill-container");
+       "unknown action `" + *text + "`" + detail::did_you_mean(*text, action_names()) +
+           "; expected emulate, allow, deny, return, kill or kill-container");
   return std::nullopt;
 }
 
@@ -1242,7 +1347,8 @@ std::optional<int> PolicyReader::errno_value(const Entry& entry) {
   auto value = errno_from_name(*text);
   if (!value) {
     fail(ErrorCode::UnknownErrno, entry,
-         "unknown errno name `" + *text + "` (expected a name such as EPERM)");
+         "unknown errno name `" + *text + "`" + detail::did_you_mean(*text, errno_names()) +
+             " (expected a name such as EPERM)");
   }
   return value;
 }
@@ -1744,9 +1850,9 @@ std::expected<LoadResult, std::vector<LoadError>> resolve_set(std::vector<Policy
     auto [it, inserted] = by_name.try_emplace(parsed[i].name, i);
     if (!inserted) {
       duplicate[i] = true;
-      found.error(
-          ErrorCode::DuplicatePolicy, parsed[i].pos,
-          "policy `" + parsed[i].name + "` is already defined at " + format_position(parsed[it->second].pos));
+      found.error(ErrorCode::DuplicatePolicy, parsed[i].pos,
+                  "policy `" + parsed[i].name + "` is defined twice: here and at " +
+                      format_position(parsed[it->second].pos) + "; a policy name must be unique, rename one");
     }
   }
   // The include graph.
@@ -1976,6 +2082,11 @@ std::string LoadError::format() const {
   return where.empty() ? message : where + ": " + message;
 }
 
+std::string LoadError::diagnostic() const {
+  std::string where = format_position(pos);
+  return (where.empty() ? "" : where + ": ") + "error: [" + to_string(code) + "] " + message;
+}
+
 std::string Warning::format() const {
   std::string where = format_position(pos);
   return (where.empty() ? "" : where + ": ") + "warning: " + message;
@@ -2197,6 +2308,7 @@ std::expected<LoadResult, std::vector<LoadError>> load_policy_files(
     // Per directory: the siblings parsed so far, by policy name (lazily, only to find includes).
     std::map<std::string, std::map<std::string, std::pair<std::string, Policy>, std::less<>>> siblings;
     std::map<std::string, std::set<std::string>> tried;  // per directory: files parsed or failed
+    std::vector<std::tuple<std::filesystem::path, std::string, Position>> checked;  // the files given
 
     auto add = [&](Policy policy, const std::string& path) {
       in_set.insert(path);
@@ -2212,6 +2324,7 @@ std::expected<LoadResult, std::vector<LoadError>> load_policy_files(
       if (in_set.contains(file.string())) {
         continue;
       }
+      checked.emplace_back(file, loaded->name, loaded->pos);
       add(std::move(*loaded), file.string());
     }
     // Find each include among the siblings of the file that names it.
@@ -2267,6 +2380,25 @@ std::expected<LoadResult, std::vector<LoadError>> load_policy_files(
         }
       }
     }
+    // A name a given file shares with another file of its directory: the daemon, which loads
+    // the whole directory, would refuse the set; say it now, naming both.
+    for (const auto& [file, name, pos] : checked) {
+      const std::filesystem::path dir = file.parent_path();
+      auto all = policy_files(dir.empty() ? std::filesystem::path(".") : dir);
+      if (!all) continue;
+      for (const auto& path : *all) {
+        std::error_code ec;
+        if (std::filesystem::equivalent(path, file, ec) || in_set.contains(path.string())) continue;
+        auto sibling = load_policy_file(path);
+        if (sibling && sibling->name == name) {
+          errors.push_back(LoadError{ErrorCode::DuplicatePolicy,
+                                     "policy `" + name + "` is also defined in `" + path.string() +
+                                         "`: the daemon loads every policy of this directory and refuses a "
+                                         "name given twice; rename one",
+                                     pos});
+        }
+      }
+    }
     auto resolved = resolve_set(std::move(set), ResolveOptions{});
     if (!resolved) {
       std::ranges::move(resolved.error(), std::back_inserter(errors));
@@ -2286,6 +2418,11 @@ std::optional<int> errno_from_name(std::string_view name) {
     return std::nullopt;
   }
   return it->value;
+}
+
+std::string sched_policy_name(int policy) {
+  const auto it = std::ranges::find(kSchedPolicies, static_cast<std::uint64_t>(policy), &NamedValue::value);
+  return it == kSchedPolicies.end() ? std::to_string(policy) : std::string(it->name);
 }
 
 const char* errno_name(int err) {

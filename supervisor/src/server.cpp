@@ -284,7 +284,7 @@ std::expected<PolicySet, std::vector<std::string>> load_policies(const std::file
   auto loaded = policy::load_policy_dir(dir);
   if (!loaded) {
     std::vector<std::string> errors;
-    for (const auto& e : loaded.error()) errors.push_back(e.format());
+    for (const auto& e : loaded.error()) errors.push_back(e.diagnostic());
     return std::unexpected(errors);
   }
   for (const auto& w : loaded->warnings) spdlog::warn("{}", w.format());
@@ -314,7 +314,7 @@ std::expected<std::pair<config::Config, PolicySet>, std::vector<std::string>> lo
     auto loaded = config::load_config(server.config_file);
     if (!loaded) {
       std::vector<std::string> errors;
-      for (const auto& e : loaded.error()) errors.push_back(e.format());
+      for (const auto& e : loaded.error()) errors.push_back(e.diagnostic());
       return std::unexpected(errors);
     }
     cfg = std::move(*loaded);

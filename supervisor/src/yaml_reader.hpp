@@ -32,6 +32,13 @@ const char* kind(const YAML::Node& node);
 // "a, b, c"
 std::string join(std::span<const std::string_view> words);
 
+// The candidate a typo most likely meant (`acton` -> `action`, `EACCESS` -> `EACCES`): the
+// nearest by edit distance (a swap of two neighbours counts one), within a third of the
+// word's length, case ignored; empty when none is that near or two are equally near.
+std::string_view closest(std::string_view word, std::span<const std::string_view> candidates);
+// "; did you mean `X`?" for closest(), or "".
+std::string did_you_mean(std::string_view word, std::span<const std::string_view> candidates);
+
 // One key of a mapping and its value.
 struct Entry {
   std::string name;

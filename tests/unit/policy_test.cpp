@@ -1781,7 +1781,10 @@ TEST(PolicyFiles, NamedFilesFindIncludesAmongSiblingsOnly) {
   auto duplicate = load_policy_files({twice.path() / "a.yaml", twice.path() / "b.yaml"});
   ASSERT_FALSE(duplicate.has_value());
   EXPECT_EQ(duplicate.error()[0].code, ErrorCode::DuplicatePolicy);
-  auto once = load_policy_files({twice.path() / "a.yaml", twice.path() / "a.yaml"});
+  // (Alone in its directory: beside b.yaml, a.yaml's name is taken, which the check now says.)
+  TempDir alone;
+  alone.write("a.yaml", "name: same\nrules: []\n");
+  auto once = load_policy_files({alone.path() / "a.yaml", alone.path() / "a.yaml"});
   ASSERT_TRUE(once.has_value()) << describe(once.error());
 }
 
@@ -1809,6 +1812,96 @@ TEST(PolicyErrno, RoundTrip) {
   EXPECT_FALSE(errno_from_name("").has_value());
   EXPECT_STREQ(errno_name(0), "E?");
   EXPECT_STREQ(errno_name(-1), "E?");
+}
+
+// ---- an author's small traps (issue "Policy authoring, round two", item 6) ----
+
+TEST(PolicyAuthoring, ATypoGetsADidYouMean) {
+  auto key = parse_errors(one_rule("syscalls: [mknod]\n    acton: deny\n"));
+  ASSERT_FALSE(key.empty());
+  EXPECT_NE(key[0].message.find("unknown key `acton` in rule 1; did you mean `action`?"), std::string::npos)
+      << key[0].message;
+  auto err = parse_errors(one_rule("syscalls: [mknod]\n    action: deny\n    errno: EACCESS\n"));
+  ASSERT_EQ(err.size(), 1u) << describe(err);
+  EXPECT_NE(err[0].message.find("unknown errno name `EACCESS`; did you mean `EACCES`?"), std::string::npos)
+      << err[0].message;
+  auto action = parse_errors(one_rule("syscalls: [mknod]\n    action: dney\n"));
+  ASSERT_EQ(action.size(), 1u) << describe(action);
+  EXPECT_NE(action[0].message.find("did you mean `deny`?"), std::string::npos) << action[0].message;
+  // Nothing near: no guess.
+  auto far = parse_errors(one_rule("syscalls: [mknod]\n    action: deny\n    errno: NOTHINGLIKEIT\n"));
+  ASSERT_EQ(far.size(), 1u) << describe(far);
+  EXPECT_EQ(far[0].message.find("did you mean"), std::string::npos) << far[0].message;
+}
+
+TEST(PolicyAuthoring, TheGuessIgnoresCaseAndCountsASwapOnce) {
+  auto upper = parse_errors(one_rule("syscalls: [mknod]\n    Action: deny\n"));
+  ASSERT_FALSE(upper.empty());
+  EXPECT_NE(upper[0].message.find("did you mean `action`?"), std::string::npos) << upper[0].message;
+  auto swapped = parse_errors(one_rule("syscalls: [mknod]\n    action: deny\n    erron: EPERM\n"));
+  ASSERT_FALSE(swapped.empty());
+  EXPECT_NE(swapped[0].message.find("did you mean `errno`?"), std::string::npos) << swapped[0].message;
+}
+
+TEST(PolicyAuthoring, ATabInTheIndentationIsNamed) {
+  auto errors = parse_errors("name: p\nrules:\n  - syscalls: [mknod]\n\t  action: deny\n");
+  ASSERT_FALSE(errors.empty());
+  EXPECT_EQ(errors[0].code, ErrorCode::YamlParse);
+  EXPECT_NE(errors[0].message.find("line 4 is indented with a tab: YAML indents with spaces only"),
+            std::string::npos)
+      << errors[0].message;
+}
+
+TEST(PolicyAuthoring, AnUnquotedDeviceIsRefusedForItsTwoMeanings) {
+  auto errors = parse_errors(one_rule("syscalls: [mknod]\n    match: {devices: [1:3]}\n    action: deny\n"));
+  ASSERT_EQ(errors.size(), 1u) << describe(errors);
+  EXPECT_EQ(errors[0].code, ErrorCode::BadValue);
+  EXPECT_NE(errors[0].message.find("device 1:3 must be quoted (\"1:3\")"), std::string::npos)
+      << errors[0].message;
+  // Quoted, and a wildcard (a string to every reader), are fine.
+  EXPECT_TRUE(parse_policy(
+      one_rule("syscalls: [mknod]\n    match: {devices: [\"1:3\", \"1:*\"]}\n    action: deny\n"),
+      "test.yaml"));
+}
+
+TEST(PolicyAuthoring, AnOversizedFileIsReportedWithItsRealSize) {
+  TempDir dir;
+  const std::string big = "name: p\nrules: []\n#" + std::string(1048671 - 19, 'x') + "\n";
+  dir.write("big.yaml", big);
+  auto loaded = load_policy_files({dir.path() / "big.yaml"});
+  ASSERT_FALSE(loaded);
+  EXPECT_NE(loaded.error()[0].message.find("the file is " + std::to_string(big.size()) + " bytes"),
+            std::string::npos)
+      << loaded.error()[0].message;
+}
+
+TEST(PolicyAuthoring, CheckingOneFileFindsItsNameTakenInItsDirectory) {
+  TempDir dir;
+  dir.write("old.yaml", "name: web\nrules: []\n");
+  dir.write("new.yaml", "name: web\nrules: []\n");
+  dir.write("other.yaml", "name: other\nrules: []\n");
+  auto loaded = load_policy_files({dir.path() / "new.yaml"});
+  ASSERT_FALSE(loaded);
+  ASSERT_EQ(loaded.error().size(), 1u) << describe(loaded.error());
+  EXPECT_EQ(loaded.error()[0].code, ErrorCode::DuplicatePolicy);
+  EXPECT_EQ(loaded.error()[0].pos.file, (dir.path() / "new.yaml").string());
+  EXPECT_NE(loaded.error()[0].message.find("also defined in `" + (dir.path() / "old.yaml").string() + "`"),
+            std::string::npos)
+      << loaded.error()[0].message;
+  EXPECT_TRUE(load_policy_files({dir.path() / "other.yaml"}));
+  // The whole directory: one error that names both files.
+  auto all = load_policy_dir(dir.path());
+  ASSERT_FALSE(all);
+  ASSERT_EQ(all.error().size(), 1u) << describe(all.error());
+  EXPECT_NE(all.error()[0].message.find("is defined twice"), std::string::npos) << all.error()[0].message;
+}
+
+TEST(PolicyAuthoring, ADiagnosticCarriesItsCode) {
+  auto errors = parse_errors(one_rule("syscalls: [mknod]\n    acton: deny\n"));
+  ASSERT_FALSE(errors.empty());
+  EXPECT_NE(errors[0].diagnostic().find("test.yaml:4:5: error: [unknown-key] unknown key `acton`"),
+            std::string::npos)
+      << errors[0].diagnostic();
 }
 
 }  // namespace

@@ -444,6 +444,16 @@ TEST(Traps, Describe) {
 }
 
 // ---- explain ----
+TEST(Explain, SchedulingPoliciesByName) {
+  const auto p = load(
+      "name: rt\nrules:\n  - syscalls: [sched_setscheduler]\n    match: {sched_policy: [SCHED_FIFO, "
+      "SCHED_RR]}\n"
+      "    action: deny\n  - syscalls: [sched_setscheduler]\n    action: deny\n    errno: EPERM\n");
+  ASSERT_TRUE(p);
+  const std::string text = explain_text(*p, 10);
+  EXPECT_NE(text.find("sched policy in [SCHED_FIFO, SCHED_RR]"), std::string::npos) << text;
+}
+
 TEST(Explain, JsonHasTheWholeStory) {
   const auto p = shipped("rootless-devices");
   ASSERT_TRUE(p);

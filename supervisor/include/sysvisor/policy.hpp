@@ -56,6 +56,8 @@ struct LoadError {
 
   // "FILE:LINE:COL: message" (":LINE:COL" left out when unknown).
   [[nodiscard]] std::string format() const;
+  // "FILE:LINE:COL: error: [code] message", as `sysvisor policy check` prints it.
+  [[nodiscard]] std::string diagnostic() const;
 };
 
 struct Warning {
@@ -290,6 +292,8 @@ struct LoadResult {
 // errno names <-> values ("EPERM" <-> 1); nullopt for unknown names.
 [[nodiscard]] std::optional<int> errno_from_name(std::string_view name);
 [[nodiscard]] const char* errno_name(int err);  // "E?" for unknown values
+// "SCHED_FIFO" for 1; the number as text for a value without a name.
+[[nodiscard]] std::string sched_policy_name(int policy);
 
 // Syscall names <-> x86_64 numbers, as libseccomp knows them.
 [[nodiscard]] std::optional<int> syscall_from_name(std::string_view name);

@@ -63,7 +63,7 @@ std::vector<std::string> matchers(const policy::Match& m) {
   if (m.value_size) out.push_back("value size " + range(*m.value_size));
   if (!m.sched_policies.empty()) {
     std::vector<std::string> p;
-    for (int v : m.sched_policies) p.push_back(std::to_string(v));
+    for (int v : m.sched_policies) p.push_back(policy::sched_policy_name(v));
     out.push_back("sched policy in [" + join(p) + "]");
   }
   if (m.priority) out.push_back("priority " + range(*m.priority));
