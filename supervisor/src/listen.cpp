@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "sysvisor/trusted_files.hpp"
+
 namespace sysvisor {
 
 UniqueFd listen_unix(const std::filesystem::path& where, int type, mode_t mode, std::optional<gid_t> group) {
@@ -44,6 +46,12 @@ UniqueFd listen_unix(const std::filesystem::path& where, int type, mode_t mode, 
       throw std::runtime_error("another supervisor is already serving `" + path + "`");
     }
   }
+  // Only root may change the directory a socket of root's is in (a user could otherwise
+  // occupy the name, or swap the private directory below): the runtime dir is, and a `unix:`
+  // metrics socket's directory must be too.
+  if (auto trusted = trusted::check_dir(parent, "the directory of the socket"); !trusted) {
+    throw std::runtime_error(trusted.error());
+  }
   UniqueFd dir(::open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!dir) throw fail("open the directory of");
   if (::mkdtemp(private_dir.data()) == nullptr) throw fail("make a private directory (mkdtemp) beside");
@@ -61,7 +69,8 @@ UniqueFd listen_unix(const std::filesystem::path& where, int type, mode_t mode, 
   if (!priv || ::fstat(priv.get(), &st) != 0 || st.st_uid != ::geteuid() || (st.st_mode & 077) != 0) {
     throw fail("the private directory `" + private_dir + "` is not ours; not binding");
   }
-  const std::string bound = private_dir + "/s";
+  // Bound through the descriptor, not the name: the directory it was checked as.
+  const std::string bound = "/proc/self/fd/" + std::to_string(priv.get()) + "/s";
   sockaddr_un priv_addr{};
   priv_addr.sun_family = AF_UNIX;
   std::memcpy(priv_addr.sun_path, bound.c_str(), bound.size() + 1);
@@ -295,10 +304,16 @@ uid_t charged_uid(int fd, const config::Peer& peer) {
   }();
   int raw = -1;
   socklen_t len = sizeof raw;
-  if (::getsockopt(fd, SOL_SOCKET, kSoPeerPidfd, &raw, &len) != 0) return peer.uid;
+  if (::getsockopt(fd, SOL_SOCKET, kSoPeerPidfd, &raw, &len) != 0) {
+    return errno == ENOPROTOOPT ? peer.uid : kUnverifiedUid;  // an older kernel, or no peer pid
+  }
   const UniqueFd pidfd(raw);
   UniqueFd ns(::ioctl(pidfd.get(), kPidfdGetUserNamespace, 0));
-  if (!ns) return peer.uid;  // gone already, or an older kernel
+  if (!ns) {
+    // ESRCH: the connecting process is gone; a subordinate uid's connect()-and-exit must not
+    // be charged as a uid of its own. ENOTTY/EINVAL: a kernel without the ioctl.
+    return errno == ENOTTY || errno == EINVAL || errno == EOPNOTSUPP ? peer.uid : kUnverifiedUid;
+  }
   // Up to the namespace whose parent is the initial one; at most 32 levels (the kernel's).
   for (int depth = 0; depth < 33; ++depth) {
     if (same_file(ns.get(), initial)) return peer.uid;

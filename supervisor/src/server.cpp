@@ -310,7 +310,12 @@ void apply_audit_failure(const config::Config& cfg) {
 std::expected<std::pair<config::Config, PolicySet>, std::vector<std::string>> load_all(
     const ServerConfig& server) {
   config::Config cfg;
+  // Root grants what these files say: nobody else may be able to change them, anywhere on
+  // their path (sshd's StrictModes), checked before they are read.
   if (!server.config_file.empty()) {
+    if (auto ok = trusted::check_file(server.config_file, "configuration file"); !ok) {
+      return std::unexpected(std::vector<std::string>{ok.error()});
+    }
     auto loaded = config::load_config(server.config_file);
     if (!loaded) {
       std::vector<std::string> errors;
@@ -325,12 +330,7 @@ std::expected<std::pair<config::Config, PolicySet>, std::vector<std::string>> lo
   if (server.runtime_override) cfg.runtime_dir = *server.runtime_override;
   if (server.default_policy_override) cfg.default_policy = *server.default_policy_override;
   if (server.metrics_override) cfg.metrics_listen = *server.metrics_override;
-  // Root grants what these files say: nobody else may be able to change them (sshd's StrictModes).
   std::vector<std::string> untrusted;
-  if (!server.config_file.empty()) {
-    if (auto ok = trusted::check_file(server.config_file, "configuration file"); !ok)
-      untrusted.push_back(ok.error());
-  }
   if (auto ok = trusted::check_dir(cfg.policies_dir, "policies directory"); !ok) {
     untrusted.push_back(ok.error());
   } else if (auto files = policy::policy_files(cfg.policies_dir)) {

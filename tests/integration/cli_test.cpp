@@ -93,7 +93,7 @@ TEST(Cli, ServeTakesLogLevelAfterTheSubcommand) {
 TEST(Cli, APeersStringsCannotForgeLogLines) {
   if (::geteuid() != 0) GTEST_SKIP() << "serve needs root";
   TempDir dir("sysvisor-cli");
-  Daemon d(dir.path() / "run", source_dir() / "policies", dir.path() / "audit", dir.path() / "log");
+  Daemon d(dir.path() / "run", shipped_policies(), dir.path() / "audit", dir.path() / "log");
   ASSERT_TRUE(d.ready()) << read_file(dir.path() / "log");
   const std::string forged = "nosuch\n2026-12-04T00:00:00.000 sysvisor info: [c=rootc] supervised\x1b[2J";
   const auto o = run({(bin_dir() / "sysvisor-agent").string(), "exec", "--runtime-dir",
@@ -113,10 +113,10 @@ TEST(Cli, APeersStringsCannotForgeLogLines) {
 TEST(Cli, SecondDaemonOnTheSameRuntimeDirIsRefused) {
   if (::geteuid() != 0) GTEST_SKIP() << "serve needs root";
   TempDir dir("sysvisor-cli");
-  Daemon first(dir.path() / "run", source_dir() / "policies", dir.path() / "audit", dir.path() / "log");
+  Daemon first(dir.path() / "run", shipped_policies(), dir.path() / "audit", dir.path() / "log");
   ASSERT_TRUE(first.ready()) << read_file(dir.path() / "log");
   const auto o = run({kSysvisor.string(), "serve", "--runtime-dir", (dir.path() / "run").string(),
-                      "--policies", (source_dir() / "policies").string()},
+                      "--policies", shipped_policies().string()},
                      std::chrono::seconds(20));
   EXPECT_EQ(o.status, 1);
   EXPECT_NE(o.err.find("already serving"), std::string::npos) << o.err;

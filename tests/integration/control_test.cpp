@@ -573,9 +573,13 @@ TEST_F(Control, SocketActivationRefusesAnUnknownSocket) {
   const pid_t pid =
       socket_activate({"-l", sock.string(), "--fdname=agnet"}, dir / "daemon.log",
                       {"--runtime-dir", (dir / "run").string(), "--policies", policies().string()});
-  ASSERT_TRUE(eventually([&] { return fs::exists(sock); }));
-  const int trigger = connect_control(sock);
-  EXPECT_GE(trigger, 0);
+  // The name exists from bind(), connections succeed from listen(): retry until one does.
+  int trigger = -1;
+  if (!eventually([&] { return (trigger = connect_control(sock)) >= 0; })) {
+    ::kill(pid, SIGKILL);
+    (void)wait_exit(pid);
+    FAIL() << "no connection to the activation socket " << sock;
+  }
   EXPECT_EQ(wait_exit(pid), 1);
   ::close(trigger);
   EXPECT_NE(

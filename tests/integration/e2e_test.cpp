@@ -548,7 +548,7 @@ TEST_F(E2E, AStuckEmulationDoesNotStallOtherContainers) {
 // Its own daemon: killed while the container runs.
 TEST_F(E2E, SupervisorKilledWhileContainerRuns) {
   TempDir dir("sysvisor-kill");
-  const fs::path policies = source_dir() / "policies";
+  const fs::path policies = shipped_policies();
   auto daemon =
       std::make_unique<Daemon>(dir.path() / "run", policies, dir.path() / "audit.jsonl", dir.path() / "log");
   ASSERT_TRUE(daemon->ready()) << read_file(dir.path() / "log");

@@ -120,12 +120,36 @@ fs::path public_temp_base() {
     const fs::path tmp = fs::temp_directory_path();
     for (fs::path at = tmp; !at.empty(); at = at.parent_path()) {
       struct stat st {};
-      if (::stat(at.c_str(), &st) != 0 || (st.st_mode & S_IXOTH) == 0) return fs::path("/tmp");
+      // Others must pass through it, and the daemon must trust it (root's, writable by nobody
+      // else unless sticky): its runtime dirs and policies are made below.
+      if (::lstat(at.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || (st.st_mode & S_IXOTH) == 0 ||
+          st.st_uid != 0 || ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0)) {
+        return fs::path("/tmp");
+      }
       if (at == at.root_path()) break;
     }
     return tmp;
   }();
   return base;
+}
+
+fs::path shipped_policies() {
+  // A copy, made once per test process in a directory the daemon trusts: the checkout may lie
+  // below directories that are not root's, and the daemon refuses policies there.
+  static TempDir dir("sysvisor-shipped");
+  static const fs::path copy = [] {
+    const fs::path to = dir.path() / "policies";
+    fs::create_directories(to);
+    ::chmod(to.c_str(), 0755);  // whatever the umask of the test that calls first
+    for (const auto& e : fs::directory_iterator(source_dir() / "policies")) {
+      if (!e.is_regular_file()) continue;
+      fs::copy_file(e.path(), to / e.path().filename());
+      fs::permissions(to / e.path().filename(), fs::perms::owner_read | fs::perms::owner_write |
+                                                    fs::perms::group_read | fs::perms::others_read);
+    }
+    return to;
+  }();
+  return copy;
 }
 
 fs::path public_bin(const std::string& name) {

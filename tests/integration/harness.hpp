@@ -35,6 +35,10 @@ Outcome run(const std::vector<std::string>& argv, std::chrono::seconds timeout =
 // into a 0755 directory under public_temp_base(), for running it as another user.
 [[nodiscard]] fs::path public_bin(const std::string& name);
 
+// The shipped policies (policies/*.yaml and their cases), copied once per test process into
+// a directory the daemon trusts; its path is what tests give `serve --policies`.
+[[nodiscard]] fs::path shipped_policies();
+
 // A directory (0755, under public_temp_base()) removed at destruction, after detaching what
 // is mounted below it.
 class TempDir {

@@ -35,7 +35,7 @@ mode_t mode_of(const fs::path& p) {
 // `serve` that is expected to refuse: its outcome (a 20 s limit; a start would hang there).
 Outcome serve_refused(const fs::path& runtime, const std::vector<std::string>& extra = {}) {
   std::vector<std::string> argv{kSysvisor.string(), "serve",      "--runtime-dir",
-                                runtime.string(),   "--policies", (source_dir() / "policies").string()};
+                                runtime.string(),   "--policies", (shipped_policies()).string()};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return run(argv, std::chrono::seconds(20));
 }
@@ -71,7 +71,7 @@ TEST(Files, TheRuntimeDirIsMade0755WhateverTheUmask) {
   TempDir dir("sysvisor-files");
   const fs::path runtime = dir.path() / "run" / "sysvisor";
   const mode_t old = ::umask(0);
-  Daemon daemon(runtime, source_dir() / "policies", dir.path() / "audit.jsonl", dir.path() / "log");
+  Daemon daemon(runtime, shipped_policies(), dir.path() / "audit.jsonl", dir.path() / "log");
   ::umask(old);
   ASSERT_TRUE(daemon.ready()) << read_file(dir.path() / "log");
   EXPECT_EQ(mode_of(dir.path() / "run"), 0755u);
@@ -128,7 +128,7 @@ TEST(Files, AnAncestorOthersCanWriteIsRefusedAStickyOneIsNot) {
   EXPECT_FALSE(fs::exists(open_dir / "run")) << "made a directory under a refused one";
   // Sticky (as /tmp): nobody but root may rename or remove root's entries in it.
   ASSERT_EQ(::chmod(open_dir.c_str(), 01777), 0);
-  Daemon daemon(open_dir / "run", source_dir() / "policies", dir.path() / "audit.jsonl", dir.path() / "log");
+  Daemon daemon(open_dir / "run", shipped_policies(), dir.path() / "audit.jsonl", dir.path() / "log");
   EXPECT_TRUE(daemon.ready()) << read_file(dir.path() / "log");
   EXPECT_EQ(daemon.stop(SIGTERM), 0);
 }
@@ -156,7 +156,7 @@ TEST(Files, ALinkWhereASocketGoesIsReplacedNotFollowed) {
   ::chmod(victim.c_str(), 0600);
   for (const char* name : {"agent.sock", "oci.sock", "control.sock"})
     fs::create_symlink(victim, runtime / name);
-  Daemon daemon(runtime, source_dir() / "policies", dir.path() / "audit.jsonl", dir.path() / "log");
+  Daemon daemon(runtime, shipped_policies(), dir.path() / "audit.jsonl", dir.path() / "log");
   ASSERT_TRUE(daemon.ready()) << read_file(dir.path() / "log");
   for (const char* name : {"agent.sock", "oci.sock", "control.sock"}) {
     EXPECT_TRUE(S_ISSOCK(stat_of(runtime / name).st_mode)) << name;
@@ -198,9 +198,56 @@ TEST(Files, AConfigurationFileAnyoneButRootCanWriteIsRefused) {
   write_config(open_dir / "sysvisor.yaml", "audit_failure: keep\n", 0644);
   const Outcome o = serve_refused(dir.path() / "run", {"--config", (open_dir / "sysvisor.yaml").string()});
   EXPECT_EQ(o.status, 1) << o.err;
-  EXPECT_NE(o.err.find("the directory of the configuration file `" + open_dir.string() + "`"),
+  EXPECT_NE(o.err.find("`" + open_dir.string() + "` is writable by others (mode 0777)"), std::string::npos)
+      << o.err;
+}
+
+// Up the whole path, links included (the red team's attack on the first version of these
+// checks): a link the user owns, or a directory of the user's above root's files, lets the user
+// point root at other files between the check and the read. Each is refused, naming it.
+TEST(Files, ALinkOrADirectoryOfAUserOnThePathIsRefused) {
+  TempDir dir("sysvisor-files");
+  const fs::path good = dir.path() / "good";
+  fs::create_directories(good / "policies");
+  fs::copy_file(shipped_policies() / "deny-dangerous.yaml", good / "policies" / "deny-dangerous.yaml");
+  std::ofstream(good / "sysvisor.yaml") << "audit_failure: keep\n";
+  const fs::path users = dir.path() / "users";  // the user's own directory
+  fs::create_directories(users);
+  ASSERT_EQ(::chown(users.c_str(), kNobody, kNobody), 0);
+  const fs::path link = users / "link";
+  ASSERT_EQ(::symlink(good.c_str(), link.c_str()), 0);
+  ASSERT_EQ(::lchown(link.c_str(), kNobody, kNobody), 0);
+  // The user's directory is refused first (it holds the link): either names the user's hold.
+  const auto refused_for_the_user = [&](const Outcome& o) {
+    EXPECT_EQ(o.status, 1) << o.err;
+    EXPECT_NE(o.err.find("`" + users.string() + "` is owned by uid 65534, not root"), std::string::npos)
+        << o.err;
+  };
+  refused_for_the_user(
+      run({kSysvisor.string(), "serve", "--runtime-dir", (dir.path() / "run").string(), "--policies",
+           (good / "policies").string(), "--config", (link / "sysvisor.yaml").string()},
+          std::chrono::seconds(20)));
+  refused_for_the_user(run({kSysvisor.string(), "serve", "--runtime-dir", (dir.path() / "run").string(),
+                            "--policies", (link / "policies").string()},
+                           std::chrono::seconds(20)));
+  refused_for_the_user(serve_refused(link / "run"));
+  EXPECT_FALSE(fs::exists(good / "run"));
+  // A link of the user's in root's directory (made by root for the test, owned by the user).
+  const fs::path users_link = dir.path() / "users-link";
+  ASSERT_EQ(::symlink(good.c_str(), users_link.c_str()), 0);
+  ASSERT_EQ(::lchown(users_link.c_str(), kNobody, kNobody), 0);
+  const Outcome o = serve_refused(dir.path() / "run", {"--config", (users_link / "sysvisor.yaml").string()});
+  EXPECT_EQ(o.status, 1) << o.err;
+  EXPECT_NE(o.err.find("`" + users_link.string() + "` is a symbolic link owned by uid 65534, not root"),
             std::string::npos)
       << o.err;
+  // Root's own link, in a directory only root can write, is followed.
+  const fs::path roots_link = dir.path() / "roots-link";
+  ASSERT_EQ(::symlink(good.c_str(), roots_link.c_str()), 0);
+  Daemon daemon(dir.path() / "run", roots_link / "policies", dir.path() / "audit.jsonl", dir.path() / "log",
+                {"--config", (roots_link / "sysvisor.yaml").string()});
+  EXPECT_TRUE(daemon.ready()) << read_file(dir.path() / "log");
+  EXPECT_EQ(daemon.stop(SIGTERM), 0);
 }
 
 // Finding 8, for policies: their directory and each file.
@@ -209,7 +256,7 @@ TEST(Files, APoliciesDirectoryOrPolicyFileAnyoneButRootCanWriteIsRefused) {
   const fs::path policies = dir.path() / "policies";
   fs::create_directories(policies);
   for (const char* name : {"deny-dangerous.yaml", "rootless-devices.yaml"}) {
-    fs::copy_file(source_dir() / "policies" / name, policies / name);
+    fs::copy_file(shipped_policies() / name, policies / name);
     ::chmod((policies / name).c_str(), 0644);
   }
   ::chmod(policies.c_str(), 0777);
@@ -239,7 +286,7 @@ TEST(Files, AReloadOfAConfigurationAnyoneCanWriteIsRefusedAndTheRunningSetKept) 
   const fs::path config = dir.path() / "sysvisor.yaml";
   write_config(config, "access:\n  - users: [root]\n    policies: [\"*\"]\n", 0644);
   const fs::path log = dir.path() / "log";
-  Daemon daemon(dir.path() / "run", source_dir() / "policies", dir.path() / "audit.jsonl", log,
+  Daemon daemon(dir.path() / "run", shipped_policies(), dir.path() / "audit.jsonl", log,
                 {"--config", config.string()});
   ASSERT_TRUE(daemon.ready()) << read_file(log);
   write_config(config, "access:\n  - users: [\"*\"]\n    policies: [\"*\"]\n", 0666);
@@ -265,7 +312,7 @@ TEST(Files, AnUnknownPolicyRefusalNamesOnlyThePoliciesThePeerMayUse) {
                "access:\n  - users: [root]\n    policies: [\"*\"]\n  - users: [\"65534\"]\n    policies: "
                "[deny-dangerous]\n",
                0644);
-  Daemon daemon(dir.path() / "run", source_dir() / "policies", dir.path() / "audit.jsonl", dir.path() / "log",
+  Daemon daemon(dir.path() / "run", shipped_policies(), dir.path() / "audit.jsonl", dir.path() / "log",
                 {"--config", config.string()});
   ASSERT_TRUE(daemon.ready()) << read_file(dir.path() / "log");
   const Outcome o = run({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",

@@ -1,15 +1,25 @@
 // Container ownership and per-user bounds, the pure parts (issue 14, findings 3 and 4): the
 // shared audit budgets, the `limits` and `audit_rate.per_uid` keys, owners in the containers
 // reply and the metrics, and `policy learn`'s choice of owner.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "sysvisor/audit.hpp"
 #include "sysvisor/config.hpp"
 #include "sysvisor/control.hpp"
 #include "sysvisor/learn.hpp"
+#include "sysvisor/listen.hpp"
 #include "sysvisor/metrics.hpp"
 #include "sysvisor/policy.hpp"
 
@@ -144,6 +154,73 @@ TEST(OwnerLearn, OneOwnersRecordsAndTheRestCounted) {
   const auto none = tools::learn(log, nobody);
   ASSERT_FALSE(none);
   EXPECT_NE(none.error().back().find("owned by uid 4242"), std::string::npos) << none.error().back();
+}
+
+// The red team's bypass of the per-uid bounds: a subordinate uid's child connects and exits,
+// its parent goes on with the socket; the peer's namespace can no longer be read, and it was
+// charged its own (subordinate) uid, one more share per uid. Now all such peers share one.
+TEST(ChargedUid, APeerGoneBeforeTheAcceptSharesOneCharge) {
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string name = "sysvisor-charged-" + std::to_string(::getpid());
+  std::memcpy(addr.sun_path + 1, name.data(), name.size());  // abstract
+  const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  const auto connect_from_child = [&](bool exit_first) {
+    const int sock = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int go[2];
+    EXPECT_EQ(::pipe2(go, O_CLOEXEC), 0);
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::close(go[1]);  // else its own copy keeps the pipe from ever reaching EOF
+      if (::connect(sock, reinterpret_cast<sockaddr*>(&addr), len) != 0) ::_exit(1);
+      if (!exit_first) {
+        char byte = 0;
+        (void)::read(go[0], &byte, 1);
+      }
+      ::_exit(0);
+    }
+    ::close(go[0]);
+    if (exit_first) ::waitpid(child, nullptr, 0);
+    const int accepted = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    config::Peer peer;
+    peer.uid = 4243;  // what SO_PEERCRED would say of a subordinate uid
+    const uid_t charged = charged_uid(accepted, peer);
+    ::close(go[1]);
+    if (!exit_first) ::waitpid(child, nullptr, 0);
+    ::close(accepted);
+    ::close(sock);
+    return charged;
+  };
+  const uid_t alive = connect_from_child(false);
+  const uid_t gone = connect_from_child(true);
+  ::close(listener);
+  // A kernel without SO_PEERPIDFD (6.5) or PIDFD_GET_USER_NAMESPACE (6.11) says nothing more:
+  // probed on a socket pair of our own and our own pidfd.
+  bool kernel_can = false;
+  {
+    int pair[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    int pidfd = -1;
+    socklen_t size = sizeof pidfd;
+    if (::getsockopt(pair[0], SOL_SOCKET, 77 /* SO_PEERPIDFD */, &pidfd, &size) == 0) {
+      const int ns = ::ioctl(pidfd, _IO(0xFF, 9) /* PIDFD_GET_USER_NAMESPACE */, 0);
+      kernel_can = ns >= 0;
+      if (ns >= 0) ::close(ns);
+      ::close(pidfd);
+    }
+    ::close(pair[0]);
+    ::close(pair[1]);
+  }
+  if (!kernel_can) {
+    std::fprintf(stderr, "\n*** SKIPPED: this kernel cannot trace a peer to its user namespace ***\n\n");
+    GTEST_SKIP() << "NO SO_PEERPIDFD / PIDFD_GET_USER_NAMESPACE ON THIS KERNEL";
+  }
+  EXPECT_EQ(alive, 4243u) << "a live peer in the initial namespace is charged its own uid";
+  EXPECT_EQ(gone, kUnverifiedUid) << "a peer gone before the accept is one charge for all such peers";
 }
 
 }  // namespace

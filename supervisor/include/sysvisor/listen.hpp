@@ -48,7 +48,11 @@ namespace sysvisor {
 // own: such a peer is charged to the user who made the outermost user namespace it is in
 // (NS_GET_OWNER_UID below the initial one), read from the peer's pidfd (SO_PEERPIDFD), so
 // no pid reuse can point elsewhere. A namespace root made (a rootful engine's) is not root's
-// share: its peers are charged their own uid. `peer.uid` when any of it cannot be read.
+// share: its peers are charged their own uid. A peer whose process is gone by the accept
+// (its namespace cannot be read any more) could be any subordinate uid of anyone's: all such
+// peers share one charge, kUnverifiedUid. `peer.uid` on a kernel without SO_PEERPIDFD (6.5)
+// or PIDFD_GET_USER_NAMESPACE (6.11), where nothing better can be known.
+inline constexpr uid_t kUnverifiedUid = 4294967294U;  // (uid_t)-2
 [[nodiscard]] uid_t charged_uid(int fd, const config::Peer& peer);
 
 // Accepts the connections waiting on the non-blocking `listener` (until EAGAIN, or `batch` of
