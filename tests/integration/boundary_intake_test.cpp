@@ -36,58 +36,6 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit = 10s) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return cond();
-}
-
-int connect_to(const fs::path& path, int type) {
-  const int s = ::socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  if (::connect(s, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(s);
-    return -1;
-  }
-  return s;
-}
-
-void send_with(int s, const std::string& bytes, const std::vector<int>& fds) {
-  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * std::max<std::size_t>(fds.size(), 1)));
-  if (!fds.empty()) {
-    mh.msg_control = control.data();
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
-  }
-  ::sendmsg(s, &mh, MSG_NOSIGNAL);
-}
-
-// The daemon closes every connection when it is done with it (runc never does).
-bool closed_by_daemon(int s) {
-  timeval tv{10, 0};
-  ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  char buf[64];
-  ssize_t n = 0;
-  do {
-    n = ::recv(s, buf, sizeof buf, 0);
-  } while (n > 0);
-  ::close(s);
-  return n == 0 || (n < 0 && errno == ECONNRESET);
-}
-
 // runc's payload, with annotations.
 std::string payload(const std::string& id, pid_t pid, const std::string& metadata,
                     const std::map<std::string, std::string>& annotations = {}) {

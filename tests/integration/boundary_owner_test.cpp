@@ -31,55 +31,6 @@ using namespace std::chrono_literals;
 
 constexpr uid_t kUser = 4242;  // an unprivileged user, granted every policy and learn mode
 
-bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds limit = 10s) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return cond();
-}
-
-int connect_to(const fs::path& path, int type) {
-  const int s = ::socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  if (::connect(s, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(s);
-    return -1;
-  }
-  return s;
-}
-
-void send_with(int s, const std::string& bytes, int fd) {
-  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  std::array<char, CMSG_SPACE(sizeof(int))> control{};
-  mh.msg_control = control.data();
-  mh.msg_controllen = control.size();
-  cmsghdr* cm = CMSG_FIRSTHDR(&mh);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-  ::sendmsg(s, &mh, MSG_NOSIGNAL);
-}
-
-bool closed_by_daemon(int s) {
-  timeval tv{10, 0};
-  ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  char buf[64];
-  ssize_t n = 0;
-  do {
-    n = ::recv(s, buf, sizeof buf, 0);
-  } while (n > 0);
-  ::close(s);
-  return n == 0 || (n < 0 && errno == ECONNRESET);
-}
-
 // runc's payload.
 std::string payload(const std::string& id, pid_t pid, const std::string& metadata) {
   json p = {{"ociVersion", "1.0.2-dev"},
@@ -109,7 +60,7 @@ int oci_handoff_as(const fs::path& oci, uid_t uid, const std::string& id) {
     if (child == nullptr) ::_exit(101);
     const int s = connect_to(oci, SOCK_STREAM);
     if (s < 0) ::_exit(102);
-    send_with(s, payload(id, child->pid, "policy=deny-dangerous"), child->listener);
+    send_with(s, payload(id, child->pid, "policy=deny-dangerous"), {child->listener});
     if (!closed_by_daemon(s)) ::_exit(103);
     child->drop_listener();
     const int err = child->call_errno();
@@ -352,7 +303,7 @@ TEST_F(BoundaryOwner, AListenerHandedOffTwiceIsAdoptedOnce) {
   for (const char* id : {"twice", "twice-again"}) {
     const int s = connect_to(oci, SOCK_STREAM);
     ASSERT_GE(s, 0);
-    send_with(s, payload(id, child->pid, "policy=deny-dangerous"), child->listener);
+    send_with(s, payload(id, child->pid, "policy=deny-dangerous"), {child->listener});
     EXPECT_TRUE(closed_by_daemon(s));
   }
   EXPECT_TRUE(logged("this seccomp listener is already supervised")) << tail_of_log();
@@ -429,7 +380,7 @@ TEST_F(BoundaryOwner, TheAuditRateHoldsPerContainerAcrossItsSessions) {
     ASSERT_NE(child, nullptr);
     const int s = connect_to(runtime() / "oci.sock", SOCK_STREAM);
     ASSERT_GE(s, 0);
-    send_with(s, payload("one-container", child->pid, "policy=deny-dangerous"), child->listener);
+    send_with(s, payload("one-container", child->pid, "policy=deny-dangerous"), {child->listener});
     EXPECT_TRUE(closed_by_daemon(s));
     child->drop_listener();
     children.push_back(std::move(child));

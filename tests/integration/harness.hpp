@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +53,20 @@ class TempDir {
  private:
   fs::path path_;
 };
+
+// Whether `cond` holds within `limit`, polled every 20 ms.
+[[nodiscard]] bool wait_for(const std::function<bool()>& cond,
+                            std::chrono::milliseconds limit = std::chrono::seconds(10));
+
+// A unix socket of `type` connected to `path`, or -1.
+[[nodiscard]] int connect_to(const fs::path& path, int type);
+
+// One packet (or stream chunk) of `bytes`, with `fds` as SCM_RIGHTS; errors are the peer's
+// business (the daemon may have hung up).
+void send_with(int sock, const std::string& bytes, const std::vector<int>& fds);
+
+// Reads `sock` to its end (at most 10 s) and closes it: whether the daemon closed it.
+[[nodiscard]] bool closed_by_daemon(int sock);
 
 // A busybox root filesystem with the probe in /bin, owned by host uid/gid `owner`.
 void make_rootfs(const fs::path& dir, uid_t owner);

@@ -39,18 +39,6 @@ class ProtocolFuzz : public DaemonSuite<ProtocolFuzz> {
   static fs::path log() { return dir_->path() / "daemon.log"; }
 };
 
-int connect_to(const fs::path& path, int type) {
-  const int fd = ::socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
-  if (fd < 0 || ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    if (fd >= 0) ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // One packet (or stream chunk), with `pass` as SCM_RIGHTS when >= 0; errors are the peer's
 // business (the daemon may have hung up on us).
 void send_with(int sock, const std::string& bytes, int pass) {
