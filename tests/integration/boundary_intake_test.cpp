@@ -36,23 +36,6 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-// runc's payload, with annotations.
-std::string payload(const std::string& id, pid_t pid, const std::string& metadata,
-                    const std::map<std::string, std::string>& annotations = {}) {
-  json p = {{"ociVersion", "1.0.2-dev"},
-            {"fds", {"seccompFd"}},
-            {"pid", pid},
-            {"metadata", metadata},
-            {"state",
-             {{"ociVersion", "1.0.2-dev"},
-              {"id", id},
-              {"status", "creating"},
-              {"pid", pid},
-              {"bundle", "/b"},
-              {"annotations", annotations}}}};
-  return p.dump();
-}
-
 // One daemon per test: the configuration is what each test is about.
 class Boundary : public ::testing::Test {
  protected:
@@ -110,7 +93,7 @@ class Boundary : public ::testing::Test {
     if (child == nullptr) return -100;
     const int s = connect_to(oci_sock(), SOCK_STREAM);
     if (s < 0) return -101;
-    send_with(s, payload(id, child->pid, metadata, annotations), {child->listener});
+    send_with(s, runc_payload(id, child->pid, metadata, annotations), {child->listener});
     EXPECT_TRUE(closed_by_daemon(s));
     child->drop_listener();
     return child->call_errno();
@@ -322,31 +305,6 @@ std::size_t count_lines_with(const std::string& text, const std::string& what) {
   return n;
 }
 
-// Another unprivileged user's own handoff, as rootless podman's runc makes it: uid `uid` puts
-// a process of its own under a filter and hands its listener over on oci.sock. The errno of
-// that process's unshare(CLONE_NEWUTS) afterwards (EPERM from the kernel or the policy alike;
-// ENOSYS when the listener was closed); negative when a step failed.
-int other_users_handoff(const fs::path& oci, uid_t uid, const std::string& id) {
-  const pid_t pid = ::fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    if (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)
-      ::_exit(100);
-    auto child = filtered_child(__NR_unshare, [] { return ::syscall(SYS_unshare, CLONE_NEWUTS); });
-    if (child == nullptr) ::_exit(101);
-    const int s = connect_to(oci, SOCK_STREAM);
-    if (s < 0) ::_exit(102);
-    send_with(s, payload(id, child->pid, "policy=deny-dangerous"), {child->listener});
-    if (!closed_by_daemon(s)) ::_exit(103);
-    child->drop_listener();
-    const int err = child->call_errno();
-    ::_exit(err >= 0 && err < 100 ? err : 104);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? (WEXITSTATUS(status) >= 100 ? -WEXITSTATUS(status) : WEXITSTATUS(status)) : -2;
-}
-
 TEST_F(Boundary, AFloodFromOneUserDelaysNobodyElseAndGrowsNeitherLogNorMemory) {
   constexpr uid_t kOther = 4242;  // another unprivileged user, granted deny-dangerous
   start(
@@ -413,7 +371,7 @@ TEST_F(Boundary, AFloodFromOneUserDelaysNobodyElseAndGrowsNeitherLogNorMemory) {
       << tail_of_log();
   EXPECT_TRUE(logged("[c=oci-during-flood] supervised with policy `deny-dangerous`")) << tail_of_log();
   // And another user's: supervised (its call audited), not refused (ENOSYS).
-  EXPECT_EQ(other_users_handoff(oci_sock(), kOther, "other-user-during-flood"), EPERM) << tail_of_log();
+  EXPECT_EQ(oci_handoff_as(oci_sock(), kOther, "other-user-during-flood"), EPERM) << tail_of_log();
   EXPECT_TRUE(logged("[c=other-user-during-flood] supervised with policy `deny-dangerous`")) << tail_of_log();
   EXPECT_TRUE(wait_for([&] { return audit_of("other-user-during-flood").size() == 1; }))
       << read_file(audit_log());
@@ -535,7 +493,7 @@ TEST_F(Boundary, TheUidsOfOneUsersNamespaceShareThatUsersLimit) {
     const std::string log = read_file(daemon_log());
     return log.find("oci.sock: connection from uid") != std::string::npos;
   })) << tail_of_log();
-  EXPECT_EQ(other_users_handoff(oci, kOther, "other-user-beside-the-namespace"), EPERM) << tail_of_log();
+  EXPECT_EQ(oci_handoff_as(oci, kOther, "other-user-beside-the-namespace"), EPERM) << tail_of_log();
   EXPECT_TRUE(logged("[c=other-user-beside-the-namespace] supervised with policy `deny-dangerous`"))
       << tail_of_log();
   EXPECT_TRUE(logged("oci.sock: connection from uid 4243 refused: uid 4243 has 16 connections in progress"))

@@ -31,46 +31,6 @@ using namespace std::chrono_literals;
 
 constexpr uid_t kUser = 4242;  // an unprivileged user, granted every policy and learn mode
 
-// runc's payload.
-std::string payload(const std::string& id, pid_t pid, const std::string& metadata) {
-  json p = {{"ociVersion", "1.0.2-dev"},
-            {"fds", {"seccompFd"}},
-            {"pid", pid},
-            {"metadata", metadata},
-            {"state",
-             {{"ociVersion", "1.0.2-dev"},
-              {"id", id},
-              {"status", "creating"},
-              {"pid", pid},
-              {"bundle", "/made-up"},
-              {"annotations", json::object()}}}};
-  return p.dump();
-}
-
-// An OCI handoff of a real listener (a child trapping unshare) as `uid`, with container id
-// `id`; the child's errno for unshare after the handoff: EPERM when deny-dangerous supervises
-// it, ENOSYS when the handoff was refused (the listener closed, nobody supervises).
-int oci_handoff_as(const fs::path& oci, uid_t uid, const std::string& id) {
-  const pid_t pid = ::fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    if (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)
-      ::_exit(100);
-    auto child = filtered_child(__NR_unshare, [] { return ::syscall(SYS_unshare, CLONE_NEWUTS); });
-    if (child == nullptr) ::_exit(101);
-    const int s = connect_to(oci, SOCK_STREAM);
-    if (s < 0) ::_exit(102);
-    send_with(s, payload(id, child->pid, "policy=deny-dangerous"), {child->listener});
-    if (!closed_by_daemon(s)) ::_exit(103);
-    child->drop_listener();
-    const int err = child->call_errno();
-    ::_exit(err >= 0 && err < 100 ? err : 104);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? (WEXITSTATUS(status) >= 100 ? -WEXITSTATUS(status) : WEXITSTATUS(status)) : -2;
-}
-
 // A process in the background (a container that stays up), killed at destruction.
 class Background {
  public:
@@ -303,7 +263,7 @@ TEST_F(BoundaryOwner, AListenerHandedOffTwiceIsAdoptedOnce) {
   for (const char* id : {"twice", "twice-again"}) {
     const int s = connect_to(oci, SOCK_STREAM);
     ASSERT_GE(s, 0);
-    send_with(s, payload(id, child->pid, "policy=deny-dangerous"), {child->listener});
+    send_with(s, runc_payload(id, child->pid, "policy=deny-dangerous"), {child->listener});
     EXPECT_TRUE(closed_by_daemon(s));
   }
   EXPECT_TRUE(logged("this seccomp listener is already supervised")) << tail_of_log();
@@ -380,7 +340,7 @@ TEST_F(BoundaryOwner, TheAuditRateHoldsPerContainerAcrossItsSessions) {
     ASSERT_NE(child, nullptr);
     const int s = connect_to(runtime() / "oci.sock", SOCK_STREAM);
     ASSERT_GE(s, 0);
-    send_with(s, payload("one-container", child->pid, "policy=deny-dangerous"), {child->listener});
+    send_with(s, runc_payload("one-container", child->pid, "policy=deny-dangerous"), {child->listener});
     EXPECT_TRUE(closed_by_daemon(s));
     child->drop_listener();
     children.push_back(std::move(child));

@@ -1,6 +1,7 @@
 #include "harness.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -22,6 +23,7 @@
 #include <cstddef>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -184,6 +186,43 @@ bool closed_by_daemon(int sock) {
   } while (n > 0);
   ::close(sock);
   return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+std::string runc_payload(const std::string& id, pid_t pid, const std::string& metadata,
+                         const std::map<std::string, std::string>& annotations) {
+  const nlohmann::json p = {{"ociVersion", "1.0.2-dev"},
+                            {"fds", {"seccompFd"}},
+                            {"pid", pid},
+                            {"metadata", metadata},
+                            {"state",
+                             {{"ociVersion", "1.0.2-dev"},
+                              {"id", id},
+                              {"status", "creating"},
+                              {"pid", pid},
+                              {"bundle", "/b"},
+                              {"annotations", annotations}}}};
+  return p.dump();
+}
+
+int oci_handoff_as(const fs::path& oci, uid_t uid, const std::string& id) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0)
+      ::_exit(100);
+    auto child = filtered_child(__NR_unshare, [] { return ::syscall(SYS_unshare, CLONE_NEWUTS); });
+    if (child == nullptr) ::_exit(101);
+    const int s = connect_to(oci, SOCK_STREAM);
+    if (s < 0) ::_exit(102);
+    send_with(s, runc_payload(id, child->pid, "policy=deny-dangerous"), {child->listener});
+    if (!closed_by_daemon(s)) ::_exit(103);
+    child->drop_listener();
+    const int err = child->call_errno();
+    ::_exit(err >= 0 && err < 100 ? err : 104);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? (WEXITSTATUS(status) >= 100 ? -WEXITSTATUS(status) : WEXITSTATUS(status)) : -2;
 }
 
 fs::path shipped_policies() {

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -67,6 +68,18 @@ void send_with(int sock, const std::string& bytes, const std::vector<int>& fds);
 
 // Reads `sock` to its end (at most 10 s) and closes it: whether the daemon closed it.
 [[nodiscard]] bool closed_by_daemon(int sock);
+
+// runc's payload on oci.sock (the OCI seccomp agent protocol) for container `id`, its process
+// `pid`, the profile's listenerMetadata and the bundle's annotations.
+[[nodiscard]] std::string runc_payload(const std::string& id, pid_t pid, const std::string& metadata,
+                                       const std::map<std::string, std::string>& annotations = {});
+
+// An OCI handoff as host user `uid`, the way rootless podman's runc makes it: a process of the
+// user's under a filter trapping unshare, its listener handed over on `oci` with container id
+// `id` and policy deny-dangerous. The errno of that process's unshare(CLONE_NEWUTS) afterwards:
+// EPERM when supervised (or from the kernel), ENOSYS when the handoff was refused (the
+// listener closed); negative when a step failed.
+[[nodiscard]] int oci_handoff_as(const fs::path& oci, uid_t uid, const std::string& id);
 
 // A busybox root filesystem with the probe in /bin, owned by host uid/gid `owner`.
 void make_rootfs(const fs::path& dir, uid_t owner);
