@@ -459,7 +459,7 @@ TEST_F(Boundary, TheUidsOfOneUsersNamespaceShareThatUsersLimit) {
       std::vector<int> held;
       for (int c = 0; c < 16; ++c) held.push_back(connect_to(oci, SOCK_STREAM));
       if (::write(ready[1], "c", 1) != 1) ::_exit(14);
-      (void)::read(stop[0], &byte, 1);  // until the test closes its end
+      if (::read(stop[0], &byte, 1) < 0) ::_exit(15);  // until the test closes its end
       ::_exit(0);
     }
     while (::wait(nullptr) > 0) {

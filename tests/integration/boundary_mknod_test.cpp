@@ -12,6 +12,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -143,7 +144,11 @@ class BoundaryMknod : public DaemonSuite<BoundaryMknod> {
 // A directory the host user `nobody` may write to, and a file name in it.
 struct UserDir {
   TempDir dir{"sysvisor-bmk-user"};
-  UserDir() { ::chown(dir.path().c_str(), kNobody, kNobody); }
+  UserDir() {
+    if (::chown(dir.path().c_str(), kNobody, kNobody) != 0) {
+      throw std::system_error(errno, std::generic_category(), "chown " + dir.path().string());
+    }
+  }
   ~UserDir() { detach_below(dir.path()); }
   UserDir(const UserDir&) = delete;
   UserDir& operator=(const UserDir&) = delete;

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -86,9 +87,9 @@ class BoundaryMount : public DaemonSuite<BoundaryMount> {
     make_rootfs(rootfs_, owner);
     fs::create_directories(rootfs_ / "images");
     fs::create_directories(rootfs_ / "mnt" / "a");
-    ::chown((rootfs_ / "images").c_str(), owner, owner);
-    ::chown((rootfs_ / "mnt").c_str(), owner, owner);
-    ::chown((rootfs_ / "mnt" / "a").c_str(), owner, owner);
+    for (const auto& dir : {rootfs_ / "images", rootfs_ / "mnt", rootfs_ / "mnt" / "a"}) {
+      ASSERT_EQ(::chown(dir.c_str(), owner, owner), 0) << dir << ": " << std::strerror(errno);
+    }
     image_ = rootfs_ / "images" / "x.img";
     { std::ofstream(image_).close(); }
     fs::resize_file(image_, 16U << 20U);

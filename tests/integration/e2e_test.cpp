@@ -336,8 +336,10 @@ TEST_F(E2E, SignalsAreForwardedToTheWorkload) {
 
 TEST_F(E2E, OtherUserNamespaceMap) {
   // A rootfs prepared for the map 0 -> 200000: container root is host uid 200000.
-  for (const auto& e : fs::recursive_directory_iterator(rootfs_)) ::lchown(e.path().c_str(), 200000, 200000);
-  ::lchown(rootfs_.c_str(), 200000, 200000);
+  for (const auto& e : fs::recursive_directory_iterator(rootfs_)) {
+    ASSERT_EQ(::lchown(e.path().c_str(), 200000, 200000), 0) << e.path() << ": " << std::strerror(errno);
+  }
+  ASSERT_EQ(::lchown(rootfs_.c_str(), 200000, 200000), 0) << std::strerror(errno);
   const auto o =
       run({(bin_dir() / "sysvisor-agent").string(), "run", "--runtime-dir", runtime().string(), "--policy",
            "rootless-devices", "--rootfs", rootfs_.string(), "--userns", "200000:65536", "--", "/bin/sh",

@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 
 namespace sysvisor::it {
@@ -386,10 +387,13 @@ void make_rootfs(const fs::path& dir, uid_t owner) {
   }
   ::chmod((dir / "tmp").c_str(), 01777);
   ::chmod((dir / "ro").c_str(), 0555);
-  for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    ::lchown(e.path().c_str(), owner, owner);
-  }
-  ::lchown(dir.c_str(), owner, owner);
+  const auto own = [owner](const fs::path& p) {
+    if (::lchown(p.c_str(), owner, owner) != 0) {
+      throw std::system_error(errno, std::generic_category(), "lchown " + p.string());
+    }
+  };
+  for (const auto& e : fs::recursive_directory_iterator(dir)) own(e.path());
+  own(dir);
 }
 
 Daemon::Daemon(const fs::path& runtime_dir, const fs::path& policies_dir, const fs::path& audit_log,

@@ -179,7 +179,7 @@ TEST(ChargedUid, APeerGoneBeforeTheAcceptSharesOneCharge) {
       if (::connect(sock, reinterpret_cast<sockaddr*>(&addr), len) != 0) ::_exit(1);
       if (!exit_first) {
         char byte = 0;
-        (void)::read(go[0], &byte, 1);
+        if (::read(go[0], &byte, 1) < 0) ::_exit(2);
       }
       ::_exit(0);
     }
