@@ -20,6 +20,7 @@
 #include <exception>
 #include <memory>
 #include <stdexcept>
+#include <string_view>
 
 #include "control_cmd.hpp"
 #include "policy_cmd.hpp"
@@ -51,29 +52,28 @@ bool stderr_is_journal() {
   return st.st_dev == dev && st.st_ino == ino;
 }
 
-// `<N>` at the start of a line: the syslog priority journald reads (sd-daemon(3)).
+// `<N>` at the start of a line: the syslog priority journald reads from a stream, spelt by
+// libsystemd's SD_* prefixes (sd-daemon(3)). Not spdlog's systemd_sink: that one writes to the
+// journal's socket itself, which a daemon whose stderr already is the journal does not need.
 class SyslogPriority final : public spdlog::custom_flag_formatter {
  public:
   void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
-    const char* prefix = "<6>";
-    switch (msg.level) {
-      case spdlog::level::trace:
-      case spdlog::level::debug:
-        prefix = "<7>";
-        break;
-      case spdlog::level::warn:
-        prefix = "<4>";
-        break;
-      case spdlog::level::err:
-        prefix = "<3>";
-        break;
-      case spdlog::level::critical:
-        prefix = "<2>";
-        break;
-      default:
-        break;
-    }
-    dest.append(prefix, prefix + 3);
+    const std::string_view prefix = [&] {
+      switch (msg.level) {
+        case spdlog::level::trace:
+        case spdlog::level::debug:
+          return SD_DEBUG;
+        case spdlog::level::warn:
+          return SD_WARNING;
+        case spdlog::level::err:
+          return SD_ERR;
+        case spdlog::level::critical:
+          return SD_CRIT;
+        default:
+          return SD_INFO;
+      }
+    }();
+    dest.append(prefix.data(), prefix.data() + prefix.size());
   }
   [[nodiscard]] std::unique_ptr<custom_flag_formatter> clone() const override {
     return std::make_unique<SyslogPriority>();
