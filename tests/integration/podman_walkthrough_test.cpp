@@ -166,6 +166,7 @@ class PodmanWalkthrough : public ::testing::Test {
       std::fprintf(stderr, "\n*** SKIPPED: %s ***\n\n", missing_.c_str());
       GTEST_SKIP() << missing_;
     }
+    ASSERT_NE(dir_, nullptr) << "the suite's set-up failed (the test user or podman's image import)";
     const auto c = readme_commands();
     ASSERT_TRUE(c)
         << "README.md's podman-walkthrough commands block is not `sysvisor policy oci-profile ... > "
@@ -225,15 +226,20 @@ class PodmanWalkthrough : public ::testing::Test {
     fs::remove(cid);
     std::vector<std::string> args{commands_.podman_run.front(), "--cidfile", cid.string(), "--network",
                                   "none"};
+    std::size_t replaced_words = 0;
     for (auto it = commands_.podman_run.begin() + 1; it != commands_.podman_run.end(); ++it) {
       if (*it == "IMAGE") {
         args.emplace_back(kImage);
+        ++replaced_words;
       } else if (*it == "seccomp=" + commands_.profile_path) {
         args.push_back("seccomp=" + profile_file().string());
+        ++replaced_words;
       } else {
         args.push_back(*it);
       }
     }
+    EXPECT_EQ(replaced_words, 2U) << "the README's podman command names IMAGE and the profile it wrote ("
+                                  << commands_.profile_path << ")";
     args.insert(args.end(), {"sh", "-c", script.empty() ? commands_.script : script});
     Ran r{run(podman_argv(*pm_, args), 90s), {}};
     EXPECT_FALSE(r.o.timed_out) << "podman run timed out:\n" << r.o.err;
@@ -243,7 +249,8 @@ class PodmanWalkthrough : public ::testing::Test {
     return r;
   }
 
-  // The README's output, then the lines of anything else that ran: stdout, then stderr.
+  // What the README shows as the command's output: its stdout lines, then its stderr lines
+  // (busybox's errors; podman adds nothing of its own when all goes well).
   static std::vector<std::string> output_of(const Outcome& o) {
     auto out = lines(o.out);
     for (const auto& l : lines(o.err)) out.push_back(l);
