@@ -6,8 +6,8 @@
 //
 // What the test adds to the operator's commands, for its own isolation only: the daemon's
 // runtime dir, policies and audit file on the command line (they win over the file), the
-// profile's --policies and --listener pointing there, podman's store of its own (podman_argv),
-// `--cidfile` and `--network none`.
+// profile's --policies and --listener pointing there, podman's store of its own (podman_argv) and
+// `--cidfile`.
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -224,8 +224,7 @@ class PodmanWalkthrough : public ::testing::Test {
   Ran podman_run(const std::string& script = {}) const {
     const fs::path cid = pm_->store / "cid";
     fs::remove(cid);
-    std::vector<std::string> args{commands_.podman_run.front(), "--cidfile", cid.string(), "--network",
-                                  "none"};
+    std::vector<std::string> args{commands_.podman_run.front(), "--cidfile", cid.string()};
     std::size_t replaced_words = 0;
     for (auto it = commands_.podman_run.begin() + 1; it != commands_.podman_run.end(); ++it) {
       if (*it == "IMAGE") {
