@@ -7,6 +7,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -394,6 +395,92 @@ void make_rootfs(const fs::path& dir, uid_t owner) {
   };
   for (const auto& e : fs::recursive_directory_iterator(dir)) own(e.path());
   own(dir);
+}
+
+fs::path which(const std::string& name) {
+  for (const char* dir : {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}) {
+    const fs::path p = fs::path(dir) / name;
+    if (::access(p.c_str(), X_OK) == 0) return p;
+  }
+  return {};
+}
+
+void ensure_rootless_user() {
+  if (::getpwnam(kRootlessUser) == nullptr) {
+    const auto add = run({"/usr/sbin/useradd", "--create-home", "--shell", "/bin/sh", kRootlessUser});
+    ASSERT_EQ(add.status, 0) << add.err;
+  }
+  // useradd gives a new user a range of its own where login.defs asks it to; where it did
+  // not, take 65536 ids past every range already given (root's 100000:65536 among them: the
+  // user must never own the ids of root's containers).
+  for (const char* file : {"/etc/subuid", "/etc/subgid"}) {
+    const std::string text = read_file(file);
+    if (text.find(std::string(kRootlessUser) + ":") != std::string::npos) continue;
+    unsigned long long next = 100000;
+    for (const auto& line : lines(text)) {
+      const auto first = line.find(':');
+      const auto second = line.find(':', first + 1);
+      if (first == std::string::npos || second == std::string::npos) continue;
+      const unsigned long long end =
+          std::stoull(line.substr(first + 1, second - first - 1)) + std::stoull(line.substr(second + 1));
+      next = std::max(next, end);
+    }
+    next = std::max<unsigned long long>(next, 165536);  // past root's default range in any case
+    std::ofstream(file, std::ios::app) << kRootlessUser << ":" << next << ":65536\n";
+  }
+}
+
+std::vector<std::string> podman_argv(const Podman& pm, std::vector<std::string> args) {
+  std::vector<std::string> argv;
+  if (!pm.user.empty()) {
+    // The user's own home as its working directory: the test's (the build tree) may be out of
+    // its reach when the checkout sits under a 0700 directory.
+    argv = {"/usr/sbin/runuser",
+            "-u",
+            pm.user,
+            "--",
+            "/usr/bin/env",
+            "--chdir=" + (pm.store / "home").string(),
+            "HOME=" + (pm.store / "home").string(),
+            "TMPDIR=" + (pm.store / "tmp").string(),
+            "XDG_RUNTIME_DIR=" + (pm.store / "xdg").string(),
+            "XDG_CONFIG_HOME=" + (pm.store / "config").string()};
+  }
+  const fs::path podman = which("podman");
+  if (podman.empty()) ADD_FAILURE() << "podman is not installed: run scripts/install-deps";
+  argv.insert(argv.end(),
+              {podman.string(), "--root", (pm.store / "root").string(), "--runroot",
+               (pm.store / "rr").string(), "--tmpdir", (pm.store / "tmp").string(), "--storage-driver", "vfs",
+               "--cgroup-manager", "cgroupfs", "--events-backend", "file"});
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+void podman_import(const Podman& pm, uid_t uid, const std::string& image) {
+  for (const char* d : {"home", "xdg", "config", "tmp"}) fs::create_directories(pm.store / d);
+  ::chmod((pm.store / "xdg").c_str(), 0700);
+  make_rootfs(pm.store / "rootfs", 0);
+  const auto tar =
+      run({"/bin/tar", "-C", (pm.store / "rootfs").string(), "-cf", (pm.store / "rootfs.tar").string(), "."});
+  EXPECT_EQ(tar.status, 0) << tar.err;
+  if (!pm.user.empty()) {
+    const std::string owner = std::to_string(uid) + ":" + std::to_string(uid);
+    const auto chown = run({"/bin/chown", "-R", owner, pm.store.string()});
+    EXPECT_EQ(chown.status, 0) << chown.err;
+  }
+  const auto imported =
+      run(podman_argv(pm, {"import", (pm.store / "rootfs.tar").string(), image}), std::chrono::seconds(60));
+  EXPECT_EQ(imported.status, 0) << imported.err;
+}
+
+PauseReaper::~PauseReaper() {
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(store, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->path().filename() != "pause.pid") continue;
+    const std::string pid = read_file(it->path());
+    if (!pid.empty() && std::stoi(pid) > 1) ::kill(std::stoi(pid), SIGKILL);
+  }
 }
 
 Daemon::Daemon(const fs::path& runtime_dir, const fs::path& policies_dir, const fs::path& audit_log,

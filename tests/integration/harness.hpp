@@ -84,6 +84,36 @@ void send_with(int sock, const std::string& bytes, const std::vector<int>& fds);
 // A busybox root filesystem with the probe in /bin, owned by host uid/gid `owner`.
 void make_rootfs(const fs::path& dir, uid_t owner);
 
+// The executable `name` in the usual system directories, or empty.
+[[nodiscard]] fs::path which(const std::string& name);
+
+// The unprivileged user of the rootless-engine tests, with subordinate ids of its own; made
+// once (idempotent). A configuration that grants it policies by name needs it to exist first.
+inline constexpr const char* kRootlessUser = "sysvisor-it";
+void ensure_rootless_user();
+
+// A podman store of a test's own (root, runroot, tmpdir, vfs, cgroupfs, events in a file) at
+// `store`, run as `user` through runuser when rootless (its home, XDG dirs and TMPDIR there).
+struct Podman {
+  fs::path store;
+  std::string user;  // empty: rootful
+};
+[[nodiscard]] std::vector<std::string> podman_argv(const Podman& pm, std::vector<std::string> args);
+
+// Makes the store's directories (owned by `uid` when rootless) and imports a busybox root
+// filesystem (make_rootfs) as `image`; failures are the test's.
+void podman_import(const Podman& pm, uid_t uid, const std::string& image);
+
+// Rootless podman leaves its user namespace's pause process behind; this kills the ones
+// whose pause.pid lies under `store`, at destruction.
+struct PauseReaper {
+  fs::path store;
+  explicit PauseReaper(fs::path at) : store(std::move(at)) {}
+  PauseReaper(const PauseReaper&) = delete;
+  PauseReaper& operator=(const PauseReaper&) = delete;
+  ~PauseReaper();
+};
+
 // A `sysvisor serve` child process.
 class Daemon {
  public:

@@ -56,46 +56,10 @@ constexpr const char* kCheck =
 const std::vector<std::string> kCheckOut{
     "made-dev", "wrote", "0", "1:3", "1:3", "mknod: /dev/sda: Operation not permitted", "sda=1"};
 
-fs::path which(const std::string& name) {
-  for (const char* dir : {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}) {
-    const fs::path p = fs::path(dir) / name;
-    if (::access(p.c_str(), X_OK) == 0) return p;
-  }
-  return {};
-}
-
 std::string joined(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& s : v) out += s + "\n";
   return out;
-}
-
-// The rootless test user with subordinate ids, made once (idempotent). The daemon's
-// configuration grants it policies by name, so it must exist before the daemon starts.
-void ensure_rootless_user() {
-  // The test user with subordinate ids, made once (idempotent).
-  if (::getpwnam(kRootlessUser) == nullptr) {
-    const auto add = run({"/usr/sbin/useradd", "--create-home", "--shell", "/bin/sh", kRootlessUser});
-    ASSERT_EQ(add.status, 0) << add.err;
-  }
-  // useradd gives a new user a range of its own where login.defs asks it to; where it did
-  // not, take 65536 ids past every range already given (root's 100000:65536 among them: the
-  // user must never own the ids of root's containers).
-  for (const char* file : {"/etc/subuid", "/etc/subgid"}) {
-    const std::string text = read_file(file);
-    if (text.find(std::string(kRootlessUser) + ":") != std::string::npos) continue;
-    unsigned long long next = 100000;
-    for (const auto& line : lines(text)) {
-      const auto first = line.find(':');
-      const auto second = line.find(':', first + 1);
-      if (first == std::string::npos || second == std::string::npos) continue;
-      const unsigned long long end =
-          std::stoull(line.substr(first + 1, second - first - 1)) + std::stoull(line.substr(second + 1));
-      next = std::max(next, end);
-    }
-    next = std::max<unsigned long long>(next, 165536);  // past root's default range in any case
-    std::ofstream(file, std::ios::app) << kRootlessUser << ":" << next << ":65536\n";
-  }
 }
 
 class Oci : public DaemonSuite<Oci> {
@@ -348,55 +312,14 @@ TEST_F(Oci, ExecJoinsTheContainerWithCrun) {
 
 // ---- podman: images from `podman import`, storage of its own under the test directory.
 
-struct Podman {
-  fs::path store;
-  std::string user;  // empty: rootful
-};
-
-std::vector<std::string> podman_argv(const Podman& pm, std::vector<std::string> args) {
-  std::vector<std::string> argv;
-  if (!pm.user.empty()) {
-    // The user's own home as its working directory: the test's (the build tree) may be out of
-    // its reach when the checkout sits under a 0700 directory.
-    argv = {"/usr/sbin/runuser",
-            "-u",
-            pm.user,
-            "--",
-            "/usr/bin/env",
-            "--chdir=" + (pm.store / "home").string(),
-            "HOME=" + (pm.store / "home").string(),
-            "TMPDIR=" + (pm.store / "tmp").string(),
-            "XDG_RUNTIME_DIR=" + (pm.store / "xdg").string(),
-            "XDG_CONFIG_HOME=" + (pm.store / "config").string()};
-  }
-  const fs::path podman = which("podman");
-  if (podman.empty()) ADD_FAILURE() << "podman is not installed: run scripts/install-deps";
-  argv.insert(argv.end(),
-              {podman.string(), "--root", (pm.store / "root").string(), "--runroot",
-               (pm.store / "rr").string(), "--tmpdir", (pm.store / "tmp").string(), "--storage-driver", "vfs",
-               "--cgroup-manager", "cgroupfs", "--events-backend", "file"});
-  argv.insert(argv.end(), args.begin(), args.end());
-  return argv;
-}
-
 class OciPodman : public Oci {
  protected:
   // A store with the busybox image imported, owned by `user` when rootless.
   static Podman prepare(const std::string& user, uid_t uid) {
     Podman pm{dir_->path() / (user.empty() ? "pm" : "pm-rl"), user};
-    for (const char* d : {"home", "xdg", "config", "tmp"}) fs::create_directories(pm.store / d);
-    ::chmod((pm.store / "xdg").c_str(), 0700);
-    make_rootfs(pm.store / "rootfs", 0);
-    const auto tar = run(
-        {"/bin/tar", "-C", (pm.store / "rootfs").string(), "-cf", (pm.store / "rootfs.tar").string(), "."});
-    EXPECT_EQ(tar.status, 0) << tar.err;
+    fs::create_directories(pm.store);
     std::ofstream(pm.store / "profile.json") << profile().dump(2);
-    if (!user.empty())
-      run({"/bin/chown", "-R", std::to_string(uid) + ":" + std::to_string(uid), pm.store.string()});
-    const auto imported = run(
-        podman_argv(pm, {"import", (pm.store / "rootfs.tar").string(), "localhost/sysvisor-busybox:test"}),
-        60s);
-    EXPECT_EQ(imported.status, 0) << imported.err;
+    podman_import(pm, uid, "localhost/sysvisor-busybox:test");
     return pm;
   }
 
@@ -465,18 +388,7 @@ TEST_F(OciPodman, RootlessWithRunc) {
   ASSERT_NE(pw, nullptr);
   const uid_t uid = pw->pw_uid;
   const auto pm = prepare(kRootlessUser, uid);
-  // Rootless podman leaves its user namespace's pause process behind: ours goes with the test.
-  struct PauseReaper {
-    fs::path store;
-    ~PauseReaper() {
-      for (const auto& e :
-           fs::recursive_directory_iterator(store, fs::directory_options::skip_permission_denied)) {
-        if (e.path().filename() != "pause.pid") continue;
-        const std::string pid = read_file(e.path());
-        if (!pid.empty() && std::stoi(pid) > 1) ::kill(std::stoi(pid), SIGKILL);
-      }
-    }
-  } reaper{pm.store};
+  const PauseReaper reaper(pm.store);  // its pause process goes with the test
   const std::string id = run_check(pm, engine("runc").string());
   expect_check_audit(id);
   const std::string log = read_file(daemon_log());
