@@ -544,6 +544,10 @@ std::expected<void, std::vector<std::string>> Server::reload() {
     for (const auto& e : loaded.error()) spdlog::error("reload: {}", e);
     spdlog::error("reload failed with {} error(s): the running configuration and policies stay in force",
                   loaded.error().size());
+    // The running sink is reopened all the same: logrotate sends the SIGHUP after moving the
+    // log, and a policy broken meanwhile must not keep the records going to the moved file,
+    // which the next rotation compresses and deletes.
+    if (auto r = audit_.reopen(); !r) spdlog::error("reload: reopen the audit log: {}", r.error().message());
     return std::unexpected(loaded.error());
   }
   auto& [cfg, policies] = *loaded;

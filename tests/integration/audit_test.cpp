@@ -214,6 +214,24 @@ TEST_F(Audit, LogIsReopenedOnSighupAndNothingIsLost) {
             fs::perms::owner_read | fs::perms::owner_write);
 }
 
+// logrotate's SIGHUP while a policy is broken: the reload fails and the running set stays, but
+// the log is reopened all the same, so no record goes on into the file the next rotation deletes.
+TEST_F(Audit, LogIsReopenedOnSighupEvenWhenTheReloadFails) {
+  start();
+  const fs::path rotated = dir_->path() / "audit.jsonl.1";
+  std::ofstream(policies() / "broken.yaml")
+      << "name: broken\nrules: [{syscalls: [mknod], action: nonsense}]\n";
+  fs::rename(audit_log(), rotated);
+  ::kill(daemon_->pid(), SIGHUP);
+  ASSERT_TRUE(eventually([&] { return read_file(daemon_log()).find("reload failed") != std::string::npos; }))
+      << read_file(daemon_log());
+  ASSERT_EQ(container("probe mknod /dev/sda b 8 0", "rootless-devices", "after").out, "EPERM\n");
+  EXPECT_EQ(audit_lines(rotated, "after").size(), 0U);
+  EXPECT_EQ(audit_lines(audit_log(), "after").size(), 1U);
+  EXPECT_EQ(fs::status(audit_log()).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+}
+
 // Mounts in this process's own mount namespace: what gtest runs next is another process
 // under ctest, and even run together nothing else depends on /dev/log.
 TEST_F(Audit, SyslogGetsOneMessagePerRecord) {
