@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sysvisor/config.hpp"
@@ -134,6 +135,36 @@ void print_containers(const v1::ContainersReply& reply) {
   print_table(rows);
 }
 
+// After the daemon said it re-executes: waits for the new binary to answer (status, with an
+// uptime younger than the request) and says what serves now.
+int upgraded(const Options& o, const std::filesystem::path& socket, const v1::UpgradeReply& reply) {
+  if (!reply.ok()) {
+    std::fprintf(stderr, "sysvisor: upgrade refused: %s\n", printable(reply.error()).c_str());
+    return 1;
+  }
+  const auto asked = std::chrono::steady_clock::now();
+  const auto give_up = asked + std::chrono::seconds(std::max(1, o.timeout_seconds));
+  v1::Request status;
+  status.mutable_status();
+  while (std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto r = control::request(socket, status, std::chrono::seconds(2));
+    if (!r || !r->has_status()) continue;
+    const double since = std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
+    if (r->status().uptime_seconds() > since) continue;  // still the old binary
+    if (!o.json) {
+      std::printf("upgraded: %s (pid %u) serves %u container(s) in %u supervised process(es), handed over %u\n",
+                  printable(reply.binary()).c_str(), r->status().pid(), r->status().containers(),
+                  r->status().sessions(), reply.sessions());
+    }
+    return 0;
+  }
+  std::fprintf(stderr,
+               "sysvisor: the daemon began the upgrade to %s but did not answer within %d s; see its log\n",
+               printable(reply.binary()).c_str(), o.timeout_seconds);
+  return 1;
+}
+
 int command(const Options& o, const v1::Request& request) {
   const auto socket = runtime_dir(o) / "control.sock";
   auto response = control::request(socket, request, std::chrono::seconds(std::max(1, o.timeout_seconds)));
@@ -164,6 +195,8 @@ int command(const Options& o, const v1::Request& request) {
       if (!o.json) std::printf("reloaded: %s\n", policy_list(r.policy_set()).c_str());
       return request.has_reload() ? 0 : 1;
     }
+    case v1::Response::kUpgrade:
+      return request.has_upgrade() ? upgraded(o, socket, response->upgrade()) : 1;
     case v1::Response::RESPONSE_NOT_SET:
       break;
   }
@@ -247,6 +280,24 @@ void add_control_commands(CLI::App& app) {
       v1::Request r;
       r.mutable_reload();
       return command(*reload_options, r);
+    });
+  });
+
+  auto upgrade_options = std::make_shared<Options>();
+  auto* upgrade = app.add_subcommand(
+      "upgrade",
+      "Replace the running daemon with its binary as it is on disk now (after a package upgrade), "
+      "without breaking a running container: it stops taking calls (they wait in the kernel), finishes "
+      "those it holds, and re-executes itself in place, handing every container's listener and state to "
+      "the new binary, which answers the calls that waited. SIGUSR2 does the same. Waits until the new "
+      "binary serves. Root only." +
+          access);
+  add_common(upgrade, *upgrade_options);
+  upgrade->callback([upgrade_options] {
+    run([&] {
+      v1::Request r;
+      r.mutable_upgrade();
+      return command(*upgrade_options, r);
     });
   });
 }

@@ -3,6 +3,7 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -25,6 +26,7 @@
 #include "control_cmd.hpp"
 #include "policy_cmd.hpp"
 #include "sysvisor/audit.hpp"
+#include "sysvisor/handover.hpp"
 #include "sysvisor/log_escape.hpp"
 #include "sysvisor/mknod.hpp"
 #include "sysvisor/policy.hpp"
@@ -129,9 +131,16 @@ void take_activated_sockets(sysvisor::ServerConfig& server) {
   const int n = sd_listen_fds_with_names(1, &names);
   if (n < 0) throw std::runtime_error(std::string("socket activation: ") + std::strerror(-n));
   std::string error;
+  // A previous daemon's fds (systemd's file descriptor store: names sysvisor.*) and those an
+  // upgrade in place handed over (SYSVISOR_HANDOVER: the same, and the activated sockets).
+  server.inherited = std::make_shared<sysvisor::handover::Inherited>();
+  std::vector<std::pair<std::string, int>> given_fds;
   for (int i = 0; i < n; ++i) {
-    const int fd = SD_LISTEN_FDS_START + i;
-    const std::string given = names != nullptr && names[i] != nullptr ? names[i] : "";
+    given_fds.emplace_back(names != nullptr && names[i] != nullptr ? names[i] : "", SD_LISTEN_FDS_START + i);
+  }
+  for (auto& entry : sysvisor::handover::handed_over()) given_fds.push_back(std::move(entry));
+  for (const auto& [given, fd] : given_fds) {
+    if (sysvisor::handover::take(*server.inherited, given, fd)) continue;
     std::string name = given;
     if (name != "agent" && name != "oci" && name != "control") {
       const std::string file = bound_name(fd);
@@ -159,6 +168,7 @@ void take_activated_sockets(sysvisor::ServerConfig& server) {
     for (int i = 0; i < n; ++i) std::free(names[i]);
     std::free(names);
   }
+  if (server.inherited->empty() && server.inherited->problems.empty()) server.inherited.reset();
   if (!error.empty()) {
     for (const auto& [name, fd] : server.listen_fds) ::close(fd);
     throw std::runtime_error(error);
@@ -166,14 +176,24 @@ void take_activated_sockets(sysvisor::ServerConfig& server) {
 }
 
 // The daemon runs in a mount namespace of its own: the tmpfs holding the device nodes that
-// are bind-mounted into containers is invisible to the host and goes away with the daemon.
-void enter_private_mount_namespace() {
+// are bind-mounted into containers is invisible to the host and goes away with the daemon, or
+// with the last daemon of a chain of restarts and upgrades, which all enter the first one's
+// (its fd travels with the containers').
+sysvisor::UniqueFd enter_private_mount_namespace(sysvisor::UniqueFd inherited) {
+  if (inherited) {
+    if (::setns(inherited.get(), CLONE_NEWNS) == 0) return inherited;
+    spdlog::error("enter the previous daemon's mount namespace: {}; its device store is lost to this daemon",
+                  std::strerror(errno));
+  }
   if (::unshare(CLONE_NEWNS) != 0) {
     throw std::runtime_error(std::string("unshare a private mount namespace: ") + std::strerror(errno));
   }
   if (::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
     throw std::runtime_error(std::string("make mounts private: ") + std::strerror(errno));
   }
+  sysvisor::UniqueFd own(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
+  if (!own) spdlog::warn("open our mount namespace: {}: a restart loses the device store", std::strerror(errno));
+  return own;
 }
 
 // Each container holds a few fds here (its listener, the receiver's eventfd, its init's
@@ -205,17 +225,26 @@ int serve(sysvisor::ServerConfig server) {
   }
   // Step 2: our own mount namespace, runtime dir, device store, audit sink.
   raise_fd_limit();
-  enter_private_mount_namespace();
+  const bool taken_over = server.inherited && server.inherited->mntns;
+  const sysvisor::UniqueFd mount_ns =
+      enter_private_mount_namespace(server.inherited ? std::move(server.inherited->mntns) : sysvisor::UniqueFd{});
+  server.mount_ns_fd = mount_ns.get();
   auto runtime_dir = sysvisor::trusted::make_runtime_dir(config.runtime_dir);
   if (!runtime_dir) {
     std::fprintf(stderr, "sysvisor: not starting: %s\n", runtime_dir.error().c_str());
     return 1;
   }
-  auto devices = sysvisor::mknod::DeviceStore::create(runtime_dir->get(), "devices");
+  auto devices = sysvisor::Result<sysvisor::mknod::DeviceStore>(std::unexpected(sysvisor::SysError{}));
+  if (taken_over) {
+    devices = sysvisor::mknod::DeviceStore::reopen(runtime_dir->get(), "devices");
+    if (!devices) spdlog::error("take over: {}; a new device store is made", devices.error().message());
+  }
+  if (!devices) devices = sysvisor::mknod::DeviceStore::create(runtime_dir->get(), "devices");
   if (!devices) throw std::runtime_error(devices.error().message());
   auto audit = sysvisor::audit::Sink::open(config.audit);
   if (!audit) throw std::runtime_error(audit.error().message());
   // Step 3: serve until SIGTERM/SIGINT; SIGHUP reloads. `io` dies before `devices` and `audit`.
+  bool handed_over = false;
   {
     boost::asio::io_context io;
     sysvisor::Server daemon(io, server, std::move(policies), *devices, *audit);
@@ -223,8 +252,10 @@ int serve(sysvisor::ServerConfig server) {
     (void)sd_notify(0, "READY=1");
     io.run();
     (void)sd_notify(0, "STOPPING=1");
+    handed_over = daemon.handed_over();
   }
-  ::umount2((config.runtime_dir / "devices").c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
+  // Handed over: the next daemon enters this mount namespace and takes the store as it is.
+  if (!handed_over) ::umount2((config.runtime_dir / "devices").c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
   spdlog::info("stopped");
   return 0;
 }
@@ -252,8 +283,11 @@ int main(int argc, char** argv) {
       "serve",
       "Run the daemon: accept agents on RUNTIME_DIR/agent.sock and OCI runtimes (runc, crun, podman) on "
       "RUNTIME_DIR/oci.sock, and answer their containers' trapped "
-      "calls. SIGHUP reloads the configuration and the policies (all or nothing); SIGTERM or SIGINT "
-      "stop it cleanly. --log-level LEVEL may come before or after `serve`.");
+      "calls. SIGHUP reloads the configuration and the policies (all or nothing); SIGUSR2 (or "
+      "`sysvisor upgrade`) re-executes its binary as it is on disk now, handing every container over; "
+      "SIGTERM or SIGINT stop it cleanly (under systemd the containers' listeners stay in the service's "
+      "file descriptor store, so a restart takes them back). --log-level LEVEL may come before or after "
+      "`serve`.");
   // Options of the top level (--log-level) are accepted after the subcommand too.
   serve_cmd->fallthrough();
   serve_cmd->add_option("--config", config_file,
@@ -322,6 +356,8 @@ int main(int argc, char** argv) {
       if (emulation_timeout_ms != 0)
         sysvisor::set_default_emulation_timeout(std::chrono::milliseconds(emulation_timeout_ms));
       take_activated_sockets(server);
+      server.binary = sysvisor::handover::own_binary();
+      server.argv.assign(argv, argv + argc);
       return serve(server);
     }
   } catch (const std::exception& e) {

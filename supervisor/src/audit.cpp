@@ -114,6 +114,10 @@ std::string to_json(const Suppressed& summary) {
   return print(summary);
 }
 
+std::string to_json(const Daemon& record) {
+  return print(record);
+}
+
 std::optional<uid_t> map_uid(std::string_view uid_map, uid_t host_uid) {
   std::size_t at = 0;
   while (at < uid_map.size()) {
@@ -460,6 +464,10 @@ bool Sink::write(const Event& event) {
 
 bool Sink::write(const Suppressed& summary) {
   return write_line(to_json(summary));
+}
+
+bool Sink::write(const Daemon& record) {
+  return write_line(to_json(record));
 }
 
 bool Sink::write_line(const std::string& json) {

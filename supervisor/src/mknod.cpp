@@ -12,7 +12,10 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <dirent.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -407,6 +410,50 @@ Result<DeviceStore> DeviceStore::create(int runtime_dir, const std::string& name
   store.watches_ = std::make_unique<Watches>();
   store.watches_->fd.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));  // none: release() keeps names
   // Started now, so its fds and thread are part of the daemon's baseline.
+  store.worker_ = std::make_unique<DirectWorker>(store);
+  (void)own_user_ns_fd();
+  return store;
+}
+
+Result<DeviceStore> DeviceStore::reopen(int runtime_dir, const std::string& name) {
+  UniqueFd dir(::openat(runtime_dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir) return sys_error("open the device store `" + name + "` a previous daemon left");
+  struct statfs fs {};
+  struct stat st {};
+  struct statx mnt {};
+  if (::fstatfs(dir.get(), &fs) != 0 || ::fstat(dir.get(), &st) != 0 ||
+      ::statx(dir.get(), "", AT_EMPTY_PATH, STATX_BASIC_STATS, &mnt) != 0) {
+    return sys_error("stat the device store `" + name + "`");
+  }
+  if (fs.f_type != TMPFS_MAGIC || (mnt.stx_attributes & STATX_ATTR_MOUNT_ROOT) == 0 || st.st_uid != 0 ||
+      (st.st_mode & 07777) != 0700) {
+    return sys_error(ENOENT, "`" + name + "` is not a device store (a root-owned tmpfs of mode 0700 mounted there)");
+  }
+  // Node names are SESSION.N: new ones continue after the highest N found.
+  std::uint64_t highest = 0;
+  if (DIR* d = ::fdopendir(::dup(dir.get()))) {
+    while (const dirent* e = ::readdir(d)) {
+      const std::string_view n(e->d_name);
+      const auto dot = n.rfind('.');
+      if (dot == std::string_view::npos || dot + 1 >= n.size()) continue;
+      std::uint64_t v = 0;
+      bool digits = true;
+      for (const char c : n.substr(dot + 1)) {
+        if (c < '0' || c > '9') {
+          digits = false;
+          break;
+        }
+        v = v * 10 + static_cast<std::uint64_t>(c - '0');
+      }
+      if (digits) highest = std::max(highest, v);
+    }
+    ::closedir(d);
+  }
+  DeviceStore store;
+  store.dir_ = std::move(dir);
+  *store.counter_ = highest;
+  store.watches_ = std::make_unique<Watches>();
+  store.watches_->fd.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
   store.worker_ = std::make_unique<DirectWorker>(store);
   (void)own_user_ns_fd();
   return store;

@@ -53,7 +53,9 @@ Result<const seccomp_notif*> NotifyFd::receive(bool interruptible) {
   std::memset(buffer_.data(), 0, notif_size_);
   const auto recv = [&] { return ::ioctl(fd_.get(), SECCOMP_IOCTL_NOTIF_RECV, buffer_.data()); };
   if ((interruptible ? recv() : retry_eintr(recv)) < 0) return sys_error("receive notification");
-  return reinterpret_cast<const seccomp_notif*>(buffer_.data());
+  const auto* n = reinterpret_cast<const seccomp_notif*>(buffer_.data());
+  if (journal_ != nullptr) journal_->received(*n);
+  return n;
 }
 
 Result<void> NotifyFd::id_valid(std::uint64_t id) const {
@@ -68,9 +70,11 @@ Result<void> NotifyFd::send(const seccomp_notif_resp& resp) const {
   std::array<std::uint64_t, 8> out{};
   static_assert(sizeof(seccomp_notif_resp) <= sizeof(out));
   std::memcpy(out.data(), &resp, sizeof(resp));
-  if (retry_eintr([&] { return ::ioctl(fd_.get(), SECCOMP_IOCTL_NOTIF_SEND, out.data()); }) < 0) {
-    return sys_error("send response");
-  }
+  const int rc = retry_eintr([&] { return ::ioctl(fd_.get(), SECCOMP_IOCTL_NOTIF_SEND, out.data()); });
+  const int err = errno;
+  // Answered, or no longer answerable (the task is gone): either way not for a next daemon.
+  if (journal_ != nullptr) journal_->answered(resp.id);
+  if (rc < 0) return sys_error(err, "send response");
   return {};
 }
 

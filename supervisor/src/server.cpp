@@ -9,10 +9,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <boost/asio/steady_timer.hpp>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 
 #include "agent.pb.h"
 #include "sysvisor/filter.hpp"
@@ -47,6 +50,65 @@ const char* running_mode(const policy::Policy& pol, bool learn) {
 ConnectionLimits handshake_limits(ServerConfig& server) {
   server.limits.per_uid = server.config.limits.handshakes_per_uid;
   return server.limits;
+}
+
+// A container whose policy is no longer loaded after a restart: every call its filter traps is
+// refused (EPERM) until a reload brings the policy back (sessions follow their policy by name).
+std::shared_ptr<const policy::Policy> deny_everything(const std::string& name) {
+  auto p = std::make_shared<policy::Policy>();
+  p->name = name;
+  p->version = "fallback";
+  p->description = "policy not loaded: every trapped call is refused";
+  policy::Rule r;
+  r.name = "fallback: policy `" + name + "` is not loaded";
+  r.origin = name;
+  r.action = policy::Action::Deny;
+  r.err = EPERM;
+  for (int nr = 0; nr < 1024; ++nr) r.syscalls.push_back(nr);
+  p->rules.push_back(r);
+  p->own_rules.push_back(std::move(r));
+  p->build_index();
+  return p;
+}
+
+// `binary --version` runs and exits 0 within 5 s: what an upgrade checks before it commits.
+std::string runs(const std::string& binary) {
+  const pid_t child = ::fork();
+  if (child < 0) return std::string("fork: ") + std::strerror(errno);
+  if (child == 0) {
+    const int null = ::open("/dev/null", O_WRONLY);
+    if (null >= 0) {
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+    }
+    ::execl(binary.c_str(), binary.c_str(), "--version", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  int status = 0;
+  for (int i = 0; i < 500; ++i) {
+    const pid_t r = ::waitpid(child, &status, WNOHANG);
+    if (r == child) {
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
+      return "`" + binary + " --version` failed (" +
+             (WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
+                                : "signal " + std::to_string(WTERMSIG(status))) +
+             ")";
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, &status, 0);
+  return "`" + binary + " --version` did not finish within 5 s";
+}
+
+std::uint64_t serial_of(std::string_view session_id) {
+  if (session_id.size() < 2 || session_id[0] != 's') return 0;
+  std::uint64_t v = 0;
+  for (const char c : session_id.substr(1)) {
+    if (c < '0' || c > '9') return 0;
+    v = v * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return v;
 }
 
 bool valid_container_id(const std::string& id) {
@@ -247,8 +309,8 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
         std::make_shared<Session>(server_.io_, server_.services(peer_.charged, container_id_), identity,
                                   server_.registry_, policy_, notify::NotifyFd(std::move(fd)),
                                   [&srv = server_](const std::string& id) { srv.on_session_closed(id); });
-    server_.sessions_.emplace(session_id, Supervised{session, std::move(filter_)});
-    session->start();
+    server_.sessions_.emplace(session_id, Supervised{session, filter_});
+    server_.launch(session, false, filter_);
     spdlog::info("[c={}] supervised with policy `{}` (session {}, agent pid {} uid {}, owner {}, mode {})",
                  container_id_, policy_->name, session_id, peer_pid_, peer_uid_, peer_.charged,
                  running_mode(*policy_, learn_));
@@ -362,6 +424,8 @@ Server::Server(boost::asio::io_context& io, ServerConfig config, PolicySet polic
       listener_(io),
       signals_(io, SIGTERM, SIGINT),
       hangups_(io, SIGHUP),
+      upgrades_(io, SIGUSR2),
+      quiet_timer_(io),
       agent_gate_(io, "agent.sock", handshake_limits(config_)),
       listener_hangups_(io),
       ticker_(io) {
@@ -496,9 +560,22 @@ Server::~Server() {
 void Server::start() {
   signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
     if (ec) return;
+    if (fdstore_.enabled() && !sessions_.empty()) {
+      // systemd keeps the listeners: a restart finds them; a stop closes them after us.
+      spdlog::info("signal {}: handing {} supervised processes to systemd's file descriptor store, then "
+                   "stopping",
+                   sig, sessions_.size());
+      begin_handover(Handover::Stop);
+      return;
+    }
     spdlog::info("signal {}: shutting down", sig);
     shutdown();
   });
+  wait_for_upgrade();
+  if (fdstore_.enabled() && config_.mount_ns_fd >= 0) {
+    fdstore_.store(config_.mount_ns_fd, std::string(handover::kMountNamespaceName));
+  }
+  adopt_inherited();
   wait_for_hangup();
   accept_next();
   oci_->start();
@@ -527,6 +604,15 @@ void Server::start() {
   spdlog::info("serving {} with policies: {}; configuration: {}", socket_path_.string(),
                names.empty() ? "none" : names,
                config_.config_file.empty() ? "built-in" : config_.config_file.string());
+}
+
+void Server::wait_for_upgrade() {
+  upgrades_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec || stopping_) return;
+    spdlog::info("SIGUSR2: upgrading in place");
+    if (auto why = upgrade(); !why.empty()) spdlog::error("upgrade: {}", why);
+    wait_for_upgrade();
+  });
 }
 
 void Server::wait_for_hangup() {
@@ -619,6 +705,8 @@ void Server::shutdown() {
   listener_.close(ec);
   signals_.cancel(ec);
   hangups_.cancel(ec);
+  upgrades_.cancel(ec);
+  quiet_timer_.cancel();
   ticker_.cancel();
   if (!agent_activated_) ::unlink(socket_path_.c_str());
   oci_->shutdown();
@@ -646,6 +734,11 @@ void Server::on_session_closed(const std::string& session_id) {
   closed_notifications_ += it->second.session->counters().notifications;
   closed_errors_ += it->second.session->counters().errors;
   sessions_.erase(it);
+  if (!handed_over_) {
+    fdstore_.remove(handover::listener_name(session_id));
+    fdstore_.remove(handover::state_name(session_id));
+    fdstore_.remove(handover::pidfd_name(session_id));
+  }
   // A container's metric series go with its last session.
   if (metrics_ && std::ranges::none_of(sessions_, [&](const auto& entry) {
         return entry.second.session->identity().container_id == container_id;
@@ -656,6 +749,10 @@ void Server::on_session_closed(const std::string& session_id) {
 
 void Server::tick() {
   rate_.sample(notifications_total());
+  // The counts a crash would lose are at most a second's.
+  if (!handing_over_) {
+    for (auto& [id, sup] : sessions_) sup.session->save_state_if_changed();
+  }
   ticker_.expires_after(std::chrono::seconds(1));
   ticker_.async_wait([this](const boost::system::error_code& ec) {
     if (ec || stopping_) return;
@@ -728,6 +825,21 @@ control::v1::Response Server::answer(const control::v1::Request& request, const 
       *reply->mutable_policy_set() = policy_set();
       break;
     }
+    case control::v1::Request::kUpgrade: {
+      auto* reply = response.mutable_upgrade();
+      reply->set_pid(static_cast<std::uint32_t>(::getpid()));
+      reply->set_binary(config_.binary);
+      reply->set_sessions(static_cast<std::uint32_t>(sessions_.size()));
+      if (peer.uid != 0) {
+        reply->set_error("only root may upgrade the daemon (uid " + std::to_string(peer.uid) + " asked)");
+        break;
+      }
+      spdlog::info("control: upgrade requested by uid {} (pid {})", peer.uid, peer.pid);
+      const std::string why = upgrade();
+      reply->set_ok(why.empty());
+      reply->set_error(why);
+      break;
+    }
     case control::v1::Request::REQUEST_NOT_SET:
       response.mutable_error()->set_message("empty request");
       break;
@@ -738,6 +850,222 @@ control::v1::Response Server::answer(const control::v1::Request& request, const 
 std::string Server::usable_names(const config::Peer& peer) const {
   return registry_.names(
       [&](const std::string& name) { return config::refusal(config_.config, peer, name).empty(); });
+}
+
+void Server::launch(const std::shared_ptr<Session>& session, bool oci, const std::vector<sock_filter>& filter) {
+  state::v1::Session base;
+  base.set_oci(oci);
+  if (!filter.empty()) {
+    base.set_filter(std::string(reinterpret_cast<const char*>(filter.data()), filter.size() * sizeof(sock_filter)));
+  }
+  if (auto file = handover::StateFile::create()) {
+    session->set_state_file(std::move(*file), std::move(base));
+  } else {
+    spdlog::warn("[c={}] {}: this container will not outlive a restart of the daemon",
+                 session->identity().container_id, file.error().message());
+  }
+  session->start();
+  if (session->listener_fd() < 0) return;  // closed at once
+  if (handing_over_) session->quiesce();   // handed over with the others
+  const std::string& id = session->identity().session_id;
+  fdstore_.store(session->listener_fd(), handover::listener_name(id));
+  fdstore_.store(session->state_fd(), handover::state_name(id));
+  fdstore_.store(session->pidfd(), handover::pidfd_name(id));
+}
+
+void Server::adopt_inherited() {
+  if (!config_.inherited) return;
+  handover::Inherited inherited = std::move(*config_.inherited);
+  config_.inherited.reset();
+  for (const auto& p : inherited.problems) spdlog::error("take over: {}", p);
+  std::size_t taken = 0;
+  for (auto& [session_id, stored] : inherited.sessions) {
+    next_session_ = std::max(next_session_, serial_of(session_id));
+    if (!stored.listener || !notify::is_listener(stored.listener.get())) {
+      spdlog::error("take over: session {} has no seccomp listener among the inherited fds: its state is dropped",
+                    session_id);
+      fdstore_.remove(handover::state_name(session_id));
+      fdstore_.remove(handover::pidfd_name(session_id));
+      continue;
+    }
+    std::optional<handover::StateFile> file;
+    std::expected<handover::StateFile::Read, std::string> read = std::unexpected(std::string("no state memfd"));
+    if (stored.state) {
+      if (auto adopted = handover::StateFile::adopt(std::move(stored.state))) {
+        file = std::move(*adopted);
+        read = file->read();
+      } else {
+        read = std::unexpected(adopted.error().message());
+      }
+    }
+    state::v1::Session record;
+    bool trusted = false;
+    if (read && read->version <= handover::kRecordVersion) {
+      record = std::move(read->record);
+      trusted = true;
+    } else if (read) {
+      // A newer daemon's record (a downgrade): only what every version keeps (id, owner,
+      // policy by name) is believed; the rest is not taken over.
+      spdlog::error(
+          "take over: session {}: its record has format {}, newer than this daemon's {}: served with policy "
+          "`{}` by name; its counts and what sysvisor made for it are not taken over (removed only with the "
+          "device store)",
+          session_id, read->version, handover::kRecordVersion, read->record.policy());
+      record.set_container_id(read->record.container_id());
+      record.set_policy(read->record.policy());
+      record.set_owner(read->record.owner());
+      record.set_engine(read->record.engine());
+      record.set_oci(read->record.oci());
+    } else {
+      spdlog::error("take over: session {}: its record cannot be read ({}): the container is served by the "
+                    "deny-everything fallback",
+                    session_id, read.error());
+    }
+    std::string container_id = record.container_id();
+    if (!valid_container_id(container_id)) container_id = "unknown-" + session_id;
+    const LoadedPolicy* loaded = record.policy().empty() ? nullptr : registry_.find(record.policy());
+    std::shared_ptr<const policy::Policy> pol;
+    if (loaded != nullptr) {
+      pol = loaded->policy;
+      if (trusted && !record.policy_version().empty() && record.policy_version() != pol->version) {
+        spdlog::info("[c={}] policy `{}`: version {} -> {} (changed while the daemon was down)", container_id,
+                     pol->name, record.policy_version(), pol->version);
+      }
+    } else {
+      const std::string name = record.policy().empty() ? "unknown" : record.policy();
+      spdlog::error("[c={}] policy `{}` is not loaded: every call its filter traps is refused (EPERM) until a "
+                    "reload brings it back",
+                    container_id, name);
+      pol = deny_everything(name);
+    }
+    const uid_t owner = record.owner();
+    Session::Identity identity{session_id,
+                               container_id,
+                               static_cast<pid_t>(record.peer_pid()),
+                               record.peer_uid(),
+                               owner,
+                               0,
+                               record.engine().empty() ? "unknown" : record.engine()};
+    identity.learn = record.learn();
+    const bool oci = record.oci();
+    std::function<void(const std::string&)> on_closed = [this](const std::string& id) { on_session_closed(id); };
+    if (oci) {
+      on_closed = [this, container_id](const std::string& id) {
+        if (auto group = oci_containers_.find(container_id); group != oci_containers_.end()) {
+          group->second.erase(id);
+          if (group->second.empty()) oci_containers_.erase(group);
+        }
+        on_session_closed(id);
+      };
+    }
+    if (metrics_) metrics_->set_owner(container_id, owner);
+    auto session = std::make_shared<Session>(io_, services(owner, container_id), identity, registry_, pol,
+                                             notify::NotifyFd(std::move(stored.listener)), std::move(on_closed));
+    std::vector<sock_filter> filter(record.filter().size() / sizeof(sock_filter));
+    if (!filter.empty()) std::memcpy(filter.data(), record.filter().data(), filter.size() * sizeof(sock_filter));
+    state::v1::Session base;
+    base.set_oci(oci);
+    base.set_filter(record.filter());
+    std::vector<handover::StateFile::Unanswered> unanswered;
+    if (!file) {
+      if (auto made = handover::StateFile::create()) file = std::move(*made);
+    } else {
+      unanswered = file->unanswered();
+    }
+    if (file) session->set_state_file(std::move(*file), std::move(base));
+    if (trusted) {
+      session->take_over(record, std::move(unanswered), std::move(stored.pidfd));
+    } else {
+      session->take_over(state::v1::Session{}, std::move(unanswered), UniqueFd{});
+    }
+    sessions_.emplace(session_id, Supervised{session, std::move(filter)});
+    if (oci) oci_containers_[container_id].insert(session_id);
+    session->start();
+    if (session->listener_fd() >= 0) {
+      fdstore_.store(session->listener_fd(), handover::listener_name(session_id));
+      fdstore_.store(session->state_fd(), handover::state_name(session_id));
+      fdstore_.store(session->pidfd(), handover::pidfd_name(session_id));
+    }
+    ++taken;
+  }
+  if (taken > 0) {
+    spdlog::info("took over {} supervised processes ({} containers) from the previous daemon", taken,
+                 container_count());
+  }
+  audit::Daemon rec;
+  rec.set_event("daemon");
+  audit::set_time(*rec.mutable_time(), std::chrono::system_clock::now());
+  rec.set_action("start");
+  rec.set_pid(static_cast<std::uint32_t>(::getpid()));
+  rec.set_version(SYSVISOR_VERSION);
+  rec.set_sessions(static_cast<std::uint32_t>(taken));
+  audit_.write(rec);
+}
+
+std::string Server::upgrade() {
+  if (stopping_ || handing_over_) return "the daemon is already stopping or upgrading";
+  if (config_.binary.empty()) return "the daemon's own binary is not known (/proc/self/exe)";
+  if (auto why = runs(config_.binary); !why.empty()) return why + "; the running daemon goes on";
+  begin_handover(Handover::Upgrade);
+  return {};
+}
+
+void Server::begin_handover(Handover why) {
+  handing_over_ = true;
+  // New handshakes wait in the sockets' backlogs (or are refused while the binary changes).
+  for (auto& [c, conn] : connections_) conn->drop("supervisor restarting");
+  for (auto& [id, sup] : sessions_) sup.session->quiesce();
+  // A call held by a helper or a worker is answered within the emulation timeout.
+  const auto timeout = session_services(devices_, audit_, config_.config).emulation_timeout;
+  wait_quiet(why, std::chrono::steady_clock::now() + timeout + std::chrono::seconds(1));
+}
+
+void Server::wait_quiet(Handover why, std::chrono::steady_clock::time_point give_up) {
+  const bool quiet = std::ranges::all_of(sessions_, [](const auto& e) { return e.second.session->quiet(); });
+  if (quiet || std::chrono::steady_clock::now() >= give_up) {
+    if (!quiet) spdlog::warn("handover: some calls were still being answered when the time ran out");
+    finish_handover(why);
+    return;
+  }
+  quiet_timer_.expires_after(std::chrono::milliseconds(5));
+  quiet_timer_.async_wait([this, why, give_up](const boost::system::error_code& ec) {
+    if (!ec) wait_quiet(why, give_up);
+  });
+}
+
+void Server::finish_handover(Handover why) {
+  for (auto& [id, sup] : sessions_) sup.session->save_state();
+  audit::Daemon rec;
+  rec.set_event("daemon");
+  audit::set_time(*rec.mutable_time(), std::chrono::system_clock::now());
+  rec.set_action("handover");
+  rec.set_reason(why == Handover::Upgrade ? "upgrade" : "stop");
+  rec.set_pid(static_cast<std::uint32_t>(::getpid()));
+  rec.set_version(SYSVISOR_VERSION);
+  rec.set_sessions(static_cast<std::uint32_t>(sessions_.size()));
+  audit_.write(rec);
+  if (why == Handover::Stop) {
+    handed_over_ = true;
+    for (auto& [id, sup] : sessions_) sup.session->detach();
+    shutdown();
+    return;
+  }
+  std::vector<std::pair<std::string, int>> fds;
+  for (const auto& [name, fd] : config_.listen_fds) fds.emplace_back(name, fd);  // systemd's sockets
+  if (config_.mount_ns_fd >= 0) fds.emplace_back(std::string(handover::kMountNamespaceName), config_.mount_ns_fd);
+  for (const auto& [id, sup] : sessions_) {
+    const Session& s = *sup.session;
+    if (s.listener_fd() < 0) continue;
+    fds.emplace_back(handover::listener_name(id), s.listener_fd());
+    if (s.state_fd() >= 0) fds.emplace_back(handover::state_name(id), s.state_fd());
+    if (s.pidfd() >= 0) fds.emplace_back(handover::pidfd_name(id), s.pidfd());
+  }
+  spdlog::info("upgrade: executing {} with {} supervised processes", config_.binary, sessions_.size());
+  spdlog::default_logger()->flush();
+  const SysError failed = handover::exec_with_fds(config_.binary, config_.argv, fds);
+  spdlog::error("upgrade: {}; this daemon goes on serving", failed.message());
+  handing_over_ = false;
+  for (auto& [id, sup] : sessions_) sup.session->resume();
 }
 
 std::expected<OciAdopted, std::string> Server::adopt(OciHandoff handoff) {
@@ -796,7 +1124,7 @@ std::expected<OciAdopted, std::string> Server::adopt(OciHandoff handoff) {
   sessions_.emplace(session_id, Supervised{session, {}});
   auto& group = oci_containers_[container_id];
   group.insert(session_id);
-  session->start();
+  launch(session, true, {});
   if (group.size() > 1) {
     spdlog::info("[c={}] process {} joins the container ({} supervised processes)", container_id, handoff.pid,
                  group.size());

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -179,6 +180,7 @@ struct Session::Pending {
   Clock::time_point started;
   bool timed_out = false;
   bool answered = false;  // the caller had its answer at the deadline: only finish the job
+  std::optional<seccomp_notif> retry;  // a retried call (settle_retry)
 
   Pending(boost::asio::io_context& io, std::unique_ptr<emul::Job> j)
       : job(std::move(j)), exited(io, ::dup(job->pidfd())), deadline(io) {}
@@ -189,6 +191,7 @@ struct Session::Work {
   // by the loop at the deadline: whoever moves it to kDone answers, once).
   enum Phase : int { kQueued, kWorking, kDone };
   seccomp_notif n{};
+  bool retry = false;  // a killed daemon had begun to emulate it
   std::shared_ptr<const policy::Policy> policy;
   Clock::time_point started;
   std::atomic<int> phase{kQueued};
@@ -232,6 +235,7 @@ struct Session::Shared {
   const Session::Identity identity;
   mknod::DeviceStore* const devices;
   std::weak_ptr<Session> session;
+  std::shared_ptr<handover::StateFile> journal;  // set before start(); may be null
 
   std::mutex m;
   std::condition_variable cv;
@@ -341,19 +345,154 @@ Session::~Session() {
     p->job->kill();
     (void)p->job->finish(state_);
   }
-  for (const auto& node : state_.nodes) services_.devices->remove_node(node);
+  // A session handed to the next daemon leaves its nodes to it.
+  if (!detached_) {
+    for (const auto& node : state_.nodes) services_.devices->remove_node(node);
+  }
 }
 
-void Session::start() {
-  if (!listener_.enable_sync_wakeup()) {
-    spdlog::debug("[c={}] SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP unavailable, continuing without",
-                  identity_.container_id);
+void Session::set_state_file(handover::StateFile file, state::v1::Session base) {
+  state_file_ = std::make_shared<handover::StateFile>(std::move(file));
+  shared_->journal = state_file_;
+  base_record_ = std::move(base);
+  listener_.set_journal(state_file_.get());
+}
+
+void Session::take_over(const state::v1::Session& record,
+                        std::vector<handover::StateFile::Unanswered> unanswered, UniqueFd pidfd) {
+  const auto& c = record.counters();
+  counters_.notifications.store(c.notifications());
+  counters_.emulated.store(c.emulated());
+  counters_.allowed.store(c.allowed());
+  counters_.denied.store(c.denied());
+  counters_.returned.store(c.returned());
+  counters_.killed.store(c.killed());
+  counters_.errors.store(c.errors());
+  counters_.last_activity_ns.store(c.last_activity_ns());
+  state_.nodes.assign(record.nodes().begin(), record.nodes().end());
+  state_.mounts.assign(record.mounts().begin(), record.mounts().end());
+  state_.attached.clear();
+  for (const auto& a : record.attached()) state_.attached.push_back({a.name(), a.mnt_id(), a.ns_id(), a.released()});
+  identity_.container_pid = static_cast<pid_t>(record.container_pid());
+  state_.container_pid = identity_.container_pid;
+  container_pidfd_ = std::move(pidfd);
+  publish_state();
+  replay_ = std::move(unanswered);
+}
+
+emul::Answer Session::settle_retry(const seccomp_notif& n, const emul::Answer& a) const {
+  if (a.kind != emul::Answer::Kind::Errno || a.err != EINVAL) return a;
+  const auto nr = filter::identify(n.data.arch, n.data.nr);
+  if (!nr || *nr != SYS_umount2) return a;
+  spdlog::info("[c={} tid={}] umount2 retried after a restart: not mounted now, the killed daemon unmounted it",
+               identity_.container_id, n.pid);
+  return emul::Answer::ok();
+}
+
+namespace {
+
+// On a worker (it touches the container's files): a retried mknod whose node is already there,
+// as asked (type and device), made by the killed daemon before it could answer. Looked up in
+// the caller's root (or from its cwd or dirfd), no link followed: it only spares a second
+// mknod that would fail EEXIST, it grants nothing.
+bool made_before(const seccomp_notif& n, int nr, const std::string& path) {
+  if (path.empty() || filter::is_compat32(n.data.arch)) return false;
+  const bool at = nr == SYS_mknodat;
+  const auto mode = static_cast<mode_t>(n.data.args[at ? 2 : 1]);
+  const auto dev = static_cast<dev_t>(n.data.args[at ? 3 : 2]);
+  const std::string proc = "/proc/" + std::to_string(n.pid);
+  std::string base = proc + "/root";
+  if (!path.starts_with('/')) {
+    const auto dirfd = static_cast<int>(n.data.args[0]);
+    base = at && dirfd != AT_FDCWD ? proc + "/fd/" + std::to_string(dirfd) : proc + "/cwd";
   }
+  const UniqueFd dir(::open(base.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return false;
+  open_how how{};
+  how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  const UniqueFd node(static_cast<int>(::syscall(SYS_openat2, dir.get(), path.c_str(), &how, sizeof how)));
+  struct stat st {};
+  if (!node || ::fstat(node.get(), &st) != 0) return false;
+  return (st.st_mode & S_IFMT) == (mode & S_IFMT) && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) &&
+         st.st_rdev == dev;
+}
+
+}  // namespace
+
+void Session::save_state() {
+  if (!state_file_ || closed_) return;
+  state::v1::Session r = base_record_;
+  r.set_session_id(identity_.session_id);
+  r.set_container_id(identity_.container_id);
+  r.set_engine(identity_.engine);
+  r.set_policy(policy_->name);
+  r.set_policy_version(policy_->version);
+  r.set_learn(identity_.learn);
+  r.set_peer_pid(static_cast<std::uint32_t>(identity_.peer_pid));
+  r.set_peer_uid(identity_.peer_uid);
+  r.set_owner(identity_.owner);
+  r.set_container_pid(static_cast<std::uint32_t>(identity_.container_pid));
+  for (const auto& n : state_.nodes) r.add_nodes(n);
+  for (const auto m : state_.mounts) r.add_mounts(m);
+  for (const auto& a : state_.attached) {
+    auto* out = r.add_attached();
+    out->set_name(a.name);
+    out->set_mnt_id(a.mnt_id);
+    out->set_ns_id(a.ns_id);
+    out->set_released(a.released);
+  }
+  const stats::Counters c = counters();
+  auto* rc = r.mutable_counters();
+  rc->set_notifications(c.notifications);
+  rc->set_emulated(c.emulated);
+  rc->set_allowed(c.allowed);
+  rc->set_denied(c.denied);
+  rc->set_returned(c.returned);
+  rc->set_killed(c.killed);
+  rc->set_errors(c.errors);
+  rc->set_last_activity_ns(counters_.last_activity_ns.load(std::memory_order_relaxed));
+  if (auto w = state_file_->write(r); !w) {
+    spdlog::warn("[c={}] {}: a restart of the daemon would not find this container's counts and made objects",
+                 identity_.container_id, w.error().message());
+    return;
+  }
+  saved_notifications_ = c.notifications;
+}
+
+void Session::save_state_if_changed() {
+  if (counters_.notifications.load(std::memory_order_relaxed) != saved_notifications_) save_state();
+  // Calls the journal still holds that nobody will answer (gone before an answer was sent).
+  if (state_file_ && pending_.empty() && in_flight_.empty() && receiver_ && receiver_->outstanding() == 0) {
+    for (const auto& u : state_file_->unanswered()) {
+      if (!listener_.id_valid(u.n.id)) state_file_->answered(u.n.id);
+    }
+  }
+}
+
+void Session::quiesce() {
+  if (receiver_) receiver_->stop();
+}
+
+bool Session::quiet() const noexcept {
+  return closed_ || (in_flight_.empty() && pending_.empty() && (!receiver_ || receiver_->outstanding() == 0));
+}
+
+void Session::resume() {
+  if (closed_ || !receiver_) return;
+  receiver_ = std::make_unique<Receiver>(listener_, services_.max_in_flight, receiver_hooks());
+  if (auto started = receiver_->start(); !started) {
+    spdlog::error("[c={}] {}", identity_.container_id, started.error().message());
+    receiver_.reset();
+    close();
+  }
+}
+
+Receiver::Hooks Session::receiver_hooks() {
   // The receiver thread holds no reference: the loop owns the session, and stop() (in close()
   // and the destructor) ends the thread first. A post that finds the session gone is dropped.
   const std::weak_ptr<Session> weak = weak_from_this();
-  shared_->session = weak;
-  Receiver::Hooks hooks{
+  return Receiver::Hooks{
       [this](const seccomp_notif& n) { return try_fast(n); },
       [this, weak](const seccomp_notif& n) {
         boost::asio::post(io_, [weak, n] {
@@ -361,6 +500,15 @@ void Session::start() {
         });
       },
   };
+}
+
+void Session::start() {
+  if (!listener_.enable_sync_wakeup()) {
+    spdlog::debug("[c={}] SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP unavailable, continuing without",
+                  identity_.container_id);
+  }
+  const std::weak_ptr<Session> weak = weak_from_this();
+  shared_->session = weak;
   if (services_.hangups != nullptr) {
     if (auto watched = services_.hangups->watch(listener_.get(),
                                                 [weak] {
@@ -372,12 +520,32 @@ void Session::start() {
       return;
     }
   }
-  receiver_ = std::make_unique<Receiver>(listener_, services_.max_in_flight, std::move(hooks));
+  receiver_ = std::make_unique<Receiver>(listener_, services_.max_in_flight, receiver_hooks());
+  // Calls the previous daemon received and did not answer: those the kernel still holds are
+  // answered now, as if just received (before any new one is taken).
+  std::size_t replayed = 0;
+  for (const auto& [n, acting] : replay_) {
+    if (!listener_.id_valid(n.id)) {
+      if (state_file_) state_file_->answered(n.id);
+      continue;
+    }
+    ++replayed;
+    receiver_->adopted();
+    boost::asio::post(io_, [weak, n, retry = acting] {
+      if (auto self = weak.lock()) self->dispatch_slow(n, retry);
+    });
+  }
+  if (replayed > 0) {
+    spdlog::info("[c={}] {} call(s) the previous daemon received and did not answer are answered now",
+                 identity_.container_id, replayed);
+  }
+  replay_.clear();
   if (auto started = receiver_->start(); !started) {
     spdlog::error("[c={}] {}", identity_.container_id, started.error().message());
     receiver_.reset();
     close();
   }
+  save_state();
 }
 
 void Session::stop() {
@@ -449,7 +617,7 @@ bool Session::answer_now(std::uint64_t id, pid_t tid, int nr, const policy::Deci
   return true;
 }
 
-void Session::dispatch_slow(const seccomp_notif& n) {
+void Session::dispatch_slow(const seccomp_notif& n, bool retry) {
   if (closed_) return;  // the listener goes with the session: the kernel fails the call
   if (registry_.generation() != generation_) follow_registry();
   // The worker emulates on a copy of the state: what an emulation reads of it (the nodes that
@@ -465,6 +633,7 @@ void Session::dispatch_slow(const seccomp_notif& n) {
   }
   auto work = std::make_shared<Work>();
   work->n = n;
+  work->retry = retry;
   work->policy = policy_;
   work->started = Clock::now();
   auto deadline = std::make_unique<boost::asio::steady_timer>(io_, services_.emulation_timeout);
@@ -558,8 +727,11 @@ void Session::flush_suppressed() {
 }
 
 void Session::publish_state() {
-  const std::scoped_lock lock(shared_->m);
-  shared_->state = state_;
+  {
+    const std::scoped_lock lock(shared_->m);
+    shared_->state = state_;
+  }
+  save_state();  // what sysvisor made for the container must survive the daemon
 }
 
 void Session::warn_unless_gone(const Result<void>& sent, pid_t tid) const {
@@ -773,6 +945,13 @@ std::unique_ptr<Session::Outcome> Session::examine(Shared& shared, const Work& w
     return out;
   }
   const emul::Context ctx{*task, call, rule, raw_path, filter::is_compat32(n.data.arch), *state};
+  if (work.retry && (*nr == SYS_mknod || *nr == SYS_mknodat) && made_before(n, *nr, raw_path)) {
+    spdlog::info("[c={} tid={}] mknod retried after a restart: `{}` is there as asked, made by the killed daemon",
+                 shared.identity.container_id, n.pid, raw_path);
+    out->answer = emul::Answer::ok();
+    return out;
+  }
+  if (shared.journal) shared.journal->acting(id);  // from here its effect may precede its answer
   emul::Started started_job = (*emulation)->start(ctx);
   if (auto* now = std::get_if<emul::Answer>(&started_job)) {
     out->answer = std::move(*now);
@@ -887,9 +1066,11 @@ void Session::complete(const std::shared_ptr<Outcome>& outcome) {
   const auto tid = static_cast<pid_t>(o.work->n.pid);
   switch (o.kind) {
     case Outcome::Kind::Silent:
+      if (state_file_) state_file_->answered(id);  // gone: nobody to answer, now or after a restart
       break;
     case Outcome::Kind::Answer:
-      send_answer(id, o.answer, o.event, o.audit, o.nr, o.action, started);
+      send_answer(id, o.work->retry ? settle_retry(o.work->n, o.answer) : o.answer, o.event, o.audit, o.nr,
+                  o.action, started);
       break;
     case Outcome::Kind::Kill:
       if (o.audit) record(o.event, o.answer, started);
@@ -903,6 +1084,9 @@ void Session::complete(const std::shared_ptr<Outcome>& outcome) {
       break;
     case Outcome::Kind::Job:
       wait_pending(id, std::move(o.job), std::move(o.event), o.audit, o.nr, started, false);
+      if (o.work->retry) {
+        if (auto p = pending_.find(id); p != pending_.end()) p->second->retry = o.work->n;
+      }
       return;  // answered when the helper exits
   }
   if (receiver_) receiver_->answered();
@@ -1095,7 +1279,8 @@ void Session::finish_emulation(std::uint64_t id) {
     spdlog::warn("[c={} tid={}] {}: the helper timed out and was killed", identity_.container_id,
                  p->event.host_tid(), policy::syscall_name(p->nr));
   }
-  send_answer(id, outcome, p->event, p->audit, p->nr, policy::Action::Emulate, p->started);
+  send_answer(id, p->retry ? settle_retry(*p->retry, outcome) : outcome, p->event, p->audit, p->nr,
+              policy::Action::Emulate, p->started);
   if (receiver_) receiver_->answered();
   if (hung_up_ && pending_.empty()) close();
 }

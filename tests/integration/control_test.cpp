@@ -604,6 +604,10 @@ TEST_F(Control, NotifiesSystemdWhenReadyAndWhenStopping) {
   Daemon d(dir / "run", policies(), dir / "audit.jsonl", dir / "daemon.log");
   ::unsetenv("NOTIFY_SOCKET");
   ASSERT_TRUE(d.ready());
+  // First the daemon's mount namespace goes to the file descriptor store (docs/control.md,
+  // "Restart and upgrade"), then it says it is ready.
+  const std::string stored = receive(sock, 10000);
+  EXPECT_NE(stored.find("FDSTORE=1\nFDNAME=sysvisor.mntns"), std::string::npos) << stored;
   const std::string ready = receive(sock, 10000);
   EXPECT_NE(ready.find("READY=1"), std::string::npos) << ready;
   // Ready means every socket accepts: the control socket answers.

@@ -58,6 +58,12 @@
  *                                                    a number or names joined by ','
  *   probe umount TGT [FLAGS]                         umount2(2)
  *   probe mount-badptr                               mount with unmapped source/target/type
+ *   probe cycle DIR IMG STOP                         until the file STOP exists: mknod DIR/n
+ *                                                    c 1:3, umount and unlink it, mount IMG (ext4; "-":
+ *                                                    none) on DIR/m and umount it, acct(NULL)
+ *                                                    (expected EXDEV: a policy's deny); prints
+ *                                                    "N ok", or at the first other answer
+ *                                                    "N CALL ERRNO" and exits 1
  *   probe mount-race SRC TGT_A TGT_B TYPE N          mount(SRC, BUF, TYPE) N times while a
  *                                                    thread rewrites BUF between TGT_A and TGT_B;
  *                                                    each success is unmounted at TGT_A only
@@ -607,6 +613,39 @@ static int run(int argc, char** argv) {
   }
   if (strcmp(op, "umount") == 0 && argc >= 3) {
     return finish(umount2(argv[2], argc >= 4 ? (int)mount_flags(argv[3]) : 0));
+  }
+  if (strcmp(op, "cycle") == 0 && argc >= 5) {
+    char node[4096];
+    char mnt[4096];
+    snprintf(node, sizeof node, "%s/n", argv[2]);
+    snprintf(mnt, sizeof mnt, "%s/m", argv[2]);
+    mkdir(mnt, 0755);
+    const int image = strcmp(argv[3], "-") != 0;
+    long n = 0;
+    const char* failed = NULL;
+    while (failed == NULL && access(argv[4], F_OK) != 0) {
+      if (mknod(node, S_IFCHR | 0666, makedev(1, 3)) != 0) {
+        failed = "mknod";
+      } else if (umount2(node, 0) != 0) {
+        failed = "umount2 (node)";
+      } else if (unlink(node) != 0) {
+        failed = "unlink";
+      } else if (image && mount(argv[3], mnt, "ext4", 0, NULL) != 0) {
+        failed = "mount";
+      } else if (image && umount2(mnt, 0) != 0) {
+        failed = "umount2";
+      } else if ((errno = 0, syscall(SYS_acct, NULL)) != -1 || errno != EXDEV) {
+        failed = "acct";
+      } else {
+        ++n;
+      }
+    }
+    if (failed != NULL) {
+      printf("%ld %s %s\n", n, failed, errname(errno));
+      return 1;
+    }
+    printf("%ld ok\n", n);
+    return 0;
   }
   if (strcmp(op, "mount-badptr") == 0) {
     int a = finish(syscall(SYS_mount, (void*)8, "/mnt", "ext4", 0, NULL));

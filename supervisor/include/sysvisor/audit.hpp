@@ -17,10 +17,12 @@ namespace sysvisor::audit {
 
 using Event = v1::Event;
 using Suppressed = v1::Suppressed;
+using Daemon = v1::Daemon;
 
 // The JSON line, without the trailing newline (snake_case keys, as in the proto).
 [[nodiscard]] std::string to_json(const Event& event);
 [[nodiscard]] std::string to_json(const Suppressed& summary);
+[[nodiscard]] std::string to_json(const Daemon& record);
 
 // `s` as valid UTF-8 for a proto string field: a byte that is not part of a valid UTF-8
 // sequence becomes the character of the same value (Latin-1), so a hostile path is kept,
@@ -120,6 +122,7 @@ class Sink {
   // written is counted (health().write_failures) and logged (at most one line per 10 s).
   bool write(const Event& event);
   bool write(const Suppressed& summary);
+  bool write(const Daemon& record);
   // Opens the file again (after logrotate moved it); stdout and syslog stay as they are. On
   // failure (the new file breaks the rules above, or cannot be opened) the old file stays in use.
   [[nodiscard]] Result<void> reopen();

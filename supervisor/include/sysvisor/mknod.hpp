@@ -119,6 +119,9 @@ class DeviceStore {
   // The store: a private tmpfs mounted on `name` in the directory `runtime_dir` (an fd), made
   // and opened with O_NOFOLLOW, refused unless root owns it; the mount is attached by fd.
   [[nodiscard]] static Result<DeviceStore> create(int runtime_dir, const std::string& name);
+  // The store a previous daemon mounted there (its mount namespace, taken over): checked to be
+  // one (a root-owned tmpfs of mode 0700, a mount root); its nodes stay.
+  [[nodiscard]] static Result<DeviceStore> reopen(int runtime_dir, const std::string& name);
   DeviceStore(DeviceStore&&) noexcept;
   DeviceStore& operator=(DeviceStore&&) noexcept;
   ~DeviceStore();

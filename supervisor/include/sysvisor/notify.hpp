@@ -17,9 +17,21 @@ namespace sysvisor::notify {
 inline constexpr unsigned long kIoctlSetFlags = SECCOMP_IOW(4, __u64);
 inline constexpr std::uint64_t kFlagSyncWakeUp = 1;
 
+// Told of every notification received and every answer sent (handover.hpp, StateFile): what
+// a daemon killed outright leaves unanswered, the next one answers. Called from any thread.
+class Journal {
+ public:
+  virtual ~Journal() = default;
+  virtual void received(const seccomp_notif& n) noexcept = 0;
+  virtual void answered(std::uint64_t id) noexcept = 0;
+};
+
 class NotifyFd {
  public:
   explicit NotifyFd(UniqueFd fd);
+
+  // Before the first RECV; `journal` must outlive this object (null: none).
+  void set_journal(Journal* journal) noexcept { journal_ = journal; }
 
   [[nodiscard]] int get() const noexcept { return fd_.get(); }
 
@@ -44,6 +56,7 @@ class NotifyFd {
   [[nodiscard]] Result<void> send(const seccomp_notif_resp& resp) const;
 
   UniqueFd fd_;
+  Journal* journal_ = nullptr;
   // Sized with SECCOMP_GET_NOTIF_SIZES: the kernel's structs may be larger than ours.
   std::vector<std::uint64_t> buffer_;
   std::size_t notif_size_ = 0;

@@ -52,6 +52,10 @@ class Receiver {
   void stop();
   // From the loop: one notification passed by `slow` has been answered.
   void answered();
+  // From the loop: a notification received by a previous daemon goes to the loop too (it
+  // counts as outstanding until answered()).
+  void adopted() { outstanding_.fetch_add(1); }
+  [[nodiscard]] std::size_t outstanding() const noexcept { return outstanding_.load(); }
 
  private:
   static void* main(void* self);

@@ -22,6 +22,7 @@
 #include "sysvisor/audit.hpp"
 #include "sysvisor/config.hpp"
 #include "sysvisor/control.hpp"
+#include "sysvisor/handover.hpp"
 #include "sysvisor/listen.hpp"
 #include "sysvisor/metrics.hpp"
 #include "sysvisor/mknod.hpp"
@@ -53,6 +54,12 @@ struct ServerConfig {
   std::chrono::milliseconds handshake_timeout{10000};
   // Handshakes in progress on agent.sock and on oci.sock (each its own), by the peer's uid.
   ConnectionLimits limits;
+  // Restart and upgrade (handover.hpp): what a previous daemon left (null: nothing), the
+  // daemon's own mount namespace (an fd main keeps open; -1: none), and how to re-execute.
+  std::shared_ptr<handover::Inherited> inherited;
+  int mount_ns_fd = -1;
+  std::string binary;             // own_binary() at start
+  std::vector<std::string> argv;  // as started
 };
 
 class Server {
@@ -72,6 +79,14 @@ class Server {
   // On any error the running set stays; every error is logged and returned (FILE:LINE:COL).
   std::expected<void, std::vector<std::string>> reload();
 
+  // SIGUSR2 and `sysvisor upgrade`: stop taking calls, finish those held, save every
+  // container's state and re-execute `binary` with every listener. Empty when begun (the
+  // process is replaced once the calls held are answered); else why not (the daemon goes on).
+  [[nodiscard]] std::string upgrade();
+  // After io.run() returned: the containers were handed to a next daemon (systemd's fd store
+  // keeps them): the device store must stay mounted.
+  [[nodiscard]] bool handed_over() const noexcept { return handed_over_; }
+
   // A control.sock request (status, containers, reload) from `peer`.
   [[nodiscard]] control::v1::Response answer(const control::v1::Request& request, const config::Peer& peer);
 
@@ -90,8 +105,18 @@ class Server {
     std::vector<sock_filter> filter;  // what its agent installed; empty when not ours
   };
 
+  enum class Handover : std::uint8_t { Upgrade, Stop };
+  // Quiesces every session, then (once all are quiet or the emulation timeout passed) saves
+  // their state and upgrades or stops.
+  void begin_handover(Handover why);
+  void wait_quiet(Handover why, std::chrono::steady_clock::time_point give_up);
+  void finish_handover(Handover why);
+  void adopt_inherited();
+  // Every new session: its state memfd, its fds in systemd's store, then start().
+  void launch(const std::shared_ptr<Session>& session, bool oci, const std::vector<sock_filter>& filter);
   void accept_next();
   void wait_for_hangup();
+  void wait_for_upgrade();
   void bind_socket();
   void on_session_closed(const std::string& session_id);
   void on_connection_done(Connection* conn);
@@ -116,6 +141,11 @@ class Server {
   boost::asio::posix::stream_descriptor listener_;
   boost::asio::signal_set signals_;
   boost::asio::signal_set hangups_;
+  boost::asio::signal_set upgrades_;  // SIGUSR2
+  handover::FdStore fdstore_;
+  bool handing_over_ = false;
+  bool handed_over_ = false;
+  boost::asio::steady_timer quiet_timer_;
   ConnectionGate agent_gate_;  // before connections_: outlives them
   std::map<Connection*, std::shared_ptr<Connection>> connections_;
   HangupWatch listener_hangups_;  // before sessions_: outlives them

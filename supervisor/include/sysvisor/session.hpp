@@ -30,6 +30,7 @@
 
 #include "sysvisor/audit.hpp"
 #include "sysvisor/emulator.hpp"
+#include "sysvisor/handover.hpp"
 #include "sysvisor/mknod.hpp"
 #include "sysvisor/notify.hpp"
 #include "sysvisor/policy.hpp"
@@ -103,6 +104,29 @@ class Session : public std::enable_shared_from_this<Session> {
   void start();
   void stop();
 
+  // Restart and upgrade (handover.hpp). Before start(): the session's state memfd (its
+  // journal from then on), and for a session taken over from a previous daemon what that one
+  // recorded: counters, device nodes, mounts, and the calls it received and left unanswered
+  // (start() answers those the kernel still holds). `base` holds what the daemon adds to each
+  // record (oci, filter).
+  void set_state_file(handover::StateFile file, state::v1::Session base);
+  // `pidfd`: the container's init as the previous daemon held it (invalid: none).
+  void take_over(const state::v1::Session& record, std::vector<handover::StateFile::Unanswered> unanswered,
+                 UniqueFd pidfd);
+  // Writes the record now (the loop calls it after every change of what sysvisor made, and on
+  // its tick when the counters moved).
+  void save_state();
+  void save_state_if_changed();
+  [[nodiscard]] int state_fd() const noexcept { return state_file_ ? state_file_->fd() : -1; }
+  [[nodiscard]] int pidfd() const noexcept { return container_pidfd_.get(); }
+  // Stops taking calls (they wait in the kernel); quiet() once every call taken is answered.
+  void quiesce();
+  [[nodiscard]] bool quiet() const noexcept;
+  void resume();  // takes calls again (an upgrade that failed)
+  // The daemon hands the container to its successor: closing or destroying the session then
+  // leaves its device nodes in the store.
+  void detach() noexcept { detached_ = true; }
+
   [[nodiscard]] const Identity& identity() const noexcept { return identity_; }
   [[nodiscard]] std::uint64_t handled() const noexcept {
     return counters_.notifications.load(std::memory_order_relaxed);
@@ -132,7 +156,12 @@ class Session : public std::enable_shared_from_this<Session> {
                   std::chrono::steady_clock::time_point started);
   // On the loop: a notification the receiver passed goes to the worker, with its deadline.
   // The receiver is told (answered()) once the call is answered.
-  void dispatch_slow(const seccomp_notif& n);
+  // `retry`: a call a killed daemon had begun to emulate (its effect may be done).
+  void dispatch_slow(const seccomp_notif& n, bool retry = false);
+  [[nodiscard]] Receiver::Hooks receiver_hooks();
+  // A retried call's answer, given what the first attempt may have done: umount2's EINVAL
+  // (the mount is gone) and mknod's EEXIST where the node asked for is there become success.
+  [[nodiscard]] emul::Answer settle_retry(const seccomp_notif& n, const emul::Answer& a) const;
   void on_hung_up();
   // On a worker thread: the safe order up to the decision, and the action's work (emulation
   // start included). Touches no session state but what `Shared` holds.
@@ -186,6 +215,11 @@ class Session : public std::enable_shared_from_this<Session> {
                               // worker reads a copy, publish_state())
   bool closed_ = false;
   bool hung_up_ = false;
+  bool detached_ = false;
+  std::shared_ptr<handover::StateFile> state_file_;  // the workers mark calls that act
+  state::v1::Session base_record_;
+  std::uint64_t saved_notifications_ = ~0ULL;  // the count the last record holds
+  std::vector<handover::StateFile::Unanswered> replay_;  // taken over unanswered, answered by start()
   // What the receiver thread reads: the policy and the registry generation it belongs to,
   // replaced together by follow_registry().
   struct Snapshot {
