@@ -153,9 +153,10 @@ int upgraded(const Options& o, const std::filesystem::path& socket, const v1::Up
     const double since = std::chrono::duration<double>(std::chrono::steady_clock::now() - asked).count();
     if (r->status().uptime_seconds() > since) continue;  // still the old binary
     if (!o.json) {
-      std::printf("upgraded: %s (pid %u) serves %u container(s) in %u supervised process(es), handed over %u\n",
-                  printable(reply.binary()).c_str(), r->status().pid(), r->status().containers(),
-                  r->status().sessions(), reply.sessions());
+      std::printf(
+          "upgraded: %s (pid %u) serves %u container(s) in %u supervised process(es), handed over %u\n",
+          printable(reply.binary()).c_str(), r->status().pid(), r->status().containers(),
+          r->status().sessions(), reply.sessions());
     }
     return 0;
   }

@@ -1,9 +1,9 @@
 // sysvisor: the supervisor daemon and its tools. Only wiring: the work is in libsysvisor.
+#include <fcntl.h>
 #include <sched.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
-#include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -192,7 +192,8 @@ sysvisor::UniqueFd enter_private_mount_namespace(sysvisor::UniqueFd inherited) {
     throw std::runtime_error(std::string("make mounts private: ") + std::strerror(errno));
   }
   sysvisor::UniqueFd own(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
-  if (!own) spdlog::warn("open our mount namespace: {}: a restart loses the device store", std::strerror(errno));
+  if (!own)
+    spdlog::warn("open our mount namespace: {}: a restart loses the device store", std::strerror(errno));
   return own;
 }
 
@@ -226,8 +227,8 @@ int serve(sysvisor::ServerConfig server) {
   // Step 2: our own mount namespace, runtime dir, device store, audit sink.
   raise_fd_limit();
   const bool taken_over = server.inherited && server.inherited->mntns;
-  const sysvisor::UniqueFd mount_ns =
-      enter_private_mount_namespace(server.inherited ? std::move(server.inherited->mntns) : sysvisor::UniqueFd{});
+  const sysvisor::UniqueFd mount_ns = enter_private_mount_namespace(
+      server.inherited ? std::move(server.inherited->mntns) : sysvisor::UniqueFd{});
   server.mount_ns_fd = mount_ns.get();
   auto runtime_dir = sysvisor::trusted::make_runtime_dir(config.runtime_dir);
   if (!runtime_dir) {

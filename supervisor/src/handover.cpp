@@ -16,8 +16,8 @@ namespace sysvisor::handover {
 namespace {
 
 constexpr std::array<char, 8> kMagic{'S', 'V', 'S', 'T', 'A', 'T', 'E', '1'};
-constexpr std::size_t kMapSize = 8192;                // header and journal, mapped
-constexpr std::uint64_t kBodyArea = 1U << 20;          // each of the two record areas
+constexpr std::size_t kMapSize = 8192;         // header and journal, mapped
+constexpr std::uint64_t kBodyArea = 1U << 20;  // each of the two record areas
 constexpr std::uint64_t kBodyOffset[2] = {kBodyArea, 2 * kBodyArea};
 
 std::uint64_t fnv1a(const std::string& bytes) {
@@ -192,9 +192,15 @@ std::expected<StateFile::Read, std::string> StateFile::read() const {
   return r;
 }
 
-std::string listener_name(std::string_view session_id) { return "sysvisor.l." + std::string(session_id); }
-std::string state_name(std::string_view session_id) { return "sysvisor.s." + std::string(session_id); }
-std::string pidfd_name(std::string_view session_id) { return "sysvisor.p." + std::string(session_id); }
+std::string listener_name(std::string_view session_id) {
+  return "sysvisor.l." + std::string(session_id);
+}
+std::string state_name(std::string_view session_id) {
+  return "sysvisor.s." + std::string(session_id);
+}
+std::string pidfd_name(std::string_view session_id) {
+  return "sysvisor.p." + std::string(session_id);
+}
 
 bool take(Inherited& into, std::string_view name, int fd) {
   if (!name.starts_with("sysvisor.")) return false;
@@ -231,9 +237,10 @@ void FdStore::store(int fd, const std::string& name) {
   const int r = sd_pid_notify_with_fds(0, 0, msg.c_str(), &fd, 1);
   if (r <= 0 && !warned_) {
     warned_ = true;
-    spdlog::error("systemd's file descriptor store did not take `{}`: {}; containers will not outlive a "
-                  "restart of the daemon (FileDescriptorStoreMax= in the unit?)",
-                  name, r < 0 ? std::strerror(-r) : "NOTIFY_SOCKET unusable");
+    spdlog::error(
+        "systemd's file descriptor store did not take `{}`: {}; containers will not outlive a "
+        "restart of the daemon (FileDescriptorStoreMax= in the unit?)",
+        name, r < 0 ? std::strerror(-r) : "NOTIFY_SOCKET unusable");
   }
 }
 

@@ -1,8 +1,10 @@
 #include "sysvisor/mknod.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <sched.h>
 #include <sys/fsuid.h>
@@ -12,8 +14,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <dirent.h>
-#include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -427,7 +427,8 @@ Result<DeviceStore> DeviceStore::reopen(int runtime_dir, const std::string& name
   }
   if (fs.f_type != TMPFS_MAGIC || (mnt.stx_attributes & STATX_ATTR_MOUNT_ROOT) == 0 || st.st_uid != 0 ||
       (st.st_mode & 07777) != 0700) {
-    return sys_error(ENOENT, "`" + name + "` is not a device store (a root-owned tmpfs of mode 0700 mounted there)");
+    return sys_error(ENOENT,
+                     "`" + name + "` is not a device store (a root-owned tmpfs of mode 0700 mounted there)");
   }
   // Node names are SESSION.N: new ones continue after the highest N found.
   std::uint64_t highest = 0;

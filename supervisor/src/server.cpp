@@ -7,9 +7,8 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
-#include <unistd.h>
-
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/steady_timer.hpp>
@@ -562,9 +561,10 @@ void Server::start() {
     if (ec) return;
     if (fdstore_.enabled() && !sessions_.empty()) {
       // systemd keeps the listeners: a restart finds them; a stop closes them after us.
-      spdlog::info("signal {}: handing {} supervised processes to systemd's file descriptor store, then "
-                   "stopping",
-                   sig, sessions_.size());
+      spdlog::info(
+          "signal {}: handing {} supervised processes to systemd's file descriptor store, then "
+          "stopping",
+          sig, sessions_.size());
       begin_handover(Handover::Stop);
       return;
     }
@@ -852,11 +852,13 @@ std::string Server::usable_names(const config::Peer& peer) const {
       [&](const std::string& name) { return config::refusal(config_.config, peer, name).empty(); });
 }
 
-void Server::launch(const std::shared_ptr<Session>& session, bool oci, const std::vector<sock_filter>& filter) {
+void Server::launch(const std::shared_ptr<Session>& session, bool oci,
+                    const std::vector<sock_filter>& filter) {
   state::v1::Session base;
   base.set_oci(oci);
   if (!filter.empty()) {
-    base.set_filter(std::string(reinterpret_cast<const char*>(filter.data()), filter.size() * sizeof(sock_filter)));
+    base.set_filter(
+        std::string(reinterpret_cast<const char*>(filter.data()), filter.size() * sizeof(sock_filter)));
   }
   if (auto file = handover::StateFile::create()) {
     session->set_state_file(std::move(*file), std::move(base));
@@ -882,14 +884,16 @@ void Server::adopt_inherited() {
   for (auto& [session_id, stored] : inherited.sessions) {
     next_session_ = std::max(next_session_, serial_of(session_id));
     if (!stored.listener || !notify::is_listener(stored.listener.get())) {
-      spdlog::error("take over: session {} has no seccomp listener among the inherited fds: its state is dropped",
-                    session_id);
+      spdlog::error(
+          "take over: session {} has no seccomp listener among the inherited fds: its state is dropped",
+          session_id);
       fdstore_.remove(handover::state_name(session_id));
       fdstore_.remove(handover::pidfd_name(session_id));
       continue;
     }
     std::optional<handover::StateFile> file;
-    std::expected<handover::StateFile::Read, std::string> read = std::unexpected(std::string("no state memfd"));
+    std::expected<handover::StateFile::Read, std::string> read =
+        std::unexpected(std::string("no state memfd"));
     if (stored.state) {
       if (auto adopted = handover::StateFile::adopt(std::move(stored.state))) {
         file = std::move(*adopted);
@@ -917,9 +921,10 @@ void Server::adopt_inherited() {
       record.set_engine(read->record.engine());
       record.set_oci(read->record.oci());
     } else {
-      spdlog::error("take over: session {}: its record cannot be read ({}): the container is served by the "
-                    "deny-everything fallback",
-                    session_id, read.error());
+      spdlog::error(
+          "take over: session {}: its record cannot be read ({}): the container is served by the "
+          "deny-everything fallback",
+          session_id, read.error());
     }
     std::string container_id = record.container_id();
     if (!valid_container_id(container_id)) container_id = "unknown-" + session_id;
@@ -933,9 +938,10 @@ void Server::adopt_inherited() {
       }
     } else {
       const std::string name = record.policy().empty() ? "unknown" : record.policy();
-      spdlog::error("[c={}] policy `{}` is not loaded: every call its filter traps is refused (EPERM) until a "
-                    "reload brings it back",
-                    container_id, name);
+      spdlog::error(
+          "[c={}] policy `{}` is not loaded: every call its filter traps is refused (EPERM) until a "
+          "reload brings it back",
+          container_id, name);
       pol = deny_everything(name);
     }
     const uid_t owner = record.owner();
@@ -948,7 +954,9 @@ void Server::adopt_inherited() {
                                record.engine().empty() ? "unknown" : record.engine()};
     identity.learn = record.learn();
     const bool oci = record.oci();
-    std::function<void(const std::string&)> on_closed = [this](const std::string& id) { on_session_closed(id); };
+    std::function<void(const std::string&)> on_closed = [this](const std::string& id) {
+      on_session_closed(id);
+    };
     if (oci) {
       on_closed = [this, container_id](const std::string& id) {
         if (auto group = oci_containers_.find(container_id); group != oci_containers_.end()) {
@@ -959,10 +967,12 @@ void Server::adopt_inherited() {
       };
     }
     if (metrics_) metrics_->set_owner(container_id, owner);
-    auto session = std::make_shared<Session>(io_, services(owner, container_id), identity, registry_, pol,
-                                             notify::NotifyFd(std::move(stored.listener)), std::move(on_closed));
+    auto session =
+        std::make_shared<Session>(io_, services(owner, container_id), identity, registry_, pol,
+                                  notify::NotifyFd(std::move(stored.listener)), std::move(on_closed));
     std::vector<sock_filter> filter(record.filter().size() / sizeof(sock_filter));
-    if (!filter.empty()) std::memcpy(filter.data(), record.filter().data(), filter.size() * sizeof(sock_filter));
+    if (!filter.empty())
+      std::memcpy(filter.data(), record.filter().data(), filter.size() * sizeof(sock_filter));
     state::v1::Session base;
     base.set_oci(oci);
     base.set_filter(record.filter());
@@ -1052,7 +1062,8 @@ void Server::finish_handover(Handover why) {
   }
   std::vector<std::pair<std::string, int>> fds;
   for (const auto& [name, fd] : config_.listen_fds) fds.emplace_back(name, fd);  // systemd's sockets
-  if (config_.mount_ns_fd >= 0) fds.emplace_back(std::string(handover::kMountNamespaceName), config_.mount_ns_fd);
+  if (config_.mount_ns_fd >= 0)
+    fds.emplace_back(std::string(handover::kMountNamespaceName), config_.mount_ns_fd);
   for (const auto& [id, sup] : sessions_) {
     const Session& s = *sup.session;
     if (s.listener_fd() < 0) continue;

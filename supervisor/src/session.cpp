@@ -2,12 +2,12 @@
 
 #include <fcntl.h>
 #include <linux/audit.h>
+#include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/ioctl.h>
-#include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -179,7 +179,7 @@ struct Session::Pending {
   int nr = -1;
   Clock::time_point started;
   bool timed_out = false;
-  bool answered = false;  // the caller had its answer at the deadline: only finish the job
+  bool answered = false;               // the caller had its answer at the deadline: only finish the job
   std::optional<seccomp_notif> retry;  // a retried call (settle_retry)
 
   Pending(boost::asio::io_context& io, std::unique_ptr<emul::Job> j)
@@ -372,7 +372,8 @@ void Session::take_over(const state::v1::Session& record,
   state_.nodes.assign(record.nodes().begin(), record.nodes().end());
   state_.mounts.assign(record.mounts().begin(), record.mounts().end());
   state_.attached.clear();
-  for (const auto& a : record.attached()) state_.attached.push_back({a.name(), a.mnt_id(), a.ns_id(), a.released()});
+  for (const auto& a : record.attached())
+    state_.attached.push_back({a.name(), a.mnt_id(), a.ns_id(), a.released()});
   identity_.container_pid = static_cast<pid_t>(record.container_pid());
   state_.container_pid = identity_.container_pid;
   container_pidfd_ = std::move(pidfd);
@@ -384,8 +385,9 @@ emul::Answer Session::settle_retry(const seccomp_notif& n, const emul::Answer& a
   if (a.kind != emul::Answer::Kind::Errno || a.err != EINVAL) return a;
   const auto nr = filter::identify(n.data.arch, n.data.nr);
   if (!nr || *nr != SYS_umount2) return a;
-  spdlog::info("[c={} tid={}] umount2 retried after a restart: not mounted now, the killed daemon unmounted it",
-               identity_.container_id, n.pid);
+  spdlog::info(
+      "[c={} tid={}] umount2 retried after a restart: not mounted now, the killed daemon unmounted it",
+      identity_.container_id, n.pid);
   return emul::Answer::ok();
 }
 
@@ -946,8 +948,9 @@ std::unique_ptr<Session::Outcome> Session::examine(Shared& shared, const Work& w
   }
   const emul::Context ctx{*task, call, rule, raw_path, filter::is_compat32(n.data.arch), *state};
   if (work.retry && (*nr == SYS_mknod || *nr == SYS_mknodat) && made_before(n, *nr, raw_path)) {
-    spdlog::info("[c={} tid={}] mknod retried after a restart: `{}` is there as asked, made by the killed daemon",
-                 shared.identity.container_id, n.pid, raw_path);
+    spdlog::info(
+        "[c={} tid={}] mknod retried after a restart: `{}` is there as asked, made by the killed daemon",
+        shared.identity.container_id, n.pid, raw_path);
     out->answer = emul::Answer::ok();
     return out;
   }

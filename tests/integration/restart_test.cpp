@@ -45,7 +45,8 @@ class Restart : public ::testing::Test {
  protected:
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "integration tests need root";
-    if (!fs::exists(sbin("mkfs.ext4"))) GTEST_SKIP() << "mkfs.ext4 missing (scripts/install-deps installs e2fsprogs)";
+    if (!fs::exists(sbin("mkfs.ext4")))
+      GTEST_SKIP() << "mkfs.ext4 missing (scripts/install-deps installs e2fsprogs)";
     dir_ = std::make_unique<TempDir>("sysvisor-restart");
     fs::create_directories(policies());
     for (const auto& e : fs::directory_iterator(source_dir() / "policies")) {
@@ -77,7 +78,8 @@ class Restart : public ::testing::Test {
   // The container loops until the test creates /stop in its root.
   void start_cycle(const std::string& id) {
     cycle_ = std::thread([this, id] {
-      cycle_out_ = run_container(runtime(), "restart-test", rootfs_, "probe cycle /tmp /images/x.img /stop", id);
+      cycle_out_ =
+          run_container(runtime(), "restart-test", rootfs_, "probe cycle /tmp /images/x.img /stop", id);
     });
   }
   Outcome stop_cycle() {
@@ -137,8 +139,9 @@ TEST_F(Restart, UpgradeInPlaceBySignalAndCommandLosesNoCall) {
   long long seen = busy_past("upgraded", 5);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   ASSERT_EQ(::kill(daemon.pid(), SIGUSR2), 0);
-  ASSERT_TRUE(wait_for([&] { return read_file(daemon_log()).find("took over 1 supervised") != std::string::npos; },
-                       std::chrono::seconds(30)))
+  ASSERT_TRUE(
+      wait_for([&] { return read_file(daemon_log()).find("took over 1 supervised") != std::string::npos; },
+               std::chrono::seconds(30)))
       << read_file(daemon_log());
   // The same container, its counts carried over, and still served.
   const long long after_signal = busy_past("upgraded", seen);

@@ -218,7 +218,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool detached_ = false;
   std::shared_ptr<handover::StateFile> state_file_;  // the workers mark calls that act
   state::v1::Session base_record_;
-  std::uint64_t saved_notifications_ = ~0ULL;  // the count the last record holds
+  std::uint64_t saved_notifications_ = ~0ULL;            // the count the last record holds
   std::vector<handover::StateFile::Unanswered> replay_;  // taken over unanswered, answered by start()
   // What the receiver thread reads: the policy and the registry generation it belongs to,
   // replaced together by follow_registry().
