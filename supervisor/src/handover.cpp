@@ -203,7 +203,12 @@ std::string pidfd_name(std::string_view session_id) {
 }
 
 bool take(Inherited& into, std::string_view name, int fd) {
-  if (!name.starts_with("sysvisor.")) return false;
+  // Only the names this file writes: a socket unit's default fd name ("sysvisor.socket") is
+  // systemd's, for the socket-activation code.
+  if (name != kMountNamespaceName && !name.starts_with("sysvisor.l.") && !name.starts_with("sysvisor.s.") &&
+      !name.starts_with("sysvisor.p.")) {
+    return false;
+  }
   if (name == kMountNamespaceName && !into.mntns) {
     into.mntns.reset(fd);
     return true;
