@@ -86,6 +86,14 @@ Result<StateFile> StateFile::adopt(UniqueFd fd) {
     return plain_error("the state fd is not a state memfd of this format (magic, slots)");
   void* map = ::mmap(nullptr, kMapSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
   if (map == MAP_FAILED) return sys_error("map the state memfd");
+  // Emulation helpers are forks that join a container's namespaces as the caller: they get no
+  // copy of the journal to write into.
+  if (::madvise(map, kMapSize, MADV_DONTFORK) != 0) {
+    const int err = errno;
+    ::munmap(map, kMapSize);
+    errno = err;
+    return sys_error("madvise(MADV_DONTFORK) the state memfd's map");
+  }
   StateFile f;
   f.fd_ = std::move(fd);
   f.map_ = map;

@@ -102,6 +102,18 @@ void Receiver::run() {
       cv_.wait(lock, [&] { return stopping_.load() || outstanding_.load() < max_outstanding_; });
       continue;
     }
+    // Wait in poll, not in RECV: a thread killed (kill -9 of the daemon) while it sleeps in RECV
+    // still takes a notification that came in meanwhile (the kernel looks for one before it
+    // looks at signals), and a call received by a dead daemon is answered by nobody. A thread
+    // killed in poll takes nothing; the window left is RECV's own few microseconds.
+    pollfd ready{listener_.get(), POLLIN, 0};
+    if (::poll(&ready, 1, -1) < 0 || (ready.revents & POLLIN) == 0) {
+      if ((ready.revents & (POLLHUP | POLLERR | POLLNVAL)) != 0) {
+        std::unique_lock lock(m_);  // the filter is gone: the loop, told by HangupWatch, stops us
+        cv_.wait(lock, [&] { return stopping_.load(); });
+      }
+      continue;
+    }
     auto n = listener_.receive(true);
     if (!n) {
       if (n.error().err == ENOENT) {

@@ -11,12 +11,15 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <array>
+#include <charconv>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -381,13 +384,29 @@ void Session::take_over(const state::v1::Session& record,
   replay_ = std::move(unanswered);
 }
 
-emul::Answer Session::settle_retry(const seccomp_notif& n, const emul::Answer& a) const {
-  if (a.kind != emul::Answer::Kind::Errno || a.err != EINVAL) return a;
+emul::Answer Session::settle_retry(const seccomp_notif& n, const emul::Answer& a) {
   const auto nr = filter::identify(n.data.arch, n.data.nr);
   if (!nr || *nr != SYS_umount2) return a;
+  const bool einval = a.kind == emul::Answer::Kind::Errno && a.err == EINVAL;
+  if (!einval && a.kind != emul::Answer::Kind::Continue) return a;
+  // The killed daemon unmounted one of the mounts its record names and died before answering:
+  // that mount is gone from the caller's mount namespace. Otherwise the kernel's answer stands.
+  std::ifstream info("/proc/" + std::to_string(n.pid) + "/mountinfo");
+  if (!info || state_.mounts.empty()) return a;
+  std::vector<std::uint64_t> present;
+  for (std::string line; std::getline(info, line);) {
+    std::uint64_t id = 0;
+    if (std::from_chars(line.data(), line.data() + line.size(), id).ec == std::errc{}) present.push_back(id);
+  }
+  if (!listener_.id_valid(n.id)) return a;  // the mountinfo read was the caller's, still waiting
+  const auto gone = std::ranges::find_if(
+      state_.mounts, [&](const std::uint64_t id) { return std::ranges::find(present, id) == present.end(); });
+  if (gone == state_.mounts.end()) return a;
   spdlog::info(
-      "[c={} tid={}] umount2 retried after a restart: not mounted now, the killed daemon unmounted it",
-      identity_.container_id, n.pid);
+      "[c={} tid={}] umount2 retried after a restart: mount {} is gone, the killed daemon unmounted it",
+      identity_.container_id, n.pid, *gone);
+  state_.mounts.erase(gone);
+  publish_state();
   return emul::Answer::ok();
 }
 

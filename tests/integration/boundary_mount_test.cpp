@@ -21,13 +21,6 @@ namespace {
 
 constexpr uid_t kNobody = 65534;
 
-std::string sbin(const std::string& tool) {
-  for (const char* dir : {"/usr/sbin/", "/sbin/", "/usr/bin/", "/bin/"}) {
-    if (fs::exists(dir + tool)) return dir + tool;
-  }
-  return tool;
-}
-
 // The host's mount table (this test runs in the host's mount namespace): the mount points under
 // `dir`, one per line.
 std::string host_mounts_under(const fs::path& dir) {

@@ -65,6 +65,13 @@ fs::path source_dir() {
   return SYSVISOR_SOURCE_DIR;
 }
 
+std::string sbin(const std::string& tool) {
+  for (const char* dir : {"/usr/sbin/", "/sbin/", "/usr/bin/", "/bin/"}) {
+    if (fs::exists(dir + tool)) return dir + tool;
+  }
+  return tool;
+}
+
 Outcome run(const std::vector<std::string>& argv, std::chrono::seconds timeout) {
   std::array<int, 2> out{};
   std::array<int, 2> err{};

@@ -28,6 +28,9 @@ struct Outcome {
 // Runs argv, capturing stdout and stderr; killed after `timeout`.
 Outcome run(const std::vector<std::string>& argv, std::chrono::seconds timeout = std::chrono::seconds(60));
 
+// The path of an e2fsprogs or util-linux tool: they live in sbin, which a test's PATH may lack.
+std::string sbin(const std::string& tool);
+
 // Where tests make directories that other users (setpriv, runuser) must reach: TMPDIR when
 // every directory on its path lets others through, else /tmp. A checkout or TMPDIR under a
 // 0700 home must not make a test of another user fail.

@@ -16,14 +16,6 @@
 namespace sysvisor::it {
 namespace {
 
-// e2fsprogs and util-linux tools live in sbin, which a test's PATH may lack.
-std::string sbin(const std::string& tool) {
-  for (const char* dir : {"/usr/sbin/", "/sbin/", "/usr/bin/", "/bin/"}) {
-    if (fs::exists(dir + tool)) return dir + tool;
-  }
-  return tool;
-}
-
 class MountEmulation : public DaemonSuite<MountEmulation> {
  protected:
   static void SetUpTestSuite() {

@@ -159,9 +159,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // `retry`: a call a killed daemon had begun to emulate (its effect may be done).
   void dispatch_slow(const seccomp_notif& n, bool retry = false);
   [[nodiscard]] Receiver::Hooks receiver_hooks();
-  // A retried call's answer, given what the first attempt may have done: umount2's EINVAL
-  // (the mount is gone) and mknod's EEXIST where the node asked for is there become success.
-  [[nodiscard]] emul::Answer settle_retry(const seccomp_notif& n, const emul::Answer& a) const;
+  // A retried call's answer, given what the first attempt may have done: a umount2 that would
+  // go to the kernel (or get EINVAL) while a mount the record names is gone from the caller's
+  // mount namespace is the killed daemon's work: success, and the mount is forgotten. (A
+  // retried mknod whose node is there is settled on the worker: made_before.)
+  [[nodiscard]] emul::Answer settle_retry(const seccomp_notif& n, const emul::Answer& a);
   void on_hung_up();
   // On a worker thread: the safe order up to the decision, and the action's work (emulation
   // start included). Touches no session state but what `Shared` holds.
