@@ -263,6 +263,18 @@ void FdStore::remove(const std::string& name) {
   (void)sd_notify(0, msg.c_str());
 }
 
+void FdStore::store_session(const std::string& session_id, int listener, int state, int pidfd) {
+  store(listener, listener_name(session_id));
+  store(state, state_name(session_id));
+  store(pidfd, pidfd_name(session_id));
+}
+
+void FdStore::remove_session(const std::string& session_id) {
+  remove(listener_name(session_id));
+  remove(state_name(session_id));
+  remove(pidfd_name(session_id));
+}
+
 std::string own_binary() {
   std::array<char, 4096> buf{};
   const ssize_t n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);

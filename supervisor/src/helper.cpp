@@ -80,21 +80,33 @@ int become_caller(const Caller& c, bool join_mnt, const char** stage) noexcept {
   } else if (::chdir("/") != 0) {
     return failed("chdir /");
   }
-  if (::setgroups(0, nullptr) != 0) return failed("drop supplementary groups");
+  if (set_groups(0, nullptr) != 0) return failed("drop supplementary groups");
   if (c.join_user_ns && ::setns(c.user_ns_fd, CLONE_NEWUSER) != 0)
     return failed("join the caller's user namespace");
   // setgroups "deny" in the caller's namespace leaves us with none: fewer rights, never more.
-  if (::setgroups(c.ngroups, c.groups.data()) != 0 && !(c.join_user_ns && errno == EPERM))
+  if (set_groups(c.ngroups, c.groups.data()) != 0 && !(c.join_user_ns && errno == EPERM))
     return failed("set the caller's groups");
   if (::prctl(PR_SET_KEEPCAPS, 1) != 0) return failed("keep capabilities");
-  if (::setresgid(c.gid[0], c.gid[1], c.gid[2]) != 0) return failed("set the caller's gids");
-  if (::setresuid(c.uid[0], c.uid[1], c.uid[2]) != 0) return failed("set the caller's uids");
+  if (set_gids(c.gid[0], c.gid[1], c.gid[2]) != 0) return failed("set the caller's gids");
+  if (set_uids(c.uid[0], c.uid[1], c.uid[2]) != 0) return failed("set the caller's uids");
   if (!set_effective_caps(~std::uint64_t{0})) return failed("raise capabilities");
   ::setfsgid(c.gid[3]);
   ::setfsuid(c.uid[3]);
   if (!set_effective_caps(c.caps)) return failed("set the caller's capabilities");
   ::umask(c.umask);
   return 0;
+}
+
+int set_groups(std::size_t n, const gid_t* groups) noexcept {
+  return static_cast<int>(::syscall(SYS_setgroups, n, groups));
+}
+
+int set_gids(gid_t real, gid_t effective, gid_t saved) noexcept {
+  return static_cast<int>(::syscall(SYS_setresgid, real, effective, saved));
+}
+
+int set_uids(uid_t real, uid_t effective, uid_t saved) noexcept {
+  return static_cast<int>(::syscall(SYS_setresuid, real, effective, saved));
 }
 
 pid_t raw_fork() noexcept {

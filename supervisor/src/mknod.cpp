@@ -178,15 +178,15 @@ void report(const Params& p, int stage, int err) {
   } else if (::chdir("/") != 0) {
     fail(p, kChdirStart);
   }
-  if (::setgroups(0, nullptr) != 0) fail(p, kDropGroups);
+  if (emul::helper::set_groups(0, nullptr) != 0) fail(p, kDropGroups);
   if (p.join_user_ns && ::setns(p.user_ns_fd, CLONE_NEWUSER) != 0) fail(p, kJoinUserNs);
   // A user namespace whose setgroups is "deny" keeps us at no supplementary groups:
   // fewer rights than the caller, never more.
-  if (::setgroups(p.ngroups, p.groups.data()) != 0 && !(p.join_user_ns && errno == EPERM))
+  if (emul::helper::set_groups(p.ngroups, p.groups.data()) != 0 && !(p.join_user_ns && errno == EPERM))
     fail(p, kSetGroups);
   if (::prctl(PR_SET_KEEPCAPS, 1) != 0) fail(p, kCapabilities);
-  if (::setresgid(p.gid[0], p.gid[1], p.gid[2]) != 0) fail(p, kSetGid);
-  if (::setresuid(p.uid[0], p.uid[1], p.uid[2]) != 0) fail(p, kSetUid);
+  if (emul::helper::set_gids(p.gid[0], p.gid[1], p.gid[2]) != 0) fail(p, kSetGid);
+  if (emul::helper::set_uids(p.uid[0], p.uid[1], p.uid[2]) != 0) fail(p, kSetUid);
   if (!emul::helper::set_effective_caps(~std::uint64_t{0})) fail(p, kCapabilities);
   ::setfsgid(p.gid[3]);
   ::setfsuid(p.uid[3]);

@@ -735,9 +735,7 @@ void Server::on_session_closed(const std::string& session_id) {
   closed_errors_ += it->second.session->counters().errors;
   sessions_.erase(it);
   if (!handed_over_) {
-    fdstore_.remove(handover::listener_name(session_id));
-    fdstore_.remove(handover::state_name(session_id));
-    fdstore_.remove(handover::pidfd_name(session_id));
+    fdstore_.remove_session(session_id);
   }
   // A container's metric series go with its last session.
   if (metrics_ && std::ranges::none_of(sessions_, [&](const auto& entry) {
@@ -869,10 +867,8 @@ void Server::launch(const std::shared_ptr<Session>& session, bool oci,
   session->start();
   if (session->listener_fd() < 0) return;  // closed at once
   if (handing_over_) session->quiesce();   // handed over with the others
-  const std::string& id = session->identity().session_id;
-  fdstore_.store(session->listener_fd(), handover::listener_name(id));
-  fdstore_.store(session->state_fd(), handover::state_name(id));
-  fdstore_.store(session->pidfd(), handover::pidfd_name(id));
+  fdstore_.store_session(session->identity().session_id, session->listener_fd(), session->state_fd(),
+                         session->pidfd());
 }
 
 void Server::adopt_inherited() {
@@ -887,8 +883,7 @@ void Server::adopt_inherited() {
       spdlog::error(
           "take over: session {} has no seccomp listener among the inherited fds: its state is dropped",
           session_id);
-      fdstore_.remove(handover::state_name(session_id));
-      fdstore_.remove(handover::pidfd_name(session_id));
+      fdstore_.remove_session(session_id);
       continue;
     }
     std::optional<handover::StateFile> file;
@@ -991,11 +986,8 @@ void Server::adopt_inherited() {
     sessions_.emplace(session_id, Supervised{session, std::move(filter)});
     if (oci) oci_containers_[container_id].insert(session_id);
     session->start();
-    if (session->listener_fd() >= 0) {
-      fdstore_.store(session->listener_fd(), handover::listener_name(session_id));
-      fdstore_.store(session->state_fd(), handover::state_name(session_id));
-      fdstore_.store(session->pidfd(), handover::pidfd_name(session_id));
-    }
+    if (session->listener_fd() >= 0)
+      fdstore_.store_session(session_id, session->listener_fd(), session->state_fd(), session->pidfd());
     ++taken;
   }
   if (taken > 0) {

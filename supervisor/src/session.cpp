@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <chrono>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -23,6 +24,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include "sysvisor/decode.hpp"
 #include "sysvisor/filter.hpp"
@@ -412,12 +414,17 @@ emul::Answer Session::settle_retry(const seccomp_notif& n, const emul::Answer& a
 
 namespace {
 
-// On a worker (it touches the container's files): a retried mknod whose node is already there,
-// as asked (type and device), made by the killed daemon before it could answer. Looked up in
-// the caller's root (or from its cwd or dirfd), no link followed: it only spares a second
-// mknod that would fail EEXIST, it grants nothing.
-bool made_before(const seccomp_notif& n, int nr, const std::string& path) {
-  if (path.empty() || filter::is_compat32(n.data.arch)) return false;
+// On a worker (it touches the container's files): what a retried mknod finds at its path,
+// looked up in the caller's root (or from its cwd or dirfd), no link followed.
+//   - Made: the node as asked (type and device), made by the killed daemon before it could
+//     answer: a second mknod would fail EEXIST.
+//   - Placeholder: an empty regular file, as the killed daemon's caller-side helper leaves it
+//     between creating the placeholder and the attach; that helper outlives the daemon (its
+//     credential change cleared PR_SET_PDEATHSIG) and removes it when it sees the daemon gone.
+// It only spares an answer the first attempt caused; it grants nothing.
+enum class Retried { Other, Made, Placeholder };
+Retried retried_mknod(const seccomp_notif& n, int nr, const std::string& path) {
+  if (path.empty() || filter::is_compat32(n.data.arch)) return Retried::Other;
   const bool at = nr == SYS_mknodat;
   const auto mode = static_cast<mode_t>(n.data.args[at ? 2 : 1]);
   const auto dev = static_cast<dev_t>(n.data.args[at ? 3 : 2]);
@@ -428,15 +435,29 @@ bool made_before(const seccomp_notif& n, int nr, const std::string& path) {
     base = at && dirfd != AT_FDCWD ? proc + "/fd/" + std::to_string(dirfd) : proc + "/cwd";
   }
   const UniqueFd dir(::open(base.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!dir) return false;
+  if (!dir) return Retried::Other;
   open_how how{};
   how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
   how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
   const UniqueFd node(static_cast<int>(::syscall(SYS_openat2, dir.get(), path.c_str(), &how, sizeof how)));
   struct stat st {};
-  if (!node || ::fstat(node.get(), &st) != 0) return false;
-  return (st.st_mode & S_IFMT) == (mode & S_IFMT) && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) &&
-         st.st_rdev == dev;
+  if (!node || ::fstat(node.get(), &st) != 0) return Retried::Other;
+  if ((st.st_mode & S_IFMT) == (mode & S_IFMT) && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) &&
+      st.st_rdev == dev)
+    return Retried::Made;
+  return S_ISREG(st.st_mode) && st.st_size == 0 && st.st_nlink == 1 ? Retried::Placeholder : Retried::Other;
+}
+
+// A retried mknod: Made, or Other once no placeholder of the killed daemon's is left (waits for
+// its helper to remove it, up to 200 ms; a file the container made itself stays, and the
+// emulation then answers EEXIST as the kernel would).
+bool made_before(const seccomp_notif& n, int nr, const std::string& path) {
+  for (int i = 0; i < 40; ++i) {
+    const Retried r = retried_mknod(n, nr, path);
+    if (r != Retried::Placeholder) return r == Retried::Made;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
 }
 
 }  // namespace

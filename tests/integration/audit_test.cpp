@@ -238,12 +238,8 @@ TEST_F(Audit, SyslogGetsOneMessagePerRecord) {
   ASSERT_EQ(::unshare(CLONE_NEWNS), 0);
   ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0);
   const fs::path sock_path = dir_->path() / "log.sock";
-  const int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(sock, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock_path.c_str());
-  ASSERT_EQ(::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const int sock = bind_datagram(sock_path);
+  ASSERT_GE(sock, 0) << sock_path;
   // /dev/log must exist to be mounted over. Without a syslog daemon it does not: a tmpfs over
   // /dev (in this namespace only) holds it, with every entry of the real /dev bound in through
   // O_PATH fds taken before. The real /dev is never reachable below a directory this test

@@ -595,11 +595,8 @@ TEST_F(Control, NotifiesSystemdWhenReadyAndWhenStopping) {
   const fs::path dir = dir_->path() / "notify";
   fs::create_directories(dir);
   const fs::path where = dir / "notify.sock";
-  const int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, where.c_str(), sizeof addr.sun_path - 1);
-  ASSERT_EQ(::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const int sock = bind_datagram(where);
+  ASSERT_GE(sock, 0) << where;
   ::setenv("NOTIFY_SOCKET", where.c_str(), 1);
   Daemon d(dir / "run", policies(), dir / "audit.jsonl", dir / "daemon.log");
   ::unsetenv("NOTIFY_SOCKET");

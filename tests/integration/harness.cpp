@@ -65,6 +65,22 @@ fs::path source_dir() {
   return SYSVISOR_SOURCE_DIR;
 }
 
+int bind_datagram(const fs::path& path) {
+  const int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (sock < 0 || path.native().size() >= sizeof addr.sun_path) {
+    if (sock >= 0) ::close(sock);
+    return -1;
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.native().size() + 1);
+  if (::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(sock);
+    return -1;
+  }
+  return sock;
+}
+
 std::string sbin(const std::string& tool) {
   for (const char* dir : {"/usr/sbin/", "/sbin/", "/usr/bin/", "/bin/"}) {
     if (fs::exists(dir + tool)) return dir + tool;

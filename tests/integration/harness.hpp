@@ -28,6 +28,10 @@ struct Outcome {
 // Runs argv, capturing stdout and stderr; killed after `timeout`.
 Outcome run(const std::vector<std::string>& argv, std::chrono::seconds timeout = std::chrono::seconds(60));
 
+// A datagram unix socket bound at `path` (O_CLOEXEC): a stand-in for the service manager's
+// notify socket or syslog's /dev/log. -1 on failure.
+int bind_datagram(const fs::path& path);
+
 // The path of an e2fsprogs or util-linux tool: they live in sbin, which a test's PATH may lack.
 std::string sbin(const std::string& tool);
 

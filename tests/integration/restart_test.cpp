@@ -114,13 +114,16 @@ class Restart : public ::testing::Test {
   Outcome cycle_out_;
 };
 
-// A successful cycle: "N ok" with N iterations of five calls each.
-void expect_clean_cycle(const Outcome& o, long long at_least) {
+// A successful cycle: "N ok" with N iterations of five calls each. That the container was served
+// across each restart is shown by busy_past (its emulated count grew), not by N: on a loaded
+// machine a round may see few iterations.
+void expect_clean_cycle(const Outcome& o, long long at_least, const std::string& daemon_log) {
   std::smatch m;
   const std::string first = o.out.substr(0, o.out.find('\n'));
   ASSERT_TRUE(std::regex_match(first, m, std::regex(R"((\d+) ok)")))
       << "a call got another answer than without a restart: `" << first << "`\n"
-      << o.err;
+      << o.err << "\nthe daemons' log:\n"
+      << daemon_log;
   EXPECT_GE(std::stoll(m[1]), at_least);
   EXPECT_EQ(o.status, 0);
 }
@@ -147,7 +150,7 @@ TEST_F(Restart, UpgradeInPlaceBySignalAndCommandLosesNoCall) {
   seen = busy_past("upgraded", after_signal);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const Outcome o = stop_cycle();
-  expect_clean_cycle(o, 10);
+  expect_clean_cycle(o, 1, read_file(daemon_log()));
   // Each daemon said where its records start; the audit log keeps the container's records
   // on both sides.
   std::size_t handovers = 0;
@@ -195,7 +198,7 @@ TEST_F(Restart, UpgradeToABinaryThatDoesNotRunIsRefusedAndTheDaemonGoesOn) {
   EXPECT_NE(up.err.find("upgrade refused"), std::string::npos) << up.err;
   EXPECT_NE(up.err.find("exit status 3"), std::string::npos) << up.err;
   (void)busy_past("kept", seen);  // never stopped serving
-  expect_clean_cycle(stop_cycle(), 3);
+  expect_clean_cycle(stop_cycle(), 1, read_file(daemon_log()));  // busy_past above showed it went on
   ::kill(pid, SIGTERM);
   int status = 0;
   ::waitpid(pid, &status, 0);
@@ -209,11 +212,8 @@ TEST_F(Restart, UpgradeToABinaryThatDoesNotRunIsRefusedAndTheDaemonGoesOn) {
 class FdStoreHost {
  public:
   explicit FdStoreHost(fs::path notify) : path_(std::move(notify)) {
-    sock_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path_.c_str(), sizeof addr.sun_path - 1);
-    if (::bind(sock_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) ADD_FAILURE() << "bind notify";
+    sock_ = bind_datagram(path_);
+    if (sock_ < 0) ADD_FAILURE() << "bind the notify socket " << path_;
     int on = 1;
     ::setsockopt(sock_, SOL_SOCKET, SO_PASSCRED, &on, sizeof on);
     reader_ = std::thread([this] { read_loop(); });
@@ -391,7 +391,7 @@ TEST_F(Restart, KillMinus9AndRestartUnderAnFdStoreLosesNoCall) {
     seen = now;
   }
   const Outcome cycle = stop_cycle();
-  expect_clean_cycle(cycle, 10);
+  expect_clean_cycle(cycle, 1, read_file(daemon_log()));
   // How often a kill caught a call received and not answered (the journal's case): shown, not
   // asserted, since where a kill lands is chance.
   std::size_t replayed = 0;

@@ -114,6 +114,9 @@ class FdStore {
   [[nodiscard]] bool enabled() const noexcept { return enabled_; }
   void store(int fd, const std::string& name);
   void remove(const std::string& name);
+  // A session's listener, record memfd and init pidfd, under their names (listener_name, ...).
+  void store_session(const std::string& session_id, int listener, int state, int pidfd);
+  void remove_session(const std::string& session_id);
 
  private:
   bool enabled_ = false;

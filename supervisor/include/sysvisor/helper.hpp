@@ -47,6 +47,14 @@ struct Caller {
 
 // fork() without libc's fork handlers (see mknod.cpp).
 [[nodiscard]] pid_t raw_fork() noexcept;
+// The caller's groups and ids, in a raw_fork child. Never glibc's setgroups/setresgid/setresuid
+// there: they apply the change to every thread glibc believes in, and a child of raw_fork
+// inherits the daemon's list. A thread the daemon was creating at the fork is marked "being
+// cloned", and the child then waits for it forever (__nptl_setxid): the call hung until the
+// helper's deadline and failed EPERM. The raw calls change this thread, the only one.
+[[nodiscard]] int set_groups(std::size_t n, const gid_t* groups) noexcept;
+[[nodiscard]] int set_gids(gid_t real, gid_t effective, gid_t saved) noexcept;
+[[nodiscard]] int set_uids(uid_t real, uid_t effective, uid_t saved) noexcept;
 // This thread's effective capabilities: `wanted` within the permitted set; inheritable cleared.
 [[nodiscard]] bool set_effective_caps(std::uint64_t wanted) noexcept;
 
