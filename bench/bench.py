@@ -5,17 +5,22 @@ Every scenario runs sysvisor and its baseline in the same run, interleaved, repe
 results are ratios. Prints one table and writes the same as JSON (build/bench.json).
 """
 import argparse
+import ctypes
+import fcntl
 import json
 import os
 import platform
 import re
 import resource
+import select
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HOST_ROOT = 100000  # host uid of the rootless containers' root (the agent's default --userns)
@@ -50,6 +55,223 @@ def last_line(text, op):
 
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
+
+
+class IdleFleet:
+    """`count` idle containers (`workload idle`) sharing one stdout pipe, each writing "ready" once
+    it runs past its handoff; with `poke`, each has its own stdin, and a byte there makes it do one
+    trapped call and write "answered" (scenarios 6 and 8)."""
+
+    def __init__(self, bench, count, poke=False):
+        self.count = count
+        self.buf = b""
+        self.r, w = os.pipe()
+        self.procs = []
+        t0 = time.monotonic()
+        try:
+            for _ in range(count):
+                self.procs.append(subprocess.Popen(
+                    bench.sv_exec("bench-deny", bench.workload, "idle"), stdout=w, stderr=bench.errlog,
+                    stdin=subprocess.PIPE if poke else subprocess.DEVNULL))
+        finally:
+            os.close(w)
+        self.ready = self.wait_lines(b"ready\n", count, 120 + count * 0.1)
+        self.started_s = time.monotonic() - t0
+
+    def wait_lines(self, line, n, timeout):
+        """Reads the shared pipe until `line` was seen n times (counting from the last call's
+        leftovers) or the time runs out; returns how many were seen."""
+        deadline = time.monotonic() + timeout
+        while self.buf.count(line) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.r], [], [], left)[0]:
+                break
+            chunk = os.read(self.r, 65536)
+            if not chunk:
+                break
+            self.buf += chunk
+        seen = self.buf.count(line)
+        self.buf = b""  # lines after the n-th: an idle container writes only when asked
+        return seen
+
+    def poke(self, timeout=30):
+        """One trapped call in every container; returns (seconds until all answered, answered,
+        bad answers)."""
+        t0 = time.monotonic()
+        for p in self.procs:
+            p.stdin.write(b"x")
+            p.stdin.flush()
+        deadline = t0 + timeout
+        answered = bad = 0
+        while answered + bad < self.count and time.monotonic() < deadline:
+            if not select.select([self.r], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                break
+            chunk = os.read(self.r, 65536)
+            if not chunk:
+                break
+            self.buf += chunk
+            lines = self.buf.split(b"\n")
+            self.buf = lines.pop()
+            answered += sum(1 for l in lines if l == b"answered")
+            bad += sum(1 for l in lines if l.startswith(b"bad"))
+        return time.monotonic() - t0, answered, bad
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
+            if p.stdin:
+                p.stdin.close()
+        os.close(self.r)
+
+
+class ForkedDaemon:
+    """What Bench.daemon needs of a Popen, for a daemon forked by FdStoreHost."""
+
+    def __init__(self, pid):
+        self.pid, self.returncode = pid, None
+
+    def poll(self):
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.001)
+        return self.returncode
+
+    def send_signal(self, sig):
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+
+class FdStoreHost:
+    """systemd's file descriptor store as sysvisor uses it, after tests/integration/restart_test.cpp's
+    FdStoreHost (sd_notify(3), sd_listen_fds(3)): NOTIFY_SOCKET takes FDSTORE=1 + FDNAME= with the fd
+    (SCM_RIGHTS) and FDSTOREREMOVE=1; a started daemon gets the stored fds as 3, 4, ... with LISTEN_FDS,
+    LISTEN_FDNAMES and LISTEN_PID. Like systemd it keeps one copy of an open file: a daemon that takes
+    its fds back stores them again (kcmp, compared with those stored under the same name, the only
+    duplicates sysvisor sends). A thread only drains the socket, so that the daemon's blocking
+    sd_notify never waits on this script; the messages are applied when the store is looked at."""
+
+    SYS_KCMP, KCMP_FILE = 312, 0  # x86_64
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.sock.bind(path)
+        self.store = {}  # name -> [fd]
+        self.pending = []
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self.stopping = False
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.reader = threading.Thread(target=self.drain, daemon=True)
+        self.reader.start()
+
+    def drain(self):
+        space = socket.CMSG_SPACE(16 * 4)
+        while not self.stopping:
+            try:
+                data, anc, _, _ = self.sock.recvmsg(4096, space, socket.MSG_CMSG_CLOEXEC)
+            except OSError:
+                return
+            fds = []
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    n = len(payload) // 4
+                    fds += list(memoryview(payload)[:n * 4].cast("i"))
+            if b"READY=1" in data.split(b"\n"):
+                self.ready.set()
+            with self.lock:
+                self.pending.append((data, fds))
+
+    def same_file(self, a, b):
+        pid = os.getpid()
+        return self.libc.syscall(self.SYS_KCMP, pid, pid, self.KCMP_FILE, a, b) == 0
+
+    def apply(self):
+        with self.lock:
+            pending, self.pending = self.pending, []
+        for data, fds in pending:
+            env = dict(l.split("=", 1) for l in data.decode(errors="replace").splitlines() if "=" in l)
+            name = env.get("FDNAME") or "stored"
+            if env.get("FDSTORE") == "1":
+                have = self.store.setdefault(name, [])
+                for fd in fds:
+                    if any(self.same_file(h, fd) for h in have):
+                        os.close(fd)
+                    else:
+                        have.append(fd)
+                if not have:
+                    del self.store[name]
+            else:
+                for fd in fds:
+                    os.close(fd)
+            if env.get("FDSTOREREMOVE") == "1":
+                for fd in self.store.pop(name, []):
+                    os.close(fd)
+
+    def stored(self, prefix):
+        self.apply()
+        return sum(len(fds) for name, fds in self.store.items() if name.startswith(prefix))
+
+    def start(self, argv, log_path, nice=0):
+        """Forks and execs `argv` with the store's fds; returns a ForkedDaemon."""
+        self.apply()
+        self.ready.clear()
+        fds = [(name, fd) for name, lst in self.store.items() for fd in lst]
+        env = dict(os.environ, NOTIFY_SOCKET=self.path)
+        for k in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            env.pop(k, None)
+        if fds:
+            env["LISTEN_FDS"] = str(len(fds))
+            env["LISTEN_FDNAMES"] = ":".join(name for name, _ in fds)
+        log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        top = 3 + len(fds)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.dup2(log, 1)
+                os.dup2(log, 2)
+                # Above every target first, then into place (3, 4, ...) without O_CLOEXEC.
+                high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, top) for _, fd in fds]
+                for i, fd in enumerate(high):
+                    os.dup2(fd, 3 + i)
+                if fds:
+                    env["LISTEN_PID"] = str(os.getpid())
+                if nice:
+                    os.nice(nice)
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        os.close(log)
+        return ForkedDaemon(pid)
+
+    def close(self):
+        self.stopping = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.reader.join(5)
+        self.apply()
+        for fds in self.store.values():
+            for fd in fds:
+                os.close(fd)
+        self.store = {}
+        os.unlink(self.path)
 
 
 class Bench:
@@ -117,14 +339,18 @@ class Bench:
                 os.lchown(os.path.join(root, n), HOST_ROOT, HOST_ROOT)
         os.lchown(d, HOST_ROOT, HOST_ROOT)
 
+    def daemon_argv(self):
+        wrapper = self.args.daemon_wrapper.split() if self.args.daemon_wrapper else []
+        if wrapper and not os.path.isabs(wrapper[0]):
+            wrapper[0] = shutil.which(wrapper[0]) or wrapper[0]  # FdStoreHost execs it by path
+        return wrapper + [self.sysvisor, "--log-level", self.args.daemon_log_level, "serve", "--runtime-dir",
+                          self.runtime, "--policies", self.policies, "--audit", self.audit]
+
     def start_daemon(self):
         log = open(self.daemon_log, "ab")
         offset = log.tell()  # a restart appends: only the new daemon's lines count
-        wrapper = self.args.daemon_wrapper.split() if self.args.daemon_wrapper else []
         self.daemon = subprocess.Popen(
-            wrapper + [self.sysvisor, "--log-level", "info", "serve", "--runtime-dir", self.runtime,
-             "--policies", self.policies, "--audit", self.audit],
-            stdout=log, stderr=log,
+            self.daemon_argv(), stdout=log, stderr=log,
             preexec_fn=(lambda: os.nice(self.args.daemon_nice)) if self.args.daemon_nice else None)
         sock = os.path.join(self.runtime, "agent.sock")
         for _ in range(200):
@@ -505,31 +731,14 @@ class Bench:
         self.start_daemon()
         hand_alone = self.handoffs(10 if self.args.quick else 30)
         before = self.rss_kib()
-        r, w = os.pipe()
-        procs = []
-        t0 = time.monotonic()
-        for _ in range(count):
-            procs.append(subprocess.Popen(self.sv_exec("bench-deny", self.workload, "idle"), stdout=w,
-                                          stderr=self.errlog))
-        os.close(w)
+        fleet = IdleFleet(self, count)
         try:
-            ready, buf = 0, b""
-            while ready < count:
-                chunk = os.read(r, 65536)
-                if not chunk:
-                    break
-                buf += chunk
-                ready = buf.count(b"ready\n")
-            started_s = time.monotonic() - t0
+            ready, started_s = fleet.ready, fleet.started_s
             time.sleep(0.5)  # let the daemon finish its bookkeeping of the last handoffs
             after = self.rss_kib()
             hand_loaded = self.handoffs(10 if self.args.quick else 30) if ready == count else []
         finally:
-            for p in procs:
-                p.kill()
-            for p in procs:
-                p.wait()
-            os.close(r)
+            fleet.stop()
         if ready < count:
             raise ScenarioError(f"scenario 6: only {ready} of {count} idle containers came up; see {self.tmp}/stderr.log")
         per = (after - before) / count
@@ -549,6 +758,162 @@ class Bench:
                     m_started / (m_loaded + m_exec), "-", None, execve_alone_median_us=m_exec / 1e3)
         # Sessions end when their tasks do: wait until the daemon has let them go.
         time.sleep(0.5)
+
+    # ---- 8. restart with idle containers --------------------------------------------------
+    def control_status(self):
+        """`sysvisor status --json`'s StatusReply, None while no daemon answers."""
+        p = subprocess.run([self.sysvisor, "status", "--json", "--runtime-dir", self.runtime, "--timeout", "5"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        if p.returncode != 0:
+            return None
+        return json.loads(p.stdout).get("status")
+
+    def restart_round(self, fleet, count, trigger):
+        """Times one restart: from `trigger` (signal sent) until the new daemon serves every
+        container: its control socket answers with an uptime younger than the signal and `count`
+        supervised processes (all adopted), then each container's trapped call (one poke each,
+        sent only now, so the old daemon cannot have answered it) is answered."""
+        t0 = time.monotonic()
+        marks = trigger() or {}
+        deadline = t0 + 60
+        while True:
+            st = self.control_status()
+            now = time.monotonic()
+            if st is not None and float(st["uptime_seconds"]) < now - t0:
+                break
+            if now > deadline:
+                raise ScenarioError(f"scenario 8: no new daemon answered within 60 s; see {self.tmp}/daemon.log")
+            time.sleep(0.01)
+        status_s = now - t0
+        if int(st["sessions"]) != count:
+            raise ScenarioError(f"scenario 8: the new daemon serves {st['sessions']} of {count} idle containers; "
+                                f"see {self.tmp}/daemon.log")
+        poke_s, answered, bad = fleet.poke()
+        all_s = time.monotonic() - t0
+        if answered != count:
+            raise ScenarioError(f"scenario 8: after the restart {answered} of {count} containers' trapped calls "
+                                f"were answered with EPERM ({bad} otherwise); see {self.tmp}/daemon.log")
+        time.sleep(0.3)  # the next round's daemon is settled (adopted, stored, ticked)
+        return dict(marks, all_s=all_s, status_s=status_s, poke_s=poke_s, containers=int(st["containers"]))
+
+    def daemon_records(self, offset):
+        """The audit log's daemon records (start, handover) after byte `offset`."""
+        out = []
+        with open(self.audit, "rb") as f:
+            f.seek(offset)
+            for line in f:
+                try:
+                    j = json.loads(line)
+                except ValueError:
+                    continue
+                if j.get("event") == "daemon":
+                    out.append((j.get("action"), j.get("reason", ""), int(j.get("sessions", 0))))
+        return out
+
+    def log_problems(self, offset):
+        with open(self.daemon_log, "rb") as f:
+            f.seek(offset)
+            return [l.decode(errors="replace").rstrip() for l in f
+                    if b"sysvisor error:" in l or b"sysvisor warning:" in l]
+
+    def record_restart(self, sid, name, rounds, count, audit_ok, **extra):
+        alls = [r["all_s"] * 1e3 for r in rounds]
+        m = median(alls)
+        self.record(sid, name, "ms", m, 1000.0, m / 1000.0, "< 1 s", m < 1000.0, containers=count,
+                    rounds=len(rounds), per_round_ms=[round(x, 1) for x in alls],
+                    min_ms=round(min(alls), 1), max_ms=round(max(alls), 1),
+                    status_answers_median_ms=round(median([r["status_s"] * 1e3 for r in rounds]), 1),
+                    poke_after_median_ms=round(median([r["poke_s"] * 1e3 for r in rounds]), 1),
+                    audit_marks_ok=f"{audit_ok} of {len(rounds)}",
+                    **{k: round(median([r[k] * 1e3 for r in rounds]), 1) for k in rounds[0] if k.endswith("_ms")},
+                    **extra)
+
+    def s8_restart(self):
+        count = self.args.containers or (200 if self.args.quick else 1000)
+        rounds = 1 if self.args.quick else self.runs
+        audit_at = os.path.getsize(self.audit) if os.path.exists(self.audit) else 0
+
+        # (a) In place: SIGUSR2 re-executes the binary with every fd (no service manager).
+        self.stop_daemon()
+        log_at = os.path.getsize(self.daemon_log)
+        self.start_daemon()
+        fleet = IdleFleet(self, count, poke=True)
+        try:
+            if fleet.ready < count:
+                raise ScenarioError(f"scenario 8: only {fleet.ready} of {count} idle containers came up; "
+                                    f"see {self.tmp}/stderr.log")
+            alone_s, answered, _ = fleet.poke()
+            if answered != count:
+                raise ScenarioError(f"scenario 8: before any restart only {answered} of {count} containers answered")
+            upgrade = [self.restart_round(fleet, count, lambda: self.daemon.send_signal(signal.SIGUSR2))
+                       for _ in range(rounds)]
+        finally:
+            fleet.stop()
+        marks = self.daemon_records(audit_at)
+        ok = sum(1 for a, b in zip(marks, marks[1:])
+                 if a == ("handover", "upgrade", count) and b == ("start", "", count))
+        problems = self.log_problems(log_at)
+        self.record_restart("8u", f"in-place upgrade (SIGUSR2), {count} idle: ms", upgrade, count, ok,
+                            poke_alone_ms=round(alone_s * 1e3, 1), started_in_s=round(fleet.started_s, 1),
+                            daemon_log_problems=problems[:10])
+
+        # (b) Under a service manager's fd store: SIGTERM hands over; kill -9 just dies.
+        time.sleep(0.5)  # the containers' sessions close
+        self.stop_daemon()
+        audit_at = os.path.getsize(self.audit)
+        log_at = os.path.getsize(self.daemon_log)
+        host = FdStoreHost(os.path.join(self.tmp, "notify"))
+        fleet = None
+        term, kill = [], []
+        try:
+            self.daemon = host.start(self.daemon_argv(), self.daemon_log, self.args.daemon_nice)
+            if not host.ready.wait(30):
+                raise ScenarioError(f"scenario 8: the daemon under the fd store did not start; see {self.tmp}/daemon.log")
+            fleet = IdleFleet(self, count, poke=True)
+            if fleet.ready < count:
+                raise ScenarioError(f"scenario 8: only {fleet.ready} of {count} idle containers came up under the "
+                                    f"fd store; see {self.tmp}/stderr.log")
+            deadline = time.monotonic() + 30
+            while host.stored("sysvisor.l.") < count and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if host.stored("sysvisor.l.") != count:
+                raise ScenarioError(f"scenario 8: {host.stored('sysvisor.l.')} of {count} listeners in the fd store")
+
+            def restart(sig):
+                t0 = time.monotonic()
+                self.daemon.send_signal(sig)
+                self.daemon.wait(60)
+                exited = time.monotonic() - t0
+                self.daemon = host.start(self.daemon_argv(), self.daemon_log, self.args.daemon_nice)
+                return {"old_daemon_gone_ms": exited}
+
+            for sig, into in ((signal.SIGTERM, term), (signal.SIGKILL, kill)):
+                for _ in range(rounds):
+                    into.append(self.restart_round(fleet, count, lambda: restart(sig)))
+                    if host.stored("sysvisor.l.") != count:
+                        raise ScenarioError(f"scenario 8: after a restart {host.stored('sysvisor.l.')} of {count} "
+                                            "listeners are in the fd store")
+            stored = {p: host.stored(p) for p in ("sysvisor.l.", "sysvisor.s.", "sysvisor.p.", "sysvisor.mntns")}
+        finally:
+            if fleet is not None:
+                fleet.stop()
+            # Their sessions close and leave the store; then an ordinary stop.
+            deadline = time.monotonic() + 10
+            while host.stored("sysvisor.l.") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.stop_daemon()
+            host.close()
+            self.start_daemon()  # as the other scenarios expect it
+        marks = self.daemon_records(audit_at)
+        ok_term = sum(1 for a, b in zip(marks, marks[1:]) if a == ("handover", "stop", count) and b == ("start", "", count))
+        # A killed daemon writes nothing: its successor's start record is the mark.
+        ok_kill = sum(1 for a, b in zip(marks, marks[1:]) if a[0] == "start" and b == ("start", "", count))
+        problems = self.log_problems(log_at)
+        self.record_restart("8t", f"fd store restart (SIGTERM), {count} idle: ms", term, count, ok_term,
+                            stored_fds=stored, daemon_log_problems=problems[:10])
+        self.record_restart("8k", f"fd store restart (kill -9), {count} idle: ms", kill, count, ok_kill)
+        if problems:
+            print(f"  (scenario 8: {len(problems)} error/warning line(s) in the daemon log, first: {problems[0]})")
 
 
 def fmt(v):
@@ -578,13 +943,15 @@ def main():
     ap.add_argument("--json", default="build/bench.json", help="where to write the results")
     ap.add_argument("--runs", type=int, default=5, help="repeats per scenario (3 uses runs-2, 5 uses 6*runs)")
     ap.add_argument("--quick", action="store_true", help="one short run of each scenario (smoke test)")
-    ap.add_argument("--only", default="", help="comma-separated scenarios to run (1,2,3,4,5,6,7)")
-    ap.add_argument("--containers", type=int, default=0, help="idle containers in scenario 6 (default 1000)")
+    ap.add_argument("--only", default="", help="comma-separated scenarios to run (1,2,3,4,5,6,7,8)")
+    ap.add_argument("--containers", type=int, default=0, help="idle containers in scenarios 6 and 8 (default 1000)")
     ap.add_argument("--daemon-nice", type=int, default=0,
                     help="run the daemon at this nice value (an experiment; the table says so)")
     ap.add_argument("--daemon-wrapper", default="",
                     help="a command that execs the daemon in place (env, nice, taskset, chrt): experiments")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    ap.add_argument("--daemon-log-level", default="info",
+                    help="the daemon's --log-level (debug: timestamps of a restart's steps in daemon.log)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         die("run as root: the daemon and the native baseline need it")
@@ -594,14 +961,15 @@ def main():
     print(f"machine: Linux {m['kernel']}, {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
           f"load {m['loadavg']:.2f}" + (f"; daemon at nice {args.daemon_nice}" if args.daemon_nice else "")
           + (f"; daemon wrapper `{args.daemon_wrapper}`" if args.daemon_wrapper else ""))
-    only = set(args.only.split(",")) if args.only else {"1", "2", "3", "4", "5", "6", "7"}
+    only = set(args.only.split(",")) if args.only else {"1", "2", "3", "4", "5", "6", "7", "8"}
     try:
         b.setup()
         m["sync_wakeup"] = b.sync_wakeup
         print(f"  (SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP {'available' if b.sync_wakeup else 'unavailable'})")
         print(f"  {'id':<6} {'figure':<50} {'measured':>12} {'baseline':>12} {'ratio':>7}  {'target':<10} result")
         for sid, fn in (("1", b.s1_deny), ("2", b.s2_mknod), ("3", b.s3_throughput), ("4", b.s4_fairness),
-                        ("5", b.s5_untrapped), ("7", b.s7_slow_flood), ("6", b.s6_scale)):
+                        ("5", b.s5_untrapped), ("7", b.s7_slow_flood), ("6", b.s6_scale),
+                        ("8", b.s8_restart)):
             if sid in only:
                 try:
                     fn()

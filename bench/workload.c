@@ -28,7 +28,10 @@
  *   handoff                        prints its start time (exec_ns), taken first thing in main
  *   reexec                         prints the time (before_ns), then execs itself with `handoff`:
  *                                  what execve alone costs a minimal static process
- *   idle                           prints "ready" (one write), then sleeps until killed
+ *   idle                           prints "ready" (one write); then for each byte read on stdin
+ *                                  one trapped getppid(), printing "answered" (EPERM, as the
+ *                                  bench policies answer) or "bad errno=N" (one write each);
+ *                                  at the end of stdin (/dev/null: at once) it sleeps until killed
  *   sched-flood PROCS              PROCS processes each call sched_setscheduler(999999, FIFO 1)
  *                                  as fast as they can (a pid no container has: an emulated
  *                                  call that ends in ESRCH, a slow call for the supervisor);
@@ -229,6 +232,18 @@ static int op_idle(void) {
   /* One write of less than PIPE_BUF: many idle workloads can share one pipe. */
   static const char ready[] = "ready\n";
   if (write(1, ready, sizeof(ready) - 1) < 0) die("write");
+  /* A poke (scenario 8): one trapped call, proof that a supervisor answers this container. */
+  char c;
+  while (read(0, &c, 1) == 1) {
+    char line[32];
+    int len;
+    if (trapped_call()) {
+      len = snprintf(line, sizeof line, "answered\n");
+    } else {
+      len = snprintf(line, sizeof line, "bad errno=%d\n", errno);
+    }
+    if (write(1, line, (size_t)len) < 0) die("write");
+  }
   for (;;) pause();
   return 0; /* not reached */
 }
