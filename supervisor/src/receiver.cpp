@@ -59,6 +59,16 @@ Result<void> Receiver::start() {
   return {};
 }
 
+void Receiver::request_stop() {
+  if (!started_) return;
+  {
+    const std::scoped_lock lock(m_);
+    stopping_.store(true);
+  }
+  cv_.notify_one();
+  if (!exited_.load()) ::pthread_kill(thread_, wake_signal());
+}
+
 void Receiver::stop() {
   if (!started_) return;
   {

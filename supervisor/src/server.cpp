@@ -1016,6 +1016,7 @@ void Server::begin_handover(Handover why) {
   handing_over_ = true;
   // New handshakes wait in the sockets' backlogs (or are refused while the binary changes).
   for (auto& [c, conn] : connections_) conn->drop("supervisor restarting");
+  for (auto& [id, sup] : sessions_) sup.session->begin_quiesce();
   for (auto& [id, sup] : sessions_) sup.session->quiesce();
   // A call held by a helper or a worker is answered within the emulation timeout.
   const auto timeout = session_services(devices_, audit_, config_.config).emulation_timeout;

@@ -512,6 +512,10 @@ void Session::save_state_if_changed() {
   }
 }
 
+void Session::begin_quiesce() {
+  if (receiver_) receiver_->request_stop();
+}
+
 void Session::quiesce() {
   if (receiver_) receiver_->stop();
 }

@@ -2,6 +2,8 @@
 // depend on glibc's idea of those threads. glibc's setresgid, for one, waits forever in such a
 // child when the daemon was creating a thread at the fork (about one fork in eight with threads
 // being born beside it, measured): a call then hung until the helper's deadline and got EPERM.
+#include "sysvisor/helper.hpp"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -10,8 +12,6 @@
 #include <atomic>
 #include <chrono>
 #include <thread>
-
-#include "sysvisor/helper.hpp"
 
 namespace sysvisor::emul::helper {
 namespace {

@@ -48,8 +48,11 @@ class Receiver {
   Receiver& operator=(const Receiver&) = delete;
 
   [[nodiscard]] Result<void> start();
-  // Ends the thread and waits for it (microseconds: it is woken out of RECV by a signal).
+  // Ends the thread and waits for it (microseconds: it is woken out of its wait by a signal).
   void stop();
+  // Tells the thread to end without waiting for it: stop() then mostly finds it gone. Many
+  // receivers stopping at once (a handover) end together instead of one after another.
+  void request_stop();
   // From the loop: one notification passed by `slow` has been answered.
   void answered();
   // From the loop: a notification received by a previous daemon goes to the loop too (it

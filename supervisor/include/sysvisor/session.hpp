@@ -120,6 +120,8 @@ class Session : public std::enable_shared_from_this<Session> {
   [[nodiscard]] int state_fd() const noexcept { return state_file_ ? state_file_->fd() : -1; }
   [[nodiscard]] int pidfd() const noexcept { return container_pidfd_.get(); }
   // Stops taking calls (they wait in the kernel); quiet() once every call taken is answered.
+  // begin_quiesce() only tells the receiver, so that many sessions stop together.
+  void begin_quiesce();
   void quiesce();
   [[nodiscard]] bool quiet() const noexcept;
   void resume();  // takes calls again (an upgrade that failed)
