@@ -249,6 +249,10 @@ int serve(sysvisor::ServerConfig server) {
   {
     boost::asio::io_context io;
     sysvisor::Server daemon(io, server, std::move(policies), *devices, *audit);
+    // Its handlers exist now: signals a previous binary blocked across the upgrade's execve
+    // (and any that came meanwhile, pending) are delivered.
+    const sigset_t handled = sysvisor::handover::daemon_signals();
+    ::pthread_sigmask(SIG_UNBLOCK, &handled, nullptr);
     daemon.start();
     (void)sd_notify(0, "READY=1");
     io.run();

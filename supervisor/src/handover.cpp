@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -320,10 +321,24 @@ SysError exec_with_fds(const std::string& binary, const std::vector<std::string>
   std::vector<char*> argp;
   for (auto& s : args) argp.push_back(s.data());
   argp.push_back(nullptr);
+  // The daemon's signals stay blocked across execve (the mask and pending signals survive it):
+  // until the new binary has its handlers, their default action would end it, and every
+  // container with it (a second SIGUSR2, logrotate's SIGHUP). It unblocks them (daemon_signals).
+  sigset_t held = daemon_signals();
+  sigset_t before;
+  ::pthread_sigmask(SIG_BLOCK, &held, &before);
   ::execve(binary.c_str(), argp.data(), envp.data());
   const int err = errno;
+  ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
   undo();
   return SysError{err, "execve `" + binary + "`"};
+}
+
+sigset_t daemon_signals() noexcept {
+  sigset_t set;
+  ::sigemptyset(&set);
+  for (const int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR2}) ::sigaddset(&set, sig);
+  return set;
 }
 
 std::vector<std::pair<std::string, int>> handed_over() {

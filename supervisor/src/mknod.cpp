@@ -432,7 +432,7 @@ Result<DeviceStore> DeviceStore::reopen(int runtime_dir, const std::string& name
   }
   // Node names are SESSION.N: new ones continue after the highest N found.
   std::uint64_t highest = 0;
-  if (DIR* d = ::fdopendir(::dup(dir.get()))) {
+  if (DIR* d = ::fdopendir(::fcntl(dir.get(), F_DUPFD_CLOEXEC, 0))) {
     while (const dirent* e = ::readdir(d)) {
       const std::string_view n(e->d_name);
       const auto dot = n.rfind('.');

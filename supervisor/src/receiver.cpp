@@ -1,5 +1,6 @@
 #include "sysvisor/receiver.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -148,7 +149,7 @@ void Receiver::run() {
 
 HangupWatch::HangupWatch(boost::asio::io_context& io) : epoll_(::epoll_create1(EPOLL_CLOEXEC)), ready_(io) {
   if (!epoll_) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
-  ready_.assign(::dup(epoll_.get()));
+  ready_.assign(::fcntl(epoll_.get(), F_DUPFD_CLOEXEC, 0));
   arm();
 }
 

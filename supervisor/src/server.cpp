@@ -1004,11 +1004,35 @@ void Server::adopt_inherited() {
   audit_.write(rec);
 }
 
+namespace {
+std::string stuck_refusal(std::size_t stuck) {
+  return "upgrade refused: " + std::to_string(stuck) +
+         " worker thread(s) are stuck reading a container's memory (a FUSE page that is never "
+         "served): executing the new binary would wait for them forever; the running daemon goes "
+         "on (restart it under systemd to replace it)";
+}
+}  // namespace
+
 std::string Server::upgrade() {
   if (stopping_ || handing_over_) return "the daemon is already stopping or upgrading";
   if (config_.binary.empty()) return "the daemon's own binary is not known (/proc/self/exe)";
+  if (const std::size_t stuck = Session::stuck_workers(); stuck > 0) return stuck_refusal(stuck);
   if (auto why = runs(config_.binary); !why.empty()) return why + "; the running daemon goes on";
-  begin_handover(Handover::Upgrade);
+  // The new binary reads the configuration and the policies as they are on disk now, and would
+  // refuse to start on an error, dropping every container: refused here instead, as a reload is.
+  if (auto loaded = load_all(config_); !loaded) {
+    for (const auto& e : loaded.error()) spdlog::error("upgrade: {}", e);
+    return "upgrade refused: " + std::to_string(loaded.error().size()) +
+           " error(s) in the configuration or the policies on disk (the first: " + loaded.error().front() +
+           "); the running daemon goes on";
+  }
+  // After the reply to `sysvisor upgrade` has gone out (50 ms): a daemon with nothing in flight
+  // would otherwise execute the new binary before writing it.
+  handing_over_ = true;
+  quiet_timer_.expires_after(std::chrono::milliseconds(50));
+  quiet_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) begin_handover(Handover::Upgrade);
+  });
   return {};
 }
 
@@ -1063,6 +1087,23 @@ void Server::finish_handover(Handover why) {
     fds.emplace_back(handover::listener_name(id), s.listener_fd());
     if (s.state_fd() >= 0) fds.emplace_back(handover::state_name(id), s.state_fd());
     if (s.pidfd() >= 0) fds.emplace_back(handover::pidfd_name(id), s.pidfd());
+  }
+  if (const std::size_t stuck = Session::stuck_workers(); stuck > 0) {
+    spdlog::error("{}", stuck_refusal(stuck));
+    handing_over_ = false;
+    for (auto& [id, sup] : sessions_) sup.session->resume();
+    return;
+  }
+  // Again, just before: the files may have changed while the calls in hand were finished.
+  if (auto loaded = load_all(config_); !loaded) {
+    for (const auto& e : loaded.error()) spdlog::error("upgrade: {}", e);
+    spdlog::error(
+        "upgrade refused: {} error(s) in the configuration or the policies on disk; the running "
+        "daemon goes on",
+        loaded.error().size());
+    handing_over_ = false;
+    for (auto& [id, sup] : sessions_) sup.session->resume();
+    return;
   }
   spdlog::info("upgrade: executing {} with {} supervised processes", config_.binary, sessions_.size());
   spdlog::default_logger()->flush();

@@ -13,14 +13,12 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -144,6 +142,10 @@ class StuckWorkers {
     if (--per_uid_[uid] == 0) per_uid_.erase(uid);
     --total_;
   }
+  [[nodiscard]] std::size_t total() {
+    const std::scoped_lock lock(m_);
+    return total_;
+  }
 
  private:
   std::mutex m_;
@@ -188,7 +190,7 @@ struct Session::Pending {
   std::optional<seccomp_notif> retry;  // a retried call (settle_retry)
 
   Pending(boost::asio::io_context& io, std::unique_ptr<emul::Job> j)
-      : job(std::move(j)), exited(io, ::dup(job->pidfd())), deadline(io) {}
+      : job(std::move(j)), exited(io, ::fcntl(job->pidfd(), F_DUPFD_CLOEXEC, 0)), deadline(io) {}
 };
 
 struct Session::Work {
@@ -392,18 +394,18 @@ emul::Answer Session::settle_retry(const seccomp_notif& n, const emul::Answer& a
   const bool einval = a.kind == emul::Answer::Kind::Errno && a.err == EINVAL;
   if (!einval && a.kind != emul::Answer::Kind::Continue) return a;
   // The killed daemon unmounted one of the mounts its record names and died before answering:
-  // that mount is gone from the caller's mount namespace. Otherwise the kernel's answer stands.
-  std::ifstream info("/proc/" + std::to_string(n.pid) + "/mountinfo");
-  if (!info || state_.mounts.empty()) return a;
-  std::vector<std::uint64_t> present;
-  for (std::string line; std::getline(info, line);) {
-    std::uint64_t id = 0;
-    if (std::from_chars(line.data(), line.data() + line.size(), id).ec == std::errc{}) present.push_back(id);
-  }
-  if (!listener_.id_valid(n.id)) return a;  // the mountinfo read was the caller's, still waiting
-  const auto gone = std::ranges::find_if(
-      state_.mounts, [&](const std::uint64_t id) { return std::ranges::find(present, id) == present.end(); });
-  if (gone == state_.mounts.end()) return a;
+  // that mount is gone from the caller's mount namespace (its unique id, STATX_MNT_ID_UNIQUE,
+  // looked up there with statmount; where that cannot be asked, nothing counts as gone).
+  // Otherwise the kernel's answer stands.
+  if (state_.mounts.empty()) return a;
+  const UniqueFd ns(::open(("/proc/" + std::to_string(n.pid) + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
+  const std::uint64_t ns_id = ns ? mknod::mount_ns_id(ns.get()) : 0;
+  if (ns_id == 0) return a;
+  const auto gone = std::ranges::find_if(state_.mounts, [&](const std::uint64_t id) {
+    return !mknod::still_mounted(mknod::Attached{{}, id, ns_id, false});
+  });
+  // The namespace was the caller's, still waiting (a task waiting on a call cannot be reaped).
+  if (gone == state_.mounts.end() || !listener_.id_valid(n.id)) return a;
   spdlog::info(
       "[c={} tid={}] umount2 retried after a restart: mount {} is gone, the killed daemon unmounted it",
       identity_.container_id, n.pid, *gone);
@@ -512,6 +514,10 @@ void Session::save_state_if_changed() {
   }
 }
 
+std::size_t Session::stuck_workers() {
+  return StuckWorkers::instance().total();
+}
+
 void Session::begin_quiesce() {
   if (receiver_) receiver_->request_stop();
 }
@@ -526,7 +532,11 @@ bool Session::quiet() const noexcept {
 
 void Session::resume() {
   if (closed_ || !receiver_) return;
+  // Calls the stopped receiver passed on are still being answered (a handover that timed out):
+  // they count against the new one, whose answered() they will call.
+  const std::size_t held = receiver_->outstanding();
   receiver_ = std::make_unique<Receiver>(listener_, services_.max_in_flight, receiver_hooks());
+  for (std::size_t i = 0; i < held; ++i) receiver_->adopted();
   if (auto started = receiver_->start(); !started) {
     spdlog::error("[c={}] {}", identity_.container_id, started.error().message());
     receiver_.reset();
@@ -1306,7 +1316,7 @@ void Session::finish_emulation(std::uint64_t id) {
     if (auto next = it->second->job->follow_up(state_)) {
       Pending& p = *it->second;
       p.job = std::move(next);
-      p.exited = boost::asio::posix::stream_descriptor(io_, ::dup(p.job->pidfd()));
+      p.exited = boost::asio::posix::stream_descriptor(io_, ::fcntl(p.job->pidfd(), F_DUPFD_CLOEXEC, 0));
       publish_state();
       wait_for_helper(id);
       return;

@@ -277,5 +277,27 @@ TEST_F(BoundaryStall, AStuckWorkerIsReplacedOnceThenTheContainersCallsGetEINTR) 
                                                            "/dev:", "null", "/tmp:", "null"}));
 }
 
+TEST_F(BoundaryStall, AnUpgradeIsRefusedWhileAWorkerIsStuckAndTheDaemonGoesOn) {
+  // A worker given up on in a FUSE page cannot be ended (the READ is in the FUSE server's
+  // hands: not even SIGKILL ends that wait), and execve must end every other thread first: an
+  // upgrade now would hang the whole daemon for as long as the FUSE server wants.
+  Child stuck(agent(rootfs_, "stall-upgrade", "probe mknod-mapped /fuse/file; echo end"));
+  ASSERT_TRUE(fuse_->wait_for_line("read")) << fuse_->text() << "\n" << stuck.text();
+  ASSERT_TRUE(stuck.wait_for_line("end")) << stuck.text();  // answered at the deadline: stuck now
+  const pid_t before = daemon_->pid();
+  const Outcome up = run({(bin_dir() / "sysvisor").string(), "upgrade", "--runtime-dir", runtime().string()},
+                         std::chrono::seconds(30));
+  EXPECT_FALSE(up.timed_out) << "`sysvisor upgrade` hung";
+  EXPECT_EQ(up.status, 1) << up.out << up.err;
+  EXPECT_NE(up.err.find("stuck"), std::string::npos) << up.err;
+  others_are_served("stall-upgrade-other");
+  EXPECT_EQ(daemon_->pid(), before);
+  EXPECT_EQ(read_file(daemon_log()).find("upgrade: executing"), std::string::npos) << read_file(daemon_log());
+  (void)stuck.wait();
+  // Once the FUSE server is gone the worker comes back, and the daemon serves as before.
+  fuse_->kill(SIGKILL);
+  others_are_served("stall-upgrade-after");
+}
+
 }  // namespace
 }  // namespace sysvisor::it

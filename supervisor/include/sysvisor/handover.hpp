@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <csignal>
 #include <cstdint>
 #include <expected>
 #include <map>
@@ -127,10 +128,15 @@ class FdStore {
 // an upgrade execs whatever is at that path now.
 [[nodiscard]] std::string own_binary();
 
+// SIGTERM, SIGINT, SIGHUP, SIGUSR2: what the daemon handles.
+[[nodiscard]] sigset_t daemon_signals() noexcept;
+
 // Replaces this process with `binary argv...`, handing it `fds` (name, fd): they stay open
 // under their numbers, named in the environment (SYSVISOR_HANDOVER=name=fd:..., for this pid
 // in SYSVISOR_HANDOVER_PID); every other fd is O_CLOEXEC. Returns only on failure, with the
 // fds as they were.
+// The daemon's signals are blocked across the execve: the new binary unblocks daemon_signals()
+// once its handlers are in place.
 inline constexpr std::string_view kHandoverEnv = "SYSVISOR_HANDOVER";
 [[nodiscard]] SysError exec_with_fds(const std::string& binary, const std::vector<std::string>& argv,
                                      const std::vector<std::pair<std::string, int>>& fds);

@@ -121,6 +121,9 @@ class Session : public std::enable_shared_from_this<Session> {
   [[nodiscard]] int pidfd() const noexcept { return container_pidfd_.get(); }
   // Stops taking calls (they wait in the kernel); quiet() once every call taken is answered.
   // begin_quiesce() only tells the receiver, so that many sessions stop together.
+  // Workers given up on in a caller's memory (a FUSE page that never comes), daemon-wide: an
+  // execve would wait for them forever (it must end every other thread first).
+  [[nodiscard]] static std::size_t stuck_workers();
   void begin_quiesce();
   void quiesce();
   [[nodiscard]] bool quiet() const noexcept;
