@@ -138,10 +138,14 @@ void take_activated_sockets(sysvisor::ServerConfig& server) {
   for (int i = 0; i < n; ++i) {
     given_fds.emplace_back(names != nullptr && names[i] != nullptr ? names[i] : "", SD_LISTEN_FDS_START + i);
   }
+  const std::size_t from_systemd = given_fds.size();
   for (auto& entry : sysvisor::handover::handed_over()) given_fds.push_back(std::move(entry));
-  for (const auto& [given, fd] : given_fds) {
+  for (std::size_t i = 0; i < given_fds.size(); ++i) {
+    const auto& [given, fd] = given_fds[i];
     if (sysvisor::handover::take(*server.inherited, given, fd)) continue;
     std::string name = given;
+    const bool own = i >= from_systemd && name.starts_with(sysvisor::kOwnSocketPrefix);
+    if (own) name.erase(0, sysvisor::kOwnSocketPrefix.size());
     if (name != "agent" && name != "oci" && name != "control") {
       const std::string file = bound_name(fd);
       name = file == "agent.sock" || file == "oci.sock" || file == "control.sock"
@@ -162,6 +166,7 @@ void take_activated_sockets(sysvisor::ServerConfig& server) {
       ::close(fd);
     } else {
       server.listen_fds.emplace(name, fd);
+      if (own) server.own_sockets.insert(name);
     }
   }
   if (names != nullptr) {

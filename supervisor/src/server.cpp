@@ -521,7 +521,7 @@ void Server::bind_socket() {
   };
   if (const int fd = inherited("agent"); fd >= 0) {
     listener_.assign(take_listener(fd, SOCK_SEQPACKET, "agent").release());
-    agent_activated_ = true;
+    agent_activated_ = !config_.own_sockets.contains("agent");
   } else {
     listener_.assign(listen_unix(socket_path_, SOCK_SEQPACKET, cfg.socket_mode, cfg.socket_group).release());
   }
@@ -531,6 +531,7 @@ void Server::bind_socket() {
   oci_config.inherited_fd = inherited("oci");
   oci_ = std::make_unique<OciIntake>(io_, std::move(oci_config),
                                      [this](OciHandoff handoff) { return adopt(std::move(handoff)); });
+  if (config_.own_sockets.contains("oci")) oci_->claim_path();
   control_ = std::make_unique<control::ControlServer>(
       io_,
       control::ControlServer::Config{cfg.runtime_dir / "control.sock", cfg.control_group,
@@ -538,6 +539,7 @@ void Server::bind_socket() {
       [this](const control::v1::Request& request, const config::Peer& peer) {
         return answer(request, peer);
       });
+  if (config_.own_sockets.contains("control")) control_->claim_path();
   if (!cfg.metrics_listen.empty()) {
     auto listen = metrics::parse_listen(cfg.metrics_listen);
     if (!listen) throw std::runtime_error(listen.error());
@@ -1078,7 +1080,18 @@ void Server::finish_handover(Handover why) {
     return;
   }
   std::vector<std::pair<std::string, int>> fds;
-  for (const auto& [name, fd] : config_.listen_fds) fds.emplace_back(name, fd);  // systemd's sockets
+  for (const auto& [name, fd] : config_.listen_fds) {  // systemd's sockets
+    if (!config_.own_sockets.contains(name)) fds.emplace_back(name, fd);
+  }
+  // The sockets it bound itself go along too, as if activated: a runtime's OCI handoff or an
+  // agent's hello waiting in a backlog is served by the new binary, not lost with the old one.
+  const auto own = [&](const std::string& name, int fd) {
+    if (fd >= 0 && (!config_.listen_fds.contains(name) || config_.own_sockets.contains(name)))
+      fds.emplace_back(std::string(kOwnSocketPrefix) + name, fd);
+  };
+  own("agent", listener_.native_handle());
+  if (oci_) own("oci", oci_->listening_fd());
+  if (control_) own("control", control_->listening_fd());
   if (config_.mount_ns_fd >= 0)
     fds.emplace_back(std::string(handover::kMountNamespaceName), config_.mount_ns_fd);
   for (const auto& [id, sup] : sessions_) {

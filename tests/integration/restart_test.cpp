@@ -13,6 +13,7 @@
 #include <linux/kcmp.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -216,11 +217,23 @@ TEST_F(Restart, AnIdleDaemonUpgradesAndAnswersARepeatedSignalAndABrokenPolicyIsR
     return run({(bin_dir() / "sysvisor").string(), "status", "--runtime-dir", runtime().string()}).status ==
            0;
   };
+  const auto inodes = [&] {
+    std::vector<ino_t> out;
+    for (const char* name : {"agent.sock", "oci.sock", "control.sock"}) {
+      struct stat st {};
+      out.push_back(::stat((runtime() / name).c_str(), &st) == 0 ? st.st_ino : 0);
+    }
+    return out;
+  };
+  const std::vector<ino_t> sockets = inodes();
   // Nothing in flight: the daemon could execute the new binary at once; the command still gets
   // its answer first.
   const Outcome up = upgrade();
   EXPECT_EQ(up.status, 0) << up.out << up.err;
   EXPECT_NE(up.out.find("upgraded: "), std::string::npos) << up.out << up.err;
+  // The sockets it bound itself went along (a handoff waiting in a backlog is not lost): the
+  // same files, not bound again.
+  EXPECT_EQ(inodes(), sockets);
   // A policy broken on disk: the new binary would refuse to start and drop every container.
   std::ofstream(policies() / "zz-broken.yaml") << "name: broken\nrules: [\n";
   const Outcome refused = upgrade();
@@ -253,7 +266,10 @@ TEST_F(Restart, AnIdleDaemonUpgradesAndAnswersARepeatedSignalAndABrokenPolicyIsR
     again = upgrade();
   }
   EXPECT_EQ(again.status, 0) << again.out << again.err;
+  EXPECT_EQ(inodes(), sockets);
   EXPECT_EQ(daemon.stop(SIGTERM), 0) << read_file(daemon_log());
+  // They are still the daemon's own: removed at its end, as when it binds them.
+  EXPECT_EQ(inodes(), (std::vector<ino_t>{0, 0, 0}));
 }
 
 // A service manager with systemd's file descriptor store, as sd_notify(3) and sd_listen_fds(3)

@@ -90,6 +90,10 @@ class ControlServer {
   void start();
   void shutdown();
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return config_.socket_path; }
+  // The listening socket: an upgrade in place hands it to the new binary, backlog and all.
+  [[nodiscard]] int listening_fd() noexcept { return listener_.native_handle(); }
+  // A socket a previous binary of ours bound and handed over: its file is removed at the end.
+  void claim_path() noexcept { owns_path_ = true; }
 
  private:
   class Connection;

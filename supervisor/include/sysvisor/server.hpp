@@ -33,6 +33,10 @@
 
 namespace sysvisor {
 
+// An upgrade in place names the sockets the daemon bound itself "own.agent", "own.oci",
+// "own.control" in SYSVISOR_HANDOVER (systemd's keep their names).
+inline constexpr std::string_view kOwnSocketPrefix = "own.";
+
 struct ServerConfig {
   config::Config config;  // from the file, with the command line's overrides applied
   // Re-read on SIGHUP (empty: the built-in defaults, only policies are re-read).
@@ -47,6 +51,9 @@ struct ServerConfig {
   // Socket activation: listening sockets inherited from systemd by name (agent, oci,
   // control); the Server takes them over instead of binding those paths.
   std::map<std::string, int, std::less<>> listen_fds;
+  // Those of listen_fds a previous binary of ours bound itself and handed over (an upgrade in
+  // place): their socket files are ours to remove at the end, as if bound here.
+  std::set<std::string, std::less<>> own_sockets;
   // agent.sock: the hello comes at once after connecting (the agent sends it first thing);
   // the handoff after the agent made the container, within handshake_timeout of the hello.
   // oci.sock: the whole payload within handshake_timeout (crun connects before it creates).
