@@ -505,6 +505,19 @@ DirectWorker& DeviceStore::worker() {
   return *worker_;
 }
 
+void DeviceStore::remove_unclaimed(const std::set<std::string, std::less<>>& claimed) const {
+  std::vector<std::string> orphans;
+  if (DIR* d = ::fdopendir(::fcntl(dir_.get(), F_DUPFD_CLOEXEC, 0))) {
+    ::rewinddir(d);  // a dup shares the offset, which reopen() left at the end
+    while (const dirent* e = ::readdir(d)) {
+      const std::string_view n(e->d_name);
+      if (n != "." && n != ".." && !claimed.contains(n)) orphans.emplace_back(n);
+    }
+    ::closedir(d);
+  }
+  for (const auto& name : orphans) remove_node(name);
+}
+
 void DeviceStore::remove_node(const std::string& name) const {
   ::unlinkat(dir_.get(), name.c_str(), 0);
   if (!watches_) return;

@@ -578,6 +578,14 @@ void Server::start() {
     fdstore_.store(config_.mount_ns_fd, std::string(handover::kMountNamespaceName));
   }
   adopt_inherited();
+  {
+    // What the previous daemon left in the store that no container's record names (its direct
+    // worker's spare node; nodes of a session whose listener did not come back) goes.
+    std::set<std::string, std::less<>> claimed;
+    for (const auto& [id, sup] : sessions_)
+      claimed.insert(sup.session->nodes().begin(), sup.session->nodes().end());
+    devices_.remove_unclaimed(claimed);
+  }
   wait_for_hangup();
   accept_next();
   oci_->start();

@@ -272,6 +272,81 @@ TEST_F(Restart, AnIdleDaemonUpgradesAndAnswersARepeatedSignalAndABrokenPolicyIsR
   EXPECT_EQ(inodes(), (std::vector<ino_t>{0, 0, 0}));
 }
 
+// A container that makes one node per step, each when the test creates /goN in its root, and
+// prints probe's answer for it ("ok", "EPERM"); /doneN says the step is over.
+Outcome stepwise_container(const fs::path& runtime, const fs::path& rootfs, const std::string& id,
+                           int steps) {
+  std::string script;
+  for (int n = 1; n <= steps; ++n) {
+    const std::string k = std::to_string(n);
+    script += "while [ ! -e /go" + k + " ]; do sleep 0.05; done; probe mknod /tmp/n" + k +
+              " c 1 3; touch /done" + k + "; ";
+  }
+  script += "while [ ! -e /stop ]; do sleep 0.05; done";
+  return run_container(runtime, "restart-test", rootfs, script, id);
+}
+
+TEST_F(Restart, APolicyGoneAcrossAnUpgradeIsServedByTheFallbackAndComesBackOnReload) {
+  Daemon daemon(runtime(), policies(), audit_log(), daemon_log());
+  ASSERT_TRUE(daemon.ready()) << read_file(daemon_log());
+  std::thread box([&] { cycle_out_ = stepwise_container(runtime(), rootfs_, "orphaned", 3); });
+  const auto step = [&](int n) {
+    std::ofstream(rootfs_ / ("go" + std::to_string(n))).close();
+    return wait_for([&] { return fs::exists(rootfs_ / ("done" + std::to_string(n))); },
+                    std::chrono::seconds(30));
+  };
+  const auto cli = [&](const std::string& verb) {
+    return run({(bin_dir() / "sysvisor").string(), verb, "--runtime-dir", runtime().string()},
+               std::chrono::seconds(30));
+  };
+  EXPECT_TRUE(step(1));
+  // The container's policy is removed while the daemon is replaced.
+  fs::rename(policies() / "restart-test.yaml", dir_->path() / "restart-test.yaml");
+  EXPECT_EQ(cli("upgrade").status, 0) << read_file(daemon_log());
+  EXPECT_NE(read_file(daemon_log()).find("policy `restart-test` is not loaded"), std::string::npos)
+      << read_file(daemon_log());
+  EXPECT_TRUE(step(2));  // refused by the deny-everything fallback
+  // Back on disk and reloaded: the container follows its policy again.
+  fs::rename(dir_->path() / "restart-test.yaml", policies() / "restart-test.yaml");
+  EXPECT_EQ(cli("reload").status, 0) << read_file(daemon_log());
+  EXPECT_TRUE(step(3));
+  std::ofstream(rootfs_ / "stop").close();
+  box.join();
+  EXPECT_EQ(lines(cycle_out_.out), (std::vector<std::string>{"ok", "EPERM", "ok"})) << cycle_out_.err;
+  EXPECT_EQ(daemon.stop(SIGTERM), 0) << read_file(daemon_log());
+}
+
+TEST_F(Restart, WhatSysvisorMadeIsRemovedAtTheContainersEndByTheNextDaemon) {
+  Daemon daemon(runtime(), policies(), audit_log(), daemon_log());
+  ASSERT_TRUE(daemon.ready()) << read_file(daemon_log());
+  const fs::path store =
+      fs::path("/proc") / std::to_string(daemon.pid()) / "root" / runtime().relative_path() / "devices";
+  const auto nodes = [&] {
+    std::size_t n = 0;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(store, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+      ++n;
+    return n;
+  };
+  const std::size_t before = nodes();
+  std::thread box([&] { cycle_out_ = stepwise_container(runtime(), rootfs_, "made", 1); });
+  std::ofstream(rootfs_ / "go1").close();
+  ASSERT_TRUE(wait_for([&] { return fs::exists(rootfs_ / "done1"); }, std::chrono::seconds(30)));
+  EXPECT_GT(nodes(), before) << "the node is in the store";
+  EXPECT_EQ(run({(bin_dir() / "sysvisor").string(), "upgrade", "--runtime-dir", runtime().string()}).status,
+            0);
+  std::ofstream(rootfs_ / "stop").close();
+  box.join();
+  EXPECT_EQ(lines(cycle_out_.out), (std::vector<std::string>{"ok"})) << cycle_out_.err;
+  // The new daemon (same pid, same mount namespace) removes the old one's node at the end.
+  EXPECT_TRUE(wait_for([&] { return nodes() == before; }, std::chrono::seconds(10))) << [&] {
+    std::string names;
+    for (const auto& e : fs::directory_iterator(store)) names += e.path().filename().string() + " ";
+    return names;
+  }() << "left; before: " << before << "\n" << read_file(daemon_log());
+  EXPECT_EQ(daemon.stop(SIGTERM), 0) << read_file(daemon_log());
+}
+
 // A service manager with systemd's file descriptor store, as sd_notify(3) and sd_listen_fds(3)
 // describe it: the daemon stores fds with FDSTORE=1 and FDNAME=, removes them with
 // FDSTOREREMOVE=1; a (re)started daemon gets them as fds 3... with LISTEN_FDS, LISTEN_FDNAMES and
@@ -336,6 +411,17 @@ class FdStoreHost {
     }
     ::close(log_fd);
     return pid;
+  }
+  // Sets the format number in the header of every stored state memfd (docs: the record's
+  // header holds version, area, length and hash at offset 16).
+  bool bump_record_version(std::uint32_t version) {
+    const std::scoped_lock lock(m_);
+    bool any = false;
+    for (const auto& [name, list] : store_) {
+      if (!name.starts_with("sysvisor.s.")) continue;
+      for (const int fd : list) any = ::pwrite(fd, &version, sizeof version, 16) == sizeof version;
+    }
+    return any;
   }
   [[nodiscard]] bool ready() const { return ready_; }
   [[nodiscard]] std::size_t stored(const std::string& prefix) {
@@ -475,6 +561,40 @@ TEST_F(Restart, KillMinus9AndRestartUnderAnFdStoreLosesNoCall) {
   ::waitpid(pid, &status, 0);
   pid = -1;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_file(daemon_log());
+}
+
+TEST_F(Restart, ARecordOfANewerFormatIsRefusedLoudlyAndItsContainerServedByItsPolicy) {
+  FdStoreHost host(dir_->path() / "notify");
+  const std::vector<std::string> argv{(bin_dir() / "sysvisor").string(),
+                                      "serve",
+                                      "--runtime-dir",
+                                      runtime().string(),
+                                      "--policies",
+                                      policies().string(),
+                                      "--audit",
+                                      audit_log().string()};
+  pid_t pid = host.start(argv, daemon_log());
+  const std::unique_ptr<pid_t, void (*)(pid_t*)> reap(&pid, [](pid_t* p) {
+    if (*p > 0 && ::kill(*p, SIGKILL) == 0) ::waitpid(*p, nullptr, 0);
+  });
+  ASSERT_TRUE(wait_for([&] { return host.ready(); })) << read_file(daemon_log());
+  start_cycle("future");
+  const long long seen = busy_past("future", 5);
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);  // hands over: the record is written
+  ASSERT_EQ(::waitpid(pid, nullptr, 0), pid);
+  // As a newer daemon would leave it (then downgraded): the record's format number, in its
+  // header, above this daemon's.
+  ASSERT_TRUE(host.bump_record_version(99));
+  pid = host.start(argv, daemon_log());
+  ASSERT_TRUE(wait_for([&] { return host.ready(); })) << read_file(daemon_log());
+  (void)busy_past("future", -1);  // listed again, and served
+  const std::string log = read_file(daemon_log());
+  EXPECT_NE(
+      log.find("its record has format 99, newer than this daemon's 1: served with policy `restart-test`"),
+      std::string::npos)
+      << log;
+  expect_clean_cycle(stop_cycle(), 1, read_file(daemon_log()));
+  (void)seen;
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -136,6 +137,10 @@ class DeviceStore {
   // Nodes still mounted in a container live on through the mount; the name goes (and the
   // watch of a released node).
   void remove_node(const std::string& name) const;
+  // Takes out of the store every name not in `claimed` (at a daemon's start: what a previous
+  // daemon left that no container's record names, such as the direct worker's spare node).
+  // A container that mounted such a node keeps it: the mount holds the inode.
+  void remove_unclaimed(const std::set<std::string, std::less<>>& claimed) const;
   // Reclaiming a node whose own mount is gone: a copy of that mount (a bind mount, another
   // mount namespace) may still hold its inode. release() takes the name out of the store and
   // watches the inode (inotify IN_DELETE_SELF: sent when its last reference goes); false when

@@ -119,6 +119,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void save_state_if_changed();
   [[nodiscard]] int state_fd() const noexcept { return state_file_ ? state_file_->fd() : -1; }
   [[nodiscard]] int pidfd() const noexcept { return container_pidfd_.get(); }
+  // The device store nodes made for it (names), as its record keeps them.
+  [[nodiscard]] const std::vector<std::string>& nodes() const noexcept { return state_.nodes; }
   // Stops taking calls (they wait in the kernel); quiet() once every call taken is answered.
   // begin_quiesce() only tells the receiver, so that many sessions stop together.
   // Workers given up on in a caller's memory (a FUSE page that never comes), daemon-wide: an
