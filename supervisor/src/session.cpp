@@ -19,9 +19,11 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "sysvisor/decode.hpp"
@@ -450,16 +452,63 @@ Retried retried_mknod(const seccomp_notif& n, int nr, const std::string& path) {
   return S_ISREG(st.st_mode) && st.st_size == 0 && st.st_nlink == 1 ? Retried::Placeholder : Retried::Other;
 }
 
-// A retried mknod: Made, or Other once no placeholder of the killed daemon's is left (waits for
-// its helper to remove it, up to 200 ms; a file the container made itself stays, and the
-// emulation then answers EEXIST as the kernel would).
+// The caller's fsuid, host view (Uid: real effective saved fs); -1 when unknown.
+long caller_fsuid(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (!line.starts_with("Uid:")) continue;
+    std::istringstream ids(line.substr(4));
+    long id = -1;
+    for (int i = 0; i < 4; ++i) ids >> id;
+    return ids ? id : -1;
+  }
+  return -1;
+}
+
+// A placeholder nobody will remove: the killed daemon's direct worker (a thread of it, gone
+// with it) had created it as the caller and not attached the node. Removed when it is the
+// caller's own empty file with no more than the asked permissions, which the caller could
+// remove itself; anything else stays and the emulation answers EEXIST.
+void remove_stale_placeholder(const seccomp_notif& n, int nr, const std::string& path) {
+  const auto slash = path.rfind('/');
+  const std::string parent = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (base.empty() || base == "." || base == "..") return;
+  const bool at = nr == SYS_mknodat;
+  const auto mode = static_cast<mode_t>(n.data.args[at ? 2 : 1]);
+  const std::string proc = "/proc/" + std::to_string(n.pid);
+  std::string start = proc + "/root";
+  if (!path.starts_with('/')) {
+    const auto dirfd = static_cast<int>(n.data.args[0]);
+    start = at && dirfd != AT_FDCWD ? proc + "/fd/" + std::to_string(dirfd) : proc + "/cwd";
+  }
+  const UniqueFd from(::open(start.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!from) return;
+  open_how how{};
+  how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  const UniqueFd dir(static_cast<int>(::syscall(SYS_openat2, from.get(), parent.c_str(), &how, sizeof how)));
+  struct stat st {};
+  if (!dir || ::fstatat(dir.get(), base.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return;
+  const long fsuid = caller_fsuid(n.pid);
+  if (!S_ISREG(st.st_mode) || st.st_size != 0 || st.st_nlink != 1 || fsuid < 0 ||
+      st.st_uid != static_cast<uid_t>(fsuid) || (st.st_mode & 07777 & ~(mode & 07777)) != 0)
+    return;
+  ::unlinkat(dir.get(), base.c_str(), 0);
+}
+
+// A retried mknod: Made, or Other once no placeholder of the killed daemon's is left. A
+// caller-side helper outlives the daemon and removes its placeholder: waited for, up to
+// 200 ms; the direct worker's is removed here (remove_stale_placeholder). A file the
+// container made itself stays, and the emulation answers EEXIST as the kernel would.
 bool made_before(const seccomp_notif& n, int nr, const std::string& path) {
   for (int i = 0; i < 40; ++i) {
     const Retried r = retried_mknod(n, nr, path);
     if (r != Retried::Placeholder) return r == Retried::Made;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  return false;
+  remove_stale_placeholder(n, nr, path);
+  return retried_mknod(n, nr, path) == Retried::Made;
 }
 
 }  // namespace
