@@ -293,6 +293,9 @@ struct DirectWorker::Shared {
 
 DirectWorker::DirectWorker(DeviceStore& store) : shared_(std::make_shared<Shared>()) {
   shared_->store_dir.reset(::fcntl(store.dir_fd(), F_DUPFD_CLOEXEC, 3));
+  // Its names (d.N) continue after those a previous daemon left (an upgrade, a restart): a
+  // node of the same name would be removed with the session that recorded the old one.
+  shared_->counter = store.last_number();
   shared_->home_ns.reset(::open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC));
   shared_->home_root.reset(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!shared_->store_dir || !shared_->home_ns || !shared_->home_root) {

@@ -148,6 +148,8 @@ class DeviceStore {
   [[nodiscard]] bool release(const std::string& name) const;
   [[nodiscard]] bool alive(const std::string& name) const;
   [[nodiscard]] int dir_fd() const noexcept { return dir_.get(); }
+  // The highest node number in use (names are PREFIX.N): a previous daemon's nodes included.
+  [[nodiscard]] std::uint64_t last_number() const noexcept { return counter_->load(); }
   // The direct thread, started on first use.
   [[nodiscard]] DirectWorker& worker();
 
