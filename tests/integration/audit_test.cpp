@@ -393,6 +393,64 @@ TEST_F(Audit, LearnRoundTrip) {
       << read_file(learned);
 }
 
+// Issue 19: a learned policy keeps what worked while learning working, for every family. The
+// same workload runs under `learn` and then under the policy learned from it: a tmpfs mount
+// (the kernel's in a user namespace) and its umount give the same answers; what the kernel
+// refused a rootless container and an emulator can do (an ext4 image, /dev/null, a trusted.*
+// xattr, real-time priority, a lower nice) now works; a disk tried while learning stays refused.
+TEST_F(Audit, LearnRoundTripOfEveryFamilyKeepsWhatWorkedAndGrantsNoDisk) {
+  if (!fs::exists(sbin("mkfs.ext4")))
+    GTEST_SKIP() << "mkfs.ext4 missing (scripts/install-deps installs e2fsprogs)";
+  const auto make_image = [&] {
+    fs::create_directories(rootfs_ / "images");
+    const fs::path image = rootfs_ / "images" / "x.img";
+    { std::ofstream(image).close(); }
+    fs::resize_file(image, 16U << 20U);
+    ASSERT_EQ(run({sbin("mkfs.ext4"), "-q", "-F", image.string()}).status, 0);
+    ASSERT_EQ(::chown(image.c_str(), kHostRoot, kHostRoot), 0);
+  };
+  make_image();
+  const std::string workload =
+      "mkdir -p /mnt /srv; touch /tmp/f; "
+      "probe mount none /mnt tmpfs; probe umount /mnt; "
+      "probe mount /images/x.img /srv ext4; probe umount /srv; "
+      "probe mknod /dev/null c 1 3; probe mknod /dev/sdb b 8 16; "
+      "probe setxattr /tmp/f trusted.overlay.opaque y; "
+      "probe sched fifo 5; probe nice -5; true";
+  start();
+  const auto learning = container(workload, "learn", "rtf-learn");
+  ASSERT_EQ(learning.status, 0) << learning.err;
+  using V = std::vector<std::string>;
+  EXPECT_EQ(lines(learning.out),
+            (V{"ok", "ok", "EPERM", "EINVAL", "EPERM", "EPERM", "EPERM", "EPERM", "EACCES"}))
+      << "the kernel's answers to a rootless container\n"
+      << learning.out << learning.err;
+  const fs::path learned = dir_->path() / "learned-rtf.yaml";
+  const auto gen = run({(bin_dir() / "sysvisor").string(), "policy", "learn", audit_log().string(),
+                        "--container", "rtf-learn", "--name", "learned-rtf", "--output", learned.string()});
+  ASSERT_EQ(gen.status, 0) << gen.err;
+  EXPECT_NE(gen.err.find("warning: block device 8:16 (/dev/sdb) was refused by the kernel while learning"),
+            std::string::npos)
+      << gen.err;
+  const auto check = run({(bin_dir() / "sysvisor").string(), "policy", "check", learned.string()});
+  EXPECT_EQ(check.status, 0) << check.out << check.err;
+  const auto test = run({(bin_dir() / "sysvisor").string(), "policy", "test", learned.string(),
+                         (dir_->path() / "learned-rtf.cases.yaml").string()});
+  EXPECT_EQ(test.status, 0) << test.out << test.err;
+
+  daemon_.reset();
+  fs::copy_file(learned, policies() / "learned-rtf.yaml");
+  start();
+  fs::remove_all(rootfs_);
+  fs::create_directories(rootfs_);
+  make_rootfs(rootfs_, kHostRoot);
+  make_image();
+  const auto again = container(workload + "; probe stat /dev/null; true", "learned-rtf", "rtf-enforce");
+  EXPECT_EQ(lines(again.out), (V{"ok", "ok", "ok", "ok", "ok", "EPERM", "ok", "ok", "ok", "c 1:3 0 0 644"}))
+      << again.out << again.err << "\n"
+      << read_file(learned) << read_file(daemon_log());
+}
+
 // ---- issue 14: the audit file is root's alone, and no record is lost silently ----
 
 // A sink that would lose every record is an error at the start, not silence: a relative path

@@ -311,6 +311,15 @@ TEST(Learn, WritesAPolicyAndCasesThatAgree) {
   EXPECT_EQ(learned->policy.find("\"1:1\""), std::string::npos) << "an enforced record: " << learned->policy;
   EXPECT_NE(learned->policy.find("#   1:3 x1: /dev/null"), std::string::npos) << learned->policy;
   EXPECT_NE(learned->policy.find("nice: {min: -3}"), std::string::npos) << learned->policy;
+  // tmpfs is the kernel's to mount in a user namespace: allowed, never `emulate` (the emulator
+  // mounts block devices and images, and would answer ENOENT for the source "none").
+  EXPECT_NE(learned->policy.find("name: learned-kernel-mounts\n    syscalls: [mount]\n    match: {flags: "
+                                 "{clear: [MS_BIND, MS_MOVE, MS_REMOUNT]}}\n    action: allow\n"),
+            std::string::npos)
+      << learned->policy;
+  EXPECT_EQ(learned->policy.find("name: learned-mounts"), std::string::npos) << learned->policy;
+  // umount2 was never seen: not refused.
+  EXPECT_EQ(learned->policy.find("syscalls: [umount2]"), std::string::npos) << learned->policy;
 
   // The policy loads, and its own cases pass through the real filter and decide().
   auto parsed = policy::parse_policy(learned->policy, "web.yaml");
@@ -339,6 +348,65 @@ TEST(Learn, WritesAPolicyAndCasesThatAgree) {
                            }())
                 .action,
             policy::Action::Deny);
+}
+
+// What the emulators can do is `emulate`: an ext4 image (its source among `images`) and a block
+// device; umount2 is emulated without a target (sysvisor's own mounts, else the kernel's); a
+// device outside the harmless set (a disk, /dev/mem) is written commented out with a warning.
+TEST(Learn, GrantsOnlyWhatTheEmulatorsDoAndNeverADiskSilently) {
+  std::string log;
+  log += record(
+      "c", "mount",
+      R"({"paths":["/mnt/img"],"target":"/mnt/img","source":"/images/data.img","fstype":"ext4","flags":"0x0"})");
+  log += record(
+      "c", "mount",
+      R"({"paths":["/mnt/dev"],"target":"/mnt/dev","source":"/dev/vdb1","fstype":"xfs","flags":"0x0"})");
+  log += record("c", "mount",
+                R"({"paths":["/proc"],"target":"/proc","source":"proc","fstype":"proc","flags":"0xe"})");
+  log += record("c", "umount2", R"({"paths":["/mnt/img"],"flags":"0x0"})");
+  log += record("c", "mknod", R"({"paths":["/dev/null"],"type":"char","device":"1:3","mode":"0666"})");
+  log += record("c", "mknod", R"({"paths":["/dev/net/tun"],"type":"char","device":"10:200","mode":"0666"})");
+  log += record("c", "mknod", R"({"paths":["/dev/sdb"],"type":"block","device":"8:16","mode":"0660"})");
+  log += record("c", "mknod", R"({"paths":["/dev/mem"],"type":"char","device":"1:1","mode":"0640"})");
+  const auto learned = tools::learn(log, tools::LearnOptions{"a.jsonl", "c", "w", std::nullopt});
+  ASSERT_TRUE(learned) << learned.error()[0];
+  const std::string& y = learned->policy;
+  EXPECT_NE(y.find("fstype: [\"ext4\", \"xfs\"]"), std::string::npos) << y;
+  EXPECT_NE(y.find("    action: emulate\n    emulate: {images: [\"/images/data.img\"]}\n"), std::string::npos)
+      << y;
+  EXPECT_NE(y.find("name: learned-kernel-mounts\n    syscalls: [mount]\n    match: {flags: {clear: [MS_BIND, "
+                   "MS_MOVE, MS_REMOUNT]}}\n    action: allow\n"),
+            std::string::npos)
+      << y;
+  EXPECT_LT(y.find("name: learned-mounts"), y.find("name: learned-kernel-mounts")) << "emulated types first";
+  EXPECT_NE(y.find("name: learned-unmounts\n    syscalls: [umount2]\n    action: emulate\n"),
+            std::string::npos)
+      << y;
+  EXPECT_NE(y.find("name: other-mounts\n    syscalls: [mount]\n"), std::string::npos) << y;
+  EXPECT_NE(y.find("devices: [\"1:3\", \"10:200\"]"), std::string::npos) << y;
+  EXPECT_NE(y.find("# WARNING: block device 8:16"), std::string::npos) << y;
+  EXPECT_NE(y.find("#   match: {type: block, devices: [\"8:16\"]"), std::string::npos) << y;
+  EXPECT_NE(y.find("# WARNING: char device 1:1"), std::string::npos) << y;
+  EXPECT_EQ(
+      std::ranges::count_if(learned->notes,
+                            [](const std::string& n) { return n.find(": warning: ") != std::string::npos; }),
+      2)
+      << "a warning for each device not granted";
+
+  auto parsed = policy::parse_policy(y, "w.yaml");
+  ASSERT_TRUE(parsed) << parsed.error()[0].format() << "\n" << y;
+  std::vector<policy::Policy> set;
+  set.push_back(std::move(*parsed));
+  auto resolved = policy::resolve(std::move(set));
+  ASSERT_TRUE(resolved) << resolved.error()[0].format() << "\n" << y;
+  const policy::Policy& p = *resolved->policies.at("w");
+  auto cases = tools::parse_cases(learned->cases, "w.cases.yaml");
+  ASSERT_TRUE(cases) << cases.error()[0].format() << "\n" << learned->cases;
+  for (const auto& c : cases->cases)
+    EXPECT_EQ(policy::decide(p, c.call).action, c.expect.action) << c.call_text;
+  auto sdb = mknod_call(policy::FileType::Block, 8, 16);
+  sdb.paths = {"/dev/sdb"};
+  EXPECT_EQ(policy::decide(p, sdb).action, policy::Action::Deny);
 }
 
 TEST(Learn, BadLinesAreSkippedAndNamed) {

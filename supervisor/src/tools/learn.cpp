@@ -87,15 +87,40 @@ struct Device {
   [[nodiscard]] std::string numbers() const { return std::to_string(major) + ":" + std::to_string(minor); }
 };
 
+// The devices a learned policy grants: nodes that give a container nothing of the host's (the
+// memory-less char devices of shipped rootless-devices, and fuse and tun, which a user namespace
+// may use once it has the node). In learn mode every call goes to the kernel, which refuses a
+// rootless container every device node, so sysvisor cannot tell a device the workload needs
+// from one it merely tried (`mknod /dev/sdb b 8 16`): any other device is written commented
+// out, with a warning, for the author to decide.
+constexpr std::array<std::pair<std::uint32_t, std::uint32_t>, 8> kHarmlessChar{
+    {{1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}, {5, 0}, {10, 229}, {10, 200}}};
+
+bool harmless(const Device& d) {
+  return d.type == "char" &&
+         std::ranges::find(kHarmlessChar, std::pair{d.major, d.minor}) != kHarmlessChar.end();
+}
+
+// Filesystem types the kernel itself mounts for a user namespace's root (FS_USERNS_MOUNT, and
+// fuse's subtypes): learned as `allow`, the kernel deciding. The mount emulator mounts from a
+// block device or an image only, so `emulate` would break them (the source "tmpfs" is no file).
+bool kernel_mounts(const std::string& fstype) {
+  static constexpr std::array<std::string_view, 11> kTypes{"tmpfs",   "ramfs",  "proc",   "sysfs",
+                                                           "devpts",  "mqueue", "cgroup", "cgroup2",
+                                                           "overlay", "fuse",   "binder"};
+  return std::ranges::find(kTypes, fstype) != kTypes.end() || fstype.starts_with("fuse.");
+}
+
 struct Seen {
   // mknod
   std::map<Device, std::set<std::string>> devices;  // -> paths
   std::map<Device, std::size_t> device_count;
   std::set<std::string> mknod_syscalls;
   std::vector<std::string> cases;
-  // mount
+  // mount: emulated (block filesystems) and the kernel's own (tmpfs & co.)
   std::set<std::string> fstypes, mount_targets, mount_sources, umount_targets;
-  std::size_t mounts = 0, umounts = 0;
+  std::set<std::string> kernel_fstypes, kernel_targets;
+  std::size_t mounts = 0, kernel_mounts = 0, umounts = 0;
   std::vector<std::string> not_learned;  // comments: what could not become a rule
   // xattrs
   std::set<std::string> xattr_set_names, xattr_remove_names;
@@ -141,7 +166,9 @@ void take(Seen& seen, const Record& r) {
     ++seen.device_count[d];
     seen.mknod_syscalls.insert(sc);
     const std::string mode = a.mode().empty() ? "0600" : a.mode();
-    const std::string expect = d.type == "char" && d.major == 0 && d.minor == 0 ? "allow" : "emulate audited";
+    const std::string expect = d.type == "char" && d.major == 0 && d.minor == 0 ? "allow"
+                               : harmless(d)                                    ? "emulate audited"
+                                                                                : "deny EPERM audited";
     add_case(seen,
              "mknod(" + literal_string(path) + ", " + (d.type == "char" ? "S_IFCHR|" : "S_IFBLK|") + mode +
                  ", " + d.numbers() + ")",
@@ -155,15 +182,22 @@ void take(Seen& seen, const Record& r) {
                                  " (bind, move and remount need grants written by hand: docs/policy.md)");
       return;
     }
-    ++seen.mounts;
-    seen.fstypes.insert(a.fstype());
-    seen.mount_targets.insert(a.paths_size() > 0 ? a.paths(0) : a.target());
-    seen.mount_sources.insert(a.source());
+    const std::string target = a.paths_size() > 0 ? a.paths(0) : a.target();
+    const bool kernel = kernel_mounts(a.fstype());
+    if (kernel) {
+      ++seen.kernel_mounts;
+      seen.kernel_fstypes.insert(a.fstype());
+      seen.kernel_targets.insert(target);
+    } else {
+      ++seen.mounts;
+      seen.fstypes.insert(a.fstype());
+      seen.mount_targets.insert(target);
+      seen.mount_sources.insert(a.source());
+    }
     add_case(seen,
-             "mount(" + literal_string(a.source()) + ", " +
-                 literal_string(a.paths_size() > 0 ? a.paths(0) : a.target()) + ", " +
+             "mount(" + literal_string(a.source()) + ", " + literal_string(target) + ", " +
                  literal_string(a.fstype()) + ", " + std::to_string(flags) + ", NULL)",
-             "emulate audited");
+             kernel ? "allow" : "emulate audited");
   } else if (sc == "umount2") {
     if (path.empty()) return;
     ++seen.umounts;
@@ -217,7 +251,8 @@ std::string write_policy(const Seen& seen, const LearnOptions& options,
        (options.owner ? " owned by uid " + std::to_string(*options.owner) : std::string(" of every owner")) +
        " in " + options.file + ".\n";
   y += "# What was seen is granted (emulated), generalised a little; everything else these calls\n";
-  y += "# do is refused with EPERM. Review before use: `sysvisor policy check`, then\n";
+  y += "# do is refused with EPERM (umount2 excepted: the kernel's, but for what sysvisor mounted).\n";
+  y += "# Review before use: `sysvisor policy check`, then\n";
   y += "# `sysvisor policy test " + options.name + ".yaml " + options.name + ".cases.yaml`.\n";
   for (const auto& n : seen.not_learned) y += "# not learned: " + n + "\n";
   // Lines skipped (torn or invalid) and warnings: one line each, never a YAML line break.
@@ -236,7 +271,7 @@ std::string write_policy(const Seen& seen, const LearnOptions& options,
       std::vector<std::string> paths, devices;
       std::string comment;
       for (const auto& [d, where] : seen.devices) {
-        if (d.type != type || (d.type == "char" && d.major == 0 && d.minor == 0)) continue;
+        if (d.type != type || (d.type == "char" && d.major == 0 && d.minor == 0) || !harmless(d)) continue;
         devices.push_back(d.numbers());
         paths.insert(paths.end(), where.begin(), where.end());
         comment += "  #   " + d.numbers() + " x" + std::to_string(seen.device_count.at(d)) + ": " +
@@ -248,6 +283,21 @@ std::string write_policy(const Seen& seen, const LearnOptions& options,
       y += std::string("    match:\n      type: ") + type + "\n      devices: " + yaml_list(devices) +
            "\n      path: " + yaml_list(generalise_paths(paths, {"/dev"})) + "\n";
       y += "    action: emulate\n    audit: true\n";
+    }
+    // Devices tried and refused by the kernel while learning, not known to be harmless: never
+    // granted silently.
+    for (const auto& [d, where] : seen.devices) {
+      if (harmless(d) || (d.type == "char" && d.major == 0 && d.minor == 0)) continue;
+      y += "  # WARNING: " + d.type + " device " + d.numbers() + " was tried x" +
+           std::to_string(seen.device_count.at(d)) + " (" + examples(where) +
+           ")\n  # and the kernel refused it while learning. It is not among the devices that give a\n"
+           "  # container nothing of the host's: granting it hands the container the host's device" +
+           (d.type == "block" ? " (a disk: everything on it)" : "") +
+           ". Uncomment only if the container must have it.\n";
+      y += "  # - name: learned-" + d.type + "-" + std::to_string(d.major) + "-" + std::to_string(d.minor) +
+           "\n  #   syscalls: [mknod, mknodat]\n  #   match: {type: " + d.type + ", devices: [\"" +
+           d.numbers() + "\"], path: " + yaml_list(generalise_paths({where.begin(), where.end()}, {"/dev"})) +
+           "}\n  #   action: emulate\n  #   audit: true\n";
     }
     if (const auto w = seen.devices.find(Device{"char", 0, 0}); w != seen.devices.end()) {
       y += "  # overlay whiteouts (char 0:0) seen x" + std::to_string(seen.device_count.at(w->first)) +
@@ -261,25 +311,51 @@ std::string write_policy(const Seen& seen, const LearnOptions& options,
         "audit: true\n";
   }
   if (seen.mounts > 0) {
+    // Sources outside /dev are image files: the emulator attaches only those `images` names.
+    std::vector<std::string> images;
+    for (const auto& src : seen.mount_sources) {
+      if (!src.empty() && src.front() == '/' && !under(src, "/dev")) images.push_back(src);
+    }
     y += "  # mounts seen x" + std::to_string(seen.mounts) + ": fstype " + examples(seen.fstypes) + "; at " +
          examples(seen.mount_targets) + "; from " + examples(seen.mount_sources) + "\n";
     y += "  - name: learned-mounts\n    syscalls: [mount]\n    match:\n      fstype: " +
          yaml_list(seen.fstypes) + "\n      target: " +
          yaml_list(generalise_paths({seen.mount_targets.begin(), seen.mount_targets.end()})) +
-         "\n    action: emulate\n    audit: true\n";
+         "\n    action: emulate\n" +
+         (images.empty() ? std::string()
+                         : "    emulate: {images: " + yaml_list(generalise_paths(images)) + "}\n") +
+         "    audit: true\n";
   }
-  if (seen.umounts > 0) {
-    y += "  # unmounts seen x" + std::to_string(seen.umounts) + ": " + examples(seen.umount_targets) + "\n";
-    y += "  - name: learned-unmounts\n    syscalls: [umount2]\n    match:\n      target: " +
-         yaml_list(generalise_paths({seen.umount_targets.begin(), seen.umount_targets.end()})) +
-         "\n    action: emulate\n    audit: true\n";
+  if (seen.kernel_mounts > 0) {
+    // After the emulated types (which the rule above takes first). Allowed by flags (registers), not by
+    // fstype: the kernel reads the type again after the decision, so `allow` on what was read from memory is
+    // refused by the linter. What the rule lets through is the kernel's to decide with the container's own
+    // rights: a type it may not mount in its user namespace (ext4 from a racing thread) is refused by the
+    // kernel.
+    y += "  # mounts the kernel makes for a user namespace, seen x" + std::to_string(seen.kernel_mounts) +
+         ": fstype " + examples(seen.kernel_fstypes) + "; at " + examples(seen.kernel_targets) +
+         "\n  # (allowed: the kernel decides with the container's own rights, and refuses the types a\n"
+         "  # user namespace may not mount; sysvisor's mount emulation mounts block devices and images\n"
+         "  # only, and would break these)\n";
+    y += "  - name: learned-kernel-mounts\n    syscalls: [mount]\n    match: {flags: {clear: [MS_BIND, "
+         "MS_MOVE, "
+         "MS_REMOUNT]}}\n    action: allow\n";
   }
-  if (seen.mounts > 0 || seen.umounts > 0 || !seen.not_learned.empty()) {
-    bool mount_seen = seen.mounts > 0 || seen.umounts > 0;
+  // umount2 emulated undoes what sysvisor mounted and leaves everything else to the kernel: the
+  // same answer as the kernel's wherever sysvisor mounted nothing. Never refused, as learning
+  // cannot see the kernel refuse it (every call goes to the kernel).
+  if (seen.mounts > 0 || seen.umounts > 0) {
+    y += "  # unmounts seen x" + std::to_string(seen.umounts) +
+         (seen.umount_targets.empty() ? std::string() : ": " + examples(seen.umount_targets)) +
+         "\n  # (emulated: sysvisor unmounts what it mounted, the kernel answers the rest)\n";
+    y += "  - name: learned-unmounts\n    syscalls: [umount2]\n    action: emulate\n    audit: true\n";
+  }
+  {
+    bool mount_seen = seen.mounts > 0 || seen.kernel_mounts > 0;
     for (const auto& n : seen.not_learned) mount_seen = mount_seen || n.starts_with("mount");
     if (mount_seen)
       denies +=
-          "  - name: other-mounts\n    syscalls: [mount, umount2]\n    action: deny\n    errno: EPERM\n    "
+          "  - name: other-mounts\n    syscalls: [mount]\n    action: deny\n    errno: EPERM\n    "
           "audit: true\n";
   }
   const auto xattr_rule = [&](const char* what, const std::set<std::string>& names, std::size_t count,
@@ -338,7 +414,12 @@ std::string write_cases(const Seen& seen, const LearnOptions& options) {
       break;
     }
   }
-  if (seen.mounts > 0) {
+  if (seen.kernel_mounts > 0) {
+    // New mounts go to the kernel: a bind mount is outside what was learned.
+    add_case(refused,
+             "mount(\"/\", \"/sysvisor-unlearned\", \"none\", " + std::to_string(kMsBind) + ", NULL)",
+             "deny EPERM audited");
+  } else if (seen.mounts > 0) {
     add_case(refused, "mount(\"none\", \"/sysvisor-unlearned\", \"sysvisor-unlearned\", 0, NULL)",
              "deny EPERM audited");
   }
@@ -464,6 +545,13 @@ std::expected<Learned, std::vector<std::string>> learn(std::string_view records,
       continue;
     }
     take(seen, r);
+  }
+  for (const auto& [d, where] : seen.devices) {
+    if (harmless(d) || (d.type == "char" && d.major == 0 && d.minor == 0)) continue;
+    warnings.push_back(options.file + ": warning: " + d.type + " device " + d.numbers() + " (" +
+                       examples(where) +
+                       ") was refused by the kernel while learning and gives a container the host's "
+                       "device: written commented out, not granted");
   }
   std::vector<std::string> notes = std::move(skipped);
   notes.insert(notes.end(), warnings.begin(), warnings.end());
