@@ -1,13 +1,20 @@
 #include "sysvisor/decode.hpp"
 
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <linux/limits.h>
+#include <linux/ptrace.h>
+#include <linux/sched.h>
 #include <linux/xattr.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cstdio>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace sysvisor::decode {
@@ -66,11 +73,216 @@ struct SchedAttrHead {
   std::uint32_t sched_priority;
 };
 
+// execve's argv in a record: at most this many strings of at most this many bytes each.
+constexpr std::size_t kArgvMax = 32;
+constexpr std::size_t kArgMax = 256;
+
+// argv: an array of pointers (4 bytes each in the i386 ABI) ending with NULL.
+void read_argv(policy::Call& call, const task::TaskHandle& task, std::uint64_t at) {
+  const std::size_t width = call.compat32 ? 4 : 8;
+  for (std::size_t i = 0; i <= kArgvMax; ++i) {
+    std::uint64_t ptr = 0;
+    if (auto ok = read_bytes(task, at + i * width, &ptr, width); !ok) {
+      call.argv_error = policy::errno_name(ok.error().err);
+      return;
+    }
+    if (ptr == 0) return;
+    if (i == kArgvMax) {
+      call.argv_truncated = true;
+      return;
+    }
+    auto arg = task::read_string(task.mem(), ptr, kArgMax);
+    if (!arg && arg.error().err == ENAMETOOLONG) {
+      std::string head(kArgMax, '\0');
+      if (read_bytes(task, ptr, head.data(), head.size())) {
+        call.argv.push_back(std::move(head));
+        call.argv_truncated = true;
+        continue;
+      }
+    }
+    if (!arg) {
+      call.argv_error = policy::errno_name(arg.error().err);
+      return;
+    }
+    call.argv.push_back(std::move(*arg));
+  }
+}
+
+std::string number(std::uint64_t v) {
+  return std::to_string(v);
+}
+
+template <std::size_t N>
+std::string name_of(const std::array<std::pair<std::uint64_t, const char*>, N>& names, std::uint64_t v) {
+  for (const auto& [value, name] : names) {
+    if (value == v && name != nullptr) return name;
+  }
+  return number(v);
+}
+
+constexpr std::array<std::pair<std::uint64_t, const char*>, 27> kCloneFlags{{
+    {CLONE_VM, "CLONE_VM"},
+    {CLONE_FS, "CLONE_FS"},
+    {CLONE_FILES, "CLONE_FILES"},
+    {CLONE_SIGHAND, "CLONE_SIGHAND"},
+    {CLONE_PIDFD, "CLONE_PIDFD"},
+    {CLONE_PTRACE, "CLONE_PTRACE"},
+    {CLONE_VFORK, "CLONE_VFORK"},
+    {CLONE_PARENT, "CLONE_PARENT"},
+    {CLONE_THREAD, "CLONE_THREAD"},
+    {CLONE_NEWNS, "CLONE_NEWNS"},
+    {CLONE_SYSVSEM, "CLONE_SYSVSEM"},
+    {CLONE_SETTLS, "CLONE_SETTLS"},
+    {CLONE_PARENT_SETTID, "CLONE_PARENT_SETTID"},
+    {CLONE_CHILD_CLEARTID, "CLONE_CHILD_CLEARTID"},
+    {CLONE_DETACHED, "CLONE_DETACHED"},
+    {CLONE_UNTRACED, "CLONE_UNTRACED"},
+    {CLONE_CHILD_SETTID, "CLONE_CHILD_SETTID"},
+    {CLONE_NEWCGROUP, "CLONE_NEWCGROUP"},
+    {CLONE_NEWUTS, "CLONE_NEWUTS"},
+    {CLONE_NEWIPC, "CLONE_NEWIPC"},
+    {CLONE_NEWUSER, "CLONE_NEWUSER"},
+    {CLONE_NEWPID, "CLONE_NEWPID"},
+    {CLONE_NEWNET, "CLONE_NEWNET"},
+    {CLONE_IO, "CLONE_IO"},
+    {0x80ULL /* CLONE_NEWTIME */, "CLONE_NEWTIME"},
+    {0x100000000ULL /* CLONE_CLEAR_SIGHAND */, "CLONE_CLEAR_SIGHAND"},
+    {0x200000000ULL /* CLONE_INTO_CGROUP */, "CLONE_INTO_CGROUP"},
+}};
+
+// Flag names joined by '|', then what no name covers in hex. `skip`: bits that are no flags
+// (clone's exit signal).
+std::string flag_names(std::uint64_t v, std::uint64_t skip) {
+  std::string out;
+  std::uint64_t rest = v & ~skip;
+  for (const auto& [bit, name] : kCloneFlags) {
+    if ((rest & bit) != bit) continue;
+    out += (out.empty() ? "" : "|") + std::string(name);
+    rest &= ~bit;
+  }
+  if (rest != 0) {
+    std::array<char, 24> hex{};
+    std::snprintf(hex.data(), hex.size(), "0x%llx", static_cast<unsigned long long>(rest));
+    out += (out.empty() ? "" : "|") + std::string(hex.data());
+  }
+  return out.empty() ? "0" : out;
+}
+
+constexpr std::array<std::pair<std::uint64_t, const char*>, 33> kPtrace{{
+    {PTRACE_TRACEME, "PTRACE_TRACEME"},
+    {PTRACE_PEEKTEXT, "PTRACE_PEEKTEXT"},
+    {PTRACE_PEEKDATA, "PTRACE_PEEKDATA"},
+    {PTRACE_PEEKUSR, "PTRACE_PEEKUSER"},
+    {PTRACE_POKETEXT, "PTRACE_POKETEXT"},
+    {PTRACE_POKEDATA, "PTRACE_POKEDATA"},
+    {PTRACE_POKEUSR, "PTRACE_POKEUSER"},
+    {PTRACE_CONT, "PTRACE_CONT"},
+    {PTRACE_KILL, "PTRACE_KILL"},
+    {PTRACE_SINGLESTEP, "PTRACE_SINGLESTEP"},
+    {12, "PTRACE_GETREGS"},
+    {13, "PTRACE_SETREGS"},
+    {14, "PTRACE_GETFPREGS"},
+    {15, "PTRACE_SETFPREGS"},
+    {PTRACE_ATTACH, "PTRACE_ATTACH"},
+    {PTRACE_DETACH, "PTRACE_DETACH"},
+    {PTRACE_SYSCALL, "PTRACE_SYSCALL"},
+    {PTRACE_SETOPTIONS, "PTRACE_SETOPTIONS"},
+    {PTRACE_GETEVENTMSG, "PTRACE_GETEVENTMSG"},
+    {PTRACE_GETSIGINFO, "PTRACE_GETSIGINFO"},
+    {PTRACE_SETSIGINFO, "PTRACE_SETSIGINFO"},
+    {PTRACE_GETREGSET, "PTRACE_GETREGSET"},
+    {PTRACE_SETREGSET, "PTRACE_SETREGSET"},
+    {PTRACE_SEIZE, "PTRACE_SEIZE"},
+    {PTRACE_INTERRUPT, "PTRACE_INTERRUPT"},
+    {PTRACE_LISTEN, "PTRACE_LISTEN"},
+    {PTRACE_PEEKSIGINFO, "PTRACE_PEEKSIGINFO"},
+    {PTRACE_GETSIGMASK, "PTRACE_GETSIGMASK"},
+    {PTRACE_SETSIGMASK, "PTRACE_SETSIGMASK"},
+    {PTRACE_SECCOMP_GET_FILTER, "PTRACE_SECCOMP_GET_FILTER"},
+    {PTRACE_SECCOMP_GET_METADATA, "PTRACE_SECCOMP_GET_METADATA"},
+    {PTRACE_GET_SYSCALL_INFO, "PTRACE_GET_SYSCALL_INFO"},
+    {0x420f, "PTRACE_GET_RSEQ_CONFIGURATION"},
+}};
+
+constexpr std::array<std::pair<std::uint64_t, const char*>, 37> kBpf{{
+    {BPF_MAP_CREATE, "BPF_MAP_CREATE"},
+    {BPF_MAP_LOOKUP_ELEM, "BPF_MAP_LOOKUP_ELEM"},
+    {BPF_MAP_UPDATE_ELEM, "BPF_MAP_UPDATE_ELEM"},
+    {BPF_MAP_DELETE_ELEM, "BPF_MAP_DELETE_ELEM"},
+    {BPF_MAP_GET_NEXT_KEY, "BPF_MAP_GET_NEXT_KEY"},
+    {BPF_PROG_LOAD, "BPF_PROG_LOAD"},
+    {BPF_OBJ_PIN, "BPF_OBJ_PIN"},
+    {BPF_OBJ_GET, "BPF_OBJ_GET"},
+    {BPF_PROG_ATTACH, "BPF_PROG_ATTACH"},
+    {BPF_PROG_DETACH, "BPF_PROG_DETACH"},
+    {BPF_PROG_TEST_RUN, "BPF_PROG_TEST_RUN"},
+    {BPF_PROG_GET_NEXT_ID, "BPF_PROG_GET_NEXT_ID"},
+    {BPF_MAP_GET_NEXT_ID, "BPF_MAP_GET_NEXT_ID"},
+    {BPF_PROG_GET_FD_BY_ID, "BPF_PROG_GET_FD_BY_ID"},
+    {BPF_MAP_GET_FD_BY_ID, "BPF_MAP_GET_FD_BY_ID"},
+    {BPF_OBJ_GET_INFO_BY_FD, "BPF_OBJ_GET_INFO_BY_FD"},
+    {BPF_PROG_QUERY, "BPF_PROG_QUERY"},
+    {BPF_RAW_TRACEPOINT_OPEN, "BPF_RAW_TRACEPOINT_OPEN"},
+    {BPF_BTF_LOAD, "BPF_BTF_LOAD"},
+    {BPF_BTF_GET_FD_BY_ID, "BPF_BTF_GET_FD_BY_ID"},
+    {BPF_TASK_FD_QUERY, "BPF_TASK_FD_QUERY"},
+    {BPF_MAP_LOOKUP_AND_DELETE_ELEM, "BPF_MAP_LOOKUP_AND_DELETE_ELEM"},
+    {BPF_MAP_FREEZE, "BPF_MAP_FREEZE"},
+    {BPF_BTF_GET_NEXT_ID, "BPF_BTF_GET_NEXT_ID"},
+    {BPF_MAP_LOOKUP_BATCH, "BPF_MAP_LOOKUP_BATCH"},
+    {BPF_MAP_LOOKUP_AND_DELETE_BATCH, "BPF_MAP_LOOKUP_AND_DELETE_BATCH"},
+    {BPF_MAP_UPDATE_BATCH, "BPF_MAP_UPDATE_BATCH"},
+    {BPF_MAP_DELETE_BATCH, "BPF_MAP_DELETE_BATCH"},
+    {BPF_LINK_CREATE, "BPF_LINK_CREATE"},
+    {BPF_LINK_UPDATE, "BPF_LINK_UPDATE"},
+    {BPF_LINK_GET_FD_BY_ID, "BPF_LINK_GET_FD_BY_ID"},
+    {BPF_LINK_GET_NEXT_ID, "BPF_LINK_GET_NEXT_ID"},
+    {BPF_ENABLE_STATS, "BPF_ENABLE_STATS"},
+    {BPF_ITER_CREATE, "BPF_ITER_CREATE"},
+    {BPF_LINK_DETACH, "BPF_LINK_DETACH"},
+    {BPF_PROG_BIND_MAP, "BPF_PROG_BIND_MAP"},
+    {36, "BPF_TOKEN_CREATE"},
+}};
+
+// Every row written: a short initialiser would leave {0, nullptr} rows.
+constexpr bool all_named(const auto& table) {
+  return std::ranges::none_of(table, [](const auto& e) { return e.second == nullptr; });
+}
+static_assert(all_named(kCloneFlags) && all_named(kPtrace) && all_named(kBpf));
+
 }  // namespace
+
+Forensic forensic(const policy::Call& call) {
+  Forensic f;
+  switch (call.nr) {
+    case SYS_clone:
+      f.clone_flags = flag_names(call.args[0], CSIGNAL);
+      break;
+    case SYS_unshare:
+      f.clone_flags = flag_names(call.args[0], 0);
+      break;
+    case SYS_setns: {
+      const std::uint64_t t = static_cast<std::uint32_t>(call.args[1]);
+      f.ns_type = t == 0 ? "any" : flag_names(t, 0);
+      break;
+    }
+    case SYS_ptrace:
+      f.ptrace_request = name_of(kPtrace, call.args[0]);
+      f.target_pid = static_cast<std::int32_t>(call.args[1]);
+      break;
+    case SYS_bpf:
+      f.bpf_cmd = name_of(kBpf, static_cast<std::uint32_t>(call.args[0]));
+      break;
+    default:
+      break;
+  }
+  return f;
+}
 
 policy::Call raw_call(int nr, const seccomp_data& data, bool compat32) {
   policy::Call call;
   call.nr = nr;
+  call.compat32 = compat32;
   for (std::size_t i = 0; i < call.args.size(); ++i) {
     call.args[i] = compat32 ? static_cast<std::uint32_t>(data.args[i]) : data.args[i];
   }
@@ -195,6 +407,11 @@ Result<void> from_memory(policy::Call& call, const policy::SyscallInfo& info, st
     auto s = string_arg(task, call.args[1], kXattrName);
     if (!s) return sys_error(s.error().err == ENAMETOOLONG ? ERANGE : s.error().err, "xattr name");
     call.xattr_name = std::move(*s);
+  }
+  if ((fields & info.fields & policy::kFieldArgv) != 0) {
+    // For the record only: what cannot be read is said there, the call is not refused for it
+    // (the kernel answers execve's own EFAULT).
+    read_argv(call, task, call.nr == SYS_execveat ? call.args[2] : call.args[1]);
   }
   if (info.family == policy::Family::Sched && (fields & policy::kFieldSched) != 0) {
     if (info.name == "sched_setscheduler" || info.name == "sched_setparam") {

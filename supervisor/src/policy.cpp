@@ -558,7 +558,8 @@ constexpr std::array kSchedPolicies{
 #undef N
 // clang-format on
 
-constexpr std::array<std::string_view, 5> kPolicyKeys{"name", "description", "mode", "include", "rules"};
+constexpr std::array<std::string_view, 6> kPolicyKeys{"name",    "description", "mode",
+                                                      "include", "rules",       "audit_arguments"};
 constexpr std::array<std::string_view, 9> kRuleKeys{"name",  "syscalls", "args",  "match",  "action",
                                                     "errno", "value",    "audit", "emulate"};
 constexpr std::array<std::string_view, 5> kEmulateKeys{"images", "bind", "readonly", "allow_suid",
@@ -1540,6 +1541,15 @@ std::optional<Policy> PolicyReader::policy(const YAML::Node& root) {
         result.mode = Mode::Learn;
       } else {
         fail(ErrorCode::BadValue, *mode, "`mode` must be enforce, audit or learn, not `" + *text + "`");
+      }
+    }
+  }
+  if (const Entry* what = find(*entries, "audit_arguments")) {
+    if (auto text = string(*what)) {
+      if (*text == "all" || *text == "matched") {
+        result.record_all_arguments = *text == "all";
+      } else {
+        fail(ErrorCode::BadValue, *what, "`audit_arguments` must be all or matched, not `" + *text + "`");
       }
     }
   }

@@ -58,7 +58,7 @@ std::string hex(std::uint64_t v) {
 void fill_event(audit::Event& event, const Session::Identity& who, const policy::Policy& pol,
                 const policy::Call& call, const policy::Decision& decision, std::uint32_t arch, int nr_raw,
                 const Result<void>& copied, const std::string& raw_path, const policy::SyscallInfo* info,
-                bool mknod_family, mode_t mode, bool path_read) {
+                bool mknod_family, mode_t mode, bool path_read, bool forensic) {
   event.set_event("call");
   event.set_container(audit::utf8(who.container_id));
   event.set_owner_uid(who.owner);
@@ -101,6 +101,17 @@ void fill_event(audit::Event& event, const Session::Identity& who, const policy:
   if (call.sched_policy) args.set_sched_policy(*call.sched_policy);
   if (call.priority) args.set_priority(static_cast<std::int32_t>(*call.priority));
   if (call.nice) args.set_nice(static_cast<std::int32_t>(*call.nice));
+  if (forensic) {
+    const decode::Forensic f = decode::forensic(call);
+    if (!f.clone_flags.empty()) args.set_clone_flags(f.clone_flags);
+    if (!f.ns_type.empty()) args.set_ns_type(f.ns_type);
+    if (!f.ptrace_request.empty()) args.set_ptrace_request(f.ptrace_request);
+    if (f.target_pid) args.set_target_pid(static_cast<std::int32_t>(*f.target_pid));
+    if (!f.bpf_cmd.empty()) args.set_bpf_cmd(f.bpf_cmd);
+  }
+  for (const auto& a : call.argv) args.add_argv(audit::utf8(a));
+  if (call.argv_truncated) args.set_argv_truncated(true);
+  if (!call.argv_error.empty()) args.set_argv_error(call.argv_error);
   event.set_action(policy::to_string(decision.action));
   if (decision.would) event.set_would(policy::to_string(*decision.would));
   if (decision.rule_index >= 0) {
@@ -902,8 +913,9 @@ std::unique_ptr<Session::Outcome> Session::examine(Shared& shared, const Work& w
   const auto decide = [&] { return policy::decide_in(pol, call, run_mode); };
   // In audit and learn modes the record shows every field the call has, not only those the
   // rules read: `policy learn` generalises from them.
-  const std::uint32_t fields =
-      run_mode == policy::Mode::Enforce || info == nullptr ? pol.fields_for(*nr) : info->fields;
+  // So does an enforcing policy's with `audit_arguments: all`.
+  const bool every_argument = run_mode != policy::Mode::Enforce || pol.record_all_arguments;
+  const std::uint32_t fields = !every_argument || info == nullptr ? pol.fields_for(*nr) : info->fields;
   if (info != nullptr) decode::from_registers(call, *info, fields);
   const bool from_memory = info != nullptr && (fields & policy::kMemoryFields) != 0;
 
@@ -990,7 +1002,7 @@ std::unique_ptr<Session::Outcome> Session::examine(Shared& shared, const Work& w
   }
   if (decision.audit) {
     fill_event(out->event, who, pol, call, decision, n.data.arch, n.data.nr, copied, raw_path, info,
-               mknod_family, mode, path_read);
+               mknod_family, mode, path_read, every_argument);
     if (decision.learn) out->event.set_action("learn");
   }
   out->audit = decision.audit;

@@ -336,6 +336,92 @@ TEST_F(Audit, AuditModeAllowsAndSaysWhatWouldHaveBeenDone) {
   EXPECT_EQ(recs[0]["args"]["target"], "/tmp");
 }
 
+// Issue 19, item 4: what a forensic reader needs, decoded. In audit mode every record names the
+// register values (namespace flags, setns's type, ptrace's request and pid, bpf's command) and
+// carries execve's argv; an enforcing policy's records do only with `audit_arguments: all`.
+TEST_F(Audit, ForensicArgumentsAreDecodedInAuditModeAndOnRequestWhenEnforcing) {
+  const std::string rules =
+      "rules:\n  - {name: watch, syscalls: [unshare, setns, ptrace, bpf, execve], action: allow, audit: "
+      "true}\n";
+  std::ofstream(policies() / "forensic-audit.yaml") << "name: forensic-audit\nmode: audit\n" << rules;
+  std::ofstream(policies() / "forensic-all.yaml") << "name: forensic-all\naudit_arguments: all\n" << rules;
+  std::ofstream(policies() / "forensic-matched.yaml") << "name: forensic-matched\n" << rules;
+  start();
+  // unshare(CLONE_NEWUSER|CLONE_NEWNS), setns(-1, CLONE_NEWNET), ptrace(PTRACE_PEEKDATA, 99999),
+  // bpf(BPF_PROG_LOAD, NULL, 0): the kernel answers (EINVAL or so); the records say what was asked.
+  const std::string script =
+      "probe call 272 0x10020000; probe call 308 -1 0x40000000; probe call 101 2 99999 0 0; "
+      "probe call 321 5 0 0; probe stat /dev/../bin/probe; true";
+  for (const std::string policy : {"forensic-audit", "forensic-all", "forensic-matched"}) {
+    SCOPED_TRACE(policy);
+    const auto o = container(script, policy, policy);
+    ASSERT_EQ(o.status, 0) << o.err;
+    const auto recs = records(audit_log(), policy);
+    const auto of = [&](const std::string& syscall, const std::string& field) -> json {
+      for (const auto& r : recs) {
+        if (r["syscall"] == syscall && r["args"].contains(field)) return r["args"][field];
+      }
+      return nullptr;
+    };
+    const bool decoded = policy != "forensic-matched";
+    if (!decoded) {
+      for (const auto& r : recs) {
+        for (const char* f : {"clone_flags", "ns_type", "ptrace_request", "target_pid", "bpf_cmd"})
+          EXPECT_FALSE(r["args"].contains(f)) << r.dump();
+        EXPECT_TRUE(r["args"].value("argv", json::array()).empty()) << r.dump();
+        EXPECT_TRUE(r["args"].contains("raw")) << r.dump();
+      }
+      continue;
+    }
+    EXPECT_EQ(of("unshare", "clone_flags"), "CLONE_NEWNS|CLONE_NEWUSER") << o.out;
+    EXPECT_EQ(of("setns", "ns_type"), "CLONE_NEWNET");
+    EXPECT_EQ(of("ptrace", "ptrace_request"), "PTRACE_PEEKDATA");
+    EXPECT_EQ(of("ptrace", "target_pid"), 99999);
+    EXPECT_EQ(of("bpf", "bpf_cmd"), "BPF_PROG_LOAD");
+    // busybox sh execs the probe with its arguments as written.
+    bool argv_seen = false;
+    for (const auto& r : recs) {
+      if (r["syscall"] == "execve" && r["args"].contains("argv") &&
+          r["args"]["argv"] == json::array({"probe", "stat", "/dev/../bin/probe"})) {
+        argv_seen = true;
+        EXPECT_EQ(r["args"]["path"], "/bin/probe");
+      }
+    }
+    EXPECT_TRUE(argv_seen) << o.out;
+  }
+}
+
+// execve's argv is bounded (32 strings of 256 bytes) and says so; an unreadable argv is named,
+// and the call is the kernel's (EFAULT), not refused for the record's sake.
+TEST_F(Audit, ExecveArgvIsBoundedAndAnUnreadableOneIsNamed) {
+  std::ofstream(policies() / "forensic-audit.yaml")
+      << "name: forensic-audit\nmode: audit\nrules:\n  - {syscalls: [execve], action: allow, audit: true}\n";
+  start();
+  std::string many = "probe stat /";
+  for (int i = 0; i < 40; ++i) many += " a" + std::to_string(i);
+  const std::string longarg(300, 'x');
+  // execve("/bin/probe", (char **)8, NULL): EFAULT from the kernel.
+  const auto o = container(
+      many + " >/dev/null; probe stat " + longarg + " >/dev/null; probe call 59 s:/bin/probe 8 0; true",
+      "forensic-audit", "argv");
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_NE(o.out.find("EFAULT"), std::string::npos) << o.out;
+  const auto recs = records(audit_log(), "argv");
+  bool bounded = false, cut = false, unreadable = false;
+  for (const auto& r : recs) {
+    if (r["syscall"] != "execve") continue;
+    const json& a = r["args"];
+    if (a.contains("argv") && a["argv"].size() == 32 && a.value("argv_truncated", false)) bounded = true;
+    if (a.contains("argv") && a["argv"].size() == 3 && a["argv"][2] == std::string(256, 'x') &&
+        a.value("argv_truncated", false))
+      cut = true;
+    if (a.value("argv_error", "") == "EFAULT") unreadable = true;
+  }
+  EXPECT_TRUE(bounded);
+  EXPECT_TRUE(cut);
+  EXPECT_TRUE(unreadable);
+}
+
 TEST_F(Audit, LearnFlagAtLaunchAllowsAndRecords) {
   // Learn mode at launch lifts enforcement: only where the configuration grants it.
   const fs::path config = dir_->path() / "sysvisor.yaml";

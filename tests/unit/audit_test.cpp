@@ -210,6 +210,18 @@ TEST(PolicyMode, MemoryRulesAreOnlyUnsafeWhenEnforced) {
   EXPECT_EQ(r.error()[0].code, policy::ErrorCode::UnsafeAllow);
 }
 
+TEST(PolicyMode, AuditArgumentsAllOrMatched) {
+  EXPECT_FALSE(policy::parse_policy("name: a\nrules: []\n", "t.yaml")->record_all_arguments);
+  EXPECT_TRUE(
+      policy::parse_policy("name: a\naudit_arguments: all\nrules: []\n", "t.yaml")->record_all_arguments);
+  EXPECT_FALSE(
+      policy::parse_policy("name: a\naudit_arguments: matched\nrules: []\n", "t.yaml")->record_all_arguments);
+  const auto bad = policy::parse_policy("name: a\naudit_arguments: every\nrules: []\n", "t.yaml");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error()[0].format(), "t.yaml:2:18: `audit_arguments` must be all or matched, not `every`");
+  EXPECT_EQ(bad.error()[0].code, policy::ErrorCode::BadValue);
+}
+
 TEST(PolicyMode, BadModeAndEnforceIncludingAuditAreErrors) {
   const auto bad = policy::parse_policy("name: a\nmode: permissive\nrules: []\n", "t.yaml");
   ASSERT_FALSE(bad);

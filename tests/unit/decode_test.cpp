@@ -91,5 +91,39 @@ TEST(RawCall, TheI386AbiIsZeroExtended) {
   EXPECT_EQ(raw_call(95, data, false).args[0], 0xffffffff00000042U);
 }
 
+// ---- forensics: register values by name (issue 19, item 4) ----
+policy::Call with(int nr, std::array<std::uint64_t, 6> args) {
+  policy::Call c;
+  c.nr = nr;
+  c.args = args;
+  return c;
+}
+
+TEST(Forensic, NamesCloneUnshareSetnsPtraceAndBpf) {
+  // unshare: every bit is a flag; unknown bits stay visible in hex.
+  EXPECT_EQ(forensic(with(SYS_unshare, {0x10000000 | 0x20000})).clone_flags, "CLONE_NEWNS|CLONE_NEWUSER");
+  EXPECT_EQ(forensic(with(SYS_unshare, {0})).clone_flags, "0");
+  EXPECT_EQ(forensic(with(SYS_unshare, {0x80})).clone_flags, "CLONE_NEWTIME");
+  EXPECT_EQ(forensic(with(SYS_unshare, {0x40000000ULL | 0x1000000000ULL})).clone_flags,
+            "CLONE_NEWNET|0x1000000000");
+  // clone: the low byte is the exit signal, not flags.
+  EXPECT_EQ(forensic(with(SYS_clone, {0x100 | 17})).clone_flags, "CLONE_VM");
+  EXPECT_EQ(forensic(with(SYS_setns, {3, 0x40000000})).ns_type, "CLONE_NEWNET");
+  EXPECT_EQ(forensic(with(SYS_setns, {3, 0})).ns_type, "any");
+  const auto attach = forensic(with(SYS_ptrace, {16, 42}));
+  EXPECT_EQ(attach.ptrace_request, "PTRACE_ATTACH");
+  EXPECT_EQ(attach.target_pid, 42);
+  EXPECT_EQ(forensic(with(SYS_ptrace, {0x4206, 1})).ptrace_request, "PTRACE_SEIZE");
+  EXPECT_EQ(forensic(with(SYS_ptrace, {9999, 1})).ptrace_request, "9999");
+  EXPECT_EQ(forensic(with(SYS_bpf, {5})).bpf_cmd, "BPF_PROG_LOAD");
+  EXPECT_EQ(forensic(with(SYS_bpf, {0xffffffff00000000ULL})).bpf_cmd, "BPF_MAP_CREATE")
+      << "an int: the low half";
+  EXPECT_EQ(forensic(with(SYS_bpf, {1000})).bpf_cmd, "1000");
+  // Other calls have none.
+  const auto none = forensic(with(SYS_mount, {1, 2, 3, 4, 5, 6}));
+  EXPECT_TRUE(none.clone_flags.empty() && none.ns_type.empty() && none.ptrace_request.empty() &&
+              none.bpf_cmd.empty() && !none.target_pid);
+}
+
 }  // namespace
 }  // namespace sysvisor::decode

@@ -8,6 +8,7 @@
 #include <linux/seccomp.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -32,6 +33,17 @@ void from_registers(policy::Call& call, const policy::SyscallInfo& info, std::ui
 [[nodiscard]] Result<void> from_memory(policy::Call& call, const policy::SyscallInfo& info,
                                        std::uint32_t fields, const task::TaskHandle& task,
                                        std::string* raw_path);
+
+// What a forensic record says about a call's register arguments beyond the raw values (audit
+// and learn modes, `audit_arguments: all`): names, not numbers. Empty where the call has none.
+struct Forensic {
+  std::string clone_flags;     // clone, unshare: "CLONE_NEWUSER|CLONE_NEWNS|0x..." (unknown bits in hex)
+  std::string ns_type;         // setns: "CLONE_NEWNET", or "any" for 0
+  std::string ptrace_request;  // ptrace: "PTRACE_ATTACH" (or the number)
+  std::optional<std::int64_t> target_pid;  // ptrace's pid
+  std::string bpf_cmd;                     // bpf: "BPF_PROG_LOAD" (or the number)
+};
+[[nodiscard]] Forensic forensic(const policy::Call& call);
 
 // A host-view path (readlink of /proc/TID/cwd or fd/N) as the container sees it, given the
 // host view of the container's root. A path outside the root keeps the kernel's marker

@@ -145,6 +145,7 @@ enum Field : std::uint32_t {
   kFieldXattrName = 1U << 6,  // memory
   kFieldValueSize = 1U << 7,  // registers
   kFieldSched = 1U << 8,      // sched policy (registers or memory), priority, nice
+  kFieldArgv = 1U << 9,       // execve's argv (memory), for the record only: no matcher reads it
 };
 // The fields whose values come from the caller's memory, which another thread can change.
 inline constexpr std::uint32_t kMemoryFields =
@@ -186,6 +187,10 @@ struct Policy {
   std::string name;
   std::string description;
   Mode mode = Mode::Enforce;
+  // `audit_arguments: all`: an enforcing policy's records carry every argument sysvisor decodes
+  // (as audit and learn modes do), not only those its rules read; costs a copy of the caller's
+  // memory on every trapped call that has a path or argv.
+  bool record_all_arguments = false;
   std::vector<std::string> includes;  // as written
   std::vector<Position> include_pos;  // where each of `includes` is written (same length)
   std::vector<Rule> own_rules;        // as written in this policy's file
@@ -236,6 +241,12 @@ struct Call {
   std::optional<int> sched_policy;
   std::optional<std::int64_t> priority;
   std::optional<std::int64_t> nice;
+  bool compat32 = false;  // the i386 ABI: 32-bit pointers in the caller's arrays
+  // execve/execveat's argv for the record (audit, learn, `audit_arguments: all`), bounded:
+  // `argv_truncated` when more was there; `argv_error` (an errno name) when it could not be read.
+  std::vector<std::string> argv;
+  bool argv_truncated = false;
+  std::string argv_error;
 };
 
 struct Decision {
