@@ -1723,16 +1723,65 @@ void check_own_rules(const Policy& policy, Findings& found) {
         }
       }
     }
-    // In audit and learn modes nothing is granted, so a decision on memory is only a record.
-    if (policy.mode == Mode::Enforce && rule.action == Action::Allow && (rule.fields & kMemoryFields) != 0) {
+    // In audit and learn modes nothing is granted, so a decision on memory is only a record. So
+    // is an enforcing `allow` + `audit: true` on memory when every call of its syscalls ends in
+    // allow anyway (check_record_only, on the effective rules).
+    if (policy.mode == Mode::Enforce && rule.action == Action::Allow && !rule.audit &&
+        (rule.fields & kMemoryFields) != 0) {
       found.error(ErrorCode::UnsafeAllow, rule.pos,
                   "rule `" + rule.name +
                       "` allows a call on what it read from the caller's memory, but the kernel reads that "
                       "memory again after the check (another thread can change it): a rule that matches a "
-                      "path, a name or scheduling parameters must deny, kill, emulate or return");
+                      "path, a name or scheduling parameters must deny, kill, emulate or return (or, to "
+                      "record the calls it matches and refuse nothing, add `audit: true`)");
     }
     if (std::string why = contradiction(rule); !why.empty()) {
       found.warning(WarningCode::NeverMatch, rule.pos, "rule `" + rule.name + "` never matches: " + why);
+    }
+  }
+}
+
+// An enforcing `allow` + `audit: true` rule on memory records the calls it matches and refuses
+// nothing: the kernel decides, reading the memory again. That is safe only where whatever the
+// rule matches, the call ends in allow: no later rule for the same syscall may refuse it (a
+// thread of the caller could steer a call into this rule with one path and the kernel would then
+// open another, which the later rule refuses). Said as a warning where it holds, so `check`
+// tells the author the rule is a record, not enforcement; an error where it does not.
+void check_record_only(const Policy& policy, Findings& found) {
+  if (policy.mode != Mode::Enforce) return;
+  const std::vector<Rule>& rules = policy.rules;
+  const std::string context = " (in policy " + policy.name + ")";
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    const Rule& rule = rules[i];
+    if (rule.action != Action::Allow || !rule.audit || (rule.fields & kMemoryFields) == 0) continue;
+    const std::string where = rule.origin == policy.name ? "" : context;
+    const Rule* refusing = nullptr;
+    int refused_nr = -1;
+    for (int nr : rule.syscalls) {
+      for (std::size_t j = i + 1; j < rules.size() && refusing == nullptr; ++j) {
+        if (names(rules[j], nr) && rules[j].action != Action::Allow) {
+          refusing = &rules[j];
+          refused_nr = nr;
+        }
+      }
+      if (refusing != nullptr) break;
+    }
+    if (refusing != nullptr) {
+      found.error(ErrorCode::UnsafeAllow, rule.pos,
+                  "rule `" + rule.name + "` records calls it matches on memory and lets the kernel decide" +
+                      where + ", but " + describe_rule(*refusing) + " after it refuses calls of " +
+                      syscall_name(refused_nr) +
+                      ": a thread of the caller could steer a call into this rule with one path while the "
+                      "kernel acts on another, which that rule refuses; put the recording rule after the "
+                      "rules that refuse " +
+                      syscall_name(refused_nr) + ", or make it deny, return, kill or emulate");
+    } else {
+      found.warning(
+          WarningCode::RecordOnly, rule.pos,
+          "rule `" + rule.name + "` only records" + where +
+              ": it refuses nothing, the kernel decides and reads the caller's memory again, so the "
+              "record shows sysvisor's copy (`memory_reread` in the record), which another thread "
+              "of the caller may have changed; to enforce, deny with a catch-all, or emulate");
     }
   }
 }
@@ -1977,6 +2026,7 @@ std::expected<LoadResult, std::vector<LoadError>> resolve_set(std::vector<Policy
   std::vector<FallThrough> falls;
   for (std::size_t i = 0; i < parsed.size() && !graph_broken; ++i) {
     check_shadowing(parsed[i], found);
+    check_record_only(parsed[i], found);
     find_fall_throughs(parsed[i], i, falls);
   }
   report_fall_throughs(parsed, falls, found);
@@ -2083,6 +2133,8 @@ const char* to_string(WarningCode code) {
       return "shadowed";
     case WarningCode::NeverMatch:
       return "never-match";
+    case WarningCode::RecordOnly:
+      return "record-only";
   }
   return "unknown-warning";
 }

@@ -113,6 +113,13 @@ void fill_event(audit::Event& event, const Session::Identity& who, const policy:
   if (call.argv_truncated) args.set_argv_truncated(true);
   if (!call.argv_error.empty()) args.set_argv_error(call.argv_error);
   event.set_action(policy::to_string(decision.action));
+  if (decision.action == policy::Action::Allow &&
+      (!call.paths.empty() || call.fstype || call.source || call.target || call.xattr_name ||
+       !call.argv.empty() ||
+       (call.priority && info != nullptr && info->family == policy::Family::Sched &&
+        call.nr != SYS_setpriority))) {
+    event.set_memory_reread(true);
+  }
   if (decision.would) event.set_would(policy::to_string(*decision.would));
   if (decision.rule_index >= 0) {
     const policy::Rule& rule = pol.rules[static_cast<std::size_t>(decision.rule_index)];

@@ -391,6 +391,50 @@ TEST_F(Audit, ForensicArgumentsAreDecodedInAuditModeAndOnRequestWhenEnforcing) {
   }
 }
 
+// Issue 19, item 3: a rule that records what it matches on a path and refuses nothing. The
+// kernel answers every open (the file is read); the records are those of the rule's matches only,
+// `allow` with `memory_reread`, since the kernel read the path again after sysvisor's copy. A
+// refusal (here mknod's) is answered on sysvisor's copy: no such mark. `policy check` says the
+// rule only records.
+TEST_F(Audit, AnAllowAuditRuleOnAPathRecordsItsMatchesAndRefusesNothing) {
+  const fs::path file = policies() / "watch-etc.yaml";
+  std::ofstream(file)
+      << "name: watch-etc\nrules:\n"
+         "  - {name: watch, syscalls: [open, openat], match: {path: [\"/etc/*\"]}, action: allow, "
+         "audit: true}\n"
+         "  - {name: no-disks, syscalls: [mknod], match: {type: block}, action: deny, audit: true}\n";
+  const auto check = run({(bin_dir() / "sysvisor").string(), "policy", "check", file.string()});
+  EXPECT_EQ(check.status, 0) << check.err;
+  EXPECT_NE((check.out + check.err).find("warning: [record-only] rule `watch` only records"),
+            std::string::npos)
+      << check.out << check.err;
+  start();
+  std::ofstream(rootfs_ / "etc" / "motd") << "hello\n";
+  const auto o = container(
+      "cat /etc/motd; cat /bin/busybox >/dev/null; ln -s /etc/motd /tmp/l; cat /tmp/l; "
+      "probe mknod /tmp/sda b 8 0",
+      "watch-etc", "watch");
+  EXPECT_EQ(o.out, "hello\nhello\nEPERM\n") << o.err;
+  const auto recs = records(audit_log(), "watch");
+  std::vector<std::string> opened;
+  for (const auto& r : recs) {
+    if (r["syscall"] == "mknod") {
+      EXPECT_EQ(r["action"], "deny");
+      EXPECT_FALSE(r.contains("memory_reread")) << r.dump();
+      continue;
+    }
+    EXPECT_EQ(r["action"], "allow") << r.dump();
+    EXPECT_EQ(r["rule"], "watch") << r.dump();
+    EXPECT_EQ(r["result"], "continue") << r.dump();
+    EXPECT_EQ(r.value("memory_reread", false), true) << r.dump();
+    opened.push_back(r["args"]["paths"][0]);
+  }
+  // Only the rule's matches: /etc/motd (twice: by name; the link's own path is /tmp/l, which the
+  // record shows as the caller passed it, and the kernel followed).
+  EXPECT_TRUE(std::ranges::count(opened, "/etc/motd") >= 1) << o.out;
+  EXPECT_EQ(std::ranges::count(opened, "/bin/busybox"), 0);
+}
+
 // execve's argv is bounded (32 strings of 256 bytes) and says so; an unreadable argv is named,
 // and the call is the kernel's (EFAULT), not refused for the record's sake.
 TEST_F(Audit, ExecveArgvIsBoundedAndAnUnreadableOneIsNamed) {

@@ -784,6 +784,70 @@ rules:
   policy_ok(one_rule("syscalls: [umount2]\n    match: {flags: {set: [MNT_DETACH]}}\n    action: allow\n"));
 }
 
+// Issue 19, item 3: `allow` + `audit: true` on memory records the calls it matches and refuses
+// nothing. Where every call of its syscalls ends in allow anyway, it loads with a `record-only`
+// warning (check says it is a record, not enforcement); where a later rule refuses a call of
+// that syscall, a racing thread could steer a call into it past that refusal: unsafe-allow.
+TEST(PolicyResolve, AllowAndAuditOnMemoryOnlyRecords) {
+  const auto ok = resolve_texts({R"(name: p
+rules:
+  - name: watch-secrets
+    syscalls: [open, openat]
+    match: {path: ["/etc/shadow", "/root/.ssh/*"]}
+    action: allow
+    audit: true
+  - syscalls: [mknod]
+    action: deny
+)"});
+  ASSERT_TRUE(ok) << describe(ok.error());
+  ASSERT_EQ(ok->warnings.size(), 1u) << describe(ok->warnings);
+  EXPECT_EQ(ok->warnings[0].code, WarningCode::RecordOnly);
+  EXPECT_EQ(ok->warnings[0].pos.line, 3);
+  EXPECT_NE(ok->warnings[0].message.find("refuses nothing"), std::string::npos) << ok->warnings[0].message;
+  // A later refusal of openat: unsafe, with where and why.
+  auto later = resolve_errors({R"(name: p
+rules:
+  - name: watch
+    syscalls: [openat]
+    match: {path: ["/tmp/*"]}
+    action: allow
+    audit: true
+  - name: no-etc
+    syscalls: [openat]
+    match: {path: ["/etc/*"]}
+    action: deny
+  - syscalls: [openat]
+    action: deny
+)"});
+  ASSERT_GE(later.size(), 1u) << describe(later);
+  EXPECT_EQ(later[0].code, ErrorCode::UnsafeAllow);
+  EXPECT_EQ(later[0].pos.line, 3);
+  EXPECT_NE(later[0].message.find("refuses calls of openat"), std::string::npos) << later[0].message;
+  // A refusal before it (here: the including policy's own rule, on registers) is fine.
+  auto included = resolve_texts({R"(name: base
+rules:
+  - syscalls: [openat]
+    match: {path: ["/tmp/*"]}
+    action: allow
+    audit: true
+)",
+                                 R"(name: top
+include: [base]
+rules:
+  - syscalls: [openat]
+    args: [{index: 2, op: eq, value: 1}]
+    action: deny
+)"});
+  ASSERT_TRUE(included) << describe(included.error());
+  EXPECT_EQ(included->warnings.size(), 2u)
+      << "record-only, in base and in top: " << describe(included->warnings);
+  // A memory allow without audit is still an error, and says how to record instead.
+  auto plain =
+      resolve_errors({"name: p\nrules:\n  - {syscalls: [openat], match: {path: [\"/x\"]}, action: allow}\n"});
+  ASSERT_EQ(plain.size(), 1u) << describe(plain);
+  EXPECT_NE(plain[0].message.find("add `audit: true`"), std::string::npos) << plain[0].message;
+}
+
 TEST(PolicyResolve, AnEmulationOnMemoryMayFallThroughToTheKernel) {
   // The emulation acts on the supervisor's copy; a racing thread that steers a call past it
   // only reaches the kernel with the caller's own rights, which nothing here took away.
