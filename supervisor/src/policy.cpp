@@ -823,7 +823,8 @@ bool holds(const Match& m, const Call& call) {
       (!call.flags || (*call.flags & m.flags->set) != m.flags->set || (*call.flags & m.flags->clear) != 0)) {
     return false;
   }
-  if (!m.xattr_names.empty() && !any_glob_of(m.xattr_names, call.xattr_name)) {
+  // On listxattr and friends the names are what the emulated list may add: no filter.
+  if (!m.xattr_names.empty() && !is_xattr_list(call.nr) && !any_glob_of(m.xattr_names, call.xattr_name)) {
     return false;
   }
   if (m.value_size && (!call.value_size || !in_range(*m.value_size, *call.value_size))) {
@@ -1376,7 +1377,8 @@ std::optional<Rule> PolicyReader::rule(const YAML::Node& node, std::size_t index
   if (const Entry* conditions = find(*entries, "args")) {
     rule.args = args(*conditions).value_or(std::vector<ArgCondition>{});
   }
-  if (const Entry* match_entry = find(*entries, "match")) {
+  const Entry* match_entry = find(*entries, "match");
+  if (match_entry != nullptr) {
     match(*match_entry, rule, syscalls_known);
   }
   if (const Entry* audit = find(*entries, "audit")) {
@@ -1405,6 +1407,14 @@ std::optional<Rule> PolicyReader::rule(const YAML::Node& node, std::size_t index
              to_string(rule.action));
   } else if (value != nullptr) {
     rule.value = i64(*value).value_or(0);
+  }
+  if (known && rule.action != Action::Emulate && match_entry != nullptr && !rule.match.xattr_names.empty() &&
+      std::ranges::any_of(rule.syscalls, is_xattr_list)) {
+    // On a list call the names are a grant to the emulated list, not a filter: elsewhere they
+    // would match every call, which is not what a reader of the rule would think.
+    fail(ErrorCode::BadMatcher, match_entry->key,
+         "`xattr` on listxattr, llistxattr or flistxattr names what the emulated list may add: it "
+         "goes with `action: emulate` only");
   }
   if (const Entry* grant = find(*entries, "emulate")) {
     const int mount_nr = syscall_from_name("mount").value_or(-1);
