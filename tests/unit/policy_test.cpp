@@ -687,6 +687,70 @@ rules:
   EXPECT_EQ(decide(policy, get).rule_index, -1);
 }
 
+// mount's data options: `emulate: {options: [...]}`.
+TEST(PolicyErrors, MountOptions) {
+  const std::string head = "syscalls: [mount]\n    match: {fstype: [ext4]}\n    action: emulate\n";
+  const auto column = [](const std::string& line, const char* what) {
+    return static_cast<int>(line.find(what)) + 1;
+  };
+  for (const char* bad : {"\"device=*\"", "\"*\"", "\"d*\"", "journal_path", "\"uid=*\"", "\"smackfs*\""}) {
+    SCOPED_TRACE(bad);
+    const std::string line = std::string("    emulate: {options: [discard, ") + bad + "]}";
+    expect_one_error(one_rule(head + line + "\n"), ErrorCode::BadValue, 6, column(line, bad));
+  }
+  const std::string comma = "    emulate: {options: [\"discard,commit=5\"]}";
+  expect_one_error(one_rule(head + comma + "\n"), ErrorCode::BadValue, 6, column(comma, "\"discard"));
+  expect_one_error(one_rule(head + "    emulate: {options: []}\n"), ErrorCode::WrongType, 6, 24);
+  expect_one_error(one_rule(head + "    emulate: {options: discard}\n"), ErrorCode::WrongType, 6, 24);
+  const Policy ok =
+      policy_ok(one_rule(head + "    emulate: {options: [discard, \"commit=*\", \"errors=*\"]}\n"));
+  ASSERT_TRUE(ok.rules[0].mount.has_value());
+  EXPECT_EQ(ok.rules[0].mount->options, (std::vector<std::string>{"discard", "commit=*", "errors=*"}));
+}
+
+TEST(MountOptions, SplitAsTheKernelDoes) {
+  using V = std::vector<std::string_view>;
+  EXPECT_EQ(split_mount_options(""), V{});
+  EXPECT_EQ(split_mount_options(",,"), V{});
+  EXPECT_EQ(split_mount_options("discard"), V{"discard"});
+  EXPECT_EQ(split_mount_options("a,,b=c,d=e=f,"), (V{"a", "b=c", "d=e=f"}));
+}
+
+TEST(MountOptions, OnlyWhatTheRuleAllowsAndNeverTheDangerousOnes) {
+  const std::vector<std::string> globs{"errors=*", "discard", "commit=*", "rw", "subvol=*"};
+  const auto allowed = [&](std::string_view option, bool readonly = false) {
+    return mount_option_refusal(option, globs, readonly).empty();
+  };
+  EXPECT_TRUE(allowed("discard"));
+  EXPECT_TRUE(allowed("commit=30"));
+  EXPECT_TRUE(allowed("errors=remount-ro"));
+  EXPECT_TRUE(allowed("rw"));
+  EXPECT_TRUE(allowed("subvol=@home"));
+  EXPECT_FALSE(allowed("nodelalloc"));       // no glob
+  EXPECT_FALSE(allowed("discard=1"));        // `discard` is the whole option
+  EXPECT_FALSE(allowed("errors=continue"));  // contradicts the forced remount-ro
+  EXPECT_FALSE(allowed("errors=panic"));     // the host's panic
+  EXPECT_FALSE(allowed("rw", true));         // contradicts a forced read-only
+  EXPECT_FALSE(allowed("subvol=/@"));        // a value naming a path
+  EXPECT_FALSE(allowed("commit=../../dev/sda"));
+  // Never, even under a glob that matches everything (the reader refuses such a glob too).
+  for (const char* never :
+       {"source=/dev/sda", "journal_path=/dev/sdb", "journal_dev=2049", "device=/dev/sdb", "logdev=/dev/sdc",
+        "rtdev=x", "uid=0", "gid=0", "resuid=0", "dax", "dax=always", "context=system_u:object_r:etc_t:s0",
+        "smackfsroot=x", "fatal_errors=panic", "user_subvol_rm_allowed", "lowerdir=x", "fd=3"}) {
+    SCOPED_TRACE(never);
+    EXPECT_FALSE(mount_option_refusal(never, {"*"}, false).empty());
+  }
+  EXPECT_EQ(glob_grants_refused_option("discard"), "");
+  EXPECT_EQ(glob_grants_refused_option("errors=*"), "");
+  EXPECT_EQ(glob_grants_refused_option("commit=*"), "");
+  EXPECT_EQ(glob_grants_refused_option("device=*"), "device");
+  EXPECT_EQ(glob_grants_refused_option("dev*"), "device");
+  EXPECT_NE(glob_grants_refused_option("*"), "");
+  EXPECT_NE(glob_grants_refused_option("*=*"), "");
+  EXPECT_EQ(glob_grants_refused_option("smackfs*"), "smackfsdef");
+}
+
 TEST(PolicyErrors, BadArgument) {
   expect_one_error(
       one_rule("syscalls: [ioctl]\n    args: [{index: 6, op: eq, value: 1}]\n    action: deny\n"),
