@@ -345,8 +345,16 @@ TEST_F(Emulation, GrantedXattrsAreReadBackWithTheKernelsSizesAndErrnos) {
                               "-",
                           }))
       << o.err;
-  // The same reads as root on the host: the same values.
+  // The same reads as root on the host: the same values, sizes and errnos.
   EXPECT_EQ(host_xattr(r, "trusted.overlay.redirect"), "/some/where");
+  EXPECT_EQ(::lgetxattr(r.c_str(), "trusted.overlay.redirect", nullptr, 0), 11);
+  std::array<char, 3> small{};
+  EXPECT_EQ(::lgetxattr(r.c_str(), "trusted.overlay.redirect", small.data(), small.size()), -1);
+  EXPECT_EQ(errno, ERANGE);
+  EXPECT_EQ(host_xattr(r, "trusted.overlay.missing"), "errno " + std::to_string(ENODATA));
+  EXPECT_EQ(::llistxattr(r.c_str(), nullptr, 0),
+            static_cast<ssize_t>(length + std::string("trusted.hidden").size() + 1))
+      << "root's list is the container's plus the name no rule grants";
   EXPECT_EQ(host_xattr(rootfs_ / "tmp" / "lnk", "trusted.overlay.opaque"),
             "errno " + std::to_string(ENODATA));
   // Nothing changed on the host.
