@@ -314,6 +314,17 @@ TEST_F(MountEmulation, DataOptionsTheRuleAllowsAndNoOthers) {
             (std::vector<std::string>{"EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL", "EINVAL"}))
       << o.out;
   EXPECT_EQ(out[13], "0") << "a refused mount is left mounted";
+  // A thread rewrites the data between an allowed option and a refused one while the call is
+  // trapped: the options are copied once, and the copy is what reaches the filesystem.
+  const auto raced = container(
+      "probe mount-data-race /images/x.img /mnt/a ext4 200 commit=111 nodelalloc; "
+      "grep -c /dev/loop /proc/self/mountinfo",
+      "mount-options-test");
+  const auto race = lines(raced.out);
+  ASSERT_EQ(race.size(), 2U) << raced.out << raced.err;
+  EXPECT_TRUE(race[0].starts_with("mounted ") && race[0].ends_with(" leaked 0")) << race[0];
+  EXPECT_NE(race[0], "mounted 0 leaked 0") << "no call was allowed: the race tested nothing";
+  EXPECT_EQ(race[1], "0");
   // The shipped policy: a few options, not every one.
   const auto shipped = container(
       "probe mount /images/x.img /mnt/a ext4 0 discard,commit=9; probe umount /mnt/a; "

@@ -76,6 +76,10 @@
  *   probe mount-race SRC TGT_A TGT_B TYPE N          mount(SRC, BUF, TYPE) N times while a
  *                                                    thread rewrites BUF between TGT_A and TGT_B;
  *                                                    each success is unmounted at TGT_A only
+ *   probe mount-data-race SRC TGT TYPE N OPT_A OPT_B mount(SRC, TGT, TYPE, 0, BUF) N times while
+ *                                                    a thread rewrites BUF between OPT_A and
+ *                                                    OPT_B; prints "mounted M leaked K": K
+ *                                                    mounts whose options show OPT_B
  *   probe mount-root-race SRC TGT TYPE JAIL N        mount(SRC, TGT, TYPE) N times while a
  *                                                    thread flips the root between / and JAIL
  *                                                    (fchdir + chroot "."); prints how many
@@ -750,6 +754,29 @@ static int run(int argc, char** argv) {
     r.stop = 1;
     pthread_join(t, NULL);
     printf("done\n");
+    return 0;
+  }
+  if (strcmp(op, "mount-data-race") == 0 && argc >= 8 && strlen(argv[6]) == strlen(argv[7])) {
+    struct race_args r = {malloc(strlen(argv[6]) + 1), argv[6], argv[7], 0};
+    strcpy(r.buf, argv[6]);
+    pthread_t t;
+    if (pthread_create(&t, NULL, race_main, &r) != 0) return 2;
+    int leaked = 0;
+    int mounted = 0;
+    for (int i = 0, n = atoi(argv[5]); i < n; ++i) {
+      if (mount(argv[2], argv[3], argv[4], 0, r.buf) != 0) continue;
+      ++mounted;
+      FILE* f = fopen("/proc/self/mountinfo", "r");
+      char line[4096];
+      while (f && fgets(line, sizeof line, f)) {
+        if (strstr(line, argv[3]) && strstr(line, argv[7])) ++leaked;
+      }
+      if (f) fclose(f);
+      umount2(argv[3], MNT_DETACH);
+    }
+    r.stop = 1;
+    pthread_join(t, NULL);
+    printf("mounted %d leaked %d\n", mounted, leaked);
     return 0;
   }
   if (strcmp(op, "mount-root-race") == 0 && argc >= 7) {
