@@ -303,6 +303,12 @@ TEST_F(Emulation, GrantedXattrsAreReadBackWithTheKernelsSizesAndErrnos) {
   ASSERT_EQ(o.status, 0) << o.out << o.err;
   const fs::path r = rootfs_ / "tmp" / "r";
   ASSERT_EQ(::lsetxattr(r.c_str(), "trusted.hidden", "h", 1, 0), 0);
+  // A file the host put in the root, owned by an id the container does not map, with an
+  // overlay attribute of the host's: never the container's to read.
+  const fs::path hostfile = rootfs_ / "tmp" / "hostfile";
+  std::ofstream(hostfile) << "x";
+  ASSERT_EQ(::chown(hostfile.c_str(), 0, 0), 0);
+  ASSERT_EQ(::lsetxattr(hostfile.c_str(), "trusted.overlay.redirect", "/host/path", 10, 0), 0);
   const std::string host_list = host_names(r);
   ASSERT_EQ(host_list, "trusted.hidden,trusted.overlay.opaque,trusted.overlay.redirect,user.note");
 
@@ -318,7 +324,8 @@ TEST_F(Emulation, GrantedXattrsAreReadBackWithTheKernelsSizesAndErrnos) {
       "probe getxattr /tmp/lnk trusted.overlay.opaque l; probe getxattr /tmp/lnk trusted.overlay.opaque; "
       "probe listxattr /tmp/lnk l; probe getxattr /nonexistent trusted.overlay.opaque; "
       "probe as 1000 1000 0 -- probe getxattr /tmp/root-owned trusted.overlay.opaque; "
-      "probe as 1000 1000 0 -- probe listxattr /tmp/root-owned");
+      "probe as 1000 1000 0 -- probe listxattr /tmp/root-owned; "
+      "probe getxattr /tmp/hostfile trusted.overlay.redirect; probe listxattr /tmp/hostfile");
   // The list: root's on the host, less the name no rule grants.
   const std::string granted = "trusted.overlay.opaque,trusted.overlay.redirect,user.note";
   const std::size_t length = std::string("trusted.overlay.opaque").size() + 1 +
@@ -343,6 +350,8 @@ TEST_F(Emulation, GrantedXattrsAreReadBackWithTheKernelsSizesAndErrnos) {
                               "ENOENT",
                               "ENODATA",  // a user on root's file: it could not set it either
                               "-",
+                              "ENODATA",  // the host's file (owner unmapped): the kernel's answer
+                              "-",
                           }))
       << o.err;
   // The same reads as root on the host: the same values, sizes and errnos.
@@ -361,6 +370,7 @@ TEST_F(Emulation, GrantedXattrsAreReadBackWithTheKernelsSizesAndErrnos) {
   EXPECT_EQ(host_names(r), host_list);
   EXPECT_EQ(host_xattr(r, "trusted.hidden"), "h");
   EXPECT_EQ(host_xattr(r, "trusted.overlay.opaque"), "y");
+  EXPECT_EQ(host_xattr(hostfile, "trusted.overlay.redirect"), "/host/path");
 }
 
 TEST_F(Emulation, ShippedOverlayPolicyReadsBackWhatItWrote) {
