@@ -403,7 +403,8 @@ Result<void> from_memory(policy::Call& call, const policy::SyscallInfo& info, st
       call.target = normalize_path(container_view(*root, *cwd), *s);
     }
   }
-  if (info.family == policy::Family::Xattr && (fields & policy::kFieldXattrName) != 0) {
+  if (info.family == policy::Family::Xattr && (fields & policy::kFieldXattrName) != 0 &&
+      !policy::is_xattr_list(info.nr)) {  // args[1] of listxattr is the list buffer
     auto s = string_arg(task, call.args[1], kXattrName);
     if (!s) return sys_error(s.error().err == ENAMETOOLONG ? ERANGE : s.error().err, "xattr name");
     call.xattr_name = std::move(*s);

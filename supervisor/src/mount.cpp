@@ -11,8 +11,21 @@
 //     setns into the caller's mount namespace and move_mount onto A's target descriptor.
 // The new mount's unique id is recorded for the session. Not emulated (left to the kernel, which
 // checks the caller's own rights): MS_REMOUNT, MS_MOVE and propagation changes, MS_BIND of what the
-// rule's `emulate: {bind: [...]}` does not name; under a rule without `fstype`. Filesystem-specific
-// options (mount's data) are refused (EINVAL).
+// rule's `emulate: {bind: [...]}` does not name; under a rule without `fstype`.
+//
+// Filesystem options (mount's data): split at ',' as the kernel does; each must match one of
+// the rule's `emulate: {options: [...]}` globs, else EINVAL (no `options`: any non-empty data is
+// EINVAL). B passes each with fsconfig (FSCONFIG_SET_STRING key=value, FSCONFIG_SET_FLAG key),
+// before sysvisor's own, which so win anyway; but a caller's option that contradicts a forced
+// one is refused (EINVAL) rather than silently overridden: `errors=` other than remount-ro
+// (forced on ext2/3/4; errors=panic would take the host down on any filesystem), `rw` under a
+// forced read-only. Never passed, whatever the rule says (policy::refused_mount_option, and the
+// reader refuses a glob that could match one): options naming another device or a path, which
+// B would open as root in the host's namespaces (ext4 journal_path, xfs logdev/rtdev, btrfs
+// device, overlay lowerdir; any value holding '/'), owners (uid, gid, resuid), security labels
+// (context=, smackfs*), dax, btrfs fatal_errors, and `source`. `ro` makes the mount read-only
+// (the loop device too), as MS_RDONLY does. nosuid,nodev and the idmapping are mount
+// attributes, out of the options' reach.
 //
 // Bind mounts: MS_BIND with a source that is a host path the rule's `bind` names: B clones it
 // (open_tree, not recursive), sets nosuid,nodev (unless lifted) and ro (unless `readonly: false`),
@@ -64,6 +77,8 @@ constexpr int kLetKernel = 254;  // B's exit code: answer CONTINUE
 constexpr std::size_t kMaxImages = 16;
 constexpr std::size_t kMaxPattern = 256;
 constexpr std::size_t kMaxMounts = 256;
+constexpr std::size_t kMaxOptions = 64;
+constexpr std::size_t kMaxOption = 256;
 constexpr std::uint64_t kNotEmulated =
     MS_REMOUNT | MS_BIND | MS_MOVE | MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE;
 
@@ -92,6 +107,11 @@ struct Params {
   int umount_flags = 0;
   std::array<std::uint64_t, kMaxMounts> ours{};
   std::size_t nours = 0;
+  // The caller's data options the rule allows, in order: key, and value after the first '='.
+  std::array<std::array<char, kMaxOption>, kMaxOptions> option_keys{};
+  std::array<std::array<char, kMaxOption>, kMaxOptions> option_values{};
+  std::array<bool, kMaxOptions> option_has_value{};
+  std::size_t noptions = 0;
 };
 
 bool on_proc_or_sys(int fd) {
@@ -328,6 +348,13 @@ int do_mount(const Params& p, int target, int source, int diag) {
   const int fs = static_cast<int>(::syscall(SYS_fsopen, p.fstype.data(), FSOPEN_CLOEXEC));
   if (fs < 0) return errno;  // ENODEV: no such filesystem type
   if (::syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", src.data(), 0) != 0) return errno;
+  for (std::size_t i = 0; i < p.noptions; ++i) {  // the caller's, then ours: ours win
+    const long rc = p.option_has_value[i]
+                        ? ::syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, p.option_keys[i].data(),
+                                    p.option_values[i].data(), 0)
+                        : ::syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, p.option_keys[i].data(), nullptr, 0);
+    if (rc != 0) return errno;  // the filesystem's own answer (EINVAL for an unknown option or value)
+  }
   if (p.readonly && ::syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, "ro", nullptr, 0) != 0) return errno;
   if (p.ext && ::syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "errors", "remount-ro", 0) != 0) return errno;
   if (::syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) return errno;
@@ -432,11 +459,13 @@ class Mount final : public Emulation {
     if (!data) {
       if (data.error().err == ENAMETOOLONG) {  // no NUL within a page: options, not empty
         data_empty_ = false;
+        data_too_long_ = true;
         return {};
       }
       return std::unexpected(data.error());
     }
     data_empty_ = data->empty();
+    data_ = std::move(*data);
     return {};
   }
 
@@ -457,7 +486,16 @@ class Mount final : public Emulation {
       // A NULL source (or type): the kernel says EINVAL ("no source specified"); bad pointers
       // were answered EFAULT when copied.
       if (!ctx.call.fstype || !ctx.call.source) return Answer::error(EINVAL);
-      if (ctx.call.args[4] != 0 && !data_empty_) return Answer::error(EINVAL, {});
+      if (ctx.call.args[4] != 0 && !data_empty_) {
+        // Every option must be one the rule allows (policy::mount_option_refusal): EINVAL, as
+        // the kernel answers an option it does not know.
+        if (data_too_long_) return Answer::error(EINVAL);
+        const bool forced_ro = (flags & MS_RDONLY) != 0 || grant.readonly;
+        for (const std::string_view option : policy::split_mount_options(data_)) {
+          if (!policy::mount_option_refusal(option, grant.options, forced_ro).empty())
+            return Answer::error(EINVAL);
+        }
+      }
     }
     if (ctx.raw_path.empty() || !ctx.call.target) return Answer::error(ENOENT);
     if (!req_) return Answer::error(EPERM, "mount: " + req_.error().message());
@@ -531,6 +569,25 @@ class Mount final : public Emulation {
       std::memcpy(p->fstype.data(), fstype.c_str(), fstype.size() + 1);
       p->readonly = (flags & MS_RDONLY) != 0 || grant.readonly;
       p->ext = fstype == "ext2" || fstype == "ext3" || fstype == "ext4";
+      // The options start() checked above; `ro` and `rw` are the mount's read-only state.
+      for (const std::string_view option :
+           policy::split_mount_options(data_empty_ ? std::string_view{} : data_)) {
+        if (option == "ro") {
+          p->readonly = true;
+          continue;
+        }
+        if (option == "rw") continue;
+        const auto eq = option.find('=');
+        const std::string_view key = option.substr(0, eq);
+        const std::string_view value =
+            eq == std::string_view::npos ? std::string_view{} : option.substr(eq + 1);
+        if (p->noptions == kMaxOptions || key.size() >= kMaxOption || value.size() >= kMaxOption)
+          return Answer::error(EINVAL);
+        std::memcpy(p->option_keys[p->noptions].data(), key.data(), key.size());
+        std::memcpy(p->option_values[p->noptions].data(), value.data(), value.size());
+        p->option_has_value[p->noptions] = eq != std::string_view::npos;
+        ++p->noptions;
+      }
       p->attrs = (grant.allow_suid ? 0U : MOUNT_ATTR_NOSUID) | (grant.allow_dev ? 0U : MOUNT_ATTR_NODEV) |
                  (p->readonly ? MOUNT_ATTR_RDONLY : 0U) |
                  ((flags & MS_NOEXEC) != 0 ? MOUNT_ATTR_NOEXEC : 0U) |
@@ -563,6 +620,8 @@ class Mount final : public Emulation {
  private:
   bool umount_ = false;
   bool data_empty_ = true;
+  bool data_too_long_ = false;
+  std::string data_;  // mount's data, copied once (copy())
   Result<mknod::Request> req_;
 };
 

@@ -562,8 +562,8 @@ constexpr std::array<std::string_view, 6> kPolicyKeys{"name",    "description", 
                                                       "include", "rules",       "audit_arguments"};
 constexpr std::array<std::string_view, 9> kRuleKeys{"name",  "syscalls", "args",  "match",  "action",
                                                     "errno", "value",    "audit", "emulate"};
-constexpr std::array<std::string_view, 5> kEmulateKeys{"images", "bind", "readonly", "allow_suid",
-                                                       "allow_dev"};
+constexpr std::array<std::string_view, 6> kEmulateKeys{"images",     "bind",      "readonly",
+                                                       "allow_suid", "allow_dev", "options"};
 constexpr std::array<std::string_view, 2> kBindKeys{"host", "readonly"};
 constexpr std::array<std::string_view, 4> kArgKeys{"index", "op", "value", "mask"};
 constexpr std::array<std::string_view, 12> kMatchKeys{"type",       "devices",      "path",     "fstype",
@@ -824,7 +824,8 @@ bool holds(const Match& m, const Call& call) {
       (!call.flags || (*call.flags & m.flags->set) != m.flags->set || (*call.flags & m.flags->clear) != 0)) {
     return false;
   }
-  if (!m.xattr_names.empty() && !any_glob_of(m.xattr_names, call.xattr_name)) {
+  // On listxattr and friends the names are what the emulated list may add: no filter.
+  if (!m.xattr_names.empty() && !is_xattr_list(call.nr) && !any_glob_of(m.xattr_names, call.xattr_name)) {
     return false;
   }
   if (m.value_size && (!call.value_size || !in_range(*m.value_size, *call.value_size))) {
@@ -892,6 +893,7 @@ class PolicyReader : public detail::YamlReader {
   std::optional<int> errno_value(const Entry& entry);
   std::optional<Rule> rule(const YAML::Node& node, std::size_t index);
   std::optional<MountGrant> mount_grant(const Entry& entry);
+  std::vector<std::string> mount_options(const Entry& entry);
   std::vector<Rule> rules(const Entry& entry);
   void includes(const Entry& entry, Policy& policy);
 };
@@ -1377,7 +1379,8 @@ std::optional<Rule> PolicyReader::rule(const YAML::Node& node, std::size_t index
   if (const Entry* conditions = find(*entries, "args")) {
     rule.args = args(*conditions).value_or(std::vector<ArgCondition>{});
   }
-  if (const Entry* match_entry = find(*entries, "match")) {
+  const Entry* match_entry = find(*entries, "match");
+  if (match_entry != nullptr) {
     match(*match_entry, rule, syscalls_known);
   }
   if (const Entry* audit = find(*entries, "audit")) {
@@ -1407,6 +1410,14 @@ std::optional<Rule> PolicyReader::rule(const YAML::Node& node, std::size_t index
   } else if (value != nullptr) {
     rule.value = i64(*value).value_or(0);
   }
+  if (known && rule.action != Action::Emulate && match_entry != nullptr && !rule.match.xattr_names.empty() &&
+      std::ranges::any_of(rule.syscalls, is_xattr_list)) {
+    // On a list call the names are a grant to the emulated list, not a filter: elsewhere they
+    // would match every call, which is not what a reader of the rule would think.
+    fail(ErrorCode::BadMatcher, match_entry->key,
+         "`xattr` on listxattr, llistxattr or flistxattr names what the emulated list may add: it "
+         "goes with `action: emulate` only");
+  }
   if (const Entry* grant = find(*entries, "emulate")) {
     const int mount_nr = syscall_from_name("mount").value_or(-1);
     if (known && rule.action != Action::Emulate) {
@@ -1425,9 +1436,37 @@ std::optional<Rule> PolicyReader::rule(const YAML::Node& node, std::size_t index
   return rule;
 }
 
+// `options`: one glob per data option, never one that could grant a refused name.
+std::vector<std::string> PolicyReader::mount_options(const Entry& entry) {
+  std::vector<std::string> out;
+  if (!entry.value.IsSequence() || entry.value.size() == 0) {
+    wrong_type(entry, "a non-empty list of option patterns (`discard`, `commit=*`)");
+    return out;
+  }
+  for (const auto& item : entry.value) {
+    const Entry one{entry.name, item, item};
+    auto text = string(one);
+    if (!text) continue;
+    if (text->empty() || text->size() > 255 ||
+        text->find_first_of(std::string_view(",\0", 2)) != std::string::npos) {
+      fail(ErrorCode::BadValue, item, "an option pattern is 1 to 255 characters, one option (no `,`)");
+      continue;
+    }
+    if (const std::string bad = glob_grants_refused_option(*text); !bad.empty()) {
+      fail(ErrorCode::BadValue, item,
+           "`" + *text + "` would grant `" + bad +
+               "`, which sysvisor never passes (another device, a host path, owners, security "
+               "labels, or a panic): name the options");
+      continue;
+    }
+    out.push_back(*text);
+  }
+  return out;
+}
+
 std::optional<MountGrant> PolicyReader::mount_grant(const Entry& entry) {
   if (!entry.value.IsMap()) {
-    wrong_type(entry, "a mapping (images, bind, readonly, allow_suid, allow_dev)");
+    wrong_type(entry, "a mapping (images, bind, readonly, allow_suid, allow_dev, options)");
     return std::nullopt;
   }
   auto entries = mapping(entry.value, kEmulateKeys, "`emulate`");
@@ -1468,6 +1507,7 @@ std::optional<MountGrant> PolicyReader::mount_grant(const Entry& entry) {
   if (const Entry* e = find(*entries, "readonly")) grant.readonly = boolean(*e).value_or(false);
   if (const Entry* e = find(*entries, "allow_suid")) grant.allow_suid = boolean(*e).value_or(false);
   if (const Entry* e = find(*entries, "allow_dev")) grant.allow_dev = boolean(*e).value_or(false);
+  if (const Entry* e = find(*entries, "options")) grant.options = mount_options(*e);
   return grant;
 }
 
@@ -2085,6 +2125,91 @@ std::expected<std::vector<std::filesystem::path>, LoadError> policy_files(const 
   }
   std::ranges::sort(files, {}, [](const std::filesystem::path& path) { return path.filename(); });
   return files;
+}
+
+std::vector<std::string_view> split_mount_options(std::string_view data) {
+  std::vector<std::string_view> out;
+  while (!data.empty()) {
+    const auto comma = data.find(',');
+    const std::string_view option = data.substr(0, comma);
+    if (!option.empty()) out.push_back(option);
+    if (comma == std::string_view::npos) break;
+    data.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+namespace {
+
+// ext4: journal_path, journal_dev (another block device), resuid/resgid (reserved blocks for a
+// host id), dax, test_dummy_encryption; xfs: logdev, rtdev, dax; btrfs: device (scans another
+// block device), user_subvol_rm_allowed, fatal_errors (=panic); vfat and others: uid, gid,
+// forceuid, forcegid; fuse: fd, user_id, group_id; overlay: lowerdir, upperdir, workdir,
+// datadir (host paths); LSMs: context, fscontext, defcontext, rootcontext, seclabel, smackfs*;
+// every filesystem: source.
+constexpr std::array<std::string_view, 31> kRefusedOptions{"source",
+                                                           "journal_path",
+                                                           "journal_dev",
+                                                           "resuid",
+                                                           "resgid",
+                                                           "dax",
+                                                           "test_dummy_encryption",
+                                                           "logdev",
+                                                           "rtdev",
+                                                           "device",
+                                                           "user_subvol_rm_allowed",
+                                                           "fatal_errors",
+                                                           "uid",
+                                                           "gid",
+                                                           "forceuid",
+                                                           "forcegid",
+                                                           "fd",
+                                                           "user_id",
+                                                           "group_id",
+                                                           "lowerdir",
+                                                           "upperdir",
+                                                           "workdir",
+                                                           "datadir",
+                                                           "context",
+                                                           "fscontext",
+                                                           "defcontext",
+                                                           "rootcontext",
+                                                           "seclabel",
+                                                           "smackfsdef",
+                                                           "smackfsroot",
+                                                           "smackfstransmute"};
+
+std::string_view option_key(std::string_view option) {
+  return option.substr(0, option.find('='));
+}
+
+}  // namespace
+
+bool refused_mount_option(std::string_view key) {
+  return key.starts_with("smackfs") || std::ranges::find(kRefusedOptions, key) != kRefusedOptions.end();
+}
+
+std::string glob_grants_refused_option(std::string_view glob) {
+  for (const std::string_view key : kRefusedOptions) {
+    const std::string k(key);
+    if (matches_glob(glob, k) || matches_glob(glob, k + "=x") || matches_glob(glob, k + "=/")) return k;
+  }
+  if (matches_glob(glob, "smackfsfloor") || matches_glob(glob, "smackfsfloor=x")) return "smackfsfloor";
+  return {};
+}
+
+std::string mount_option_refusal(std::string_view option, const std::vector<std::string>& globs,
+                                 bool readonly) {
+  const std::string_view key = option_key(option);
+  const bool has_value = key.size() < option.size();
+  const std::string_view value = has_value ? option.substr(key.size() + 1) : std::string_view{};
+  if (refused_mount_option(key)) return "`" + std::string(key) + "` is never passed";
+  if (value.find('/') != std::string_view::npos) return "a value naming a path is never passed";
+  if (key == "errors" && value != "remount-ro") return "errors= other than remount-ro";
+  if (option == "rw" && readonly) return "rw on a read-only mount";
+  if (std::ranges::none_of(globs, [&](const std::string& g) { return matches_glob(g, option); }))
+    return "not among the rule's options";
+  return {};
 }
 
 bool matches_glob(std::string_view pattern, std::string_view text) noexcept {

@@ -14,6 +14,9 @@ namespace {
 constexpr std::uint32_t kDevice = kFieldDevice | kFieldPath;
 constexpr std::uint32_t kXattrSet = kFieldXattrName | kFieldValueSize | kFieldPath;
 constexpr std::uint32_t kXattr = kFieldXattrName | kFieldPath;
+// listxattr and friends have no name: an `xattr` matcher on them names what the emulated list
+// may add (is_xattr_list()), it holds for every call.
+constexpr std::uint32_t kXattrList = kFieldXattrName | kFieldPath;
 
 // A path relative to the cwd in args[path].
 constexpr PathArg cwd(std::int8_t path) {
@@ -73,11 +76,12 @@ constexpr std::array kTable = std::to_array<SyscallInfo>({
     row(SYS_setxattr, "setxattr", Family::Xattr, {cwd(0)}, kXattrSet, true),
     row(SYS_lsetxattr, "lsetxattr", Family::Xattr, {cwd(0)}, kXattrSet, true),
     row(SYS_fsetxattr, "fsetxattr", Family::Xattr, {fd(0)}, kXattrSet, true),
-    row(SYS_getxattr, "getxattr", Family::Xattr, {cwd(0)}, kXattr),
-    row(SYS_lgetxattr, "lgetxattr", Family::Xattr, {cwd(0)}, kXattr),
-    row(SYS_fgetxattr, "fgetxattr", Family::Xattr, {fd(0)}, kXattr),
-    row(SYS_listxattr, "listxattr", Family::Xattr, {cwd(0)}, kFieldPath),
-    row(SYS_llistxattr, "llistxattr", Family::Xattr, {cwd(0)}, kFieldPath),
+    row(SYS_getxattr, "getxattr", Family::Xattr, {cwd(0)}, kXattr, true),
+    row(SYS_lgetxattr, "lgetxattr", Family::Xattr, {cwd(0)}, kXattr, true),
+    row(SYS_fgetxattr, "fgetxattr", Family::Xattr, {fd(0)}, kXattr, true),
+    row(SYS_listxattr, "listxattr", Family::Xattr, {cwd(0)}, kXattrList, true),
+    row(SYS_llistxattr, "llistxattr", Family::Xattr, {cwd(0)}, kXattrList, true),
+    row(SYS_flistxattr, "flistxattr", Family::Xattr, {fd(0)}, kXattrList, true),
     row(SYS_removexattr, "removexattr", Family::Xattr, {cwd(0)}, kXattr, true),
     row(SYS_lremovexattr, "lremovexattr", Family::Xattr, {cwd(0)}, kXattr, true),
     row(SYS_fremovexattr, "fremovexattr", Family::Xattr, {fd(0)}, kXattr, true),
@@ -113,6 +117,10 @@ static_assert(std::ranges::adjacent_find(kTable, std::ranges::equal_to{}, &Sysca
               "one row per syscall");
 
 }  // namespace
+
+bool is_xattr_list(int nr) {
+  return nr == SYS_listxattr || nr == SYS_llistxattr || nr == SYS_flistxattr;
+}
 
 const SyscallInfo* syscall_info(int nr) {
   auto it = std::ranges::lower_bound(kTable, nr, {}, &SyscallInfo::nr);

@@ -8,6 +8,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <fstream>
@@ -48,6 +49,10 @@ rules:
   - name: other-xattrs-as-the-caller
     syscalls: [setxattr, lsetxattr, fsetxattr, removexattr, lremovexattr, fremovexattr]
     action: emulate
+  - name: overlay-xattrs-read-back
+    syscalls: [getxattr, lgetxattr, fgetxattr, listxattr, llistxattr, flistxattr]
+    match: {xattr: ["trusted.overlay.*"]}
+    action: emulate
 )";
 
 std::string host_xattr(const fs::path& p, const char* name) {
@@ -55,6 +60,21 @@ std::string host_xattr(const fs::path& p, const char* name) {
   const ssize_t n = ::lgetxattr(p.c_str(), name, buf.data(), buf.size());
   return n < 0 ? std::string("errno ") + std::to_string(errno)
                : std::string(buf.data(), static_cast<std::size_t>(n));
+}
+
+// The names root on the host sees (llistxattr), sorted, joined by ',' (as probe prints them).
+std::string host_names(const fs::path& p) {
+  std::array<char, 4096> buf{};
+  const ssize_t n = ::llistxattr(p.c_str(), buf.data(), buf.size());
+  if (n < 0) return std::string("errno ") + std::to_string(errno);
+  std::vector<std::string> names;
+  for (std::size_t at = 0; at < static_cast<std::size_t>(n); at += names.back().size() + 1) {
+    names.emplace_back(buf.data() + at);
+  }
+  std::sort(names.begin(), names.end());
+  std::string out;
+  for (const auto& name : names) out += (out.empty() ? "" : ",") + name;
+  return out.empty() ? "-" : out;
 }
 
 std::vector<std::string> words(const std::string& line) {
@@ -271,6 +291,111 @@ TEST_F(Emulation, XattrHostileArguments) {
   EXPECT_EQ(host_xattr(rootfs_ / "tmp" / "f", "trusted.xxxxxxx.aa"), "errno " + std::to_string(ENODATA))
       << "a name the policy refuses was set";
   EXPECT_EQ(host_xattr(rootfs_ / "tmp" / "f", "trusted.overlay.aa"), "y");
+}
+
+TEST_F(Emulation, GrantedXattrsAreReadBackWithTheKernelsSizesAndErrnos) {
+  // The container sets what it is granted; root on the host adds a trusted.* name nobody granted.
+  auto o = container(
+      "touch /tmp/r /tmp/root-owned && probe setxattr /tmp/r trusted.overlay.opaque y && "
+      "probe setxattr /tmp/r trusted.overlay.redirect /some/where && probe setxattr /tmp/r user.note hello "
+      "&& "
+      "probe setxattr /tmp/root-owned trusted.overlay.opaque y && ln -s r /tmp/lnk");
+  ASSERT_EQ(o.status, 0) << o.out << o.err;
+  const fs::path r = rootfs_ / "tmp" / "r";
+  ASSERT_EQ(::lsetxattr(r.c_str(), "trusted.hidden", "h", 1, 0), 0);
+  // A file the host put in the root, owned by an id the container does not map, with an
+  // overlay attribute of the host's: never the container's to read.
+  const fs::path hostfile = rootfs_ / "tmp" / "hostfile";
+  std::ofstream(hostfile) << "x";
+  ASSERT_EQ(::chown(hostfile.c_str(), 0, 0), 0);
+  ASSERT_EQ(::lsetxattr(hostfile.c_str(), "trusted.overlay.redirect", "/host/path", 10, 0), 0);
+  const std::string host_list = host_names(r);
+  ASSERT_EQ(host_list, "trusted.hidden,trusted.overlay.opaque,trusted.overlay.redirect,user.note");
+
+  o = container(
+      "probe getxattr /tmp/r trusted.overlay.opaque; probe getxattr /tmp/r trusted.overlay.redirect - 0; "
+      "probe getxattr /tmp/r trusted.overlay.redirect - 3; probe getxattr /tmp/r trusted.overlay.redirect - "
+      "11; "
+      "probe getxattr /tmp/r trusted.overlay.missing; probe getxattr /tmp/r trusted.overlay.redirect f; "
+      "probe getxattr /tmp/r trusted.hidden; probe getxattr /tmp/r user.note; "
+      "probe listxattr /tmp/r; probe listxattr /tmp/r - 0; probe listxattr /tmp/r - 20; probe listxattr "
+      "/tmp/r f; "
+      "probe xattr-read-badptr /tmp/r trusted.overlay.opaque; "
+      "probe getxattr /tmp/lnk trusted.overlay.opaque l; probe getxattr /tmp/lnk trusted.overlay.opaque; "
+      "probe listxattr /tmp/lnk l; probe getxattr /nonexistent trusted.overlay.opaque; "
+      "probe as 1000 1000 0 -- probe getxattr /tmp/root-owned trusted.overlay.opaque; "
+      "probe as 1000 1000 0 -- probe listxattr /tmp/root-owned; "
+      "probe getxattr /tmp/hostfile trusted.overlay.redirect; probe listxattr /tmp/hostfile");
+  // The list: root's on the host, less the name no rule grants.
+  const std::string granted = "trusted.overlay.opaque,trusted.overlay.redirect,user.note";
+  const std::size_t length = std::string("trusted.overlay.opaque").size() + 1 +
+                             std::string("trusted.overlay.redirect").size() + 1 +
+                             std::string("user.note").size() + 1;
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{
+                              "y",
+                              "11",           // size 0: the length
+                              "ERANGE",       // too small
+                              "/some/where",  // exactly the length
+                              "ENODATA",      // granted, absent
+                              "/some/where",  // fgetxattr
+                              "ENODATA",      // not granted: the kernel's own answer
+                              "hello",        // not granted, readable: the kernel's own answer
+                              granted,       std::to_string(length), "ERANGE",
+                              granted,    // flistxattr
+                              "EFAULT",   // getxattr into a bad pointer
+                              "EFAULT",   // listxattr into a bad pointer
+                              "ENODATA",  // lgetxattr: the link itself has none
+                              "y",        // getxattr follows it
+                              "-",        // llistxattr: the link's own list
+                              "ENOENT",
+                              "ENODATA",  // a user on root's file: it could not set it either
+                              "-",
+                              "ENODATA",  // the host's file (owner unmapped): the kernel's answer
+                              "-",
+                          }))
+      << o.err;
+  // The same reads as root on the host: the same values, sizes and errnos.
+  EXPECT_EQ(host_xattr(r, "trusted.overlay.redirect"), "/some/where");
+  EXPECT_EQ(::lgetxattr(r.c_str(), "trusted.overlay.redirect", nullptr, 0), 11);
+  std::array<char, 3> small{};
+  EXPECT_EQ(::lgetxattr(r.c_str(), "trusted.overlay.redirect", small.data(), small.size()), -1);
+  EXPECT_EQ(errno, ERANGE);
+  EXPECT_EQ(host_xattr(r, "trusted.overlay.missing"), "errno " + std::to_string(ENODATA));
+  EXPECT_EQ(::llistxattr(r.c_str(), nullptr, 0),
+            static_cast<ssize_t>(length + std::string("trusted.hidden").size() + 1))
+      << "root's list is the container's plus the name no rule grants";
+  EXPECT_EQ(host_xattr(rootfs_ / "tmp" / "lnk", "trusted.overlay.opaque"),
+            "errno " + std::to_string(ENODATA));
+  // Nothing changed on the host.
+  EXPECT_EQ(host_names(r), host_list);
+  EXPECT_EQ(host_xattr(r, "trusted.hidden"), "h");
+  EXPECT_EQ(host_xattr(r, "trusted.overlay.opaque"), "y");
+  EXPECT_EQ(host_xattr(hostfile, "trusted.overlay.redirect"), "/host/path");
+}
+
+TEST_F(Emulation, ShippedOverlayPolicyReadsBackWhatItWrote) {
+  // An image builder's round trip under policies/overlay-in-container.yaml: an opaque directory
+  // written, then read and listed.
+  const auto o = container(
+      "mkdir /tmp/d && probe setxattr /tmp/d trusted.overlay.opaque y && "
+      "probe getxattr /tmp/d trusted.overlay.opaque && probe listxattr /tmp/d && probe listxattr /tmp/d f",
+      "overlay-in-container");
+  EXPECT_EQ(lines(o.out),
+            (std::vector<std::string>{"ok", "y", "trusted.overlay.opaque", "trusted.overlay.opaque"}))
+      << o.err;
+  EXPECT_EQ(host_names(rootfs_ / "tmp" / "d"), "trusted.overlay.opaque");
+}
+
+TEST_F(Emulation, XattrReadBackRacingTheName) {
+  // A thread rewrites the name between a granted one and one only root on the host set: the
+  // name is copied once, so the second one's value never comes back.
+  auto o = container("touch /tmp/f && probe setxattr /tmp/f trusted.overlay.aa y");
+  ASSERT_EQ(o.status, 0) << o.out << o.err;
+  const fs::path f = rootfs_ / "tmp" / "f";
+  ASSERT_EQ(::lsetxattr(f.c_str(), "trusted.xxxxxxx.aa", "secret", 6, 0), 0);
+  o = container("probe getxattr-race /tmp/f trusted.overlay.aa trusted.xxxxxxx.aa 300 secret");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"leaked 0"})) << o.err;
+  EXPECT_EQ(host_xattr(f, "trusted.xxxxxxx.aa"), "secret");
 }
 
 }  // namespace

@@ -48,7 +48,16 @@
  *   probe sysinfo-mapped FILE                        sysinfo(P), P into a fresh private mapping
  *                                                    of FILE (the page is not touched before)
  *   probe setxattr PATH NAME VALUE [l|f]             setxattr / lsetxattr / fsetxattr
- *   probe getxattr PATH NAME                         prints the value, or the errno
+ *   probe getxattr PATH NAME [l|f|- [SIZE]]          getxattr / lgetxattr / fgetxattr with a
+ *                                                    buffer of SIZE (default 4095): prints the
+ *                                                    value (SIZE 0: the length), or the errno
+ *   probe listxattr PATH [l|f|- [SIZE]]              listxattr / llistxattr / flistxattr: the
+ *                                                    names sorted, joined by ',' ("-" for none;
+ *                                                    SIZE 0: the length), or the errno
+ *   probe xattr-read-badptr PATH NAME                getxattr, then listxattr, into (void *)8
+ *   probe getxattr-race PATH NAME_A NAME_B N SECRET  getxattr(PATH, BUF) N times while a thread
+ *                                                    rewrites BUF between NAME_A and NAME_B;
+ *                                                    prints "leaked K": values equal to SECRET
  *   probe removexattr PATH NAME [l|f]                removexattr / lremovexattr / fremovexattr
  *   probe xattr-badptr PATH                          setxattr with an unmapped name, then value
  *   probe xattr-longname PATH                        a name of 300 bytes
@@ -67,6 +76,10 @@
  *   probe mount-race SRC TGT_A TGT_B TYPE N          mount(SRC, BUF, TYPE) N times while a
  *                                                    thread rewrites BUF between TGT_A and TGT_B;
  *                                                    each success is unmounted at TGT_A only
+ *   probe mount-data-race SRC TGT TYPE N OPT_A OPT_B mount(SRC, TGT, TYPE, 0, BUF) N times while
+ *                                                    a thread rewrites BUF between OPT_A and
+ *                                                    OPT_B; prints "mounted M leaked K": K
+ *                                                    mounts whose options show OPT_B
  *   probe mount-root-race SRC TGT TYPE JAIL N        mount(SRC, TGT, TYPE) N times while a
  *                                                    thread flips the root between / and JAIL
  *                                                    (fchdir + chroot "."); prints how many
@@ -565,11 +578,86 @@ static int run(int argc, char** argv) {
     return finish(setxattr(argv[2], argv[3], argv[4], len, 0));
   }
   if (strcmp(op, "getxattr") == 0 && argc >= 4) {
-    char buf[4096];
-    ssize_t n = getxattr(argv[2], argv[3], buf, sizeof buf - 1);
+    static char buf[70000];
+    const char* how = argc >= 5 ? argv[4] : "-";
+    size_t size = argc >= 6 ? strtoul(argv[5], NULL, 0) : 4095;
+    if (size > sizeof buf - 1) size = sizeof buf - 1;
+    ssize_t n;
+    if (how[0] == 'l') {
+      n = lgetxattr(argv[2], argv[3], buf, size);
+    } else if (how[0] == 'f') {
+      int fd = open(argv[2], O_RDONLY);
+      if (fd < 0) return finish(-1);
+      n = fgetxattr(fd, argv[3], buf, size);
+    } else {
+      n = getxattr(argv[2], argv[3], buf, size);
+    }
     if (n < 0) return finish(-1);
+    if (size == 0) {
+      printf("%ld\n", (long)n);
+      return 0;
+    }
     buf[n] = 0;
     printf("%s\n", buf);
+    return 0;
+  }
+  if (strcmp(op, "listxattr") == 0 && argc >= 3) {
+    static char buf[70000];
+    const char* how = argc >= 4 ? argv[3] : "-";
+    size_t size = argc >= 5 ? strtoul(argv[4], NULL, 0) : sizeof buf;
+    if (size > sizeof buf) size = sizeof buf;
+    ssize_t n;
+    if (how[0] == 'l') {
+      n = llistxattr(argv[2], buf, size);
+    } else if (how[0] == 'f') {
+      int fd = open(argv[2], O_RDONLY);
+      if (fd < 0) return finish(-1);
+      n = flistxattr(fd, buf, size);
+    } else {
+      n = listxattr(argv[2], buf, size);
+    }
+    if (n < 0) return finish(-1);
+    if (size == 0) {
+      printf("%ld\n", (long)n);
+      return 0;
+    }
+    /* The names, sorted (a few: insertion sort on pointers). */
+    const char* names[512];
+    int count = 0;
+    for (ssize_t at = 0; at < n && count < 512; at += (ssize_t)strlen(buf + at) + 1) {
+      int i = count++;
+      while (i > 0 && strcmp(names[i - 1], buf + at) > 0) {
+        names[i] = names[i - 1];
+        --i;
+      }
+      names[i] = buf + at;
+    }
+    if (count == 0) printf("-");
+    for (int i = 0; i < count; ++i) printf("%s%s", i ? "," : "", names[i]);
+    printf("\n");
+    return 0;
+  }
+  if (strcmp(op, "xattr-read-badptr") == 0 && argc >= 4) {
+    int a = finish(syscall(SYS_getxattr, argv[2], argv[3], (void*)8, 64));
+    int b = finish(syscall(SYS_listxattr, argv[2], (void*)8, 4096));
+    return a | b;
+  }
+  if (strcmp(op, "getxattr-race") == 0 && argc >= 7 && strlen(argv[3]) == strlen(argv[4])) {
+    struct race_args r = {malloc(strlen(argv[3]) + 1), argv[3], argv[4], 0};
+    strcpy(r.buf, argv[3]);
+    pthread_t t;
+    if (pthread_create(&t, NULL, race_main, &r) != 0) return 2;
+    int leaked = 0;
+    char value[256];
+    for (int i = 0, n = atoi(argv[5]); i < n; ++i) {
+      ssize_t got = getxattr(argv[2], r.buf, value, sizeof value - 1);
+      if (got < 0) continue;
+      value[got] = 0;
+      if (strcmp(value, argv[6]) == 0) ++leaked;
+    }
+    r.stop = 1;
+    pthread_join(t, NULL);
+    printf("leaked %d\n", leaked);
     return 0;
   }
   if (strcmp(op, "removexattr") == 0 && argc >= 4) {
@@ -666,6 +754,29 @@ static int run(int argc, char** argv) {
     r.stop = 1;
     pthread_join(t, NULL);
     printf("done\n");
+    return 0;
+  }
+  if (strcmp(op, "mount-data-race") == 0 && argc >= 8 && strlen(argv[6]) == strlen(argv[7])) {
+    struct race_args r = {malloc(strlen(argv[6]) + 1), argv[6], argv[7], 0};
+    strcpy(r.buf, argv[6]);
+    pthread_t t;
+    if (pthread_create(&t, NULL, race_main, &r) != 0) return 2;
+    int leaked = 0;
+    int mounted = 0;
+    for (int i = 0, n = atoi(argv[5]); i < n; ++i) {
+      if (mount(argv[2], argv[3], argv[4], 0, r.buf) != 0) continue;
+      ++mounted;
+      FILE* f = fopen("/proc/self/mountinfo", "r");
+      char line[4096];
+      while (f && fgets(line, sizeof line, f)) {
+        if (strstr(line, argv[3]) && strstr(line, argv[7])) ++leaked;
+      }
+      if (f) fclose(f);
+      umount2(argv[3], MNT_DETACH);
+    }
+    r.stop = 1;
+    pthread_join(t, NULL);
+    printf("mounted %d leaked %d\n", mounted, leaked);
     return 0;
   }
   if (strcmp(op, "mount-root-race") == 0 && argc >= 7) {

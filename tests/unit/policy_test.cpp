@@ -639,7 +639,6 @@ TEST(PolicyErrors, BadMatcher) {
       {"mknod", "{target: [\"/mnt\"]}"},
       {"mknod", "{source: [x]}"},
       {"openat", "{flags: {set: []}}"},
-      {"listxattr", "{xattr: [user.*]}"},
       {"getxattr", "{value_size: {max: 1}}"},
       {"openat", "{sched_policy: [SCHED_FIFO]}"},
       {"mount", "{priority: {max: 1}}"},
@@ -652,6 +651,104 @@ TEST(PolicyErrors, BadMatcher) {
         one_rule(std::string("syscalls: [") + call + "]\n    match: " + match + "\n    action: deny\n"),
         ErrorCode::BadMatcher, 4, 13);
   }
+}
+
+// On the list calls `xattr` names what the emulated list adds: with another action it would
+// match every call, so it is refused there (at the `match` key).
+TEST(PolicyErrors, XattrOnListCallsOnlyWithEmulate) {
+  expect_one_error(one_rule("syscalls: [listxattr]\n    match: {xattr: [user.*]}\n    action: deny\n"),
+                   ErrorCode::BadMatcher, 4, 5);
+  expect_one_error(
+      one_rule("syscalls: [getxattr, flistxattr]\n    match: {xattr: [user.*]}\n    action: allow\n"),
+      ErrorCode::BadMatcher, 4, 5);
+  (void)policy_ok(
+      one_rule("syscalls: [getxattr, flistxattr]\n    match: {xattr: [user.*]}\n    action: emulate\n"));
+}
+
+// A list call carries no name: the rule's `xattr` holds for it; a get call is matched by name.
+TEST(PolicyDecide, XattrReadBack) {
+  Policy policy = policy_ok(R"(
+name: read-back
+rules:
+  - syscalls: [getxattr, listxattr, llistxattr, flistxattr]
+    match: {xattr: ["trusted.overlay.*"]}
+    action: emulate
+)");
+  Call list;
+  list.nr = SYS_flistxattr;
+  EXPECT_EQ(decide(policy, list).action, Action::Emulate);
+  Call get;
+  get.nr = SYS_getxattr;
+  get.xattr_name = "trusted.overlay.opaque";
+  EXPECT_EQ(decide(policy, get).action, Action::Emulate);
+  get.xattr_name = "trusted.other";
+  EXPECT_EQ(decide(policy, get).rule_index, -1);
+  get.xattr_name.reset();  // could not be copied: the matcher does not hold
+  EXPECT_EQ(decide(policy, get).rule_index, -1);
+}
+
+// mount's data options: `emulate: {options: [...]}`.
+TEST(PolicyErrors, MountOptions) {
+  const std::string head = "syscalls: [mount]\n    match: {fstype: [ext4]}\n    action: emulate\n";
+  const auto column = [](const std::string& line, const char* what) {
+    return static_cast<int>(line.find(what)) + 1;
+  };
+  for (const char* bad : {"\"device=*\"", "\"*\"", "\"d*\"", "journal_path", "\"uid=*\"", "\"smackfs*\""}) {
+    SCOPED_TRACE(bad);
+    const std::string line = std::string("    emulate: {options: [discard, ") + bad + "]}";
+    expect_one_error(one_rule(head + line + "\n"), ErrorCode::BadValue, 6, column(line, bad));
+  }
+  const std::string comma = "    emulate: {options: [\"discard,commit=5\"]}";
+  expect_one_error(one_rule(head + comma + "\n"), ErrorCode::BadValue, 6, column(comma, "\"discard"));
+  expect_one_error(one_rule(head + "    emulate: {options: []}\n"), ErrorCode::WrongType, 6, 24);
+  expect_one_error(one_rule(head + "    emulate: {options: discard}\n"), ErrorCode::WrongType, 6, 24);
+  const Policy ok =
+      policy_ok(one_rule(head + "    emulate: {options: [discard, \"commit=*\", \"errors=*\"]}\n"));
+  ASSERT_TRUE(ok.rules[0].mount.has_value());
+  EXPECT_EQ(ok.rules[0].mount->options, (std::vector<std::string>{"discard", "commit=*", "errors=*"}));
+}
+
+TEST(MountOptions, SplitAsTheKernelDoes) {
+  using V = std::vector<std::string_view>;
+  EXPECT_EQ(split_mount_options(""), V{});
+  EXPECT_EQ(split_mount_options(",,"), V{});
+  EXPECT_EQ(split_mount_options("discard"), V{"discard"});
+  EXPECT_EQ(split_mount_options("a,,b=c,d=e=f,"), (V{"a", "b=c", "d=e=f"}));
+}
+
+TEST(MountOptions, OnlyWhatTheRuleAllowsAndNeverTheDangerousOnes) {
+  const std::vector<std::string> globs{"errors=*", "discard", "commit=*", "rw", "subvol=*"};
+  const auto allowed = [&](std::string_view option, bool readonly = false) {
+    return mount_option_refusal(option, globs, readonly).empty();
+  };
+  EXPECT_TRUE(allowed("discard"));
+  EXPECT_TRUE(allowed("commit=30"));
+  EXPECT_TRUE(allowed("errors=remount-ro"));
+  EXPECT_TRUE(allowed("rw"));
+  EXPECT_TRUE(allowed("subvol=@home"));
+  EXPECT_FALSE(allowed("nodelalloc"));       // no glob
+  EXPECT_FALSE(allowed("discard=1"));        // `discard` is the whole option
+  EXPECT_FALSE(allowed("errors=continue"));  // contradicts the forced remount-ro
+  EXPECT_FALSE(allowed("errors=panic"));     // the host's panic
+  EXPECT_FALSE(allowed("rw", true));         // contradicts a forced read-only
+  EXPECT_FALSE(allowed("subvol=/@"));        // a value naming a path
+  EXPECT_FALSE(allowed("commit=../../dev/sda"));
+  // Never, even under a glob that matches everything (the reader refuses such a glob too).
+  for (const char* never :
+       {"source=/dev/sda", "journal_path=/dev/sdb", "journal_dev=2049", "device=/dev/sdb", "logdev=/dev/sdc",
+        "rtdev=x", "uid=0", "gid=0", "resuid=0", "dax", "dax=always", "context=system_u:object_r:etc_t:s0",
+        "smackfsroot=x", "fatal_errors=panic", "user_subvol_rm_allowed", "lowerdir=x", "fd=3"}) {
+    SCOPED_TRACE(never);
+    EXPECT_FALSE(mount_option_refusal(never, {"*"}, false).empty());
+  }
+  EXPECT_EQ(glob_grants_refused_option("discard"), "");
+  EXPECT_EQ(glob_grants_refused_option("errors=*"), "");
+  EXPECT_EQ(glob_grants_refused_option("commit=*"), "");
+  EXPECT_EQ(glob_grants_refused_option("device=*"), "device");
+  EXPECT_EQ(glob_grants_refused_option("dev*"), "device");
+  EXPECT_NE(glob_grants_refused_option("*"), "");
+  EXPECT_NE(glob_grants_refused_option("*=*"), "");
+  EXPECT_EQ(glob_grants_refused_option("smackfs*"), "smackfsdef");
 }
 
 TEST(PolicyErrors, BadArgument) {
@@ -1536,7 +1633,8 @@ TEST(SyscallTable, NamesAgreeWithLibseccompAndEmulatorsAreMarked) {
   const std::set<int> emulated{
       SYS_mknod,         SYS_mknodat,      SYS_sysinfo,   SYS_setpriority, SYS_sched_setscheduler,
       SYS_sched_setattr, SYS_setxattr,     SYS_lsetxattr, SYS_fsetxattr,   SYS_removexattr,
-      SYS_lremovexattr,  SYS_fremovexattr, SYS_mount,     SYS_umount2};
+      SYS_lremovexattr,  SYS_fremovexattr, SYS_mount,     SYS_umount2,     SYS_getxattr,
+      SYS_lgetxattr,     SYS_fgetxattr,    SYS_listxattr, SYS_llistxattr,  SYS_flistxattr};
   int rows = 0;
   for (int nr = -5; nr < 1024; ++nr) {
     const SyscallInfo* info = syscall_info(nr);
@@ -1551,7 +1649,7 @@ TEST(SyscallTable, NamesAgreeWithLibseccompAndEmulatorsAreMarked) {
     // Every row with a path matcher says where its path is.
     EXPECT_EQ((info->fields & kFieldPath) != 0, info->paths[0].path != kNoArg) << info->name;
   }
-  EXPECT_EQ(rows, 66);
+  EXPECT_EQ(rows, 67);
 }
 
 // --- glob matching ----------------------------------------------------------------------------

@@ -167,6 +167,9 @@ struct MountGrant {
   bool readonly = false;            // every mount read-only
   bool allow_suid = false;          // lift the forced nosuid
   bool allow_dev = false;           // lift the forced nodev
+  // mount's data options the caller may pass (globs, one option each: `errors=*`, `discard`);
+  // empty: a non-empty data string is EINVAL. See mount_option_refusal().
+  std::vector<std::string> options;
 };
 
 struct Rule {
@@ -275,6 +278,24 @@ struct Decision {
 // The glob of every matcher (fnmatch(3) without flags, linear time), for an emulator that
 // checks a rule's patterns again on the path an opened file really has. No allocation.
 [[nodiscard]] bool matches_glob(std::string_view pattern, std::string_view text) noexcept;
+
+// ---- mount's data options (`emulate: {options: [...]}`, docs/policy.md "Emulators") ----
+// The options of mount's data string as the kernel splits them (generic_parse_monolithic: at
+// each ','; empty ones skipped).
+[[nodiscard]] std::vector<std::string_view> split_mount_options(std::string_view data);
+// Option names sysvisor never passes, whatever a rule says: they name another device or a
+// path (resolved by the privileged helper, in the host's namespaces), owners or security
+// labels, or take the host down (journal_path, device, logdev, uid, context, fatal_errors,
+// ...); and `source`, which would replace the source sysvisor opened.
+[[nodiscard]] bool refused_mount_option(std::string_view key);
+// For the policy reader: a refused option name that `glob` could grant ("" if none).
+[[nodiscard]] std::string glob_grants_refused_option(std::string_view glob);
+// Why the caller's `option` is refused (for the log), or "" when `globs` allow it: a refused
+// name; a value naming a path ('/'); `errors=` other than remount-ro (sysvisor's own forced
+// value on ext2/3/4: a caller's errors=continue is refused rather than silently overridden,
+// and errors=panic would take the host down); `rw` under a forced read-only; no glob matches.
+[[nodiscard]] std::string mount_option_refusal(std::string_view option, const std::vector<std::string>& globs,
+                                               bool readonly);
 
 // ---- Loading ----
 // One document, without resolving includes (rules is empty until resolve()).

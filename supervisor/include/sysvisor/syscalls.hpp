@@ -31,5 +31,8 @@ struct SyscallInfo {
 
 // nullptr for a syscall with no typed matcher (only raw `args` conditions apply to it).
 [[nodiscard]] const SyscallInfo* syscall_info(int nr);
+// listxattr, llistxattr, flistxattr: no attribute name in the call; an `xattr` matcher on them
+// names the attributes the emulated list may add, and holds for every call.
+[[nodiscard]] bool is_xattr_list(int nr);
 
 }  // namespace sysvisor::policy
