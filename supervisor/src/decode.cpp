@@ -326,6 +326,7 @@ void from_registers(policy::Call& call, const policy::SyscallInfo& info, std::ui
       }
       break;
     case policy::Family::Sysinfo:
+    case policy::Family::Open:
     case policy::Family::None:
       break;
   }
