@@ -1838,6 +1838,7 @@ void report_fall_throughs(const std::vector<Policy>& parsed, const std::vector<F
 
 struct ResolveOptions {
   bool report_unknown_includes = true;
+  const InForce* in_force = nullptr;  // a duplicate name is blamed on the file not in force
 };
 
 std::expected<LoadResult, std::vector<LoadError>> resolve_set(std::vector<Policy> parsed,
@@ -1849,10 +1850,27 @@ std::expected<LoadResult, std::vector<LoadError>> resolve_set(std::vector<Policy
   for (std::size_t i = 0; i < parsed.size(); ++i) {
     auto [it, inserted] = by_name.try_emplace(parsed[i].name, i);
     if (!inserted) {
-      duplicate[i] = true;
-      found.error(ErrorCode::DuplicatePolicy, parsed[i].pos,
-                  "policy `" + parsed[i].name + "` is defined twice: here and at " +
-                      format_position(parsed[it->second].pos) + "; a policy name must be unique, rename one");
+      // The later file is blamed, unless it is the one the running policy came from: then the
+      // file that takes its name is (sorted first, it was met first).
+      std::size_t blamed = i;
+      std::size_t kept = it->second;
+      bool kept_in_force = false;
+      if (options.in_force != nullptr) {
+        const auto running = options.in_force->find(parsed[i].name);
+        if (running != options.in_force->end()) {
+          if (running->second == parsed[i].pos.file && running->second != parsed[kept].pos.file) {
+            std::swap(blamed, kept);
+            it->second = kept;
+          }
+          kept_in_force = running->second == parsed[kept].pos.file;
+        }
+      }
+      duplicate[blamed] = true;
+      found.error(ErrorCode::DuplicatePolicy, parsed[blamed].pos,
+                  "policy `" + parsed[blamed].name + "` is defined twice: in `" + parsed[blamed].pos.file +
+                      "` and in `" + parsed[kept].pos.file + "` (" + format_position(parsed[kept].pos) + ")" +
+                      (kept_in_force ? ", whose policy is in force" : "") +
+                      "; a policy name must be unique: rename one");
     }
   }
   // The include graph.
@@ -2268,7 +2286,8 @@ std::expected<LoadResult, std::vector<LoadError>> resolve(std::vector<Policy> pa
   }
 }
 
-std::expected<LoadResult, std::vector<LoadError>> load_policy_dir(const std::filesystem::path& dir) {
+std::expected<LoadResult, std::vector<LoadError>> load_policy_dir(const std::filesystem::path& dir,
+                                                                  const InForce& in_force) {
   try {
     auto files = policy_files(dir);
     if (!files) {
@@ -2285,7 +2304,8 @@ std::expected<LoadResult, std::vector<LoadError>> load_policy_dir(const std::fil
       parsed.push_back(std::move(*loaded));
     }
     // A policy whose file failed to load may be what an include names: say nothing about that.
-    auto resolved = resolve_set(std::move(parsed), ResolveOptions{.report_unknown_includes = errors.empty()});
+    auto resolved = resolve_set(
+        std::move(parsed), ResolveOptions{.report_unknown_includes = errors.empty(), .in_force = &in_force});
     if (!resolved) {
       std::ranges::move(resolved.error(), std::back_inserter(errors));
     }

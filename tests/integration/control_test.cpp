@@ -366,6 +366,21 @@ TEST_F(Control, ReloadPicksUpTheDirectoryAndReportsErrors) {
   EXPECT_GT(std::stoi(rc[1]), 128) << "killed by kill-block: " << o.out;
 
   fs::remove(pols / "broken.yaml");
+  // A new file that takes the name of a policy in force is the one blamed, though it sorts first.
+  {
+    std::ofstream taken(pols / "a-taken.yaml");
+    taken << "name: deny-devices\nrules: []\n";
+  }
+  const Outcome dup = cli({"reload"}, dir / "run");
+  EXPECT_EQ(dup.status, 1);
+  EXPECT_NE(dup.err.find((pols / "a-taken.yaml").string() +
+                         ":1:1: error: [duplicate-policy] policy `deny-devices` is defined twice: in `" +
+                         (pols / "a-taken.yaml").string() + "` and in `" +
+                         (pols / "deny-devices.yaml").string() + "`"),
+            std::string::npos)
+      << dup.err;
+  EXPECT_NE(dup.err.find("whose policy is in force"), std::string::npos) << dup.err;
+  fs::remove(pols / "a-taken.yaml");
   const json fixed = cli_json({"reload"}, dir / "run");
   EXPECT_EQ(fixed.at("reload").at("ok"), true);
   EXPECT_EQ(fixed.at("reload").at("policy_set").at("generation"), "2");

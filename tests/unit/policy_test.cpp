@@ -1896,6 +1896,40 @@ TEST(PolicyAuthoring, CheckingOneFileFindsItsNameTakenInItsDirectory) {
   EXPECT_NE(all.error()[0].message.find("is defined twice"), std::string::npos) << all.error()[0].message;
 }
 
+TEST(PolicyAuthoring, ADuplicateNameIsBlamedOnTheFileNotInForce) {
+  TempDir dir;
+  dir.write("web.yaml", "name: web\nrules: []\n");    // in force
+  dir.write("a-web.yaml", "name: web\nrules: []\n");  // just added, sorted first
+  const std::string old_file = (dir.path() / "web.yaml").string();
+  const std::string new_file = (dir.path() / "a-web.yaml").string();
+  auto reload = load_policy_dir(dir.path(), InForce{{"web", old_file}});
+  ASSERT_FALSE(reload);
+  ASSERT_EQ(reload.error().size(), 1u) << describe(reload.error());
+  EXPECT_EQ(reload.error()[0].code, ErrorCode::DuplicatePolicy);
+  EXPECT_EQ(reload.error()[0].pos.file, new_file);
+  EXPECT_EQ(reload.error()[0].message, "policy `web` is defined twice: in `" + new_file + "` and in `" +
+                                           old_file + "` (" + old_file +
+                                           ":1:1), whose policy is in force; a policy name must be "
+                                           "unique: rename one");
+  // Nothing in force (a start): the later file, still naming both.
+  auto start = load_policy_dir(dir.path());
+  ASSERT_FALSE(start);
+  ASSERT_EQ(start.error().size(), 1u) << describe(start.error());
+  EXPECT_EQ(start.error()[0].pos.file, old_file);
+  EXPECT_NE(start.error()[0].message.find("in `" + old_file + "` and in `" + new_file + "`"),
+            std::string::npos)
+      << start.error()[0].message;
+  // Three files, the one in force in the middle: both others blamed, each beside it.
+  dir.write("z-web.yaml", "name: web\nrules: []\n");
+  auto three = load_policy_dir(dir.path(), InForce{{"web", old_file}});
+  ASSERT_FALSE(three);
+  ASSERT_EQ(three.error().size(), 2u) << describe(three.error());
+  for (const auto& e : three.error()) {
+    EXPECT_NE(e.pos.file, old_file);
+    EXPECT_NE(e.message.find("and in `" + old_file + "`"), std::string::npos) << e.message;
+  }
+}
+
 TEST(PolicyAuthoring, ADiagnosticCarriesItsCode) {
   auto errors = parse_errors(one_rule("syscalls: [mknod]\n    acton: deny\n"));
   ASSERT_FALSE(errors.empty());

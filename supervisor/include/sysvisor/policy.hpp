@@ -282,9 +282,13 @@ struct LoadResult {
 // ending in .cases.yaml are decision cases, not policies, and are skipped).
 [[nodiscard]] std::expected<std::vector<std::filesystem::path>, LoadError> policy_files(
     const std::filesystem::path& dir);
-// Every file of policy_files(dir); all errors of all files are returned together.
+// The file each policy in force was loaded from, by policy name (a daemon's running set).
+using InForce = std::map<std::string, std::string, std::less<>>;
+// Every file of policy_files(dir); all errors of all files are returned together. A name two
+// files define is an error at the one that is not `in_force`'s file for that name (the file an
+// author just added, at a reload), else at the later file; its message names both files.
 [[nodiscard]] std::expected<LoadResult, std::vector<LoadError>> load_policy_dir(
-    const std::filesystem::path& dir);
+    const std::filesystem::path& dir, const InForce& in_force = {});
 // `files`, resolving includes against the other policies in each file's directory.
 [[nodiscard]] std::expected<LoadResult, std::vector<LoadError>> load_policy_files(
     const std::vector<std::filesystem::path>& files);
