@@ -343,6 +343,10 @@ TEST_F(Control, ReloadPicksUpTheDirectoryAndReportsErrors) {
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.err.find((pols / "broken.yaml").string() + ":4:"), std::string::npos) << bad.err;
   EXPECT_NE(bad.err.find("explode"), std::string::npos) << bad.err;
+  // With its [code], as `policy check` prints it.
+  EXPECT_NE(bad.err.find((pols / "broken.yaml").string() + ":4:13: error: [bad-value] unknown action"),
+            std::string::npos)
+      << bad.err;
   EXPECT_NE(bad.err.find("reload failed with 1 error(s); still in force: generation 1: deny-devices v"),
             std::string::npos)
       << bad.err;
