@@ -537,6 +537,20 @@ std::span<const std::string_view> errno_names() {
   return names;
 }
 
+// Every syscall name libseccomp knows for x86_64.
+std::span<const std::string_view> syscall_names() {
+  static const std::vector<std::string> storage = [] {
+    std::vector<std::string> out;
+    for (int nr = 0; nr < 1024; ++nr) {
+      std::string name = syscall_name(nr);
+      if (!name.starts_with("syscall_")) out.push_back(std::move(name));
+    }
+    return out;
+  }();
+  static const std::vector<std::string_view> names(storage.begin(), storage.end());
+  return names;
+}
+
 struct NamedValue {
   std::string_view name;
   std::uint64_t value;
@@ -584,6 +598,14 @@ std::span<const std::string_view> action_names() {
     return out;
   }();
   return names;
+}
+
+// The names of a table of NamedValue, for a guess at a misspelt one.
+template <std::size_t Size>
+std::vector<std::string_view> names_of(const std::array<NamedValue, Size>& table) {
+  std::vector<std::string_view> out;
+  for (const auto& entry : table) out.push_back(entry.name);
+  return out;
 }
 
 constexpr std::array kOps{
@@ -915,7 +937,8 @@ std::optional<std::vector<int>> PolicyReader::syscalls(const Entry& entry) {
     auto nr = syscall_from_name(item.Scalar());
     if (!nr) {
       fail(ErrorCode::UnknownSyscall, item,
-           "unknown syscall `" + item.Scalar() + "`: libseccomp knows no x86_64 syscall of that name");
+           "unknown syscall `" + item.Scalar() + "`: libseccomp knows no x86_64 syscall of that name" +
+               detail::did_you_mean(item.Scalar(), syscall_names()));
       ok = false;
       continue;
     }
@@ -954,8 +977,14 @@ std::optional<ArgCondition> PolicyReader::arg(const YAML::Node& node, std::size_
         }
       }
       if (!op) {
+        static const std::vector<std::string_view> ops = [] {
+          std::vector<std::string_view> out;
+          for (const auto& [name, value] : kOps) out.emplace_back(name);
+          return out;
+        }();
         fail(ErrorCode::BadValue, *op_entry,
-             "unknown op `" + *text + "`; expected eq, ne, lt, le, gt, ge or masked_eq");
+             "unknown op `" + *text + "`" + detail::did_you_mean(*text, ops) +
+                 "; expected eq, ne, lt, le, gt, ge or masked_eq");
       }
     }
   }
@@ -1022,7 +1051,10 @@ std::optional<FileType> PolicyReader::file_type(const Entry& entry) {
   if (*text == "block") {
     return FileType::Block;
   }
-  fail(ErrorCode::BadValue, entry, "unknown file type `" + *text + "`; expected char or block");
+  constexpr std::array<std::string_view, 2> kTypes{"char", "block"};
+  fail(
+      ErrorCode::BadValue, entry,
+      "unknown file type `" + *text + "`" + detail::did_you_mean(*text, kTypes) + "; expected char or block");
   return std::nullopt;
 }
 
@@ -1148,9 +1180,14 @@ std::optional<std::uint64_t> PolicyReader::flag_list(const Entry& entry, const R
     const bool is_mount = mount != kMountFlags.end();
     const bool is_umount = umount != kUmountFlags.end();
     if (!is_mount && !is_umount) {
+      static const std::vector<std::string_view> flag_names = [] {
+        std::vector<std::string_view> out = names_of(kMountFlags);
+        std::ranges::copy(names_of(kUmountFlags), std::back_inserter(out));
+        return out;
+      }();
       fail(ErrorCode::BadValue, item,
-           "unknown flag `" + name +
-               "`; expected MS_* names (mount) or MNT_FORCE, MNT_DETACH, MNT_EXPIRE, "
+           "unknown flag `" + name + "`" + detail::did_you_mean(name, flag_names) +
+               "; expected MS_* names (mount) or MNT_FORCE, MNT_DETACH, MNT_EXPIRE, "
                "UMOUNT_NOFOLLOW (umount2)");
       ok = false;
     } else if ((need_mount && !is_mount) || (need_umount && !is_umount)) {
@@ -1230,9 +1267,10 @@ std::optional<std::vector<int>> PolicyReader::sched_policies(const Entry& entry)
   for (const auto& [name, node] : *items) {
     auto it = std::ranges::find(kSchedPolicies, name, &NamedValue::name);
     if (it == kSchedPolicies.end()) {
+      static const std::vector<std::string_view> sched_names = names_of(kSchedPolicies);
       fail(ErrorCode::BadValue, node,
-           "unknown scheduling policy `" + name +
-               "`; expected SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE or SCHED_DEADLINE");
+           "unknown scheduling policy `" + name + "`" + detail::did_you_mean(name, sched_names) +
+               "; expected SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE or SCHED_DEADLINE");
       ok = false;
     } else if (std::ranges::find(result, static_cast<int>(it->value)) == result.end()) {
       result.push_back(static_cast<int>(it->value));
@@ -2448,6 +2486,18 @@ std::string sched_policy_name(int policy) {
 const char* errno_name(int err) {
   auto it = std::ranges::find(kErrnos, err, &ErrnoInfo::value);
   return it == std::ranges::end(kErrnos) ? "E?" : it->name;
+}
+
+std::string did_you_mean_syscall(std::string_view name) {
+  return detail::did_you_mean(name, syscall_names());
+}
+
+std::string did_you_mean_errno(std::string_view name) {
+  return detail::did_you_mean(name, errno_names());
+}
+
+std::string did_you_mean(std::string_view word, std::span<const std::string_view> candidates) {
+  return detail::did_you_mean(word, candidates);
 }
 
 std::optional<int> syscall_from_name(std::string_view name) {

@@ -1834,6 +1834,38 @@ TEST(PolicyAuthoring, ATypoGetsADidYouMean) {
   EXPECT_EQ(far[0].message.find("did you mean"), std::string::npos) << far[0].message;
 }
 
+TEST(PolicyAuthoring, EveryUnknownNameGetsAGuess) {
+  struct Typo {
+    std::string rule;
+    std::string says;
+  };
+  for (const Typo& t : {
+           Typo{"syscalls: [opne]\n    action: deny\n", "x86_64 syscall of that name; did you mean `open`?"},
+           Typo{"syscalls: [mknodd]\n    action: deny\n", "did you mean `mknod`?"},
+           Typo{"syscalls: [mknod]\n    args: [{index: 0, op: masked_qe, value: 1, mask: 1}]\n    action: "
+                "deny\n",
+                "unknown op `masked_qe`; did you mean `masked_eq`?"},
+           Typo{"syscalls: [mknod]\n    match: {type: chr}\n    action: deny\n",
+                "unknown file type `chr`; did you mean `char`?"},
+           Typo{"syscalls: [mount]\n    match: {flags: {set: [MS_RDONY]}}\n    action: deny\n",
+                "unknown flag `MS_RDONY`; did you mean `MS_RDONLY`?"},
+           Typo{"syscalls: [umount2]\n    match: {flags: {set: [MNT_DETATCH]}}\n    action: deny\n",
+                "did you mean `MNT_DETACH`?"},
+           Typo{"syscalls: [sched_setscheduler]\n    match: {sched_policy: [SCHED_FIF0]}\n    action: deny\n",
+                "unknown scheduling policy `SCHED_FIF0`; did you mean `SCHED_FIFO`?"},
+           Typo{"syscalls: [mknod]\n    match: {devcies: [\"1:3\"]}\n    action: deny\n",
+                "did you mean `devices`?"},
+       }) {
+    auto errors = parse_errors(one_rule(t.rule));
+    ASSERT_FALSE(errors.empty()) << t.rule;
+    EXPECT_NE(errors[0].message.find(t.says), std::string::npos) << t.rule << ": " << errors[0].message;
+  }
+  // Nothing near: no guess.
+  auto far = parse_errors(one_rule("syscalls: [frobnicate]\n    action: deny\n"));
+  ASSERT_FALSE(far.empty());
+  EXPECT_EQ(far[0].message.find("did you mean"), std::string::npos) << far[0].message;
+}
+
 TEST(PolicyAuthoring, TheGuessIgnoresCaseAndCountsASwapOnce) {
   auto upper = parse_errors(one_rule("syscalls: [mknod]\n    Action: deny\n"));
   ASSERT_FALSE(upper.empty());

@@ -167,6 +167,34 @@ TEST(CallLiteral, ErrorsSayWhatAndWhere) {
   }
 }
 
+TEST(CallLiteral, AMisspeltNameGetsAGuess) {
+  for (const auto& [text, says] : std::vector<std::pair<std::string, std::string>>{
+           {"mkndo(\"x\", S_IFCHR, 1:3)", "unknown syscall `mkndo`; did you mean `mknod`?"},
+           {"mknod(\"x\", S_IFCRH, 1:3)", "unknown constant `S_IFCRH`; did you mean `S_IFCHR`?"},
+       }) {
+    auto r = parse_call(text);
+    ASSERT_FALSE(r.has_value()) << text;
+    EXPECT_NE(r.error().message.find(says), std::string::npos) << text << ": " << r.error().message;
+  }
+  auto sched = parse_call("sched_setattr(0, {niec=-5}, 0)");
+  ASSERT_TRUE(sched.has_value()) << sched.error().message;
+  auto field = call_from_literal(*sched, CallContext{});
+  ASSERT_FALSE(field.has_value());
+  EXPECT_NE(field.error().message.find("unknown field `niec`; did you mean `nice`?"), std::string::npos)
+      << field.error().message;
+  auto err = parse_expectation("deny EACCESS");
+  ASSERT_FALSE(err.has_value());
+  EXPECT_NE(err.error().message.find("unknown errno `EACCESS`; did you mean `EACCES`?"), std::string::npos)
+      << err.error().message;
+  auto verb = parse_expectation("alow");
+  ASSERT_FALSE(verb.has_value());
+  EXPECT_NE(verb.error().message.find("did you mean `allow`?"), std::string::npos) << verb.error().message;
+  auto key = parse_cases("cases:\n  - {call: 'getpid()', expcet: allow}\n", "c.yaml");
+  ASSERT_FALSE(key.has_value());
+  EXPECT_NE(key.error()[0].message.find("unknown key `expcet`; did you mean `expect`?"), std::string::npos)
+      << key.error()[0].message;
+}
+
 TEST(CallLiteral, GarbageNeverCrashes) {
   std::mt19937 rng(42);
   const std::string alphabet = "mknod(),\"\\x{}=|:-0123456789abcdefS_IFCHRNUL \t";

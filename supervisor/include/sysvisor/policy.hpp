@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -298,6 +299,12 @@ using InForce = std::map<std::string, std::string, std::less<>>;
 [[nodiscard]] const char* errno_name(int err);  // "E?" for unknown values
 // "SCHED_FIFO" for 1; the number as text for a value without a name.
 [[nodiscard]] std::string sched_policy_name(int policy);
+
+// "; did you mean `X`?" for the known name nearest to a misspelt one (edit distance, a swap of
+// two neighbours counting one, case ignored), or "" when none is near or two are as near.
+[[nodiscard]] std::string did_you_mean(std::string_view word, std::span<const std::string_view> candidates);
+[[nodiscard]] std::string did_you_mean_syscall(std::string_view name);  // `opne` -> open
+[[nodiscard]] std::string did_you_mean_errno(std::string_view name);    // `EACCESS` -> EACCES
 
 // Syscall names <-> x86_64 numbers, as libseccomp knows them.
 [[nodiscard]] std::optional<int> syscall_from_name(std::string_view name);

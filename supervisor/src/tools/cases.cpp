@@ -104,7 +104,10 @@ class CaseParser {
         list += (list.empty() ? "" : ", ") + std::string(a);
       }
       if (!known) {
-        error(ErrorCode::UnknownKey, "unknown key `" + key + "` (allowed: " + list + ")", kv.first.Mark());
+        const std::vector<std::string_view> names(allowed);
+        error(ErrorCode::UnknownKey,
+              "unknown key `" + key + "`" + policy::did_you_mean(key, names) + " (allowed: " + list + ")",
+              kv.first.Mark());
       } else if (!seen.insert(key).second) {
         error(ErrorCode::DuplicateKey, "`" + key + "` given twice", kv.first.Mark());
       }

@@ -131,7 +131,8 @@ class Parser {
     out.name = ident();
     if (out.name.empty()) return fail("expected a syscall name, like mknod(...)", i_);
     const auto nr = policy::syscall_from_name(out.name);
-    if (!nr) return fail("unknown syscall `" + out.name + "`", name_at);
+    if (!nr)
+      return fail("unknown syscall `" + out.name + "`" + policy::did_you_mean_syscall(out.name), name_at);
     out.nr = *nr;
     skip_ws();
     if (!eat('(')) return fail("expected `(` after `" + out.name + "`", i_);
@@ -222,7 +223,9 @@ class Parser {
         if (c.name == name) return static_cast<std::uint64_t>(c.value);
       }
       if (name == "NULL") return fail("NULL cannot be combined with `|`", at);
-      return fail("unknown constant `" + name + "`", at);
+      std::vector<std::string_view> names;
+      for (const auto& c : kConstants) names.emplace_back(c.name);
+      return fail("unknown constant `" + name + "`" + policy::did_you_mean(name, names), at);
     }
     const bool negative = eat('-');
     auto n = number();
@@ -579,7 +582,9 @@ class Decoder {
       if (!known) {
         std::string list;
         for (auto n : allowed) list += (list.empty() ? "" : ", ") + std::string(n);
-        return at(index, "unknown field `" + k + "` (this struct has: " + list + ")");
+        const std::vector<std::string_view> names(allowed);
+        return at(index, "unknown field `" + k + "`" + policy::did_you_mean(k, names) +
+                             " (this struct has: " + list + ")");
       }
     }
     return {};
@@ -692,7 +697,9 @@ std::expected<Expectation, LiteralError> parse_expectation(std::string_view text
     e.action = Action::Deny;
     if (words.size() < 2) return fail("`deny` needs an errno name, like deny EPERM", verb_at + verb.size());
     const auto err = policy::errno_from_name(words[1].first);
-    if (!err) return fail("unknown errno `" + words[1].first + "`", words[1].second);
+    if (!err)
+      return fail("unknown errno `" + words[1].first + "`" + policy::did_you_mean_errno(words[1].first),
+                  words[1].second);
     e.err = *err;
     next = 2;
   } else if (verb == "return") {
@@ -706,9 +713,11 @@ std::expected<Expectation, LiteralError> parse_expectation(std::string_view text
     e.value = value;
     next = 2;
   } else {
-    return fail(
-        "unknown outcome `" + verb + "` (allow, emulate, deny ERRNO, return VALUE, kill, kill-container)",
-        verb_at);
+    constexpr std::array<std::string_view, 6> kVerbs{"allow",  "emulate", "deny",
+                                                     "return", "kill",    "kill-container"};
+    return fail("unknown outcome `" + verb + "`" + policy::did_you_mean(verb, kVerbs) +
+                    " (allow, emulate, deny ERRNO, return VALUE, kill, kill-container)",
+                verb_at);
   }
   if (next < words.size()) {
     if (words[next].first == "audited") {
