@@ -319,26 +319,7 @@ std::optional<YAML::Node> YamlReader::document(std::string_view view, const char
     // YAML::Load() makes one call to HandleNextDocument(): it cannot loop.
     root = YAML::Load(text);
   });
-  // The parser's words for a tab in the indentation ("illegal block entry", "end of sequence
-  // not found") do not say what to fix: say it when such a line comes before the error.
-  if (!parsed && errors_.size() > errors_before && errors_.back().code == ErrorCode::YamlParse) {
-    int line = 1;
-    bool indent = true;
-    for (const char c : view) {
-      if (c == '\n') {
-        ++line;
-        indent = true;
-      } else if (indent && c == '\t') {
-        if (errors_.back().pos.line == 0 || line <= errors_.back().pos.line) {
-          errors_.back().message +=
-              "; line " + std::to_string(line) + " is indented with a tab: YAML indents with spaces only";
-        }
-        break;
-      } else if (c != ' ') {
-        indent = false;
-      }
-    }
-  }
+  if (!parsed && errors_.size() > errors_before) explain_tab(errors_.back(), view);
   return root;
 }
 
@@ -2486,6 +2467,35 @@ std::string sched_policy_name(int policy) {
 const char* errno_name(int err) {
   auto it = std::ranges::find(kErrnos, err, &ErrnoInfo::value);
   return it == std::ranges::end(kErrnos) ? "E?" : it->name;
+}
+
+void explain_tab(LoadError& error, std::string_view text) {
+  if (error.code != ErrorCode::YamlParse) return;
+  // The parser's words for a tab in the indentation ("illegal block entry", "end of sequence
+  // not found", at some later token) do not say what to fix: the first line indented with a
+  // tab, at or before the error, is what to fix.
+  int line = 1;
+  int column = 1;
+  bool indent = true;
+  for (const char c : text) {
+    if (error.pos.line > 0 && line > error.pos.line) return;
+    if (c == '\n') {
+      ++line;
+      column = 1;
+      indent = true;
+      continue;
+    }
+    if (indent && c == '\t') {
+      error.message =
+          "tabs are not allowed for indentation in YAML: use spaces (the parser: " + error.message +
+          (error.pos.line > 0 ? " at line " + std::to_string(error.pos.line) + ")" : ")");
+      error.pos.line = line;
+      error.pos.column = column;
+      return;
+    }
+    if (c != ' ') indent = false;
+    ++column;
+  }
 }
 
 std::string did_you_mean_syscall(std::string_view name) {

@@ -1879,9 +1879,27 @@ TEST(PolicyAuthoring, ATabInTheIndentationIsNamed) {
   auto errors = parse_errors("name: p\nrules:\n  - syscalls: [mknod]\n\t  action: deny\n");
   ASSERT_FALSE(errors.empty());
   EXPECT_EQ(errors[0].code, ErrorCode::YamlParse);
-  EXPECT_NE(errors[0].message.find("line 4 is indented with a tab: YAML indents with spaces only"),
-            std::string::npos)
-      << errors[0].message;
+  EXPECT_EQ(errors[0].format(),
+            "test.yaml:4:1: tabs are not allowed for indentation in YAML: use spaces (the parser: end of "
+            "sequence not found at line 4)");
+  // A tab under a key, in a flow list's line, in the first line: each at the tab.
+  for (const auto& [text, where] : std::vector<std::pair<std::string, std::string>>{
+           {"name: p\n\trules: []\n", "test.yaml:2:1: "},
+           {"name: p\nrules:\n  - syscalls: [mknod]\n    action: deny\n  \terrno: EPERM\n",
+            "test.yaml:5:3: "},
+           {"name: p\nrules:\n\t- syscalls: [mknod]\n\t  action: deny\n", "test.yaml:3:1: "},
+       }) {
+    auto e = parse_errors(text);
+    ASSERT_FALSE(e.empty()) << text;
+    EXPECT_EQ(e[0].format().substr(0, where.size()), where) << e[0].format();
+    EXPECT_NE(e[0].message.find("tabs are not allowed for indentation in YAML: use spaces"),
+              std::string::npos)
+        << e[0].message;
+  }
+  // A tab after a key is no indentation (and fine): no such word on another error.
+  auto other = parse_errors("name:\tp\nrules: [\n");
+  ASSERT_FALSE(other.empty());
+  EXPECT_EQ(other[0].message.find("tabs"), std::string::npos) << other[0].message;
 }
 
 TEST(PolicyAuthoring, AnUnquotedDeviceIsRefusedForItsTwoMeanings) {

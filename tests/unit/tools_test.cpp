@@ -361,6 +361,11 @@ TEST(Cases, ParseWithPositions) {
   EXPECT_EQ(e[3].format().substr(0, 12), "c.yaml:4:5: ") << e[3].format();   // no expect
   EXPECT_EQ(e[4].format().substr(0, 12), "c.yaml:5:5: ") << e[4].format();   // 42
   EXPECT_FALSE(parse_cases("cases: [", "c.yaml").has_value());
+  auto tab = parse_cases("cases:\n\t- 'getpid() -> allow'\n", "c.yaml");
+  ASSERT_FALSE(tab.has_value());
+  EXPECT_TRUE(tab.error()[0].diagnostic().starts_with(
+      "c.yaml:2:1: error: [yaml-parse] tabs are not allowed for indentation in YAML: use spaces"))
+      << tab.error()[0].diagnostic();
   EXPECT_FALSE(parse_cases("", "c.yaml").has_value());
   EXPECT_FALSE(parse_cases("cases: {}", "c.yaml").has_value());
 }

@@ -300,6 +300,11 @@ using InForce = std::map<std::string, std::string, std::less<>>;
 // "SCHED_FIFO" for 1; the number as text for a value without a name.
 [[nodiscard]] std::string sched_policy_name(int policy);
 
+// A YAML parse error about `text` made plain when a tab indents a line at or before it: the
+// error moves to that tab and says "tabs are not allowed for indentation in YAML: use spaces".
+// Other errors are left as they are.
+void explain_tab(LoadError& error, std::string_view text);
+
 // "; did you mean `X`?" for the known name nearest to a misspelt one (edit distance, a swap of
 // two neighbours counting one, case ignored), or "" when none is near or two are as near.
 [[nodiscard]] std::string did_you_mean(std::string_view word, std::span<const std::string_view> candidates);

@@ -40,6 +40,7 @@ class CaseParser {
       root = YAML::Load(std::string(text_));
     } catch (const YAML::Exception& e) {
       error(ErrorCode::YamlParse, e.msg, e.mark);
+      policy::explain_tab(errors_.back(), text_);
       return std::unexpected(std::move(errors_));
     }
     if (!root.IsMap()) {
