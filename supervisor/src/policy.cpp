@@ -1054,11 +1054,17 @@ std::optional<DevicePattern> PolicyReader::device(const YAML::Node& node) {
   DevicePattern pattern;
   std::string_view view(text);
   // Unquoted, 1:3 is a string to yaml-cpp but the number 63 to a YAML 1.1 reader (PyYAML, the
-  // schema check, most editors' tooling): one file, two meanings. Quotes make it one.
-  const auto digits = [](std::string_view part) {
-    return !part.empty() && std::ranges::all_of(part, [](char c) { return c >= '0' && c <= '9'; });
+  // schema check policies/schema.json, most editors' tooling): one file, two meanings. Refused
+  // exactly when a YAML 1.1 reader makes a number of it (its base-60 integer,
+  // [1-9][0-9_]*(:[0-5]?[0-9])+), so that the loader and the schema accept and refuse the same
+  // files: 0:3 and 1:75 are strings to both; quotes make any device one meaning.
+  const auto sexagesimal = [](std::string_view major, std::string_view minor) {
+    const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    return !major.empty() && major.front() != '0' && std::ranges::all_of(major, digit) && !minor.empty() &&
+           minor.size() <= 2 && std::ranges::all_of(minor, digit) &&
+           (minor.size() == 1 || minor.front() <= '5');
   };
-  if (node.Tag() == "?" && digits(view.substr(0, colon)) && digits(view.substr(colon + 1))) {
+  if (node.Tag() == "?" && sexagesimal(view.substr(0, colon), view.substr(colon + 1))) {
     fail(ErrorCode::BadValue, node,
          "device " + text + " must be quoted (\"" + text +
              "\"): unquoted, YAML 1.1 readers such as the schema check read it as a base-60 number "

@@ -1908,6 +1908,19 @@ TEST(PolicyAuthoring, AnUnquotedDeviceIsRefusedForItsTwoMeanings) {
   EXPECT_EQ(errors[0].code, ErrorCode::BadValue);
   EXPECT_NE(errors[0].message.find("device 1:3 must be quoted (\"1:3\")"), std::string::npos)
       << errors[0].message;
+  // Exactly what a YAML 1.1 reader makes a number of (so the schema and the loader agree).
+  for (const char* number : {"10:20", "1:03", "4095:59", "8:0"}) {
+    auto e = parse_errors(one_rule(std::string("syscalls: [mknod]\n    match: {devices: [") + number +
+                                   "]}\n    action: deny\n"));
+    ASSERT_EQ(e.size(), 1u) << number;
+    EXPECT_NE(e[0].message.find("must be quoted"), std::string::npos) << e[0].message;
+  }
+  for (const char* string : {"0:3", "1:75", "1:60", "10:200", "01:3"}) {
+    EXPECT_TRUE(parse_policy(one_rule(std::string("syscalls: [mknod]\n    match: {devices: [") + string +
+                                      "]}\n    action: deny\n"),
+                             "test.yaml"))
+        << string << " is a string to YAML 1.1 readers too";
+  }
   // Quoted, and a wildcard (a string to every reader), are fine.
   EXPECT_TRUE(parse_policy(
       one_rule("syscalls: [mknod]\n    match: {devices: [\"1:3\", \"1:*\"]}\n    action: deny\n"),
