@@ -395,6 +395,89 @@ TEST(Cases, RunReportsFailuresWithTheDecidingRule) {
   EXPECT_EQ(run_cases(*p, nullptr, *f).size(), 3U);
 }
 
+TEST(Expectation, WouldAndRule) {
+  auto full = parse_expectation("allow audited would deny EPERM rule dangerous-calls");
+  ASSERT_TRUE(full.has_value()) << full.error().message;
+  EXPECT_EQ(full->action, Action::Allow);
+  EXPECT_EQ(full->audit, true);
+  ASSERT_TRUE(full->would.has_value());
+  EXPECT_EQ(full->would->action, Action::Deny);
+  EXPECT_EQ(full->would->err, EPERM);
+  EXPECT_EQ(full->rule, "dangerous-calls");
+  EXPECT_EQ(to_string(*full), "allow audited would deny EPERM rule dangerous-calls");
+  // An unnamed rule is "rule N"; `rule` takes the rest. Each part is optional.
+  auto unnamed = parse_expectation("return 0 rule rule 2 ");
+  ASSERT_TRUE(unnamed.has_value()) << unnamed.error().message;
+  EXPECT_EQ(unnamed->rule, "rule 2");
+  EXPECT_FALSE(unnamed->would.has_value());
+  auto would = parse_expectation("allow would return -1");
+  ASSERT_TRUE(would.has_value()) << would.error().message;
+  EXPECT_EQ(would->would->value, -1);
+  EXPECT_FALSE(would->audit.has_value());
+  struct Bad {
+    const char* text;
+    std::size_t column;
+    const char* says;
+  };
+  for (const Bad& b : {
+           Bad{"allow would", 12, "`would` needs"},
+           Bad{"allow would deny", 17, "needs an errno"},
+           Bad{"allow would dney EPERM", 13, "did you mean `deny`?"},
+           Bad{"allow rule", 11, "`rule` needs"},
+           Bad{"allow audited maybe", 15, "expected `would` or `rule`, not `maybe`"},
+           Bad{"allow would allow audited", 19, "expected `rule`, not `audited`"},
+       }) {
+    auto e = parse_expectation(b.text);
+    ASSERT_FALSE(e.has_value()) << b.text;
+    EXPECT_EQ(static_cast<std::size_t>(e.error().column), b.column) << b.text << ": " << e.error().message;
+    EXPECT_NE(e.error().message.find(b.says), std::string::npos) << b.text << ": " << e.error().message;
+  }
+}
+
+TEST(Cases, WouldAndRuleAreChecked) {
+  auto p = shipped("audit-only-dangerous");  // mode: audit, the rules of deny-dangerous
+  ASSERT_TRUE(p);
+  auto program = filter::compile(*p);
+  ASSERT_TRUE(program.has_value());
+  auto f = parse_cases(
+      "cases:\n"
+      "  - 'bpf(0, NULL, 0) -> allow audited would deny EPERM rule dangerous-calls'\n"
+      "  - 'bpf(0, NULL, 0) -> allow audited would deny EACCES'\n"
+      "  - 'bpf(0, NULL, 0) -> allow audited rule other'\n"
+      "  - 'getpid() -> allow would allow'\n"
+      "  - 'getpid() -> allow rule none'\n",
+      "c.yaml");
+  ASSERT_TRUE(f.has_value()) << describe_errors(f.error());
+  auto failures = run_cases(*p, &*program, *f);
+  ASSERT_EQ(failures.size(), 4U);
+  EXPECT_EQ(
+      failures[0].message,
+      "c.yaml:3: bpf(0, NULL, 0): expected allow audited would deny EACCES, got allow audited would deny "
+      "EPERM (rule `dangerous-calls` of deny-dangerous)");
+  EXPECT_NE(failures[1].message.find("expected allow audited rule other, got"), std::string::npos)
+      << failures[1].message;
+  // Not trapped: the rules never decided.
+  EXPECT_NE(failures[2].message.find("got allow unaudited (not trapped)"), std::string::npos)
+      << failures[2].message;
+  EXPECT_NE(failures[3].message.find("getpid(): expected allow rule none"), std::string::npos)
+      << failures[3].message;
+  // Enforce mode: `would` is the action itself; `rule none` a trapped call no rule matched.
+  auto devices = shipped("rootless-devices");
+  ASSERT_TRUE(devices);
+  auto enforce = parse_cases(
+      "cases:\n"
+      "  - 'mknod(\"/dev/sda\", S_IFBLK, 8:0) -> deny EPERM audited would deny EPERM rule other-devices'\n"
+      "  - 'mknod(\"/dev/sda\", S_IFBLK, 8:0) -> deny EPERM would allow'\n",
+      "c.yaml");
+  ASSERT_TRUE(enforce.has_value()) << describe_errors(enforce.error());
+  auto enforce_failures = run_cases(*devices, nullptr, *enforce);
+  ASSERT_EQ(enforce_failures.size(), 1U);
+  EXPECT_NE(enforce_failures[0].message.find(
+                "c.yaml:3: mknod(\"/dev/sda\", S_IFBLK, 8:0): expected deny EPERM would allow, got"),
+            std::string::npos)
+      << enforce_failures[0].message;
+}
+
 TEST(Cases, TheFilterItselfAnswersANestedListener) {
   auto p = shipped("deny-dangerous");
   ASSERT_TRUE(p);

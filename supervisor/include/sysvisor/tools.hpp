@@ -61,14 +61,26 @@ struct CallContext {
 // The value a `maj:min` argument has: the kernel's new_encode_dev (= glibc's makedev, 32 bits).
 [[nodiscard]] std::uint64_t encode_dev(std::uint32_t major, std::uint32_t minor);
 
-// ---- Expectations: `deny EPERM audited` ----
+// ---- Expectations: `deny EPERM audited`, `allow audited would deny EPERM rule dangerous-calls` ----
+struct Verdict {
+  policy::Action action = policy::Action::Allow;
+  int err = 0;             // deny
+  std::int64_t value = 0;  // return
+};
 struct Expectation {
   policy::Action action = policy::Action::Allow;
   int err = 0;
   std::int64_t value = 0;
   std::optional<bool> audit;  // checked only when written
+  // `would ACTION`: what the rules decided, which audit and learn modes record as `would` (in
+  // enforce mode, the action itself). Checked only when written; a call not trapped has none.
+  std::optional<Verdict> would;
+  // `rule NAME`: the rule that decided (its `name:`, else "rule N"); `rule none`: the call was
+  // trapped and no rule matched. Checked only when written.
+  std::optional<std::string> rule;
 };
 [[nodiscard]] std::expected<Expectation, LiteralError> parse_expectation(std::string_view text);
+[[nodiscard]] std::string to_string(const Verdict& verdict);  // "deny EPERM"
 [[nodiscard]] std::string to_string(const Expectation& expectation);
 
 // ---- What the filter traps, as conditions (the same as filter::compile builds) ----

@@ -319,6 +319,8 @@ std::string describe(const policy::Policy& policy, const Outcome& o) {
   if (o.decision.action == policy::Action::Return) out += " " + std::to_string(o.decision.value);
   out += o.decision.audit ? " audited" : " unaudited";
   if (!o.trapped) return out + " (" + o.filter_verdict + ")";
+  if (o.decision.would)
+    out += " would " + to_string(Verdict{*o.decision.would, o.decision.err, o.decision.value});
   if (o.decision.rule_index < 0 || static_cast<std::size_t>(o.decision.rule_index) >= policy.rules.size()) {
     return out + " (trapped; no rule matched: the kernel decides)";
   }
@@ -338,6 +340,20 @@ std::vector<CaseFailure> run_cases(const policy::Policy& policy, const std::vect
     if (pass && d.action == policy::Action::Deny) pass = d.err == c.expect.err;
     if (pass && d.action == policy::Action::Return) pass = d.value == c.expect.value;
     if (pass && c.expect.audit) pass = d.audit == *c.expect.audit;
+    if (pass && c.expect.would) {
+      // What the rules decided: recorded as `would` in audit and learn modes, the action itself
+      // in enforce mode. A call the filter answers never reaches the rules.
+      const Verdict& w = *c.expect.would;
+      const policy::Action rules = d.would.value_or(d.action);
+      pass = got.trapped && rules == w.action && (rules != policy::Action::Deny || d.err == w.err) &&
+             (rules != policy::Action::Return || d.value == w.value);
+    }
+    if (pass && c.expect.rule) {
+      const bool matched = d.rule_index >= 0 && static_cast<std::size_t>(d.rule_index) < policy.rules.size();
+      pass = got.trapped &&
+             (matched ? policy.rules[static_cast<std::size_t>(d.rule_index)].name == *c.expect.rule
+                      : *c.expect.rule == "none");
+    }
     if (pass) continue;
     failures.push_back(CaseFailure{&c, got,
                                    c.pos.file + ":" + std::to_string(c.pos.line) + ": " + call_text_of(c) +
