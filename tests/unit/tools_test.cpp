@@ -24,6 +24,7 @@
 
 #include "sysvisor/filter.hpp"
 #include "sysvisor/policy.hpp"
+#include "sysvisor/sched.hpp"
 
 namespace sysvisor::tools {
 namespace {
@@ -476,6 +477,33 @@ TEST(Cases, WouldAndRuleAreChecked) {
                 "c.yaml:3: mknod(\"/dev/sda\", S_IFBLK, 8:0): expected deny EPERM would allow, got"),
             std::string::npos)
       << enforce_failures[0].message;
+}
+
+TEST(Cases, WhatTheEmulatorRefusesIsWhatTheCallerGets) {
+  auto p = shipped("rootless-tuning");
+  ASSERT_TRUE(p);
+  auto program = filter::compile(*p);
+  ASSERT_TRUE(program.has_value());
+  auto f = parse_cases(
+      "cases:\n"
+      "  - 'setpriority(PRIO_USER, 0, -5) -> emulate'\n"
+      "  - 'setpriority(PRIO_USER, 0, -5) -> deny EPERM would emulate rule nice-down-to-minus-5'\n"
+      "  - 'setpriority(PRIO_PROCESS, 0, -5) -> emulate'\n"
+      "  - 'sched_setattr(0, {policy=SCHED_RR, priority=5}, 1) -> deny EINVAL'\n"
+      "  - 'sched_setscheduler(-1, SCHED_FIFO, {sched_priority=5}) -> deny EINVAL'\n",
+      "c.yaml");
+  ASSERT_TRUE(f.has_value()) << describe_errors(f.error());
+  auto failures = run_cases(*p, &*program, *f);
+  ASSERT_EQ(failures.size(), 1U);
+  EXPECT_EQ(failures[0].message,
+            "c.yaml:2: setpriority(PRIO_USER, 0, -5): expected emulate, got deny EPERM unaudited (rule "
+            "`nice-down-to-minus-5`: emulate, answered EPERM by the emulator (which PRIO_USER: only "
+            "PRIO_PROCESS is emulated))");
+  // The daemon's own function, as the emulator asks it.
+  const auto rule = std::ranges::find(p->rules, "nice-down-to-minus-5", &policy::Rule::name);
+  ASSERT_NE(rule, p->rules.end());
+  EXPECT_EQ(emul::sched::check_call("setpriority", f->cases[0].call, *rule).err, EPERM);
+  EXPECT_EQ(emul::sched::check_call("setpriority", f->cases[2].call, *rule).err, 0);
 }
 
 TEST(Cases, TheFilterItselfAnswersANestedListener) {

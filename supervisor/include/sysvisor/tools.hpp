@@ -128,11 +128,16 @@ struct CaseFile {
                                                                                   const std::string& file);
 [[nodiscard]] std::expected<CaseFile, std::vector<policy::LoadError>> load_cases(const std::string& file);
 
-// What happens to a call: the filter first (`program`, when given; else trap_set), then decide().
+// What happens to a call: the filter first (`program`, when given; else trap_set), then decide(),
+// then what an emulator refuses before it acts (emul::sched::check_call).
 struct Outcome {
   bool trapped = false;
   policy::Decision decision;   // trapped: decide(); else what the filter answered by itself
   std::string filter_verdict;  // not trapped: "not trapped", "filter: EBUSY", ...
+  // `emulate`, and the emulator answers this errno from the call and the rule alone, as the
+  // daemon's does (setpriority(PRIO_USER, ...): EPERM): the caller gets `deny ERRNO`.
+  int emulator_err = 0;
+  std::string emulator_why;  // what it does not emulate ("" when the errno is the kernel's)
 };
 [[nodiscard]] Outcome evaluate(const policy::Policy& policy, const std::vector<sock_filter>* program,
                                const policy::Call& call);
