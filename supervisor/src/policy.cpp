@@ -213,6 +213,12 @@ std::optional<ParsedInt> parse_int(std::string_view text, std::string& why) {
   return result;
 }
 
+// "the file is N bytes, more than the limit of 262144 bytes (256 KiB)"
+std::string too_large(std::uint64_t size) {
+  return "the file is " + std::to_string(size) + " bytes, more than the limit of " +
+         std::to_string(kMaxInputBytes) + " bytes (" + std::to_string(kMaxInputBytes >> 10) + " KiB)";
+}
+
 std::optional<std::string> read_text(const std::string& path, LoadError& error) {
   const Position pos{path, 0, 0};
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
@@ -228,10 +234,7 @@ std::optional<std::string> read_text(const std::string& path, LoadError& error) 
   }
   // The size the file has, not what was read of it before the limit stopped the reading.
   if (static_cast<std::uint64_t>(st.st_size) > kMaxInputBytes) {
-    error = LoadError{ErrorCode::BadValue,
-                      "the file is " + std::to_string(st.st_size) + " bytes, more than the limit of " +
-                          std::to_string(kMaxInputBytes >> 10) + " KiB",
-                      pos};
+    error = LoadError{ErrorCode::BadValue, too_large(static_cast<std::uint64_t>(st.st_size)), pos};
     return std::nullopt;
   }
   std::string text;
@@ -249,6 +252,14 @@ std::optional<std::string> read_text(const std::string& path, LoadError& error) 
       break;
     }
     text.append(buffer.data(), static_cast<std::size_t>(n));
+  }
+  if (text.size() > kMaxInputBytes) {
+    // Grown since fstat(): what was read is not its size.
+    error = LoadError{ErrorCode::BadValue,
+                      "the file grew past the limit of " + std::to_string(kMaxInputBytes) + " bytes (" +
+                          std::to_string(kMaxInputBytes >> 10) + " KiB) while it was read",
+                      pos};
+    return std::nullopt;
   }
   return text;
 }
@@ -292,9 +303,7 @@ void YamlReader::wrong_type(const Entry& entry, const char* expected) {
 
 std::optional<YAML::Node> YamlReader::document(std::string_view view, const char* what) {
   if (view.size() > kMaxInputBytes) {
-    fail(ErrorCode::BadValue, Position{file_, 0, 0},
-         "the file is " + std::to_string(view.size()) + " bytes, more than the limit of " +
-             std::to_string(kMaxInputBytes >> 10) + " KiB");
+    fail(ErrorCode::BadValue, Position{file_, 0, 0}, too_large(view.size()));
     return std::nullopt;
   }
   std::optional<YAML::Node> root;
@@ -2473,6 +2482,13 @@ std::string sched_policy_name(int policy) {
 const char* errno_name(int err) {
   auto it = std::ranges::find(kErrnos, err, &ErrnoInfo::value);
   return it == std::ranges::end(kErrnos) ? "E?" : it->name;
+}
+
+std::expected<std::string, LoadError> read_input(const std::string& path) {
+  LoadError error;
+  auto text = detail::read_text(path, error);
+  if (!text) return std::unexpected(std::move(error));
+  return std::move(*text);
 }
 
 void explain_tab(LoadError& error, std::string_view text) {

@@ -1933,9 +1933,17 @@ TEST(PolicyAuthoring, AnOversizedFileIsReportedWithItsRealSize) {
   dir.write("big.yaml", big);
   auto loaded = load_policy_files({dir.path() / "big.yaml"});
   ASSERT_FALSE(loaded);
-  EXPECT_NE(loaded.error()[0].message.find("the file is " + std::to_string(big.size()) + " bytes"),
-            std::string::npos)
-      << loaded.error()[0].message;
+  EXPECT_EQ(loaded.error()[0].message, "the file is " + std::to_string(big.size()) +
+                                           " bytes, more than the limit of 262144 bytes (256 KiB)");
+  // A case file is as bounded, and says the same.
+  auto read = read_input((dir.path() / "big.yaml").string());
+  ASSERT_FALSE(read);
+  EXPECT_EQ(read.error().code, ErrorCode::BadValue);
+  EXPECT_EQ(read.error().message, loaded.error()[0].message);
+  // Parsed from memory: the same words.
+  auto parsed = parse_errors(big);
+  ASSERT_FALSE(parsed.empty());
+  EXPECT_EQ(parsed[0].message, loaded.error()[0].message);
 }
 
 TEST(PolicyAuthoring, CheckingOneFileFindsItsNameTakenInItsDirectory) {

@@ -368,6 +368,16 @@ TEST(Cases, ParseWithPositions) {
       "c.yaml:2:1: error: [yaml-parse] tabs are not allowed for indentation in YAML: use spaces"))
       << tab.error()[0].diagnostic();
   EXPECT_FALSE(parse_cases("", "c.yaml").has_value());
+  {  // A case file is bounded as a policy is, with its size in the error.
+    const fs::path big =
+        fs::temp_directory_path() / ("sysvisor-big-" + std::to_string(::getpid()) + ".cases.yaml");
+    std::ofstream(big) << "cases: []\n#" << std::string(300000, 'x') << "\n";
+    auto loaded = load_cases(big.string());
+    ASSERT_FALSE(loaded.has_value());
+    EXPECT_EQ(loaded.error()[0].format(),
+              big.string() + ": the file is 300012 bytes, more than the limit of 262144 bytes (256 KiB)");
+    fs::remove(big);
+  }
   EXPECT_FALSE(parse_cases("cases: {}", "c.yaml").has_value());
 }
 

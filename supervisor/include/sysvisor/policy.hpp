@@ -300,6 +300,10 @@ using InForce = std::map<std::string, std::string, std::less<>>;
 // "SCHED_FIFO" for 1; the number as text for a value without a name.
 [[nodiscard]] std::string sched_policy_name(int policy);
 
+// A file the loader reads (a policy, the configuration, a case file): a regular file of at most
+// 256 KiB; else an `io` error, or `bad-value` with its real size and the limit.
+[[nodiscard]] std::expected<std::string, LoadError> read_input(const std::string& path);
+
 // A YAML parse error about `text` made plain when a tab indents a line at or before it: the
 // error moves to that tab and says "tabs are not allowed for indentation in YAML: use spaces".
 // Other errors are left as they are.

@@ -273,15 +273,10 @@ std::expected<CaseFile, std::vector<LoadError>> parse_cases(std::string_view tex
 }
 
 std::expected<CaseFile, std::vector<LoadError>> load_cases(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    return std::unexpected(std::vector<LoadError>{
-        LoadError{ErrorCode::Io, std::string("cannot read the case file: ") + std::strerror(errno),
-                  Position{file, 0, 0}}});
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_cases(text.str(), file);
+  // As bounded as a policy: a case file is read whole, then by yaml-cpp.
+  auto text = policy::read_input(file);
+  if (!text) return std::unexpected(std::vector<LoadError>{std::move(text.error())});
+  return parse_cases(*text, file);
 }
 
 Outcome evaluate(const policy::Policy& policy, const std::vector<sock_filter>* program,
