@@ -2492,7 +2492,8 @@ std::expected<std::string, LoadError> read_input(const std::string& path) {
 }
 
 void explain_tab(LoadError& error, std::string_view text) {
-  if (error.code != ErrorCode::YamlParse) return;
+  // Only the parser's errors, which have a position: a tab after it is not their cause.
+  if (error.code != ErrorCode::YamlParse || error.pos.line <= 0) return;
   // The parser's words for a tab in the indentation ("illegal block entry", "end of sequence
   // not found", at some later token) do not say what to fix: the first line indented with a
   // tab, at or before the error, is what to fix.
@@ -2500,7 +2501,7 @@ void explain_tab(LoadError& error, std::string_view text) {
   int column = 1;
   bool indent = true;
   for (const char c : text) {
-    if (error.pos.line > 0 && line > error.pos.line) return;
+    if (line > error.pos.line) return;
     if (c == '\n') {
       ++line;
       column = 1;
@@ -2510,7 +2511,7 @@ void explain_tab(LoadError& error, std::string_view text) {
     if (indent && c == '\t') {
       error.message =
           "tabs are not allowed for indentation in YAML: use spaces (the parser: " + error.message +
-          (error.pos.line > 0 ? " at line " + std::to_string(error.pos.line) + ")" : ")");
+          " at line " + std::to_string(error.pos.line) + ")";
       error.pos.line = line;
       error.pos.column = column;
       return;

@@ -1896,6 +1896,10 @@ TEST(PolicyAuthoring, ATabInTheIndentationIsNamed) {
               std::string::npos)
         << e[0].message;
   }
+  // An error without a position (not the parser's own) is left alone, a tab or not.
+  LoadError unplaced{ErrorCode::YamlParse, "YAML nested too deeply", Position{"test.yaml", 0, 0}};
+  explain_tab(unplaced, "name: p\n\trules: []\n");
+  EXPECT_EQ(unplaced.format(), "test.yaml: YAML nested too deeply");
   // A tab after a key is no indentation (and fine): no such word on another error.
   auto other = parse_errors("name:\tp\nrules: [\n");
   ASSERT_FALSE(other.empty());
