@@ -213,6 +213,12 @@ std::optional<ParsedInt> parse_int(std::string_view text, std::string& why) {
   return result;
 }
 
+// "the file is N bytes, more than the limit of 262144 bytes (256 KiB)"
+std::string too_large(std::uint64_t size) {
+  return "the file is " + std::to_string(size) + " bytes, more than the limit of " +
+         std::to_string(kMaxInputBytes) + " bytes (" + std::to_string(kMaxInputBytes >> 10) + " KiB)";
+}
+
 std::optional<std::string> read_text(const std::string& path, LoadError& error) {
   const Position pos{path, 0, 0};
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
@@ -228,10 +234,7 @@ std::optional<std::string> read_text(const std::string& path, LoadError& error) 
   }
   // The size the file has, not what was read of it before the limit stopped the reading.
   if (static_cast<std::uint64_t>(st.st_size) > kMaxInputBytes) {
-    error = LoadError{ErrorCode::BadValue,
-                      "the file is " + std::to_string(st.st_size) + " bytes, more than the limit of " +
-                          std::to_string(kMaxInputBytes >> 10) + " KiB",
-                      pos};
+    error = LoadError{ErrorCode::BadValue, too_large(static_cast<std::uint64_t>(st.st_size)), pos};
     return std::nullopt;
   }
   std::string text;
@@ -249,6 +252,14 @@ std::optional<std::string> read_text(const std::string& path, LoadError& error) 
       break;
     }
     text.append(buffer.data(), static_cast<std::size_t>(n));
+  }
+  if (text.size() > kMaxInputBytes) {
+    // Grown since fstat(): what was read is not its size.
+    error = LoadError{ErrorCode::BadValue,
+                      "the file grew past the limit of " + std::to_string(kMaxInputBytes) + " bytes (" +
+                          std::to_string(kMaxInputBytes >> 10) + " KiB) while it was read",
+                      pos};
+    return std::nullopt;
   }
   return text;
 }
@@ -292,9 +303,7 @@ void YamlReader::wrong_type(const Entry& entry, const char* expected) {
 
 std::optional<YAML::Node> YamlReader::document(std::string_view view, const char* what) {
   if (view.size() > kMaxInputBytes) {
-    fail(ErrorCode::BadValue, Position{file_, 0, 0},
-         "the file is " + std::to_string(view.size()) + " bytes, more than the limit of " +
-             std::to_string(kMaxInputBytes >> 10) + " KiB");
+    fail(ErrorCode::BadValue, Position{file_, 0, 0}, too_large(view.size()));
     return std::nullopt;
   }
   std::optional<YAML::Node> root;
@@ -319,26 +328,7 @@ std::optional<YAML::Node> YamlReader::document(std::string_view view, const char
     // YAML::Load() makes one call to HandleNextDocument(): it cannot loop.
     root = YAML::Load(text);
   });
-  // The parser's words for a tab in the indentation ("illegal block entry", "end of sequence
-  // not found") do not say what to fix: say it when such a line comes before the error.
-  if (!parsed && errors_.size() > errors_before && errors_.back().code == ErrorCode::YamlParse) {
-    int line = 1;
-    bool indent = true;
-    for (const char c : view) {
-      if (c == '\n') {
-        ++line;
-        indent = true;
-      } else if (indent && c == '\t') {
-        if (errors_.back().pos.line == 0 || line <= errors_.back().pos.line) {
-          errors_.back().message +=
-              "; line " + std::to_string(line) + " is indented with a tab: YAML indents with spaces only";
-        }
-        break;
-      } else if (c != ' ') {
-        indent = false;
-      }
-    }
-  }
+  if (!parsed && errors_.size() > errors_before) explain_tab(errors_.back(), view);
   return root;
 }
 
@@ -537,6 +527,20 @@ std::span<const std::string_view> errno_names() {
   return names;
 }
 
+// Every syscall name libseccomp knows for x86_64.
+std::span<const std::string_view> syscall_names() {
+  static const std::vector<std::string> storage = [] {
+    std::vector<std::string> out;
+    for (int nr = 0; nr < 1024; ++nr) {
+      std::string name = syscall_name(nr);
+      if (!name.starts_with("syscall_")) out.push_back(std::move(name));
+    }
+    return out;
+  }();
+  static const std::vector<std::string_view> names(storage.begin(), storage.end());
+  return names;
+}
+
 struct NamedValue {
   std::string_view name;
   std::uint64_t value;
@@ -585,6 +589,14 @@ std::span<const std::string_view> action_names() {
     return out;
   }();
   return names;
+}
+
+// The names of a table of NamedValue, for a guess at a misspelt one.
+template <std::size_t Size>
+std::vector<std::string_view> names_of(const std::array<NamedValue, Size>& table) {
+  std::vector<std::string_view> out;
+  for (const auto& entry : table) out.push_back(entry.name);
+  return out;
 }
 
 constexpr std::array kOps{
@@ -918,7 +930,8 @@ std::optional<std::vector<int>> PolicyReader::syscalls(const Entry& entry) {
     auto nr = syscall_from_name(item.Scalar());
     if (!nr) {
       fail(ErrorCode::UnknownSyscall, item,
-           "unknown syscall `" + item.Scalar() + "`: libseccomp knows no x86_64 syscall of that name");
+           "unknown syscall `" + item.Scalar() + "`: libseccomp knows no x86_64 syscall of that name" +
+               detail::did_you_mean(item.Scalar(), syscall_names()));
       ok = false;
       continue;
     }
@@ -957,8 +970,14 @@ std::optional<ArgCondition> PolicyReader::arg(const YAML::Node& node, std::size_
         }
       }
       if (!op) {
+        static const std::vector<std::string_view> ops = [] {
+          std::vector<std::string_view> out;
+          for (const auto& [name, value] : kOps) out.emplace_back(name);
+          return out;
+        }();
         fail(ErrorCode::BadValue, *op_entry,
-             "unknown op `" + *text + "`; expected eq, ne, lt, le, gt, ge or masked_eq");
+             "unknown op `" + *text + "`" + detail::did_you_mean(*text, ops) +
+                 "; expected eq, ne, lt, le, gt, ge or masked_eq");
       }
     }
   }
@@ -1025,7 +1044,10 @@ std::optional<FileType> PolicyReader::file_type(const Entry& entry) {
   if (*text == "block") {
     return FileType::Block;
   }
-  fail(ErrorCode::BadValue, entry, "unknown file type `" + *text + "`; expected char or block");
+  constexpr std::array<std::string_view, 2> kTypes{"char", "block"};
+  fail(
+      ErrorCode::BadValue, entry,
+      "unknown file type `" + *text + "`" + detail::did_you_mean(*text, kTypes) + "; expected char or block");
   return std::nullopt;
 }
 
@@ -1044,11 +1066,17 @@ std::optional<DevicePattern> PolicyReader::device(const YAML::Node& node) {
   DevicePattern pattern;
   std::string_view view(text);
   // Unquoted, 1:3 is a string to yaml-cpp but the number 63 to a YAML 1.1 reader (PyYAML, the
-  // schema check, most editors' tooling): one file, two meanings. Quotes make it one.
-  const auto digits = [](std::string_view part) {
-    return !part.empty() && std::ranges::all_of(part, [](char c) { return c >= '0' && c <= '9'; });
+  // schema check policies/schema.json, most editors' tooling): one file, two meanings. Refused
+  // exactly when a YAML 1.1 reader makes a number of it (its base-60 integer,
+  // [1-9][0-9_]*(:[0-5]?[0-9])+), so that the loader and the schema accept and refuse the same
+  // files: 0:3 and 1:75 are strings to both; quotes make any device one meaning.
+  const auto sexagesimal = [](std::string_view major, std::string_view minor) {
+    const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    return !major.empty() && major.front() != '0' && std::ranges::all_of(major, digit) && !minor.empty() &&
+           minor.size() <= 2 && std::ranges::all_of(minor, digit) &&
+           (minor.size() == 1 || minor.front() <= '5');
   };
-  if (node.Tag() == "?" && digits(view.substr(0, colon)) && digits(view.substr(colon + 1))) {
+  if (node.Tag() == "?" && sexagesimal(view.substr(0, colon), view.substr(colon + 1))) {
     fail(ErrorCode::BadValue, node,
          "device " + text + " must be quoted (\"" + text +
              "\"): unquoted, YAML 1.1 readers such as the schema check read it as a base-60 number "
@@ -1151,9 +1179,14 @@ std::optional<std::uint64_t> PolicyReader::flag_list(const Entry& entry, const R
     const bool is_mount = mount != kMountFlags.end();
     const bool is_umount = umount != kUmountFlags.end();
     if (!is_mount && !is_umount) {
+      static const std::vector<std::string_view> flag_names = [] {
+        std::vector<std::string_view> out = names_of(kMountFlags);
+        std::ranges::copy(names_of(kUmountFlags), std::back_inserter(out));
+        return out;
+      }();
       fail(ErrorCode::BadValue, item,
-           "unknown flag `" + name +
-               "`; expected MS_* names (mount) or MNT_FORCE, MNT_DETACH, MNT_EXPIRE, "
+           "unknown flag `" + name + "`" + detail::did_you_mean(name, flag_names) +
+               "; expected MS_* names (mount) or MNT_FORCE, MNT_DETACH, MNT_EXPIRE, "
                "UMOUNT_NOFOLLOW (umount2)");
       ok = false;
     } else if ((need_mount && !is_mount) || (need_umount && !is_umount)) {
@@ -1233,9 +1266,10 @@ std::optional<std::vector<int>> PolicyReader::sched_policies(const Entry& entry)
   for (const auto& [name, node] : *items) {
     auto it = std::ranges::find(kSchedPolicies, name, &NamedValue::name);
     if (it == kSchedPolicies.end()) {
+      static const std::vector<std::string_view> sched_names = names_of(kSchedPolicies);
       fail(ErrorCode::BadValue, node,
-           "unknown scheduling policy `" + name +
-               "`; expected SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE or SCHED_DEADLINE");
+           "unknown scheduling policy `" + name + "`" + detail::did_you_mean(name, sched_names) +
+               "; expected SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE or SCHED_DEADLINE");
       ok = false;
     } else if (std::ranges::find(result, static_cast<int>(it->value)) == result.end()) {
       result.push_back(static_cast<int>(it->value));
@@ -1937,6 +1971,7 @@ void report_fall_throughs(const std::vector<Policy>& parsed, const std::vector<F
 
 struct ResolveOptions {
   bool report_unknown_includes = true;
+  const InForce* in_force = nullptr;  // a duplicate name is blamed on the file not in force
 };
 
 std::expected<LoadResult, std::vector<LoadError>> resolve_set(std::vector<Policy> parsed,
@@ -1948,10 +1983,27 @@ std::expected<LoadResult, std::vector<LoadError>> resolve_set(std::vector<Policy
   for (std::size_t i = 0; i < parsed.size(); ++i) {
     auto [it, inserted] = by_name.try_emplace(parsed[i].name, i);
     if (!inserted) {
-      duplicate[i] = true;
-      found.error(ErrorCode::DuplicatePolicy, parsed[i].pos,
-                  "policy `" + parsed[i].name + "` is defined twice: here and at " +
-                      format_position(parsed[it->second].pos) + "; a policy name must be unique, rename one");
+      // The later file is blamed, unless it is the one the running policy came from: then the
+      // file that takes its name is (sorted first, it was met first).
+      std::size_t blamed = i;
+      std::size_t kept = it->second;
+      bool kept_in_force = false;
+      if (options.in_force != nullptr) {
+        const auto running = options.in_force->find(parsed[i].name);
+        if (running != options.in_force->end()) {
+          if (running->second == parsed[i].pos.file && running->second != parsed[kept].pos.file) {
+            std::swap(blamed, kept);
+            it->second = kept;
+          }
+          kept_in_force = running->second == parsed[kept].pos.file;
+        }
+      }
+      duplicate[blamed] = true;
+      found.error(ErrorCode::DuplicatePolicy, parsed[blamed].pos,
+                  "policy `" + parsed[blamed].name + "` is defined twice: in `" + parsed[blamed].pos.file +
+                      "` and in `" + parsed[kept].pos.file + "` (" + format_position(parsed[kept].pos) + ")" +
+                      (kept_in_force ? ", whose policy is in force" : "") +
+                      "; a policy name must be unique: rename one");
     }
   }
   // The include graph.
@@ -2465,7 +2517,8 @@ std::expected<LoadResult, std::vector<LoadError>> resolve(std::vector<Policy> pa
   }
 }
 
-std::expected<LoadResult, std::vector<LoadError>> load_policy_dir(const std::filesystem::path& dir) {
+std::expected<LoadResult, std::vector<LoadError>> load_policy_dir(const std::filesystem::path& dir,
+                                                                  const InForce& in_force) {
   try {
     auto files = policy_files(dir);
     if (!files) {
@@ -2482,7 +2535,8 @@ std::expected<LoadResult, std::vector<LoadError>> load_policy_dir(const std::fil
       parsed.push_back(std::move(*loaded));
     }
     // A policy whose file failed to load may be what an include names: say nothing about that.
-    auto resolved = resolve_set(std::move(parsed), ResolveOptions{.report_unknown_includes = errors.empty()});
+    auto resolved = resolve_set(
+        std::move(parsed), ResolveOptions{.report_unknown_includes = errors.empty(), .in_force = &in_force});
     if (!resolved) {
       std::ranges::move(resolved.error(), std::back_inserter(errors));
     }
@@ -2625,6 +2679,55 @@ std::string sched_policy_name(int policy) {
 const char* errno_name(int err) {
   auto it = std::ranges::find(kErrnos, err, &ErrnoInfo::value);
   return it == std::ranges::end(kErrnos) ? "E?" : it->name;
+}
+
+std::expected<std::string, LoadError> read_input(const std::string& path) {
+  LoadError error;
+  auto text = detail::read_text(path, error);
+  if (!text) return std::unexpected(std::move(error));
+  return std::move(*text);
+}
+
+void explain_tab(LoadError& error, std::string_view text) {
+  // Only the parser's errors, which have a position: a tab after it is not their cause.
+  if (error.code != ErrorCode::YamlParse || error.pos.line <= 0) return;
+  // The parser's words for a tab in the indentation ("illegal block entry", "end of sequence
+  // not found", at some later token) do not say what to fix: the first line indented with a
+  // tab, at or before the error, is what to fix.
+  int line = 1;
+  int column = 1;
+  bool indent = true;
+  for (const char c : text) {
+    if (line > error.pos.line) return;
+    if (c == '\n') {
+      ++line;
+      column = 1;
+      indent = true;
+      continue;
+    }
+    if (indent && c == '\t') {
+      error.message =
+          "tabs are not allowed for indentation in YAML: use spaces (the parser: " + error.message +
+          " at line " + std::to_string(error.pos.line) + ")";
+      error.pos.line = line;
+      error.pos.column = column;
+      return;
+    }
+    if (c != ' ') indent = false;
+    ++column;
+  }
+}
+
+std::string did_you_mean_syscall(std::string_view name) {
+  return detail::did_you_mean(name, syscall_names());
+}
+
+std::string did_you_mean_errno(std::string_view name) {
+  return detail::did_you_mean(name, errno_names());
+}
+
+std::string did_you_mean(std::string_view word, std::span<const std::string_view> candidates) {
+  return detail::did_you_mean(word, candidates);
 }
 
 std::optional<int> syscall_from_name(std::string_view name) {

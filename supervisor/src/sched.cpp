@@ -91,37 +91,6 @@ Result<pid_t> pid_in_ns(int pidns_fd, pid_t host) {
   return static_cast<pid_t>(pid);
 }
 
-Verdict check_request(const Request& req, const policy::Rule& rule) {
-  const int policy = req.policy & ~kResetOnFork;
-  switch (policy) {
-    case SCHED_OTHER:
-    case SCHED_BATCH:
-    case SCHED_IDLE:
-      if (req.priority != 0) return Verdict{EINVAL};
-      break;
-    case SCHED_FIFO:
-    case SCHED_RR:
-      if (req.priority < 1 || req.priority > 99) return Verdict{EINVAL};
-      if (!rule.match.priority || !rule.match.priority->max || req.priority > *rule.match.priority->max) {
-        return Verdict{EPERM};
-      }
-      break;
-    default:
-      return Verdict{req.policy == SCHED_DEADLINE ? EPERM : EINVAL};
-  }
-  if (req.nice) {
-    if (*req.nice < -20 || *req.nice > 19) {
-      // setpriority clamps; sched_setattr refuses.
-      if (!req.clamp_nice) return Verdict{EINVAL};
-    }
-    const std::int64_t nice = std::clamp<std::int64_t>(*req.nice, -20, 19);
-    if (nice < 0 && (!rule.match.nice || !rule.match.nice->min || nice < *rule.match.nice->min)) {
-      return Verdict{req.clamp_nice ? EACCES : EPERM};
-    }
-  }
-  return Verdict{0};
-}
-
 namespace {
 
 // The first fields of struct sched_attr (SCHED_ATTR_SIZE_VER0 = 48 bytes).
@@ -211,49 +180,14 @@ class Sched final : public Emulation {
 
   Started start(const Context& ctx) override {
     const policy::Call& call = ctx.call;
-    Request req;
-    pid_t pid = 0;
-    if (info_.name == "setpriority") {
-      const auto which = static_cast<int>(static_cast<std::int32_t>(call.args[0]));
-      if (which != PRIO_PROCESS) {
-        return Answer::error(EPERM, "setpriority: only PRIO_PROCESS is emulated");
-      }
-      pid = static_cast<pid_t>(static_cast<std::int32_t>(call.args[1]));
-      req.policy = -1;  // unchanged
-      req.nice = call.nice;
-      req.clamp_nice = true;
-    } else if (info_.name == "sched_setscheduler") {
-      pid = static_cast<pid_t>(static_cast<std::int32_t>(call.args[0]));
-      if (!call.sched_policy || !call.priority) return Answer::error(EFAULT);
-      req.policy = *call.sched_policy;
-      req.priority = *call.priority;
-    } else if (info_.name == "sched_setattr") {
-      pid = static_cast<pid_t>(static_cast<std::int32_t>(call.args[0]));
-      if (call.args[2] != 0) return Answer::error(EINVAL);  // flags must be 0
-      if (!call.sched_policy || !call.priority || !call.nice) return Answer::error(EFAULT);
-      if ((attr_.sched_flags & ~kFlagResetOnFork) != 0) {
-        return Answer::error(EPERM, "sched_setattr: only SCHED_FLAG_RESET_ON_FORK is emulated");
-      }
-      // The decided copies, never the second read.
-      req.policy = *call.sched_policy;
-      req.priority = *call.priority;
-      req.nice = *call.nice;
-      if (req.policy == SCHED_OTHER || req.policy == SCHED_BATCH) {
-        // nice only matters for these; for others the kernel ignores it.
-      } else {
-        req.nice.reset();
-      }
-    } else {
-      return Answer::error(ENOSYS, "no sched emulator for " + std::string(info_.name));
+    // What can be answered from the decided call and the rule alone (`policy test` asks the same).
+    Early early = check_call(info_.name, call, *ctx.rule);
+    if (early.err != 0) return Answer::error(early.err, std::move(early.why));
+    if (info_.name == "sched_setattr" && (attr_.sched_flags & ~kFlagResetOnFork) != 0) {
+      return Answer::error(EPERM, "only SCHED_FLAG_RESET_ON_FORK is emulated");
     }
-    if (pid < 0) return Answer::error(info_.name == "setpriority" ? ESRCH : EINVAL);
-    if (req.policy != -1) {
-      if (Verdict v = check_request(req, *ctx.rule); v.err != 0) return Answer::error(v.err);
-    } else if (req.nice) {
-      Request only_nice = req;
-      only_nice.policy = SCHED_OTHER;
-      if (Verdict v = check_request(only_nice, *ctx.rule); v.err != 0) return Answer::error(v.err);
-    }
+    const pid_t pid = early.pid;
+    const Request& req = early.req;
 
     const int denied = info_.name == "setpriority" ? EACCES : EPERM;
     pid_t target = ctx.task.tid();
@@ -285,7 +219,7 @@ class Sched final : public Emulation {
     // namespace that owns the target's credentials.
     const caps::Subject subject{userns_.get(), static_cast<uid_t>(creds_.uid[1]), creds_.cap_effective};
     auto capable = caps::capable(subject, target_userns.get(), caps::kSysNice);
-    if (!capable) return Answer::error(EPERM, "sched: " + capable.error().message());
+    if (!capable) return Answer::error(EPERM, capable.error().message());
     const bool same_owner = creds_.uid[1] == creds->uid[0] || creds_.uid[1] == creds->uid[1];
     if (!same_owner && !*capable) return Answer::error(EPERM);
     if (!*capable && needs_privilege(req, *current)) return Answer::error(denied);

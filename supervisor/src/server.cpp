@@ -341,8 +341,9 @@ class Server::Connection : public std::enable_shared_from_this<Connection> {
   bool learn_ = false;  // Hello.learn: every trapped call allowed and recorded
 };
 
-std::expected<PolicySet, std::vector<std::string>> load_policies(const std::filesystem::path& dir) {
-  auto loaded = policy::load_policy_dir(dir);
+std::expected<PolicySet, std::vector<std::string>> load_policies(const std::filesystem::path& dir,
+                                                                 const policy::InForce& in_force) {
+  auto loaded = policy::load_policy_dir(dir, in_force);
   if (!loaded) {
     std::vector<std::string> errors;
     for (const auto& e : loaded.error()) errors.push_back(e.diagnostic());
@@ -363,13 +364,19 @@ std::expected<PolicySet, std::vector<std::string>> load_policies(const std::file
   return out;
 }
 
+policy::InForce files_of(const PolicySet& set) {
+  policy::InForce files;
+  for (const auto& [name, loaded] : set) files.emplace(name, loaded.policy->pos.file);
+  return files;
+}
+
 void apply_audit_failure(const config::Config& cfg) {
   audit::Sink::set_failure_action(
       audit::parse_failure_action(cfg.audit_failure).value_or(audit::FailureAction::Keep));
 }
 
 std::expected<std::pair<config::Config, PolicySet>, std::vector<std::string>> load_all(
-    const ServerConfig& server) {
+    const ServerConfig& server, const policy::InForce& in_force) {
   config::Config cfg;
   // Root grants what these files say: nobody else may be able to change them, anywhere on
   // their path (sshd's StrictModes), checked before they are read.
@@ -401,7 +408,7 @@ std::expected<std::pair<config::Config, PolicySet>, std::vector<std::string>> lo
     }
   }
   if (!untrusted.empty()) return std::unexpected(untrusted);
-  auto policies = load_policies(cfg.policies_dir);
+  auto policies = load_policies(cfg.policies_dir, in_force);
   if (!policies) return std::unexpected(policies.error());
   if (!cfg.default_policy.empty() && !policies->contains(cfg.default_policy)) {
     const std::string where = cfg.file.empty() ? std::string("the configuration") : cfg.file.string();
@@ -635,7 +642,7 @@ void Server::wait_for_hangup() {
 }
 
 std::expected<void, std::vector<std::string>> Server::reload() {
-  auto loaded = load_all(config_);
+  auto loaded = load_all(config_, files_of(registry_.all()));
   if (!loaded) {
     for (const auto& e : loaded.error()) spdlog::error("reload: {}", e);
     spdlog::error("reload failed with {} error(s): the running configuration and policies stay in force",
@@ -1030,7 +1037,7 @@ std::string Server::upgrade() {
   if (auto why = runs(config_.binary); !why.empty()) return why + "; the running daemon goes on";
   // The new binary reads the configuration and the policies as they are on disk now, and would
   // refuse to start on an error, dropping every container: refused here instead, as a reload is.
-  if (auto loaded = load_all(config_); !loaded) {
+  if (auto loaded = load_all(config_, files_of(registry_.all())); !loaded) {
     for (const auto& e : loaded.error()) spdlog::error("upgrade: {}", e);
     return "upgrade refused: " + std::to_string(loaded.error().size()) +
            " error(s) in the configuration or the policies on disk (the first: " + loaded.error().front() +
@@ -1116,7 +1123,7 @@ void Server::finish_handover(Handover why) {
     return;
   }
   // Again, just before: the files may have changed while the calls in hand were finished.
-  if (auto loaded = load_all(config_); !loaded) {
+  if (auto loaded = load_all(config_, files_of(registry_.all())); !loaded) {
     for (const auto& e : loaded.error()) spdlog::error("upgrade: {}", e);
     spdlog::error(
         "upgrade refused: {} error(s) in the configuration or the policies on disk; the running "

@@ -1372,8 +1372,14 @@ void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event&
                           policy::Action action, Clock::time_point started) {
   const pid_t tid = event.host_tid();
   if (!a.diagnostic.empty()) {
-    spdlog::warn("[c={} tid={}] {} `{}`: {}", identity_.container_id, tid, policy::syscall_name(nr),
-                 event.args().path(), a.diagnostic);
+    // A call without a path (setpriority) is named by its syscall alone, not with an empty ``.
+    if (event.args().path().empty()) {
+      spdlog::warn("[c={} tid={}] {}: {}", identity_.container_id, tid, policy::syscall_name(nr),
+                   a.diagnostic);
+    } else {
+      spdlog::warn("[c={} tid={}] {} `{}`: {}", identity_.container_id, tid, policy::syscall_name(nr),
+                   event.args().path(), a.diagnostic);
+    }
   }
   // --audit-failure refuse: no call is answered as decided without its record. (An emulation
   // has acted by now: only its answer can change.)

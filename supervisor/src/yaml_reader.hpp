@@ -57,7 +57,10 @@ struct ParsedInt {
 // nullopt and `why` set when `text` is not such a number (or does not fit in 64 bits).
 std::optional<ParsedInt> parse_int(std::string_view text, std::string& why);
 
-// The whole file, at most kMaxInputBytes + 1 bytes of it, or an Io error.
+// "the file is N bytes, more than the limit of 262144 bytes (256 KiB)"
+std::string too_large(std::uint64_t size);
+// The whole file, or an Io error (not a regular file, ...) or a BadValue error (larger than
+// kMaxInputBytes, with its size and the limit).
 std::optional<std::string> read_text(const std::string& path, LoadError& error);
 
 class YamlReader {

@@ -343,6 +343,10 @@ TEST_F(Control, ReloadPicksUpTheDirectoryAndReportsErrors) {
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.err.find((pols / "broken.yaml").string() + ":4:"), std::string::npos) << bad.err;
   EXPECT_NE(bad.err.find("explode"), std::string::npos) << bad.err;
+  // With its [code], as `policy check` prints it.
+  EXPECT_NE(bad.err.find((pols / "broken.yaml").string() + ":4:13: error: [bad-value] unknown action"),
+            std::string::npos)
+      << bad.err;
   EXPECT_NE(bad.err.find("reload failed with 1 error(s); still in force: generation 1: deny-devices v"),
             std::string::npos)
       << bad.err;
@@ -366,6 +370,21 @@ TEST_F(Control, ReloadPicksUpTheDirectoryAndReportsErrors) {
   EXPECT_GT(std::stoi(rc[1]), 128) << "killed by kill-block: " << o.out;
 
   fs::remove(pols / "broken.yaml");
+  // A new file that takes the name of a policy in force is the one blamed, though it sorts first.
+  {
+    std::ofstream taken(pols / "a-taken.yaml");
+    taken << "name: deny-devices\nrules: []\n";
+  }
+  const Outcome dup = cli({"reload"}, dir / "run");
+  EXPECT_EQ(dup.status, 1);
+  EXPECT_NE(dup.err.find((pols / "a-taken.yaml").string() +
+                         ":1:1: error: [duplicate-policy] policy `deny-devices` is defined twice: in `" +
+                         (pols / "a-taken.yaml").string() + "` and in `" +
+                         (pols / "deny-devices.yaml").string() + "`"),
+            std::string::npos)
+      << dup.err;
+  EXPECT_NE(dup.err.find("whose policy is in force"), std::string::npos) << dup.err;
+  fs::remove(pols / "a-taken.yaml");
   const json fixed = cli_json({"reload"}, dir / "run");
   EXPECT_EQ(fixed.at("reload").at("ok"), true);
   EXPECT_EQ(fixed.at("reload").at("policy_set").at("generation"), "2");

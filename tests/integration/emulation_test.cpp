@@ -145,6 +145,17 @@ TEST_F(Emulation, NegativeNiceWithinTheLimit) {
       << o.err;
 }
 
+TEST_F(Emulation, SetpriorityOfAUserIsRefusedAndLoggedByItsName) {
+  // The rule says emulate (nice -3 is within it), but PRIO_USER names every task of a uid: EPERM,
+  // as `policy test` says (policies/rootless-tuning.cases.yaml), and the log names the call.
+  const auto o = container("probe nice-user -3; probe getsched $$");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"EPERM", "0 0 0"})) << o.err;
+  const std::string log = read_file(daemon_log());
+  EXPECT_NE(log.find("] setpriority: which PRIO_USER: only PRIO_PROCESS is emulated"), std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("setpriority ``"), std::string::npos) << log;
+}
+
 TEST_F(Emulation, SchedOnlyForTasksOfTheSameContainerAndOwner) {
   // A pid that does not exist in the container; a host pid (the daemon's) named from inside; and
   // an unprivileged user of the container on root's shell.

@@ -32,6 +32,7 @@
  *   probe setattr POLICY PRIO NICE [PID]             sched_setattr with a struct sched_attr
  *   probe getsched [PID]                             prints "POLICY PRIO NICE" (numbers)
  *   probe nice N [PID]                               setpriority(PRIO_PROCESS, PID or 0, N)
+ *   probe nice-user N                                setpriority(PRIO_USER, 0, N): the caller's uid
  *   probe sched-badptr                               sched_setscheduler / sched_setattr with an
  *                                                    unmapped pointer: two results
  *   probe sched-race LOW HIGH N                      sched_setscheduler(0, FIFO, P) N times while
@@ -574,6 +575,9 @@ static int run(int argc, char** argv) {
   if (strcmp(op, "nice") == 0 && argc >= 3) {
     pid_t pid = argc >= 4 ? atoi(argv[3]) : 0;
     return finish(setpriority(PRIO_PROCESS, (id_t)pid, atoi(argv[2])));
+  }
+  if (strcmp(op, "nice-user") == 0 && argc >= 3) {
+    return finish(setpriority(PRIO_USER, 0, atoi(argv[2])));
   }
   if (strcmp(op, "sched-badptr") == 0) {
     int a = finish(syscall(SYS_sched_setscheduler, 0, SCHED_FIFO, (void*)8));

@@ -307,6 +307,7 @@ TEST(Learn, WritesAPolicyAndCasesThatAgree) {
                 R"({"paths":["/mnt/a"],"target":"/mnt/a","source":"none","fstype":"tmpfs","flags":"0x0"})");
   log += record("c1", "setxattr", R"({"paths":["/f"],"xattr":"trusted.overlay.opaque","value_size":"1"})");
   log += record("c1", "setpriority", R"({"nice":-3})");
+  log += record("c1", "sched_setscheduler", R"({"sched_policy":1,"priority":5})");
   log += record("c2", "mknod", R"({"paths":["/dev/sda"],"type":"block","device":"8:0","mode":"0600"})");
   log += R"({"event":"suppressed","container":"c2","count":4})"
          "\n";
@@ -316,7 +317,10 @@ TEST(Learn, WritesAPolicyAndCasesThatAgree) {
       "\n";
   const auto learned = tools::learn(log, tools::LearnOptions{"a.jsonl", "c1", "web", std::nullopt});
   ASSERT_TRUE(learned) << learned.error()[0];
-  EXPECT_EQ(learned->records, 5U);
+  EXPECT_EQ(learned->records, 6U);
+  // Scheduling policies by name, as explain prints them.
+  EXPECT_NE(learned->cases.find("sched_setscheduler(0, SCHED_FIFO, {sched_priority=5})"), std::string::npos)
+      << learned->cases;
   EXPECT_NE(learned->policy.find("devices: [\"1:3\", \"1:5\"]"), std::string::npos) << learned->policy;
   EXPECT_NE(learned->policy.find("path: [\"/dev/*\"]"), std::string::npos) << learned->policy;
   EXPECT_EQ(learned->policy.find("8:0"), std::string::npos) << "c2's device: " << learned->policy;

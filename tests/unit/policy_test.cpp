@@ -1997,6 +1997,38 @@ TEST(PolicyAuthoring, ATypoGetsADidYouMean) {
   EXPECT_EQ(far[0].message.find("did you mean"), std::string::npos) << far[0].message;
 }
 
+TEST(PolicyAuthoring, EveryUnknownNameGetsAGuess) {
+  struct Typo {
+    std::string rule;
+    std::string says;
+  };
+  for (const Typo& t : {
+           Typo{"syscalls: [opne]\n    action: deny\n", "x86_64 syscall of that name; did you mean `open`?"},
+           Typo{"syscalls: [mknodd]\n    action: deny\n", "did you mean `mknod`?"},
+           Typo{"syscalls: [mknod]\n    args: [{index: 0, op: masked_qe, value: 1, mask: 1}]\n    action: "
+                "deny\n",
+                "unknown op `masked_qe`; did you mean `masked_eq`?"},
+           Typo{"syscalls: [mknod]\n    match: {type: chr}\n    action: deny\n",
+                "unknown file type `chr`; did you mean `char`?"},
+           Typo{"syscalls: [mount]\n    match: {flags: {set: [MS_RDONY]}}\n    action: deny\n",
+                "unknown flag `MS_RDONY`; did you mean `MS_RDONLY`?"},
+           Typo{"syscalls: [umount2]\n    match: {flags: {set: [MNT_DETATCH]}}\n    action: deny\n",
+                "did you mean `MNT_DETACH`?"},
+           Typo{"syscalls: [sched_setscheduler]\n    match: {sched_policy: [SCHED_FIF0]}\n    action: deny\n",
+                "unknown scheduling policy `SCHED_FIF0`; did you mean `SCHED_FIFO`?"},
+           Typo{"syscalls: [mknod]\n    match: {devcies: [\"1:3\"]}\n    action: deny\n",
+                "did you mean `devices`?"},
+       }) {
+    auto errors = parse_errors(one_rule(t.rule));
+    ASSERT_FALSE(errors.empty()) << t.rule;
+    EXPECT_NE(errors[0].message.find(t.says), std::string::npos) << t.rule << ": " << errors[0].message;
+  }
+  // Nothing near: no guess.
+  auto far = parse_errors(one_rule("syscalls: [frobnicate]\n    action: deny\n"));
+  ASSERT_FALSE(far.empty());
+  EXPECT_EQ(far[0].message.find("did you mean"), std::string::npos) << far[0].message;
+}
+
 TEST(PolicyAuthoring, TheGuessIgnoresCaseAndCountsASwapOnce) {
   auto upper = parse_errors(one_rule("syscalls: [mknod]\n    Action: deny\n"));
   ASSERT_FALSE(upper.empty());
@@ -2010,9 +2042,31 @@ TEST(PolicyAuthoring, ATabInTheIndentationIsNamed) {
   auto errors = parse_errors("name: p\nrules:\n  - syscalls: [mknod]\n\t  action: deny\n");
   ASSERT_FALSE(errors.empty());
   EXPECT_EQ(errors[0].code, ErrorCode::YamlParse);
-  EXPECT_NE(errors[0].message.find("line 4 is indented with a tab: YAML indents with spaces only"),
-            std::string::npos)
-      << errors[0].message;
+  EXPECT_EQ(errors[0].format(),
+            "test.yaml:4:1: tabs are not allowed for indentation in YAML: use spaces (the parser: end of "
+            "sequence not found at line 4)");
+  // A tab under a key, in a flow list's line, in the first line: each at the tab.
+  for (const auto& [text, where] : std::vector<std::pair<std::string, std::string>>{
+           {"name: p\n\trules: []\n", "test.yaml:2:1: "},
+           {"name: p\nrules:\n  - syscalls: [mknod]\n    action: deny\n  \terrno: EPERM\n",
+            "test.yaml:5:3: "},
+           {"name: p\nrules:\n\t- syscalls: [mknod]\n\t  action: deny\n", "test.yaml:3:1: "},
+       }) {
+    auto e = parse_errors(text);
+    ASSERT_FALSE(e.empty()) << text;
+    EXPECT_EQ(e[0].format().substr(0, where.size()), where) << e[0].format();
+    EXPECT_NE(e[0].message.find("tabs are not allowed for indentation in YAML: use spaces"),
+              std::string::npos)
+        << e[0].message;
+  }
+  // An error without a position (not the parser's own) is left alone, a tab or not.
+  LoadError unplaced{ErrorCode::YamlParse, "YAML nested too deeply", Position{"test.yaml", 0, 0}};
+  explain_tab(unplaced, "name: p\n\trules: []\n");
+  EXPECT_EQ(unplaced.format(), "test.yaml: YAML nested too deeply");
+  // A tab after a key is no indentation (and fine): no such word on another error.
+  auto other = parse_errors("name:\tp\nrules: [\n");
+  ASSERT_FALSE(other.empty());
+  EXPECT_EQ(other[0].message.find("tabs"), std::string::npos) << other[0].message;
 }
 
 TEST(PolicyAuthoring, AnUnquotedDeviceIsRefusedForItsTwoMeanings) {
@@ -2021,6 +2075,19 @@ TEST(PolicyAuthoring, AnUnquotedDeviceIsRefusedForItsTwoMeanings) {
   EXPECT_EQ(errors[0].code, ErrorCode::BadValue);
   EXPECT_NE(errors[0].message.find("device 1:3 must be quoted (\"1:3\")"), std::string::npos)
       << errors[0].message;
+  // Exactly what a YAML 1.1 reader makes a number of (so the schema and the loader agree).
+  for (const char* number : {"10:20", "1:03", "4095:59", "8:0"}) {
+    auto e = parse_errors(one_rule(std::string("syscalls: [mknod]\n    match: {devices: [") + number +
+                                   "]}\n    action: deny\n"));
+    ASSERT_EQ(e.size(), 1u) << number;
+    EXPECT_NE(e[0].message.find("must be quoted"), std::string::npos) << e[0].message;
+  }
+  for (const char* string : {"0:3", "1:75", "1:60", "10:200", "01:3"}) {
+    EXPECT_TRUE(parse_policy(one_rule(std::string("syscalls: [mknod]\n    match: {devices: [") + string +
+                                      "]}\n    action: deny\n"),
+                             "test.yaml"))
+        << string << " is a string to YAML 1.1 readers too";
+  }
   // Quoted, and a wildcard (a string to every reader), are fine.
   EXPECT_TRUE(parse_policy(
       one_rule("syscalls: [mknod]\n    match: {devices: [\"1:3\", \"1:*\"]}\n    action: deny\n"),
@@ -2033,9 +2100,17 @@ TEST(PolicyAuthoring, AnOversizedFileIsReportedWithItsRealSize) {
   dir.write("big.yaml", big);
   auto loaded = load_policy_files({dir.path() / "big.yaml"});
   ASSERT_FALSE(loaded);
-  EXPECT_NE(loaded.error()[0].message.find("the file is " + std::to_string(big.size()) + " bytes"),
-            std::string::npos)
-      << loaded.error()[0].message;
+  EXPECT_EQ(loaded.error()[0].message, "the file is " + std::to_string(big.size()) +
+                                           " bytes, more than the limit of 262144 bytes (256 KiB)");
+  // A case file is as bounded, and says the same.
+  auto read = read_input((dir.path() / "big.yaml").string());
+  ASSERT_FALSE(read);
+  EXPECT_EQ(read.error().code, ErrorCode::BadValue);
+  EXPECT_EQ(read.error().message, loaded.error()[0].message);
+  // Parsed from memory: the same words.
+  auto parsed = parse_errors(big);
+  ASSERT_FALSE(parsed.empty());
+  EXPECT_EQ(parsed[0].message, loaded.error()[0].message);
 }
 
 TEST(PolicyAuthoring, CheckingOneFileFindsItsNameTakenInItsDirectory) {
@@ -2057,6 +2132,40 @@ TEST(PolicyAuthoring, CheckingOneFileFindsItsNameTakenInItsDirectory) {
   ASSERT_FALSE(all);
   ASSERT_EQ(all.error().size(), 1u) << describe(all.error());
   EXPECT_NE(all.error()[0].message.find("is defined twice"), std::string::npos) << all.error()[0].message;
+}
+
+TEST(PolicyAuthoring, ADuplicateNameIsBlamedOnTheFileNotInForce) {
+  TempDir dir;
+  dir.write("web.yaml", "name: web\nrules: []\n");    // in force
+  dir.write("a-web.yaml", "name: web\nrules: []\n");  // just added, sorted first
+  const std::string old_file = (dir.path() / "web.yaml").string();
+  const std::string new_file = (dir.path() / "a-web.yaml").string();
+  auto reload = load_policy_dir(dir.path(), InForce{{"web", old_file}});
+  ASSERT_FALSE(reload);
+  ASSERT_EQ(reload.error().size(), 1u) << describe(reload.error());
+  EXPECT_EQ(reload.error()[0].code, ErrorCode::DuplicatePolicy);
+  EXPECT_EQ(reload.error()[0].pos.file, new_file);
+  EXPECT_EQ(reload.error()[0].message, "policy `web` is defined twice: in `" + new_file + "` and in `" +
+                                           old_file + "` (" + old_file +
+                                           ":1:1), whose policy is in force; a policy name must be "
+                                           "unique: rename one");
+  // Nothing in force (a start): the later file, still naming both.
+  auto start = load_policy_dir(dir.path());
+  ASSERT_FALSE(start);
+  ASSERT_EQ(start.error().size(), 1u) << describe(start.error());
+  EXPECT_EQ(start.error()[0].pos.file, old_file);
+  EXPECT_NE(start.error()[0].message.find("in `" + old_file + "` and in `" + new_file + "`"),
+            std::string::npos)
+      << start.error()[0].message;
+  // Three files, the one in force in the middle: both others blamed, each beside it.
+  dir.write("z-web.yaml", "name: web\nrules: []\n");
+  auto three = load_policy_dir(dir.path(), InForce{{"web", old_file}});
+  ASSERT_FALSE(three);
+  ASSERT_EQ(three.error().size(), 2u) << describe(three.error());
+  for (const auto& e : three.error()) {
+    EXPECT_NE(e.pos.file, old_file);
+    EXPECT_NE(e.message.find("and in `" + old_file + "`"), std::string::npos) << e.message;
+  }
 }
 
 TEST(PolicyAuthoring, ADiagnosticCarriesItsCode) {

@@ -24,6 +24,7 @@
 
 #include "sysvisor/filter.hpp"
 #include "sysvisor/policy.hpp"
+#include "sysvisor/sched.hpp"
 
 namespace sysvisor::tools {
 namespace {
@@ -165,6 +166,34 @@ TEST(CallLiteral, ErrorsSayWhatAndWhere) {
     EXPECT_EQ(r.error().column, b.column) << b.text << ": " << r.error().message;
     EXPECT_NE(r.error().message.find(b.says), std::string::npos) << b.text << ": " << r.error().message;
   }
+}
+
+TEST(CallLiteral, AMisspeltNameGetsAGuess) {
+  for (const auto& [text, says] : std::vector<std::pair<std::string, std::string>>{
+           {"mkndo(\"x\", S_IFCHR, 1:3)", "unknown syscall `mkndo`; did you mean `mknod`?"},
+           {"mknod(\"x\", S_IFCRH, 1:3)", "unknown constant `S_IFCRH`; did you mean `S_IFCHR`?"},
+       }) {
+    auto r = parse_call(text);
+    ASSERT_FALSE(r.has_value()) << text;
+    EXPECT_NE(r.error().message.find(says), std::string::npos) << text << ": " << r.error().message;
+  }
+  auto sched = parse_call("sched_setattr(0, {niec=-5}, 0)");
+  ASSERT_TRUE(sched.has_value()) << sched.error().message;
+  auto field = call_from_literal(*sched, CallContext{});
+  ASSERT_FALSE(field.has_value());
+  EXPECT_NE(field.error().message.find("unknown field `niec`; did you mean `nice`?"), std::string::npos)
+      << field.error().message;
+  auto err = parse_expectation("deny EACCESS");
+  ASSERT_FALSE(err.has_value());
+  EXPECT_NE(err.error().message.find("unknown errno `EACCESS`; did you mean `EACCES`?"), std::string::npos)
+      << err.error().message;
+  auto verb = parse_expectation("alow");
+  ASSERT_FALSE(verb.has_value());
+  EXPECT_NE(verb.error().message.find("did you mean `allow`?"), std::string::npos) << verb.error().message;
+  auto key = parse_cases("cases:\n  - {call: 'getpid()', expcet: allow}\n", "c.yaml");
+  ASSERT_FALSE(key.has_value());
+  EXPECT_NE(key.error()[0].message.find("unknown key `expcet`; did you mean `expect`?"), std::string::npos)
+      << key.error()[0].message;
 }
 
 TEST(CallLiteral, GarbageNeverCrashes) {
@@ -333,7 +362,22 @@ TEST(Cases, ParseWithPositions) {
   EXPECT_EQ(e[3].format().substr(0, 12), "c.yaml:4:5: ") << e[3].format();   // no expect
   EXPECT_EQ(e[4].format().substr(0, 12), "c.yaml:5:5: ") << e[4].format();   // 42
   EXPECT_FALSE(parse_cases("cases: [", "c.yaml").has_value());
+  auto tab = parse_cases("cases:\n\t- 'getpid() -> allow'\n", "c.yaml");
+  ASSERT_FALSE(tab.has_value());
+  EXPECT_TRUE(tab.error()[0].diagnostic().starts_with(
+      "c.yaml:2:1: error: [yaml-parse] tabs are not allowed for indentation in YAML: use spaces"))
+      << tab.error()[0].diagnostic();
   EXPECT_FALSE(parse_cases("", "c.yaml").has_value());
+  {  // A case file is bounded as a policy is, with its size in the error.
+    const fs::path big =
+        fs::temp_directory_path() / ("sysvisor-big-" + std::to_string(::getpid()) + ".cases.yaml");
+    std::ofstream(big) << "cases: []\n#" << std::string(300000, 'x') << "\n";
+    auto loaded = load_cases(big.string());
+    ASSERT_FALSE(loaded.has_value());
+    EXPECT_EQ(loaded.error()[0].format(),
+              big.string() + ": the file is 300012 bytes, more than the limit of 262144 bytes (256 KiB)");
+    fs::remove(big);
+  }
   EXPECT_FALSE(parse_cases("cases: {}", "c.yaml").has_value());
 }
 
@@ -360,6 +404,116 @@ TEST(Cases, RunReportsFailuresWithTheDecidingRule) {
   EXPECT_NE(failures[2].message.find("expected emulate unaudited, got emulate audited"), std::string::npos);
   // Without the program, the trap conditions give the same answers.
   EXPECT_EQ(run_cases(*p, nullptr, *f).size(), 3U);
+}
+
+TEST(Expectation, WouldAndRule) {
+  auto full = parse_expectation("allow audited would deny EPERM rule dangerous-calls");
+  ASSERT_TRUE(full.has_value()) << full.error().message;
+  EXPECT_EQ(full->action, Action::Allow);
+  EXPECT_EQ(full->audit, true);
+  ASSERT_TRUE(full->would.has_value());
+  EXPECT_EQ(full->would->action, Action::Deny);
+  EXPECT_EQ(full->would->err, EPERM);
+  EXPECT_EQ(full->rule, "dangerous-calls");
+  EXPECT_EQ(to_string(*full), "allow audited would deny EPERM rule dangerous-calls");
+  // An unnamed rule is "rule N"; `rule` takes the rest. Each part is optional.
+  auto unnamed = parse_expectation("return 0 rule rule 2 ");
+  ASSERT_TRUE(unnamed.has_value()) << unnamed.error().message;
+  EXPECT_EQ(unnamed->rule, "rule 2");
+  EXPECT_FALSE(unnamed->would.has_value());
+  auto would = parse_expectation("allow would return -1");
+  ASSERT_TRUE(would.has_value()) << would.error().message;
+  EXPECT_EQ(would->would->value, -1);
+  EXPECT_FALSE(would->audit.has_value());
+  struct Bad {
+    const char* text;
+    std::size_t column;
+    const char* says;
+  };
+  for (const Bad& b : {
+           Bad{"allow would", 12, "`would` needs"},
+           Bad{"allow would deny", 17, "needs an errno"},
+           Bad{"allow would dney EPERM", 13, "did you mean `deny`?"},
+           Bad{"allow rule", 11, "`rule` needs"},
+           Bad{"allow audited maybe", 15, "expected `would` or `rule`, not `maybe`"},
+           Bad{"allow would allow audited", 19, "expected `rule`, not `audited`"},
+       }) {
+    auto e = parse_expectation(b.text);
+    ASSERT_FALSE(e.has_value()) << b.text;
+    EXPECT_EQ(static_cast<std::size_t>(e.error().column), b.column) << b.text << ": " << e.error().message;
+    EXPECT_NE(e.error().message.find(b.says), std::string::npos) << b.text << ": " << e.error().message;
+  }
+}
+
+TEST(Cases, WouldAndRuleAreChecked) {
+  auto p = shipped("audit-only-dangerous");  // mode: audit, the rules of deny-dangerous
+  ASSERT_TRUE(p);
+  auto program = filter::compile(*p);
+  ASSERT_TRUE(program.has_value());
+  auto f = parse_cases(
+      "cases:\n"
+      "  - 'bpf(0, NULL, 0) -> allow audited would deny EPERM rule dangerous-calls'\n"
+      "  - 'bpf(0, NULL, 0) -> allow audited would deny EACCES'\n"
+      "  - 'bpf(0, NULL, 0) -> allow audited rule other'\n"
+      "  - 'getpid() -> allow would allow'\n"
+      "  - 'getpid() -> allow rule none'\n",
+      "c.yaml");
+  ASSERT_TRUE(f.has_value()) << describe_errors(f.error());
+  auto failures = run_cases(*p, &*program, *f);
+  ASSERT_EQ(failures.size(), 4U);
+  EXPECT_EQ(
+      failures[0].message,
+      "c.yaml:3: bpf(0, NULL, 0): expected allow audited would deny EACCES, got allow audited would deny "
+      "EPERM (rule `dangerous-calls` of deny-dangerous)");
+  EXPECT_NE(failures[1].message.find("expected allow audited rule other, got"), std::string::npos)
+      << failures[1].message;
+  // Not trapped: the rules never decided.
+  EXPECT_NE(failures[2].message.find("got allow unaudited (not trapped)"), std::string::npos)
+      << failures[2].message;
+  EXPECT_NE(failures[3].message.find("getpid(): expected allow rule none"), std::string::npos)
+      << failures[3].message;
+  // Enforce mode: `would` is the action itself; `rule none` a trapped call no rule matched.
+  auto devices = shipped("rootless-devices");
+  ASSERT_TRUE(devices);
+  auto enforce = parse_cases(
+      "cases:\n"
+      "  - 'mknod(\"/dev/sda\", S_IFBLK, 8:0) -> deny EPERM audited would deny EPERM rule other-devices'\n"
+      "  - 'mknod(\"/dev/sda\", S_IFBLK, 8:0) -> deny EPERM would allow'\n",
+      "c.yaml");
+  ASSERT_TRUE(enforce.has_value()) << describe_errors(enforce.error());
+  auto enforce_failures = run_cases(*devices, nullptr, *enforce);
+  ASSERT_EQ(enforce_failures.size(), 1U);
+  EXPECT_NE(enforce_failures[0].message.find(
+                "c.yaml:3: mknod(\"/dev/sda\", S_IFBLK, 8:0): expected deny EPERM would allow, got"),
+            std::string::npos)
+      << enforce_failures[0].message;
+}
+
+TEST(Cases, WhatTheEmulatorRefusesIsWhatTheCallerGets) {
+  auto p = shipped("rootless-tuning");
+  ASSERT_TRUE(p);
+  auto program = filter::compile(*p);
+  ASSERT_TRUE(program.has_value());
+  auto f = parse_cases(
+      "cases:\n"
+      "  - 'setpriority(PRIO_USER, 0, -5) -> emulate'\n"
+      "  - 'setpriority(PRIO_USER, 0, -5) -> deny EPERM would emulate rule nice-down-to-minus-5'\n"
+      "  - 'setpriority(PRIO_PROCESS, 0, -5) -> emulate'\n"
+      "  - 'sched_setattr(0, {policy=SCHED_RR, priority=5}, 1) -> deny EINVAL'\n"
+      "  - 'sched_setscheduler(-1, SCHED_FIFO, {sched_priority=5}) -> deny EINVAL'\n",
+      "c.yaml");
+  ASSERT_TRUE(f.has_value()) << describe_errors(f.error());
+  auto failures = run_cases(*p, &*program, *f);
+  ASSERT_EQ(failures.size(), 1U);
+  EXPECT_EQ(failures[0].message,
+            "c.yaml:2: setpriority(PRIO_USER, 0, -5): expected emulate, got deny EPERM unaudited (rule "
+            "`nice-down-to-minus-5`: emulate, answered EPERM by the emulator (which PRIO_USER: only "
+            "PRIO_PROCESS is emulated))");
+  // The daemon's own function, as the emulator asks it.
+  const auto rule = std::ranges::find(p->rules, "nice-down-to-minus-5", &policy::Rule::name);
+  ASSERT_NE(rule, p->rules.end());
+  EXPECT_EQ(emul::sched::check_call("setpriority", f->cases[0].call, *rule).err, EPERM);
+  EXPECT_EQ(emul::sched::check_call("setpriority", f->cases[2].call, *rule).err, 0);
 }
 
 TEST(Cases, TheFilterItselfAnswersANestedListener) {

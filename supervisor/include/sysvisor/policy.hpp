@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -319,9 +320,13 @@ struct LoadResult {
 // ending in .cases.yaml are decision cases, not policies, and are skipped).
 [[nodiscard]] std::expected<std::vector<std::filesystem::path>, LoadError> policy_files(
     const std::filesystem::path& dir);
-// Every file of policy_files(dir); all errors of all files are returned together.
+// The file each policy in force was loaded from, by policy name (a daemon's running set).
+using InForce = std::map<std::string, std::string, std::less<>>;
+// Every file of policy_files(dir); all errors of all files are returned together. A name two
+// files define is an error at the one that is not `in_force`'s file for that name (the file an
+// author just added, at a reload), else at the later file; its message names both files.
 [[nodiscard]] std::expected<LoadResult, std::vector<LoadError>> load_policy_dir(
-    const std::filesystem::path& dir);
+    const std::filesystem::path& dir, const InForce& in_force = {});
 // `files`, resolving includes against the other policies in each file's directory.
 [[nodiscard]] std::expected<LoadResult, std::vector<LoadError>> load_policy_files(
     const std::vector<std::filesystem::path>& files);
@@ -331,6 +336,21 @@ struct LoadResult {
 [[nodiscard]] const char* errno_name(int err);  // "E?" for unknown values
 // "SCHED_FIFO" for 1; the number as text for a value without a name.
 [[nodiscard]] std::string sched_policy_name(int policy);
+
+// A file the loader reads (a policy, the configuration, a case file): a regular file of at most
+// 256 KiB; else an `io` error, or `bad-value` with its real size and the limit.
+[[nodiscard]] std::expected<std::string, LoadError> read_input(const std::string& path);
+
+// A YAML parse error about `text` made plain when a tab indents a line at or before it: the
+// error moves to that tab and says "tabs are not allowed for indentation in YAML: use spaces".
+// Other errors are left as they are.
+void explain_tab(LoadError& error, std::string_view text);
+
+// "; did you mean `X`?" for the known name nearest to a misspelt one (edit distance, a swap of
+// two neighbours counting one, case ignored), or "" when none is near or two are as near.
+[[nodiscard]] std::string did_you_mean(std::string_view word, std::span<const std::string_view> candidates);
+[[nodiscard]] std::string did_you_mean_syscall(std::string_view name);  // `opne` -> open
+[[nodiscard]] std::string did_you_mean_errno(std::string_view name);    // `EACCESS` -> EACCES
 
 // Syscall names <-> x86_64 numbers, as libseccomp knows them.
 [[nodiscard]] std::optional<int> syscall_from_name(std::string_view name);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -43,5 +44,19 @@ struct Verdict {
 // what needs privilege the rule does not bound: a real-time priority above `priority.max` or
 // without it, a negative nice below `nice.min` or without it, SCHED_DEADLINE.
 [[nodiscard]] Verdict check_request(const Request& req, const policy::Rule& rule);
+
+// What the emulator answers from the decided call and its rule alone, before it looks at a task
+// (src/sched_request.cpp, pure; `sysvisor policy test` models the daemon with it): setpriority
+// other than PRIO_PROCESS (EPERM: PRIO_PGRP and PRIO_USER name tasks the container may not own),
+// sched_setattr with flags (EINVAL), a negative pid, then check_request(). err 0: the emulator
+// goes on with `pid` and `req` (the task's owner and capabilities, sched_attr's flags and the
+// kernel have their say at run time).
+struct Early {
+  int err = 0;
+  std::string why;  // for the daemon's log: what sysvisor does not emulate ("" for the kernel's errnos)
+  pid_t pid = 0;    // the target in the caller's pid namespace (0: the caller)
+  Request req;
+};
+[[nodiscard]] Early check_call(std::string_view syscall, const policy::Call& call, const policy::Rule& rule);
 
 }  // namespace sysvisor::emul::sched

@@ -178,10 +178,14 @@ class Server {
   std::unique_ptr<metrics::HttpServer> metrics_http_;
 };
 
-// Loads and compiles every policy in `dir`; all errors, formatted FILE:LINE:COL: message.
-// Warnings are logged.
+// Loads and compiles every policy in `dir`; all errors, formatted FILE:LINE:COL: error: [code]
+// message. Warnings are logged. `in_force`: the running set's files, so that a name taken twice
+// is blamed on the file that is not in force.
 [[nodiscard]] std::expected<PolicySet, std::vector<std::string>> load_policies(
-    const std::filesystem::path& dir);
+    const std::filesystem::path& dir, const policy::InForce& in_force = {});
+
+// The file each policy of `set` was loaded from, by name.
+[[nodiscard]] policy::InForce files_of(const PolicySet& set);
 
 // The configuration's audit_failure (keep | refuse) made the sink's, at start and at reload.
 void apply_audit_failure(const config::Config& cfg);
@@ -189,6 +193,6 @@ void apply_audit_failure(const config::Config& cfg);
 // The configuration as `serve` starts with it: the file (if any) and the overrides, checked
 // against the loaded policies (the default policy must exist).
 [[nodiscard]] std::expected<std::pair<config::Config, PolicySet>, std::vector<std::string>> load_all(
-    const ServerConfig& server);
+    const ServerConfig& server, const policy::InForce& in_force = {});
 
 }  // namespace sysvisor

@@ -61,14 +61,26 @@ struct CallContext {
 // The value a `maj:min` argument has: the kernel's new_encode_dev (= glibc's makedev, 32 bits).
 [[nodiscard]] std::uint64_t encode_dev(std::uint32_t major, std::uint32_t minor);
 
-// ---- Expectations: `deny EPERM audited` ----
+// ---- Expectations: `deny EPERM audited`, `allow audited would deny EPERM rule dangerous-calls` ----
+struct Verdict {
+  policy::Action action = policy::Action::Allow;
+  int err = 0;             // deny
+  std::int64_t value = 0;  // return
+};
 struct Expectation {
   policy::Action action = policy::Action::Allow;
   int err = 0;
   std::int64_t value = 0;
   std::optional<bool> audit;  // checked only when written
+  // `would ACTION`: what the rules decided, which audit and learn modes record as `would` (in
+  // enforce mode, the action itself). Checked only when written; a call not trapped has none.
+  std::optional<Verdict> would;
+  // `rule NAME`: the rule that decided (its `name:`, else "rule N"); `rule none`: the call was
+  // trapped and no rule matched. Checked only when written.
+  std::optional<std::string> rule;
 };
 [[nodiscard]] std::expected<Expectation, LiteralError> parse_expectation(std::string_view text);
+[[nodiscard]] std::string to_string(const Verdict& verdict);  // "deny EPERM"
 [[nodiscard]] std::string to_string(const Expectation& expectation);
 
 // ---- What the filter traps, as conditions (the same as filter::compile builds) ----
@@ -116,11 +128,16 @@ struct CaseFile {
                                                                                   const std::string& file);
 [[nodiscard]] std::expected<CaseFile, std::vector<policy::LoadError>> load_cases(const std::string& file);
 
-// What happens to a call: the filter first (`program`, when given; else trap_set), then decide().
+// What happens to a call: the filter first (`program`, when given; else trap_set), then decide(),
+// then what an emulator refuses before it acts (emul::sched::check_call).
 struct Outcome {
   bool trapped = false;
   policy::Decision decision;   // trapped: decide(); else what the filter answered by itself
   std::string filter_verdict;  // not trapped: "not trapped", "filter: EBUSY", ...
+  // `emulate`, and the emulator answers this errno from the call and the rule alone, as the
+  // daemon's does (setpriority(PRIO_USER, ...): EPERM): the caller gets `deny ERRNO`.
+  int emulator_err = 0;
+  std::string emulator_why;  // what it does not emulate ("" when the errno is the kernel's)
 };
 [[nodiscard]] Outcome evaluate(const policy::Policy& policy, const std::vector<sock_filter>* program,
                                const policy::Call& call);

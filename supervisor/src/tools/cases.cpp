@@ -10,6 +10,8 @@
 #include <sstream>
 #include <string>
 
+#include "sysvisor/sched.hpp"
+#include "sysvisor/syscalls.hpp"
 #include "sysvisor/tools.hpp"
 
 namespace sysvisor::tools {
@@ -40,6 +42,7 @@ class CaseParser {
       root = YAML::Load(std::string(text_));
     } catch (const YAML::Exception& e) {
       error(ErrorCode::YamlParse, e.msg, e.mark);
+      policy::explain_tab(errors_.back(), text_);
       return std::unexpected(std::move(errors_));
     }
     if (!root.IsMap()) {
@@ -104,7 +107,10 @@ class CaseParser {
         list += (list.empty() ? "" : ", ") + std::string(a);
       }
       if (!known) {
-        error(ErrorCode::UnknownKey, "unknown key `" + key + "` (allowed: " + list + ")", kv.first.Mark());
+        const std::vector<std::string_view> names(allowed);
+        error(ErrorCode::UnknownKey,
+              "unknown key `" + key + "`" + policy::did_you_mean(key, names) + " (allowed: " + list + ")",
+              kv.first.Mark());
       } else if (!seen.insert(key).second) {
         error(ErrorCode::DuplicateKey, "`" + key + "` given twice", kv.first.Mark());
       }
@@ -267,15 +273,10 @@ std::expected<CaseFile, std::vector<LoadError>> parse_cases(std::string_view tex
 }
 
 std::expected<CaseFile, std::vector<LoadError>> load_cases(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    return std::unexpected(std::vector<LoadError>{
-        LoadError{ErrorCode::Io, std::string("cannot read the case file: ") + std::strerror(errno),
-                  Position{file, 0, 0}}});
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_cases(text.str(), file);
+  // As bounded as a policy: a case file is read whole, then by yaml-cpp.
+  auto text = policy::read_input(file);
+  if (!text) return std::unexpected(std::vector<LoadError>{std::move(text.error())});
+  return parse_cases(*text, file);
 }
 
 Outcome evaluate(const policy::Policy& policy, const std::vector<sock_filter>* program,
@@ -306,21 +307,40 @@ Outcome evaluate(const policy::Policy& policy, const std::vector<sock_filter>* p
     if (!out.trapped) out.filter_verdict = "not trapped";
   }
   if (out.trapped) out.decision = policy::decide(policy, call);
+  const auto& d = out.decision;
+  if (out.trapped && d.action == policy::Action::Emulate && d.rule_index >= 0 &&
+      static_cast<std::size_t>(d.rule_index) < policy.rules.size()) {
+    // The daemon's emulator answers some calls before it acts: so does the test.
+    const policy::SyscallInfo* info = policy::syscall_info(call.nr);
+    if (info != nullptr && info->family == policy::Family::Sched && info->emulator) {
+      const auto early =
+          emul::sched::check_call(info->name, call, policy.rules[static_cast<std::size_t>(d.rule_index)]);
+      out.emulator_err = early.err;
+      out.emulator_why = early.why;
+    }
+  }
   return out;
 }
 
 std::string describe(const policy::Policy& policy, const Outcome& o) {
   std::string out = policy::to_string(o.decision.action);
+  if (o.emulator_err != 0) out = std::string("deny ") + policy::errno_name(o.emulator_err);
   if (o.decision.action == policy::Action::Deny) out += std::string(" ") + policy::errno_name(o.decision.err);
   if (o.decision.action == policy::Action::Return) out += " " + std::to_string(o.decision.value);
   out += o.decision.audit ? " audited" : " unaudited";
   if (!o.trapped) return out + " (" + o.filter_verdict + ")";
+  if (o.decision.would)
+    out += " would " + to_string(Verdict{*o.decision.would, o.decision.err, o.decision.value});
   if (o.decision.rule_index < 0 || static_cast<std::size_t>(o.decision.rule_index) >= policy.rules.size()) {
     return out + " (trapped; no rule matched: the kernel decides)";
   }
   const auto& rule = policy.rules[static_cast<std::size_t>(o.decision.rule_index)];
   out += " (rule `" + rule.name + "`";
   if (rule.origin != policy.name) out += " of " + rule.origin;
+  if (o.emulator_err != 0) {
+    out += std::string(": emulate, answered ") + policy::errno_name(o.emulator_err) + " by the emulator";
+    if (!o.emulator_why.empty()) out += " (" + o.emulator_why + ")";
+  }
   return out + ")";
 }
 
@@ -330,10 +350,27 @@ std::vector<CaseFailure> run_cases(const policy::Policy& policy, const std::vect
   for (const auto& c : cases.cases) {
     const Outcome got = evaluate(policy, program, c.call);
     const auto& d = got.decision;
-    bool pass = d.action == c.expect.action;
-    if (pass && d.action == policy::Action::Deny) pass = d.err == c.expect.err;
+    // What the caller gets: the decision, or the emulator's early errno.
+    const policy::Action action = got.emulator_err != 0 ? policy::Action::Deny : d.action;
+    const int err = got.emulator_err != 0 ? got.emulator_err : d.err;
+    bool pass = action == c.expect.action;
+    if (pass && action == policy::Action::Deny) pass = err == c.expect.err;
     if (pass && d.action == policy::Action::Return) pass = d.value == c.expect.value;
     if (pass && c.expect.audit) pass = d.audit == *c.expect.audit;
+    if (pass && c.expect.would) {
+      // What the rules decided: recorded as `would` in audit and learn modes, the action itself
+      // in enforce mode. A call the filter answers never reaches the rules.
+      const Verdict& w = *c.expect.would;
+      const policy::Action rules = d.would.value_or(d.action);
+      pass = got.trapped && rules == w.action && (rules != policy::Action::Deny || d.err == w.err) &&
+             (rules != policy::Action::Return || d.value == w.value);
+    }
+    if (pass && c.expect.rule) {
+      const bool matched = d.rule_index >= 0 && static_cast<std::size_t>(d.rule_index) < policy.rules.size();
+      pass = got.trapped &&
+             (matched ? policy.rules[static_cast<std::size_t>(d.rule_index)].name == *c.expect.rule
+                      : *c.expect.rule == "none");
+    }
     if (pass) continue;
     failures.push_back(CaseFailure{&c, got,
                                    c.pos.file + ":" + std::to_string(c.pos.line) + ": " + call_text_of(c) +

@@ -228,7 +228,7 @@ void take(Seen& seen, const Record& r) {
         std::max(seen.max_priority.value_or(a.priority()), static_cast<std::int64_t>(a.priority()));
     if (sc == "sched_setscheduler" && a.has_sched_policy()) {
       add_case(seen,
-               "sched_setscheduler(0, " + std::to_string(a.sched_policy()) +
+               "sched_setscheduler(0, " + policy::sched_policy_name(a.sched_policy()) +
                    ", {sched_priority=" + std::to_string(a.priority()) + "})",
                "emulate audited");
     }

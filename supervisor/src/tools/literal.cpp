@@ -131,7 +131,8 @@ class Parser {
     out.name = ident();
     if (out.name.empty()) return fail("expected a syscall name, like mknod(...)", i_);
     const auto nr = policy::syscall_from_name(out.name);
-    if (!nr) return fail("unknown syscall `" + out.name + "`", name_at);
+    if (!nr)
+      return fail("unknown syscall `" + out.name + "`" + policy::did_you_mean_syscall(out.name), name_at);
     out.nr = *nr;
     skip_ws();
     if (!eat('(')) return fail("expected `(` after `" + out.name + "`", i_);
@@ -222,7 +223,9 @@ class Parser {
         if (c.name == name) return static_cast<std::uint64_t>(c.value);
       }
       if (name == "NULL") return fail("NULL cannot be combined with `|`", at);
-      return fail("unknown constant `" + name + "`", at);
+      std::vector<std::string_view> names;
+      for (const auto& c : kConstants) names.emplace_back(c.name);
+      return fail("unknown constant `" + name + "`" + policy::did_you_mean(name, names), at);
     }
     const bool negative = eat('-');
     auto n = number();
@@ -580,7 +583,9 @@ class Decoder {
       if (!known) {
         std::string list;
         for (auto n : allowed) list += (list.empty() ? "" : ", ") + std::string(n);
-        return at(index, "unknown field `" + k + "` (this struct has: " + list + ")");
+        const std::vector<std::string_view> names(allowed);
+        return at(index, "unknown field `" + k + "`" + policy::did_you_mean(k, names) +
+                             " (this struct has: " + list + ")");
       }
     }
     return {};
@@ -678,58 +683,95 @@ std::expected<Expectation, LiteralError> parse_expectation(std::string_view text
   }
   if (words.empty())
     return fail("expected an outcome: allow, emulate, deny ERRNO, return VALUE, kill or kill-container", 0);
-  Expectation e;
-  std::size_t next = 1;
-  const auto& [verb, verb_at] = words[0];
-  if (verb == "allow") {
-    e.action = Action::Allow;
-  } else if (verb == "emulate") {
-    e.action = Action::Emulate;
-  } else if (verb == "kill") {
-    e.action = Action::Kill;
-  } else if (verb == "kill-container") {
-    e.action = Action::KillContainer;
-  } else if (verb == "deny") {
-    e.action = Action::Deny;
-    if (words.size() < 2) return fail("`deny` needs an errno name, like deny EPERM", verb_at + verb.size());
-    const auto err = policy::errno_from_name(words[1].first);
-    if (!err) return fail("unknown errno `" + words[1].first + "`", words[1].second);
-    e.err = *err;
-    next = 2;
-  } else if (verb == "return") {
-    e.action = Action::Return;
-    if (words.size() < 2) return fail("`return` needs a value, like return 0", verb_at + verb.size());
-    const std::string& v = words[1].first;
-    std::int64_t value = 0;
-    const auto r = std::from_chars(v.data(), v.data() + v.size(), value, 10);
-    if (r.ec != std::errc() || r.ptr != v.data() + v.size())
-      return fail("bad return value `" + v + "`", words[1].second);
-    e.value = value;
-    next = 2;
-  } else {
-    return fail(
-        "unknown outcome `" + verb + "` (allow, emulate, deny ERRNO, return VALUE, kill, kill-container)",
-        verb_at);
-  }
-  if (next < words.size()) {
-    if (words[next].first == "audited") {
-      e.audit = true;
-    } else if (words[next].first == "unaudited") {
-      e.audit = false;
+  // ACTION [ERRNO | VALUE] from words[next]; next moves past it.
+  std::size_t next = 0;
+  const auto verdict = [&]() -> std::expected<Verdict, LiteralError> {
+    Verdict v;
+    const auto& [verb, verb_at] = words[next++];
+    if (verb == "allow") {
+      v.action = Action::Allow;
+    } else if (verb == "emulate") {
+      v.action = Action::Emulate;
+    } else if (verb == "kill") {
+      v.action = Action::Kill;
+    } else if (verb == "kill-container") {
+      v.action = Action::KillContainer;
+    } else if (verb == "deny") {
+      v.action = Action::Deny;
+      if (next >= words.size())
+        return fail("`deny` needs an errno name, like deny EPERM", verb_at + verb.size());
+      const auto& [name, name_at] = words[next++];
+      const auto err = policy::errno_from_name(name);
+      if (!err) return fail("unknown errno `" + name + "`" + policy::did_you_mean_errno(name), name_at);
+      v.err = *err;
+    } else if (verb == "return") {
+      v.action = Action::Return;
+      if (next >= words.size()) return fail("`return` needs a value, like return 0", verb_at + verb.size());
+      const auto& [number, number_at] = words[next++];
+      std::int64_t value = 0;
+      const auto r = std::from_chars(number.data(), number.data() + number.size(), value, 10);
+      if (r.ec != std::errc() || r.ptr != number.data() + number.size())
+        return fail("bad return value `" + number + "`", number_at);
+      v.value = value;
     } else {
-      return fail("expected `audited` or `unaudited`, not `" + words[next].first + "`", words[next].second);
+      constexpr std::array<std::string_view, 6> kVerbs{"allow",  "emulate", "deny",
+                                                       "return", "kill",    "kill-container"};
+      return fail("unknown outcome `" + verb + "`" + policy::did_you_mean(verb, kVerbs) +
+                      " (allow, emulate, deny ERRNO, return VALUE, kill, kill-container)",
+                  verb_at);
     }
+    return v;
+  };
+  const auto first = verdict();
+  if (!first) return std::unexpected(first.error());
+  Expectation e;
+  e.action = first->action;
+  e.err = first->err;
+  e.value = first->value;
+  if (next < words.size() && (words[next].first == "audited" || words[next].first == "unaudited")) {
+    e.audit = words[next].first == "audited";
     ++next;
   }
-  if (next < words.size()) return fail("unexpected `" + words[next].first + "`", words[next].second);
+  if (next < words.size() && words[next].first == "would") {
+    const std::size_t would_end = words[next].second + words[next].first.size();
+    if (++next >= words.size())
+      return fail("`would` needs what the rules decided, like would deny EPERM", would_end);
+    const auto would = verdict();
+    if (!would) return std::unexpected(would.error());
+    e.would = *would;
+  }
+  if (next < words.size() && words[next].first == "rule") {
+    const std::size_t rule_end = words[next].second + words[next].first.size();
+    if (++next >= words.size())
+      return fail("`rule` needs the deciding rule's name (or none), like rule other-devices", rule_end);
+    // The rest is the name: an unnamed rule is "rule N", two words.
+    e.rule = std::string(text.substr(words[next].second));
+    while (!e.rule->empty() && std::isspace(static_cast<unsigned char>(e.rule->back())) != 0)
+      e.rule->pop_back();
+    next = words.size();
+  }
+  if (next < words.size()) {
+    const char* expected = e.would   ? "`rule`"
+                           : e.audit ? "`would` or `rule`"
+                                     : "`audited`, `unaudited`, `would` or `rule`";
+    return fail(std::string("expected ") + expected + ", not `" + words[next].first + "`",
+                words[next].second);
+  }
   return e;
 }
 
+std::string to_string(const Verdict& v) {
+  std::string out = policy::to_string(v.action);
+  if (v.action == Action::Deny) out += std::string(" ") + policy::errno_name(v.err);
+  if (v.action == Action::Return) out += " " + std::to_string(v.value);
+  return out;
+}
+
 std::string to_string(const Expectation& e) {
-  std::string out = policy::to_string(e.action);
-  if (e.action == Action::Deny) out += std::string(" ") + policy::errno_name(e.err);
-  if (e.action == Action::Return) out += " " + std::to_string(e.value);
+  std::string out = to_string(Verdict{e.action, e.err, e.value});
   if (e.audit) out += *e.audit ? " audited" : " unaudited";
+  if (e.would) out += " would " + to_string(*e.would);
+  if (e.rule) out += " rule " + *e.rule;
   return out;
 }
 
