@@ -1812,6 +1812,23 @@ void check_own_rules(const Policy& policy, Findings& found) {
     if (std::string why = contradiction(rule); !why.empty()) {
       found.warning(WarningCode::NeverMatch, rule.pos, "rule `" + rule.name + "` never matches: " + why);
     }
+    // The mount emulator mounts a filesystem from a block device or an image file: a type that
+    // has neither (the kernel makes it from nothing, and lets a user namespace do so itself) is
+    // answered ENOENT or ENOTBLK by it, whatever the source.
+    if (rule.action == Action::Emulate) {
+      static constexpr std::array<std::string_view, 12> kNoDevice{
+          "tmpfs", "ramfs", "proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2", "overlay", "fuse", "binder",
+          "devtmpfs"};
+      for (const std::string& type : rule.match.fstypes) {
+        if (std::ranges::find(kNoDevice, type) == kNoDevice.end() && !type.starts_with("fuse.")) continue;
+        found.warning(WarningCode::NotEmulable, rule.pos,
+                      "rule `" + rule.name + "`: `emulate` cannot mount `" + type +
+                          "`: the mount emulator mounts filesystems from a block device or an image, and " + type +
+                          " has neither (its mount fails); a user namespace mounts it itself: allow the mount by "
+                          "its flags (`match: {flags: {clear: [MS_BIND, MS_MOVE, MS_REMOUNT]}}`, action allow), "
+                          "or leave mount untrapped");
+      }
+    }
   }
 }
 
@@ -2312,6 +2329,8 @@ const char* to_string(WarningCode code) {
       return "never-match";
     case WarningCode::RecordOnly:
       return "record-only";
+    case WarningCode::NotEmulable:
+      return "not-emulable";
   }
   return "unknown-warning";
 }

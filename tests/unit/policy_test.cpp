@@ -945,6 +945,21 @@ rules:
   EXPECT_NE(plain[0].message.find("add `audit: true`"), std::string::npos) << plain[0].message;
 }
 
+// Issue 19, item 1: `emulate` of tmpfs (as policy learn wrote it) failed with ENOENT in the
+// daemon and passed `check`: check now says the emulator cannot mount such a type.
+TEST(PolicyResolve, EmulatingATypeWithoutADeviceIsWarned) {
+  const auto r = resolve_texts(
+      {"name: p\nrules:\n  - {name: m, syscalls: [mount], match: {fstype: [ext4, tmpfs, fuse.sshfs]}, action: "
+       "emulate}\n"});
+  ASSERT_TRUE(r) << describe(r.error());
+  ASSERT_EQ(r->warnings.size(), 2u) << describe(r->warnings);
+  EXPECT_EQ(r->warnings[0].code, WarningCode::NotEmulable);
+  EXPECT_NE(r->warnings[0].message.find("`emulate` cannot mount `tmpfs`"), std::string::npos) << r->warnings[0].message;
+  EXPECT_NE(r->warnings[1].message.find("`fuse.sshfs`"), std::string::npos) << r->warnings[1].message;
+  EXPECT_STREQ(to_string(WarningCode::NotEmulable), "not-emulable");
+  policy_ok("name: p\nrules:\n  - {syscalls: [mount], match: {fstype: [ext4, xfs]}, action: emulate}\n");
+}
+
 TEST(PolicyResolve, AnEmulationOnMemoryMayFallThroughToTheKernel) {
   // The emulation acts on the supervisor's copy; a racing thread that steers a call past it
   // only reaches the kernel with the caller's own rights, which nothing here took away.

@@ -46,6 +46,7 @@ enum class WarningCode {
   Shadowed,    // an earlier rule matches every call this rule matches: it never decides
   NeverMatch,  // the rule's own conditions contradict each other (e.g. eq 1 and eq 2)
   RecordOnly,  // allow + audit on memory: records what it matches, refuses nothing (the kernel re-reads)
+  NotEmulable,  // emulate of a filesystem type with no source device (tmpfs, proc, ...): always fails
 };
 
 [[nodiscard]] const char* to_string(ErrorCode code);
