@@ -307,7 +307,6 @@ class Bench:
         os.makedirs(self.policies)
         for name in ("rootless-devices.yaml", "rootless-tuning.yaml", "mount-images.yaml"):
             shutil.copy(os.path.join(self.src, "policies", name), self.policies)
-        shutil.copy(os.path.join(self.src, "policies", "examples", "keep-secrets.yaml"), self.policies)
         shutil.copy(os.path.join(self.src, "bench", "bench-deny.yaml"), self.policies)
         self.rootfs = os.path.join(self.tmp, "rootfs")
         self.make_rootfs(self.rootfs)
@@ -451,23 +450,6 @@ class Bench:
                     baseline_mknod_alone_median_ns=median([r["mknod_median_ns"] for r in nat]),
                     unlink_path={"unlinked": sum(r["unlinked"] for r in sv),
                                  "umount2_then_unlink": sum(r["umounted"] for r in sv)})
-
-    # ---- 9. path rules on open (keep-secrets: every open opened by sysvisor) -----------------
-    def s9_open(self):
-        n = 100 if self.args.quick else 400
-        emulated, untrapped, native = [], [], []
-        for _ in range(self.runs):
-            native.append(self.run([self.workload, "open-cycle", str(n), os.path.join(self.rootfs, "etc", "passwd")],
-                                   "open-cycle"))
-            untrapped.append(self.run(self.sv_run("rootless-devices", "/bin/workload", "open-cycle", str(n),
-                                                  "/etc/passwd"), "open-cycle"))
-            emulated.append(self.run(self.sv_run("keep-secrets", "/bin/workload", "open-cycle", str(n),
-                                                 "/etc/passwd"), "open-cycle"))
-        m_e, m_u, m_n = (median([r["median_ns"] for r in x]) for x in (emulated, untrapped, native))
-        # No target: the issue asks what it costs; docs/policy.md says when to pay it.
-        self.record("9", "open under keep-secrets (emulated), median ns", "ns", m_e, m_u, m_e / m_u, "report",
-                    None, untrapped_open_in_a_container_median_ns=m_u, native_host_open_median_ns=m_n,
-                    p99_ns=median([r["p99_ns"] for r in emulated]), opens_per_run=n, runs=self.runs)
 
     # ---- 3. throughput --------------------------------------------------------------------
     def flood(self, n, sysvisor, seconds, raw_mode="blocking"):
@@ -961,7 +943,7 @@ def main():
     ap.add_argument("--json", default="build/bench.json", help="where to write the results")
     ap.add_argument("--runs", type=int, default=5, help="repeats per scenario (3 uses runs-2, 5 uses 6*runs)")
     ap.add_argument("--quick", action="store_true", help="one short run of each scenario (smoke test)")
-    ap.add_argument("--only", default="", help="comma-separated scenarios to run (1,2,3,4,5,6,7,8,9)")
+    ap.add_argument("--only", default="", help="comma-separated scenarios to run (1,2,3,4,5,6,7,8)")
     ap.add_argument("--containers", type=int, default=0, help="idle containers in scenarios 6 and 8 (default 1000)")
     ap.add_argument("--daemon-nice", type=int, default=0,
                     help="run the daemon at this nice value (an experiment; the table says so)")
@@ -979,7 +961,7 @@ def main():
     print(f"machine: Linux {m['kernel']}, {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
           f"load {m['loadavg']:.2f}" + (f"; daemon at nice {args.daemon_nice}" if args.daemon_nice else "")
           + (f"; daemon wrapper `{args.daemon_wrapper}`" if args.daemon_wrapper else ""))
-    only = set(args.only.split(",")) if args.only else {"1", "2", "3", "4", "5", "6", "7", "8", "9"}
+    only = set(args.only.split(",")) if args.only else {"1", "2", "3", "4", "5", "6", "7", "8"}
     try:
         b.setup()
         m["sync_wakeup"] = b.sync_wakeup
@@ -987,7 +969,7 @@ def main():
         print(f"  {'id':<6} {'figure':<50} {'measured':>12} {'baseline':>12} {'ratio':>7}  {'target':<10} result")
         for sid, fn in (("1", b.s1_deny), ("2", b.s2_mknod), ("3", b.s3_throughput), ("4", b.s4_fairness),
                         ("5", b.s5_untrapped), ("7", b.s7_slow_flood), ("6", b.s6_scale),
-                        ("8", b.s8_restart), ("9", b.s9_open)):
+                        ("8", b.s8_restart)):
             if sid in only:
                 try:
                     fn()

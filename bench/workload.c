@@ -21,7 +21,6 @@
  *                                  EBUSY (a device node bind-mounted onto a placeholder),
  *                                  umount2(PATH, MNT_DETACH) then unlink: counted as `umounted`.
  *                                  Also prints the median of the mknod call alone
- *   open-cycle N PATH              N x { open(PATH, O_RDONLY); close }, each cycle timed
  *   mount-cycle N SRC TGT          prints "started" first, then N x { mount(SRC, TGT, ext4);
  *                                  umount2(TGT, 0) }, each cycle timed
  *   untrapped N                    N x { getpid(); read(/dev/zero, 1 byte) }, timed per batch of
@@ -196,19 +195,6 @@ static int op_mknod_cycle(long n, const char* path, int do_chown, uid_t uid, gid
   return 0;
 }
 
-static int op_open_cycle(long n, const char* path) {
-  uint64_t* s = alloc_samples((size_t)n);
-  for (long i = 0; i < n; ++i) {
-    const uint64_t t0 = now_ns();
-    const int fd = open(path, O_RDONLY);
-    if (fd < 0) die("open");
-    close(fd);
-    s[i] = now_ns() - t0;
-  }
-  print_stats("open-cycle", s, (size_t)n, "");
-  return 0;
-}
-
 static int op_mount_cycle(long n, const char* src, const char* tgt) {
   uint64_t* s = alloc_samples((size_t)n);
   printf("started\n");
@@ -364,7 +350,6 @@ int main(int argc, char** argv) {
   if (strcmp(op, "flood") == 0 && left == 2) return op_flood(num64(arg[0]), num64(arg[1]));
   if (strcmp(op, "quiet") == 0 && left == 2) return op_quiet(num64(arg[0]), num(arg[1]));
   if (strcmp(op, "mknod-cycle") == 0 && left == 2) return op_mknod_cycle(num(arg[0]), arg[1], 0, 0, 0);
-  if (strcmp(op, "open-cycle") == 0 && left == 2) return op_open_cycle(num(arg[0]), arg[1]);
   if (strcmp(op, "mknod-cycle") == 0 && left == 4)
     return op_mknod_cycle(num(arg[0]), arg[1], 1, (uid_t)num(arg[2]), (gid_t)num(arg[3]));
   if (strcmp(op, "mount-cycle") == 0 && left == 3) return op_mount_cycle(num(arg[0]), arg[1], arg[2]);

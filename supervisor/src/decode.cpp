@@ -326,7 +326,6 @@ void from_registers(policy::Call& call, const policy::SyscallInfo& info, std::ui
       }
       break;
     case policy::Family::Sysinfo:
-    case policy::Family::Open:
     case policy::Family::None:
       break;
   }

@@ -29,7 +29,6 @@ Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info, cons
     case policy::Family::Mount:
     case policy::Family::Umount:
       return mount::prepare(info, task, call);
-    case policy::Family::Open:  // resolved and opened by the dispatcher itself (open_file.hpp)
     case policy::Family::None:
       break;
   }

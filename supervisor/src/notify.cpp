@@ -1,6 +1,5 @@
 #include "sysvisor/notify.hpp"
 
-#include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -76,19 +75,6 @@ Result<void> NotifyFd::send(const seccomp_notif_resp& resp) const {
   // Answered, or no longer answerable (the task is gone): either way not for a next daemon.
   if (journal_ != nullptr) journal_->answered(resp.id);
   if (rc < 0) return sys_error(err, "send response");
-  return {};
-}
-
-Result<void> NotifyFd::respond_fd(std::uint64_t id, int fd, bool cloexec) const {
-  seccomp_notif_addfd add{};
-  add.id = id;
-  add.flags = SECCOMP_ADDFD_FLAG_SEND;  // installs the fd and answers with its number, atomically
-  add.srcfd = static_cast<std::uint32_t>(fd);
-  add.newfd_flags = cloexec ? O_CLOEXEC : 0;
-  const int rc = retry_eintr([&] { return ::ioctl(fd_.get(), SECCOMP_IOCTL_NOTIF_ADDFD, &add); });
-  const int err = errno;
-  if (journal_ != nullptr) journal_->answered(id);
-  if (rc < 0) return sys_error(err, "send the opened file");
   return {};
 }
 

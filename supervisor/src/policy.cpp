@@ -2429,15 +2429,6 @@ std::uint32_t Policy::fields_for(int nr) const {
   return fields;
 }
 
-bool Policy::emulates(int nr) const {
-  if (indexed_rules == rules.size()) {
-    auto it = std::ranges::lower_bound(by_syscall, nr, {}, &SyscallRules::nr);
-    return it != by_syscall.end() && it->nr == nr && it->emulates;
-  }
-  return std::ranges::any_of(rules,
-                             [&](const Rule& r) { return names(r, nr) && r.action == Action::Emulate; });
-}
-
 void Policy::build_index() {
   by_syscall.clear();
   rule_order.clear();
@@ -2447,7 +2438,6 @@ void Policy::build_index() {
       if (names(rules[i], nr)) {
         rule_order.push_back(static_cast<std::uint32_t>(i));
         entry.fields |= rules[i].fields;
-        entry.emulates = entry.emulates || rules[i].action == Action::Emulate;
         ++entry.count;
       }
     }

@@ -28,7 +28,6 @@
 
 #include "sysvisor/decode.hpp"
 #include "sysvisor/filter.hpp"
-#include "sysvisor/open_file.hpp"
 #include "sysvisor/syscalls.hpp"
 #include "sysvisor/task.hpp"
 
@@ -53,32 +52,6 @@ std::string hex(std::uint64_t v) {
   std::array<char, 24> buf{};
   std::snprintf(buf.data(), buf.size(), "0x%llx", static_cast<unsigned long long>(v));
   return buf.data();
-}
-
-// What the caller asked of open, openat, creat (registers) or openat2 (its struct open_how,
-// copied once): the kernel's EINVAL, E2BIG or EFAULT for a struct it would refuse.
-Result<emul::open_file::Request> open_request_of(const task::TaskHandle& task, const policy::Call& call,
-                                                 int nr) {
-  if (nr != SYS_openat2) return emul::open_file::request_of(call, SYS_open, SYS_openat, SYS_creat);
-  const std::uint64_t size = call.args[3];
-  const std::uint64_t at = call.args[2];
-  if (size < sizeof(open_how)) return sys_error(EINVAL, "open_how size");  // OPEN_HOW_SIZE_VER0: 24
-  if (size > 4096) return sys_error(E2BIG, "open_how size");
-  if (at == 0 || at > static_cast<std::uint64_t>(std::numeric_limits<off_t>::max()) - size) {
-    return sys_error(EFAULT, "open_how");
-  }
-  std::array<std::uint8_t, 4096> bytes{};
-  if (::pread(task.mem(), bytes.data(), size, static_cast<off_t>(at)) != static_cast<ssize_t>(size)) {
-    return sys_error(EFAULT, "open_how");
-  }
-  // A larger struct than the kernel knows: its extra bytes must be zero (E2BIG otherwise).
-  if (std::any_of(bytes.begin() + sizeof(open_how), bytes.begin() + static_cast<std::ptrdiff_t>(size),
-                  [](std::uint8_t b) { return b != 0; })) {
-    return sys_error(E2BIG, "open_how");
-  }
-  open_how how{};
-  std::memcpy(&how, bytes.data(), sizeof how);
-  return emul::open_file::request_of_openat2(how);
 }
 
 // The record of an audited call: who called (from /proc, only now), what, and what was decided.
@@ -979,22 +952,13 @@ std::unique_ptr<Session::Outcome> Session::examine(Shared& shared, const Work& w
   Result<std::unique_ptr<emul::Emulation>> emulation{};
   // Audit and learn modes never emulate or kill: nothing to prepare for those.
   const bool enforcing = run_mode == policy::Mode::Enforce;
-  // open, openat, openat2 and creat under a policy that emulates them: sysvisor resolves the
-  // path as the caller, decides on the file it resolves to, and opens it (open_file.hpp).
-  const bool opens =
-      enforcing && info != nullptr && info->family == policy::Family::Open && pol.emulates(*nr);
-  std::optional<Result<mknod::Request>> open_caller;
-  if (opens) {
-    const bool at = *nr == SYS_openat || *nr == SYS_openat2;
-    open_caller = mknod::prepare(*task, 0, 0, at ? static_cast<std::int32_t>(call.args[0]) : AT_FDCWD);
-  }
   if (enforcing && info != nullptr && info->emulator &&
       (from_memory || decision.action == policy::Action::Emulate)) {
     // Emulation may follow: its fds must be opened before ID_VALID vouches for them. A failure
     // matters only if the decision is `emulate`.
     emulation = emul::prepare(*info, *task, call);
   }
-  if ((enforcing && from_memory) || opens || decision.action == policy::Action::Kill ||
+  if ((enforcing && from_memory) || decision.action == policy::Action::Kill ||
       decision.action == policy::Action::KillContainer) {
     // PIDFD_THREAD (O_EXCL, kernel >= 6.9) accepts any thread; older kernels only leaders.
     out->victim.reset(static_cast<int>(::syscall(SYS_pidfd_open, tid, O_EXCL)));
@@ -1010,13 +974,11 @@ std::unique_ptr<Session::Outcome> Session::examine(Shared& shared, const Work& w
   Result<void> copied{};
   if (info != nullptr) {
     // mknod's path is read for the audit record too, whatever the decision.
-    const std::uint32_t wanted = fields | (mknod_family || opens ? policy::kFieldPath : 0U) |
+    const std::uint32_t wanted = fields | (mknod_family ? policy::kFieldPath : 0U) |
                                  (emulation && *emulation ? (*emulation)->fields() : 0U);
     copied = decode::from_memory(call, *info, wanted, *task, &raw_path);
     path_read = (wanted & policy::kFieldPath) != 0;
   }
-  Result<emul::open_file::Request> open_request = sys_error(EPERM, "no open");
-  if (opens) open_request = open_request_of(*task, call, *nr);
   if (!shared.id_valid(id)) return out;
   if (from_memory) {
     if (!copied && enforcing) {
@@ -1025,34 +987,6 @@ std::unique_ptr<Session::Outcome> Session::examine(Shared& shared, const Work& w
       return answer(*nr, policy::Action::Deny, emul::Answer::error(copied.error().err));
     }
     decision = decide();  // audit and learn: on what could be copied; the kernel decides anyway
-  }
-  // open under emulation: the decision on the file the path resolves to, as the caller.
-  std::optional<emul::open_file::Opener> opener;
-  int open_err = 0;  // the caller's answer without an open: the kernel's lookup errno, EINVAL, ...
-  const auto deadline = std::chrono::steady_clock::now() + default_emulation_timeout();
-  if (opens && copied) {
-    if (!open_request) {
-      open_err = open_request.error().err;  // the struct open_how the kernel would refuse
-    } else if (!*open_caller) {
-      open_err = EPERM;
-      spdlog::warn("[c={} tid={}] {}: {}", who.container_id, tid, info->name, open_caller->error().message());
-    } else if (auto op = emul::open_file::Opener::start(**open_caller, raw_path, *open_request); !op) {
-      const int err = op.error().err;
-      open_err = err == EBADF || err == ENOTDIR || err == ENAMETOOLONG || err == ENOENT ? err : EPERM;
-      if (open_err == EPERM)
-        spdlog::warn("[c={} tid={}] {}: {}", who.container_id, tid, info->name, op.error().message());
-    } else if (auto where = op->resolve(deadline); !where) {
-      open_err = where.error().err == EINTR ? EINTR : EPERM;
-      spdlog::warn("[c={} tid={}] {} `{}`: {}", who.container_id, tid, info->name, raw_path,
-                   where.error().message());
-    } else if (where->err != 0) {
-      open_err = where->err;  // nothing to open: the decision stays on the path as passed
-    } else {
-      if (call.paths.empty()) call.paths.emplace_back();
-      call.paths[0] = where->path;
-      decision = decide();
-      opener = std::move(*op);
-    }
   }
 
   // A record the container's rate limit holds back is counted now, before any /proc read for it.
@@ -1098,24 +1032,6 @@ std::unique_ptr<Session::Outcome> Session::examine(Shared& shared, const Work& w
   }
   // Emulate.
   out->kind = Outcome::Kind::Answer;
-  if (opens) {
-    if (!copied) {
-      out->answer = emul::Answer::error(copied.error().err);
-    } else if (open_err != 0 || !opener) {
-      out->answer = emul::Answer::error(open_err != 0 ? open_err : EPERM);
-    } else {
-      if (shared.journal) shared.journal->acting(id);
-      auto got = opener->open(deadline);
-      if (!got) {
-        out->answer = emul::Answer::error(got.error().err == EINTR ? EINTR : EPERM, got.error().message());
-      } else if (got->err != 0) {
-        out->answer = emul::Answer::error(got->err);
-      } else {
-        out->answer = emul::Answer::file(std::move(got->fd), (open_request->flags & O_CLOEXEC) != 0);
-      }
-    }
-    return out;
-  }
   if (!emulation) {
     out->answer = emul::Answer::error(EPERM, emulation.error().message());
     return out;
@@ -1356,10 +1272,6 @@ bool Session::record(audit::Event& event, const emul::Answer& a, Clock::time_poi
       event.set_value(a.value);
       event.set_err(0);
       break;
-    case emul::Answer::Kind::Fd:
-      event.set_result("ok");
-      event.set_err(0);
-      break;
     case emul::Answer::Kind::Errno:
       event.set_result(a.err == 0 ? "ok" : policy::errno_name(a.err));
       event.set_err(a.err);
@@ -1393,14 +1305,6 @@ void Session::send_answer(std::uint64_t id, const emul::Answer& a, audit::Event&
     case emul::Answer::Kind::Value:
       warn_unless_gone(listener_.respond_value(id, sent.value), tid);
       break;
-    case emul::Answer::Kind::Fd: {
-      auto added = listener_.respond_fd(id, sent.fd ? sent.fd->get() : -1, sent.cloexec);
-      // EMFILE (the caller's fd limit) and the like: the call gets that errno, as the kernel's open would.
-      if (!added && !gone(added.error()) && added.error().err != ENOENT) {
-        warn_unless_gone(listener_.respond(id, added.error().err), tid);
-      }
-      break;
-    }
     case emul::Answer::Kind::Errno:
       warn_unless_gone(listener_.respond(id, sent.err), tid);
       break;

@@ -41,7 +41,7 @@ constexpr SyscallInfo path_row(int nr, std::string_view name, PathArg first, Pat
 }
 
 constexpr std::array kTable = std::to_array<SyscallInfo>({
-    row(SYS_open, "open", Family::Open, {cwd(0)}, kFieldPath, true),
+    path_row(SYS_open, "open", cwd(0)),
     path_row(SYS_stat, "stat", cwd(0)),
     path_row(SYS_lstat, "lstat", cwd(0)),
     path_row(SYS_access, "access", cwd(0)),
@@ -51,7 +51,7 @@ constexpr std::array kTable = std::to_array<SyscallInfo>({
     path_row(SYS_rename, "rename", cwd(0), cwd(1)),
     path_row(SYS_mkdir, "mkdir", cwd(0)),
     path_row(SYS_rmdir, "rmdir", cwd(0)),
-    row(SYS_creat, "creat", Family::Open, {cwd(0)}, kFieldPath, true),
+    path_row(SYS_creat, "creat", cwd(0)),
     path_row(SYS_link, "link", cwd(0), cwd(1)),
     path_row(SYS_unlink, "unlink", cwd(0)),
     path_row(SYS_symlink, "symlink", cwd(1)),  // args[0] is the link's content, not looked up
@@ -86,7 +86,7 @@ constexpr std::array kTable = std::to_array<SyscallInfo>({
     row(SYS_lremovexattr, "lremovexattr", Family::Xattr, {cwd(0)}, kXattr, true),
     row(SYS_fremovexattr, "fremovexattr", Family::Xattr, {fd(0)}, kXattr, true),
     path_row(SYS_inotify_add_watch, "inotify_add_watch", cwd(1)),  // args[0] is the inotify fd
-    row(SYS_openat, "openat", Family::Open, {at(0, 1)}, kFieldPath, true),
+    path_row(SYS_openat, "openat", at(0, 1)),
     path_row(SYS_mkdirat, "mkdirat", at(0, 1)),
     row(SYS_mknodat, "mknodat", Family::Mknod, {at(0, 1)}, kDevice, true),
     path_row(SYS_fchownat, "fchownat", at(0, 1)),
@@ -106,7 +106,7 @@ constexpr std::array kTable = std::to_array<SyscallInfo>({
     path_row(SYS_statx, "statx", at(0, 1)),
     path_row(SYS_open_tree, "open_tree", at(0, 1)),
     path_row(SYS_fspick, "fspick", at(0, 1)),
-    row(SYS_openat2, "openat2", Family::Open, {at(0, 1)}, kFieldPath, true),
+    path_row(SYS_openat2, "openat2", at(0, 1)),
     path_row(SYS_faccessat2, "faccessat2", at(0, 1)),
     path_row(SYS_mount_setattr, "mount_setattr", at(0, 1)),
 });

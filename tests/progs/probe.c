@@ -67,16 +67,6 @@
  *   probe mount SRC TGT TYPE [FLAGS [DATA]]          mount(2); SRC/TYPE "-" for NULL; FLAGS
  *                                                    a number or names joined by ','
  *   probe umount TGT [FLAGS]                         umount2(2)
- *   probe open PATH FLAGS [MODE_OCTAL [VIA]]         open(2) by VIA (open, openat, openat2, creat;
- *                                                    default openat); FLAGS: names joined by ','
- *                                                    (rdonly wronly rdwr creat excl trunc cloexec
- *                                                    nofollow directory append); prints "ok",
- *                                                    " cloexec" when FD_CLOEXEC is set, and the
- *                                                    file's first line when it was opened for reading
- *   probe open-race PATH_A PATH_B N SECRET           open(BUF) N times while a thread rewrites BUF
- *                                                    between PATH_A and PATH_B (same length);
- *                                                    prints "opened K leaked L refused R": L opens
- *                                                    read SECRET, R failed with EACCES
  *   probe mount-badptr                               mount with unmapped source/target/type
  *   probe cycle DIR IMG STOP                         until the file STOP exists: mknod DIR/n
  *                                                    c 1:3, umount and unlink it, mount IMG (ext4; "-":
@@ -145,8 +135,6 @@ static const char* errname(int e) {
       return "ENOSYS";
     case ELOOP:
       return "ELOOP";
-    case EISDIR:
-      return "EISDIR";
     case EROFS:
       return "EROFS";
     case EINVAL:
@@ -450,46 +438,6 @@ static int run(int argc, char** argv) {
     printf("%d %s\n", made, errname(err));
     return 0;
   }
-  if (strcmp(op, "open") == 0 && argc >= 4) {
-    static const struct { const char* name; int flag; } names[] = {
-        {"rdonly", O_RDONLY}, {"wronly", O_WRONLY}, {"rdwr", O_RDWR},         {"creat", O_CREAT},
-        {"excl", O_EXCL},     {"trunc", O_TRUNC},   {"cloexec", O_CLOEXEC},   {"nofollow", O_NOFOLLOW},
-        {"directory", O_DIRECTORY}, {"append", O_APPEND}};
-    int flags = 0;
-    char list[256];
-    snprintf(list, sizeof list, "%s", argv[3]);
-    for (char* t = strtok(list, ","); t != NULL; t = strtok(NULL, ",")) {
-      for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i)
-        if (strcmp(t, names[i].name) == 0) flags |= names[i].flag;
-    }
-    const mode_t mode = argc >= 5 ? (mode_t)strtoul(argv[4], NULL, 8) : 0;
-    const char* via = argc >= 6 ? argv[5] : "openat";
-    long fd = -1;
-    if (strcmp(via, "open") == 0) {
-      fd = syscall(SYS_open, argv[2], flags, mode);
-    } else if (strcmp(via, "creat") == 0) {
-      fd = syscall(SYS_creat, argv[2], mode);
-      flags = O_WRONLY;
-    } else if (strcmp(via, "openat2") == 0) {
-      struct { unsigned long long flags, mode, resolve; } how = {(unsigned)flags, mode, 0};
-      fd = syscall(SYS_openat2, AT_FDCWD, argv[2], &how, sizeof how);
-    } else {
-      fd = syscall(SYS_openat, AT_FDCWD, argv[2], flags, mode);
-    }
-    if (fd < 0) return finish(-1);
-    printf("ok%s", (fcntl((int)fd, F_GETFD) & FD_CLOEXEC) ? " cloexec" : "");
-    if ((flags & O_ACCMODE) != O_WRONLY && (flags & O_DIRECTORY) == 0) {
-      char buf[65];
-      const ssize_t n = read((int)fd, buf, 64);
-      if (n > 0) {
-        buf[n] = 0;
-        buf[strcspn(buf, "\n")] = 0;
-        printf(" %s", buf);
-      }
-    }
-    printf("\n");
-    return 0;
-  }
   if (strcmp(op, "stat") == 0 && argc >= 3) {
     struct stat st;
     if (lstat(argv[2], &st) != 0) return finish(-1);
@@ -523,28 +471,6 @@ static int run(int argc, char** argv) {
     r.stop = 1;
     pthread_join(t, NULL);
     printf("done\n");
-    return 0;
-  }
-  if (strcmp(op, "open-race") == 0 && argc >= 6 && strlen(argv[2]) == strlen(argv[3])) {
-    struct race_args r = {malloc(strlen(argv[2]) + 1), argv[2], argv[3], 0};
-    strcpy(r.buf, argv[2]);
-    pthread_t t;
-    if (pthread_create(&t, NULL, race_main, &r) != 0) return 2;
-    int opened = 0, leaked = 0, refused = 0;
-    for (int i = 0, n = atoi(argv[4]); i < n; ++i) {
-      const int fd = open(r.buf, O_RDONLY);
-      if (fd < 0) {
-        refused += errno == EACCES;
-        continue;
-      }
-      ++opened;
-      char buf[64] = {0};
-      if (read(fd, buf, sizeof buf - 1) > 0 && strstr(buf, argv[5]) != NULL) ++leaked;
-      close(fd);
-    }
-    r.stop = 1;
-    pthread_join(t, NULL);
-    printf("opened %d leaked %d refused %d\n", opened, leaked, refused);
     return 0;
   }
   if (strcmp(op, "sched") == 0 && argc >= 4) {

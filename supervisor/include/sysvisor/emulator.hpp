@@ -25,7 +25,6 @@
 #include "sysvisor/policy.hpp"
 #include "sysvisor/syscalls.hpp"
 #include "sysvisor/task.hpp"
-#include "sysvisor/unique_fd.hpp"
 
 namespace sysvisor::emul {
 
@@ -42,27 +41,16 @@ struct SessionState {
 };
 
 struct Answer {
-  enum class Kind : std::uint8_t { Errno, Value, Continue, Fd };
+  enum class Kind : std::uint8_t { Errno, Value, Continue };
   Kind kind = Kind::Errno;
-  int err = 0;                   // Errno: 0 (success, value 0) or an errno
-  std::int64_t value = 0;        // Value
-  std::string diagnostic;        // non-empty when our machinery failed (logged, not the caller's error)
-  std::shared_ptr<UniqueFd> fd;  // Fd: the caller gets a descriptor for it (open's emulation)
-  bool cloexec = false;          // Fd: with O_CLOEXEC
-
-  static Answer file(UniqueFd f, bool close_on_exec) {
-    Answer a{Kind::Fd, 0, 0, {}, nullptr, false};
-    a.fd = std::make_shared<UniqueFd>(std::move(f));
-    a.cloexec = close_on_exec;
-    return a;
-  }
+  int err = 0;             // Errno: 0 (success, value 0) or an errno
+  std::int64_t value = 0;  // Value
+  std::string diagnostic;  // non-empty when our machinery failed (logged, not the caller's error)
 
   static Answer ok() { return {}; }
-  static Answer error(int e, std::string why = {}) {
-    return Answer{Kind::Errno, e, 0, std::move(why), nullptr, false};
-  }
-  static Answer let_kernel_decide() { return Answer{Kind::Continue, 0, 0, {}, nullptr, false}; }
-  static Answer returning(std::int64_t v) { return Answer{Kind::Value, 0, v, {}, nullptr, false}; }
+  static Answer error(int e, std::string why = {}) { return Answer{Kind::Errno, e, 0, std::move(why)}; }
+  static Answer let_kernel_decide() { return Answer{Kind::Continue, 0, 0, {}}; }
+  static Answer returning(std::int64_t v) { return Answer{Kind::Value, 0, v, {}}; }
 };
 
 // A running helper process.

@@ -51,9 +51,6 @@ class NotifyFd {
   [[nodiscard]] Result<void> respond(std::uint64_t id, int err) const;
   // The call is not made; the caller sees `value` as its result (error 0).
   [[nodiscard]] Result<void> respond_value(std::uint64_t id, std::int64_t value) const;
-  // The call returns a new descriptor of the caller's for `fd` (ours), O_CLOEXEC if asked:
-  // SECCOMP_IOCTL_NOTIF_ADDFD with SECCOMP_ADDFD_FLAG_SEND installs it and answers at once.
-  [[nodiscard]] Result<void> respond_fd(std::uint64_t id, int fd, bool cloexec) const;
 
  private:
   [[nodiscard]] Result<void> send(const seccomp_notif_resp& resp) const;

@@ -211,9 +211,6 @@ struct Policy {
   [[nodiscard]] std::vector<int> syscalls() const;
   // What decide() needs decoded for this syscall: the union of the fields its rules read.
   [[nodiscard]] std::uint32_t fields_for(int nr) const;
-  // Whether some effective rule for this syscall says `emulate` (open's: every call of it is
-  // then resolved by sysvisor before the decision).
-  [[nodiscard]] bool emulates(int nr) const;
 
   // decide()'s index of `rules` by syscall, built by resolve(). Whoever changes `rules` after
   // that calls build_index() again; decide() falls back to scanning every rule when the index
@@ -223,7 +220,6 @@ struct Policy {
     std::uint32_t first = 0;  // into rule_order
     std::uint32_t count = 0;
     std::uint32_t fields = kFieldNone;  // fields_for(nr)
-    bool emulates = false;              // some rule for nr says `emulate`
   };
   std::vector<SyscallRules> by_syscall;   // sorted by nr
   std::vector<std::uint32_t> rule_order;  // indices into `rules`, grouped by syscall, in order

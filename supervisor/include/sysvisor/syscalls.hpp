@@ -8,7 +8,7 @@
 
 namespace sysvisor::policy {
 
-enum class Family : std::uint8_t { None, Mknod, Mount, Umount, Xattr, Sched, Sysinfo, Open };
+enum class Family : std::uint8_t { None, Mknod, Mount, Umount, Xattr, Sched, Sysinfo };
 
 // A path argument: the string at args[path], relative to the directory fd args[dirfd]
 // (dirfd < 0: relative to the cwd). path == kPathIsFd: no string; the path is that of the

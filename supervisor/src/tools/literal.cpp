@@ -412,7 +412,6 @@ class Decoder {
     std::expected<void, LiteralError> ok;
     switch (info->family) {
       case policy::Family::None:
-      case policy::Family::Open:     // only the path, above
       case policy::Family::Sysinfo:  // nothing to match: sysinfo(2) only has an out-pointer
         break;
       case policy::Family::Mknod:
