@@ -292,7 +292,7 @@ std::string write_policy(const Seen& seen, const LearnOptions& options,
            std::to_string(seen.device_count.at(d)) + " (" + examples(where) +
            ")\n  # and the kernel refused it while learning. It is not among the devices that give a\n"
            "  # container nothing of the host's: granting it hands the container the host's device" +
-           (d.type == "block" ? " (a disk: everything on it)" : "") +
+           (d.type == "block" ? "\n  # (a disk: everything on it)" : "") +
            ". Uncomment only if the container must have it.\n";
       y += "  # - name: learned-" + d.type + "-" + std::to_string(d.major) + "-" + std::to_string(d.minor) +
            "\n  #   syscalls: [mknod, mknodat]\n  #   match: {type: " + d.type + ", devices: [\"" +
