@@ -194,6 +194,30 @@ std::int64_t read_attrs(const Params& p, const char* path, bool follow, int fd, 
   ::_exit(0);
 }
 
+// In the privileged helper: forks the caller-side helper (as_caller) on a new socket pair. Its
+// pid, with our end in *ours; -1 after a report.
+pid_t fork_caller_side(const Params& p, int diag, int* ours) {
+  std::array<int, 2> sp{};
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp.data()) != 0) {
+    helper::report(diag, "socketpair", errno);
+    return -1;
+  }
+  const pid_t child = helper::raw_fork();
+  if (child < 0) {
+    helper::report(diag, "fork the caller-side helper", errno);
+    ::close(sp[0]);
+    ::close(sp[1]);
+    return -1;
+  }
+  if (child == 0) {
+    ::close(sp[0]);
+    as_caller(p, sp[1], diag);
+  }
+  ::close(sp[1]);
+  *ours = sp[0];
+  return child;
+}
+
 // The privileged side of a get or list. `file`: the caller's file (-1 when the caller's lookup
 // failed: its answer stands). The result: a length, or -errno.
 std::int64_t read_back(const Params& p, int file, const char** bytes) {
@@ -268,26 +292,14 @@ int privileged(const void* arg, int diag) {
   const bool reads = p.op == Op::Get || p.op == Op::List;
   int file = p.file_fd;
   if (reads) {
-    std::array<int, 2> sp{};
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp.data()) != 0) {
-      helper::report(diag, "socketpair", errno);
-      return EPERM;
-    }
-    const pid_t child = helper::raw_fork();
-    if (child < 0) {
-      helper::report(diag, "fork the caller-side helper", errno);
-      return EPERM;
-    }
-    if (child == 0) {
-      ::close(sp[0]);
-      as_caller(p, sp[1], diag);
-    }
-    ::close(sp[1]);
+    int sock = -1;
+    const pid_t child = fork_caller_side(p, diag, &sock);
+    if (child < 0) return EPERM;
+    const UniqueFd ours(sock);
     int got = -1;
     std::size_t nfds = 0;
     int mflags = 0;
-    const ssize_t n =
-        wire::receive_with_fds(sp[0], g_packet.data(), g_packet.size(), &got, 1, &nfds, &mflags);
+    const ssize_t n = wire::receive_with_fds(sock, g_packet.data(), g_packet.size(), &got, 1, &nfds, &mflags);
     const int code = helper::wait_code(child);
     if (code != 0) return code;
     if (n < static_cast<ssize_t>(sizeof(std::int64_t)) || (mflags & MSG_TRUNC) != 0) {
@@ -312,22 +324,11 @@ int privileged(const void* arg, int diag) {
     return 0;
   }
   if (!p.by_fd || !p.privileged) {
-    std::array<int, 2> sp{};
-    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp.data()) != 0) {
-      helper::report(diag, "socketpair", errno);
-      return EPERM;
-    }
-    const pid_t child = helper::raw_fork();
-    if (child < 0) {
-      helper::report(diag, "fork the caller-side helper", errno);
-      return EPERM;
-    }
-    if (child == 0) {
-      ::close(sp[0]);
-      as_caller(p, sp[1], diag);
-    }
-    ::close(sp[1]);
-    file = helper::receive_fd(sp[0]);
+    int sock = -1;
+    const pid_t child = fork_caller_side(p, diag, &sock);
+    if (child < 0) return EPERM;
+    const UniqueFd ours(sock);
+    file = helper::receive_fd(sock);
     const int code = helper::wait_code(child);
     if (!p.privileged) return code;                 // the caller made the call: the kernel's answer
     if (file < 0) return code == 0 ? EPERM : code;  // the lookup's errno
