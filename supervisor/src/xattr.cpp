@@ -103,6 +103,7 @@ struct Params {
   std::uint64_t buf_at = 0;
   std::uint64_t buf_size = 0;
   int mem_fd = -1;
+  int maps_fd = -1;  // the caller's /proc/TID/maps: which of its pages it may write
   int result_fd = -1;
   // list: the rule's `xattr` patterns (one that does not fit is left out: fewer names).
   std::array<std::array<char, kMaxPattern>, kMaxGrants> grants{};
@@ -264,6 +265,59 @@ std::int64_t read_back(const Params& p, int file, const char** bytes) {
   return static_cast<std::int64_t>(len);
 }
 
+// Whether [at, at + len) lies in mappings the caller may write, from its /proc/TID/maps (read
+// once, in the helper: no allocation). /proc/TID/mem writes through read-only pages (FOLL_FORCE),
+// where the kernel's copy to the caller's buffer fails with EFAULT.
+bool writable(int maps, std::uint64_t at, std::uint64_t len) {
+  const std::uint64_t end = at + len;
+  std::uint64_t need = at;
+  std::uint64_t lo = 0;
+  std::uint64_t hi = 0;
+  int field = 0;  // 0: start, 1: end, 2: permissions, 3: the rest of the line
+  int perm = 0;
+  bool w = false;
+  std::array<char, 4096> buf{};
+  ssize_t n = 0;
+  const auto hex = [](char c) -> std::uint64_t {
+    return c >= 'a' ? static_cast<std::uint64_t>(c - 'a' + 10) : static_cast<std::uint64_t>(c - '0');
+  };
+  while ((n = ::read(maps, buf.data(), buf.size())) > 0) {
+    for (ssize_t i = 0; i < n; ++i) {
+      const char c = buf[static_cast<std::size_t>(i)];
+      if (field == 0) {
+        if (c == '-') {
+          field = 1;
+        } else {
+          lo = lo * 16 + hex(c);
+        }
+      } else if (field == 1) {
+        if (c == ' ') {
+          field = 2;
+          perm = 0;
+        } else {
+          hi = hi * 16 + hex(c);
+        }
+      } else if (field == 2) {
+        if (c == ' ') {
+          field = 3;
+        } else if (perm++ == 1) {
+          w = c == 'w';
+        }
+      } else if (c == '\n') {
+        // Mappings come in address order: the range must be covered without a gap.
+        if (lo <= need && need < hi) {
+          if (!w) return false;
+          need = hi;
+          if (need >= end) return true;
+        }
+        lo = hi = 0;
+        field = 0;
+      }
+    }
+  }
+  return need >= end;
+}
+
 // The kernel's sizes (fs/xattr.c getxattr, listxattr), then the copy to the caller's buffer.
 std::int64_t answer_read(const Params& p, std::int64_t n, const char* bytes) {
   if (n < 0) return n;
@@ -275,6 +329,7 @@ std::int64_t answer_read(const Params& p, std::int64_t n, const char* bytes) {
     return -EFAULT;
   }
   const auto len = static_cast<std::size_t>(n);
+  if (!writable(p.maps_fd, p.buf_at, len)) return -EFAULT;
   if (::pwrite(p.mem_fd, bytes, len, static_cast<off_t>(p.buf_at)) != static_cast<ssize_t>(len))
     return -EFAULT;
   return n;
@@ -285,7 +340,7 @@ int privileged(const void* arg, int diag) {
   const Params& p = *static_cast<const Params*>(arg);
   const helper::Caller& c = p.caller;
   if (!helper::close_other_fds(
-          {c.root_fd, c.start_fd, c.user_ns_fd, p.file_fd, p.mem_fd, p.result_fd, diag})) {
+          {c.root_fd, c.start_fd, c.user_ns_fd, p.file_fd, p.mem_fd, p.maps_fd, p.result_fd, diag})) {
     helper::report(diag, "close inherited fds", errno);
     return EPERM;
   }
@@ -391,8 +446,12 @@ class XattrJob final : public Job {
 class Xattr final : public Emulation {
  public:
   Xattr(const policy::SyscallInfo& info, Result<mknod::Request> req, Result<UniqueFd> file,
-        Result<UniqueFd> mem)
-      : info_(info), req_(std::move(req)), file_(std::move(file)), mem_(std::move(mem)) {
+        Result<UniqueFd> mem, Result<UniqueFd> maps)
+      : info_(info),
+        req_(std::move(req)),
+        file_(std::move(file)),
+        mem_(std::move(mem)),
+        maps_(std::move(maps)) {
     op_ = policy::is_xattr_list(info.nr)                       ? Op::List
           : info.name.find("get") != std::string_view::npos    ? Op::Get
           : info.name.find("remove") != std::string_view::npos ? Op::Remove
@@ -476,6 +535,8 @@ class Xattr final : public Emulation {
       p->buf_at = buf_at_;
       p->buf_size = size_;
       p->mem_fd = mem_->get();
+      if (!maps_) return Answer::error(EPERM, "xattr: " + maps_.error().message());
+      p->maps_fd = maps_->get();
       for (const auto& g : ctx.rule->match.xattr_names) {
         if (p->ngrants == kMaxGrants || g.size() >= kMaxPattern) continue;
         std::memcpy(p->grants[p->ngrants++].data(), g.c_str(), g.size() + 1);
@@ -503,6 +564,7 @@ class Xattr final : public Emulation {
   Result<mknod::Request> req_;
   Result<UniqueFd> file_;
   Result<UniqueFd> mem_;
+  Result<UniqueFd> maps_;
   std::vector<char> value_;
   std::uint64_t size_ = 0;
   std::uint64_t buf_at_ = 0;
@@ -531,6 +593,7 @@ Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info, cons
   // get and list write the caller's buffer: its memory, opened before ID_VALID vouches for it.
   const bool reads = info.name.find("get") != std::string_view::npos || policy::is_xattr_list(info.nr);
   Result<UniqueFd> mem = UniqueFd{};
+  Result<UniqueFd> maps = UniqueFd{};
   if (reads) {
     UniqueFd fd(::openat(task.proc_dir(), "mem", O_RDWR | O_CLOEXEC));
     if (!fd) {
@@ -538,8 +601,15 @@ Result<std::unique_ptr<Emulation>> prepare(const policy::SyscallInfo& info, cons
     } else {
       mem = std::move(fd);
     }
+    UniqueFd m(::openat(task.proc_dir(), "maps", O_RDONLY | O_CLOEXEC));
+    if (!m) {
+      maps = sys_error("open /proc/" + std::to_string(task.tid()) + "/maps");
+    } else {
+      maps = std::move(m);
+    }
   }
-  return std::make_unique<Xattr>(info, mknod::prepare(task, 0, 0, AT_FDCWD), std::move(file), std::move(mem));
+  return std::make_unique<Xattr>(info, mknod::prepare(task, 0, 0, AT_FDCWD), std::move(file), std::move(mem),
+                                 std::move(maps));
 }
 
 }  // namespace sysvisor::emul::xattr

@@ -384,6 +384,18 @@ TEST_F(Emulation, GrantedXattrsAreReadBackWithTheKernelsSizesAndErrnos) {
   EXPECT_EQ(host_xattr(hostfile, "trusted.overlay.redirect"), "/host/path");
 }
 
+// A value read back into a read-only page: the kernel's EFAULT, and the page unchanged (the
+// value goes through /proc/TID/mem, which would write through the protection). user.* is the
+// kernel's own answer, trusted.overlay.* the emulator's: the same.
+TEST_F(Emulation, AValueReadBackIntoAReadOnlyPageIsEfaultAsTheKernels) {
+  const auto o = container(
+      "touch /tmp/ro && probe setxattr /tmp/ro trusted.overlay.opaque y >/dev/null && "
+      "probe setxattr /tmp/ro user.note hello >/dev/null && probe getxattr-ro /tmp/ro user.note && "
+      "probe getxattr-ro /tmp/ro trusted.overlay.opaque && probe getxattr /tmp/ro trusted.overlay.opaque");
+  EXPECT_EQ(lines(o.out), (std::vector<std::string>{"EFAULT page=(zero)", "EFAULT page=(zero)", "y"}))
+      << o.out << o.err;
+}
+
 TEST_F(Emulation, ShippedOverlayPolicyReadsBackWhatItWrote) {
   // An image builder's round trip under policies/overlay-in-container.yaml: an opaque directory
   // written, then read and listed.

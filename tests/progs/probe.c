@@ -50,6 +50,8 @@
  *                                                    of FILE (the page is not touched before)
  *   probe setxattr PATH NAME VALUE [l|f]             setxattr / lsetxattr / fsetxattr
  *   probe getxattr PATH NAME [l|f|- [SIZE]]          getxattr / lgetxattr / fgetxattr with a
+ *   probe getxattr-ro PATH NAME                      getxattr into a read-only page: the errno and
+ *                                                    what the page then holds ("(zero)": nothing)
  *                                                    buffer of SIZE (default 4095): prints the
  *                                                    value (SIZE 0: the length), or the errno
  *   probe listxattr PATH [l|f|- [SIZE]]              listxattr / llistxattr / flistxattr: the
@@ -580,6 +582,14 @@ static int run(int argc, char** argv) {
       return finish(fsetxattr(fd, argv[3], argv[4], len, 0));
     }
     return finish(setxattr(argv[2], argv[3], argv[4], len, 0));
+  }
+  if (strcmp(op, "getxattr-ro") == 0 && argc >= 4) {
+    char* page = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) return 2;
+    const long n = syscall(SYS_getxattr, argv[2], argv[3], page, 64);
+    const int e = n < 0 ? errno : 0;
+    printf("%s page=%s\n", errname(e), page[0] ? page : "(zero)");
+    return 0;
   }
   if (strcmp(op, "getxattr") == 0 && argc >= 4) {
     static char buf[70000];
