@@ -1816,17 +1816,18 @@ void check_own_rules(const Policy& policy, Findings& found) {
     // has neither (the kernel makes it from nothing, and lets a user namespace do so itself) is
     // answered ENOENT or ENOTBLK by it, whatever the source.
     if (rule.action == Action::Emulate) {
-      static constexpr std::array<std::string_view, 12> kNoDevice{
-          "tmpfs", "ramfs", "proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2", "overlay", "fuse", "binder",
-          "devtmpfs"};
+      static constexpr std::array<std::string_view, 12> kNoDevice{"tmpfs",   "ramfs",  "proc",   "sysfs",
+                                                                  "devpts",  "mqueue", "cgroup", "cgroup2",
+                                                                  "overlay", "fuse",   "binder", "devtmpfs"};
       for (const std::string& type : rule.match.fstypes) {
         if (std::ranges::find(kNoDevice, type) == kNoDevice.end() && !type.starts_with("fuse.")) continue;
-        found.warning(WarningCode::NotEmulable, rule.pos,
-                      "rule `" + rule.name + "`: `emulate` cannot mount `" + type +
-                          "`: the mount emulator mounts filesystems from a block device or an image, and " + type +
-                          " has neither (its mount fails); a user namespace mounts it itself: allow the mount by "
-                          "its flags (`match: {flags: {clear: [MS_BIND, MS_MOVE, MS_REMOUNT]}}`, action allow), "
-                          "or leave mount untrapped");
+        found.warning(
+            WarningCode::NotEmulable, rule.pos,
+            "rule `" + rule.name + "`: `emulate` cannot mount `" + type +
+                "`: the mount emulator mounts filesystems from a block device or an image, and " + type +
+                " has neither (its mount fails); a user namespace mounts it itself: allow the mount by "
+                "its flags (`match: {flags: {clear: [MS_BIND, MS_MOVE, MS_REMOUNT]}}`, action allow), "
+                "or leave mount untrapped");
       }
     }
   }

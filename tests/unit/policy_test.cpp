@@ -948,13 +948,15 @@ rules:
 // Issue 19, item 1: `emulate` of tmpfs (as policy learn wrote it) failed with ENOENT in the
 // daemon and passed `check`: check now says the emulator cannot mount such a type.
 TEST(PolicyResolve, EmulatingATypeWithoutADeviceIsWarned) {
-  const auto r = resolve_texts(
-      {"name: p\nrules:\n  - {name: m, syscalls: [mount], match: {fstype: [ext4, tmpfs, fuse.sshfs]}, action: "
-       "emulate}\n"});
+  const auto r =
+      resolve_texts({"name: p\nrules:\n  - {name: m, syscalls: [mount], match: {fstype: [ext4, tmpfs, "
+                     "fuse.sshfs]}, action: "
+                     "emulate}\n"});
   ASSERT_TRUE(r) << describe(r.error());
   ASSERT_EQ(r->warnings.size(), 2u) << describe(r->warnings);
   EXPECT_EQ(r->warnings[0].code, WarningCode::NotEmulable);
-  EXPECT_NE(r->warnings[0].message.find("`emulate` cannot mount `tmpfs`"), std::string::npos) << r->warnings[0].message;
+  EXPECT_NE(r->warnings[0].message.find("`emulate` cannot mount `tmpfs`"), std::string::npos)
+      << r->warnings[0].message;
   EXPECT_NE(r->warnings[1].message.find("`fuse.sshfs`"), std::string::npos) << r->warnings[1].message;
   EXPECT_STREQ(to_string(WarningCode::NotEmulable), "not-emulable");
   policy_ok("name: p\nrules:\n  - {syscalls: [mount], match: {fstype: [ext4, xfs]}, action: emulate}\n");

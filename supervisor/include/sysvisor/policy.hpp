@@ -43,9 +43,9 @@ enum class ErrorCode {
 };
 
 enum class WarningCode {
-  Shadowed,    // an earlier rule matches every call this rule matches: it never decides
-  NeverMatch,  // the rule's own conditions contradict each other (e.g. eq 1 and eq 2)
-  RecordOnly,  // allow + audit on memory: records what it matches, refuses nothing (the kernel re-reads)
+  Shadowed,     // an earlier rule matches every call this rule matches: it never decides
+  NeverMatch,   // the rule's own conditions contradict each other (e.g. eq 1 and eq 2)
+  RecordOnly,   // allow + audit on memory: records what it matches, refuses nothing (the kernel re-reads)
   NotEmulable,  // emulate of a filesystem type with no source device (tmpfs, proc, ...): always fails
 };
 
