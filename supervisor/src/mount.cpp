@@ -583,8 +583,9 @@ class Mount final : public Emulation {
             eq == std::string_view::npos ? std::string_view{} : option.substr(eq + 1);
         if (p->noptions == kMaxOptions || key.size() >= kMaxOption || value.size() >= kMaxOption)
           return Answer::error(EINVAL);
-        std::memcpy(p->option_keys[p->noptions].data(), key.data(), key.size());
-        std::memcpy(p->option_values[p->noptions].data(), value.data(), value.size());
+        // (A flag option's value is an empty view with no data: memcpy must not see it.)
+        if (!key.empty()) std::memcpy(p->option_keys[p->noptions].data(), key.data(), key.size());
+        if (!value.empty()) std::memcpy(p->option_values[p->noptions].data(), value.data(), value.size());
         p->option_has_value[p->noptions] = eq != std::string_view::npos;
         ++p->noptions;
       }
