@@ -1,5 +1,6 @@
 // The emulator table (one entry per family) and the mknod family behind the Emulation interface.
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
@@ -218,8 +219,7 @@ class Mknod final : public Emulation {
     req->base = split.base;
     req->trailing_slash = split.trailing_slash;
     req->relative = relative;
-    constexpr std::uint64_t kCapMknod = std::uint64_t{1} << 27U;
-    req->native = is_whiteout(r) || (r.creds.cap_effective & kCapMknod) == 0;
+    req->native = is_whiteout(r) || (r.creds.cap_effective & (std::uint64_t{1} << CAP_MKNOD)) == 0;
     req->mode = r.mode;
     req->dev = r.dev;
     req->fsuid = r.creds.uid[3];

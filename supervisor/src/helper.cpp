@@ -16,6 +16,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "sysvisor/pidfd.hpp"
 #include "sysvisor/wire.hpp"
 
 namespace sysvisor::emul::helper {
@@ -161,7 +162,7 @@ Result<Running> spawn(int (*body)(const void* arg, int diag_fd), const void* arg
   Running run;
   run.pid = pid;
   run.diag = std::move(diag_read);
-  run.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  run.pidfd = open_pidfd(pid);
   if (!run.pidfd) {
     auto err = sys_error("pidfd_open an emulation helper");
     ::kill(pid, SIGKILL);

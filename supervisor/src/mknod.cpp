@@ -33,6 +33,7 @@
 #include "sysvisor/capable.hpp"
 #include "sysvisor/helper.hpp"
 #include "sysvisor/mount_api.hpp"
+#include "sysvisor/pidfd.hpp"
 #include "sysvisor/wire.hpp"
 
 namespace sysvisor::mknod {
@@ -54,7 +55,6 @@ struct MntIdReq {
   std::uint64_t mnt_ns_id;
 };
 
-constexpr int kCapMknod = 27;
 constexpr std::size_t kMaxGroups = 256;
 
 // Where a helper's own machinery failed; reported through the diag pipe.
@@ -676,7 +676,7 @@ Result<Running> start(const Request& req, const std::string& path, DeviceStore& 
   p->join_user_ns = !req.same_user_ns;
   const auto numbers = task::decode_dev(req.dev);
   const bool whiteout = (req.mode & S_IFMT) == S_IFCHR && numbers.major == 0 && numbers.minor == 0;
-  const bool has_mknod = (req.creds.cap_effective & (std::uint64_t{1} << kCapMknod)) != 0;
+  const bool has_mknod = (req.creds.cap_effective & (std::uint64_t{1} << CAP_MKNOD)) != 0;
   p->native = whiteout || !has_mknod;
   if (req.expect_dir) {
     if (!copy_to(p->expect_dir, *req.expect_dir)) return sys_error(ENAMETOOLONG, "path");
@@ -740,7 +740,7 @@ Result<Running> start(const Request& req, const std::string& path, DeviceStore& 
     run_privileged(*p);
   }
   run.pid = pid;
-  run.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  run.pidfd = open_pidfd(pid);
   if (!run.pidfd) {
     auto err = sys_error("pidfd_open mknod helper");
     ::kill(pid, SIGKILL);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "sysvisor/listen.hpp"
+#include "sysvisor/pidfd.hpp"
 #include "sysvisor/task.hpp"
 #include "sysvisor/wire.hpp"
 
@@ -44,7 +45,7 @@ std::string join_keys(const std::map<std::string, std::string, std::less<>>& m) 
 std::expected<LiveProcess, std::string> read_live_process(pid_t pid) {
   const std::string where = "/proc/" + std::to_string(pid);
   // Pinned first: if the process is still alive after the reads, they were about it.
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  UniqueFd pidfd = open_pidfd(pid);
   if (!pidfd) return std::unexpected("process " + std::to_string(pid) + ": " + errno_text(errno));
   UniqueFd dir(::open(where.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!dir) return std::unexpected("open `" + where + "`: " + errno_text(errno));

@@ -28,6 +28,7 @@
 
 #include "sysvisor/decode.hpp"
 #include "sysvisor/filter.hpp"
+#include "sysvisor/pidfd.hpp"
 #include "sysvisor/syscalls.hpp"
 #include "sysvisor/task.hpp"
 
@@ -361,7 +362,7 @@ Session::Session(boost::asio::io_context& io, SessionServices services, Identity
                                      services_.container_budget, services_.uid_budget);
   publish_state();
   if (identity_.container_pid > 0) {
-    container_pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, identity_.container_pid, 0)));
+    container_pidfd_ = open_pidfd(identity_.container_pid);
   }
 }
 
@@ -960,9 +961,7 @@ std::unique_ptr<Session::Outcome> Session::examine(Shared& shared, const Work& w
   }
   if ((enforcing && from_memory) || decision.action == policy::Action::Kill ||
       decision.action == policy::Action::KillContainer) {
-    // PIDFD_THREAD (O_EXCL, kernel >= 6.9) accepts any thread; older kernels only leaders.
-    out->victim.reset(static_cast<int>(::syscall(SYS_pidfd_open, tid, O_EXCL)));
-    if (!out->victim) out->victim.reset(static_cast<int>(::syscall(SYS_pidfd_open, tid, 0)));
+    out->victim = open_thread_pidfd(tid);
   }
   if (!shared.id_valid(id)) return out;  // the task is gone (or its call interrupted): nobody to answer
 

@@ -54,11 +54,8 @@
 
 #include "sysvisor/emulator.hpp"
 #include "sysvisor/helper.hpp"
+#include "sysvisor/pidfd.hpp"
 #include "sysvisor/wire.hpp"
-
-#ifndef PIDFD_THREAD
-#define PIDFD_THREAD O_EXCL
-#endif
 
 namespace sysvisor::emul::xattr {
 namespace {
@@ -576,8 +573,7 @@ class Xattr final : public Emulation {
 Result<UniqueFd> caller_fd(const task::TaskHandle& task, std::uint64_t arg) {
   const auto fd = static_cast<std::int32_t>(arg);
   if (fd < 0) return sys_error(EBADF, "fd");
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, task.tid(), PIDFD_THREAD)));
-  if (!pidfd) pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, task.tid(), 0)));
+  UniqueFd pidfd = open_thread_pidfd(task.tid());
   if (!pidfd) return sys_error("pidfd_open");
   UniqueFd out(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
   if (!out) return sys_error(EBADF, "pidfd_getfd");
